@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Install everything the tests need (system packages included) and run the whole suite.
+# Run as root on a fresh Debian 12 machine: bash scripts/test.sh [pytest args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# The real components the tests drive: openssl, keytool (JRE), certtool (GnuTLS),
+# pk12util (NSS), SoftHSM2 / opencryptoki / OpenSC, pcscd + vpcd; gcc and headers for pyscard.
+packages=(openssl default-jre-headless gnutls-bin libnss3-tools softhsm2 opencryptoki opensc pcscd
+          vsmartcard-vpcd libpcsclite-dev gcc python3-dev python3-venv easy-rsa)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/pip install -q --disable-pip-version-check -e '.[card,test]'
+exec .venv/bin/python -m pytest "$@"

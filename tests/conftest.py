@@ -1,0 +1,169 @@
+"""Shared fixtures: an in-process twcactl runner that sees exactly what users see
+(the real exit-code mapping of ``twcactl.cli.run``), CA homes, and CSRs made
+by the real tools (OpenSSL, Java keytool, GnuTLS certtool)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from twcactl.cli import run
+
+CA_PASSPHRASE = "correct horse battery staple"
+TWCA_SUBJ = "/C=TW/ST=Taiwan/L=Taipei/O=TWCA/OU=SYSTEM/CN=www.twca.com.tw"
+ACCOUNT = "70759028-01"
+
+
+@dataclass
+class Result:
+    """One twcactl run: exit code and the two streams as text."""
+
+    code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        """stdout parsed as the one JSON document."""
+        return json.loads(self.stdout)
+
+
+def invoke(*args: str | os.PathLike[str], env: dict[str, str | None] | None = None, input: str | None = None) -> Result:
+    """Run twcactl in-process through its real entry point (error mapping included)."""
+    runner = CliRunner()
+    base_env: dict[str, str | None] = {"TWCACTL_CA_PASSPHRASE_SOURCE": None, "TWCACTL_HOME": None}
+    base_env.update(env or {})
+    with runner.isolation(input=input, env=base_env) as (out, err, _combined):
+        try:
+            run([str(a) for a in args])
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+    return Result(code, out.getvalue().decode("utf-8", "replace"), err.getvalue().decode("utf-8", "replace"))
+
+
+def require(tool: str) -> str:
+    """The path of an external tool; the test fails (not skips) when CI lacks it."""
+    path = shutil.which(tool)
+    if path is None:
+        pytest.fail(f"{tool} is not installed; scripts/test.sh installs it")
+    return path
+
+
+def sh(*cmd: str | os.PathLike[str], cwd: Path | None = None, input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    """Run an external checker; return the completed process (not checked)."""
+    return subprocess.run([str(c) for c in cmd], cwd=cwd, input=input, capture_output=True, timeout=120)
+
+
+@pytest.fixture
+def tw() -> Callable[..., Result]:
+    """The in-process runner."""
+    return invoke
+
+
+@dataclass
+class CaHome:
+    """A CA home made for a test, with its passphrase and a helper runner bound to it."""
+
+    path: Path
+    passphrase: str | None
+
+    def run(self, *args: str | os.PathLike[str], env: dict[str, str | None] | None = None, input: str | None = None) -> Result:
+        full_env: dict[str, str | None] = {"TWCACTL_OPERATOR": "alice"}
+        if self.passphrase is not None:
+            full_env["TW_TEST_CA_PASS"] = self.passphrase
+            full_env["TWCACTL_CA_PASSPHRASE_SOURCE"] = "env:TW_TEST_CA_PASS"
+        full_env.update(env or {})
+        return invoke("--home", self.path, *args, env=full_env, input=input)
+
+
+def make_ca(path: Path, *extra: str, passphrase: str | None = CA_PASSPHRASE, fast: bool = True) -> CaHome:
+    """``ca init`` a home (RSA-2048 root when ``fast``), operator ``alice``."""
+    args: list[str] = ["--home", str(path), "ca", "init", "--org", "twcactl Test", "--country", "TW"]
+    if fast:
+        args += ["--root-key-type", "rsa2048"]
+    env: dict[str, str | None] = {"TWCACTL_OPERATOR": "alice"}
+    if passphrase is None:
+        args.append("--no-passphrase")
+    else:
+        env["TW_TEST_CA_PASS"] = passphrase
+        args += ["--ca-passphrase", "env:TW_TEST_CA_PASS"]
+    result = invoke(*args, *extra, env=env)
+    assert result.code == 0, result.stderr
+    return CaHome(path, passphrase)
+
+
+@pytest.fixture
+def ca_home(tmp_path: Path) -> CaHome:
+    """A fresh CA home (encrypted keys) with account 70759028-01 (TWCA, twca.com.tw, 10 years)."""
+    home = make_ca(tmp_path / "ca")
+    result = home.run("account", "add", ACCOUNT, "--org", "TWCA", "--domain", "twca.com.tw", "--quota", "10")
+    assert result.code == 0, result.stderr
+    return home
+
+
+@pytest.fixture(scope="session")
+def tool_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A session directory for CSRs made by external tools."""
+    return tmp_path_factory.mktemp("tools")
+
+
+def openssl_csr(directory: Path, subj: str = TWCA_SUBJ, name: str = "openssl") -> Path:
+    """A CSR made by ``openssl req -new -newkey rsa:2048 -nodes -subj ...``; its key next to it."""
+    require("openssl")
+    csr, key = directory / f"{name}.csr", directory / f"{name}.key"
+    proc = sh("openssl", "req", "-new", "-newkey", "rsa:2048", "-nodes", "-subj", subj, "-keyout", key, "-out", csr)
+    assert proc.returncode == 0, proc.stderr
+    return csr
+
+
+@pytest.fixture(scope="session")
+def openssl_request(tool_dir: Path) -> Path:
+    """The issue's reference CSR, made by OpenSSL."""
+    return openssl_csr(tool_dir)
+
+
+@pytest.fixture(scope="session")
+def keytool_request(tool_dir: Path) -> Path:
+    """A CSR written by Java ``keytool -certreq`` (the NEW CERTIFICATE REQUEST header)."""
+    require("keytool")
+    store = tool_dir / "keytool.p12"
+    dname = "CN=www.twca.com.tw, OU=SYSTEM, O=TWCA, L=Taipei, ST=Taiwan, C=TW"
+    common = ["-keystore", store, "-storetype", "PKCS12", "-storepass", "changeit", "-alias", "www"]
+    proc = sh("keytool", "-genkeypair", *common, "-keyalg", "RSA", "-keysize", "2048", "-dname", dname, "-validity", "30")
+    assert proc.returncode == 0, proc.stderr
+    csr = tool_dir / "keytool.csr"
+    proc = sh("keytool", "-certreq", *common, "-file", csr)
+    assert proc.returncode == 0, proc.stderr
+    return csr
+
+
+@pytest.fixture(scope="session")
+def certtool_request(tool_dir: Path) -> Path:
+    """A CSR written by GnuTLS ``certtool --generate-request`` (a text dump before the PEM block)."""
+    require("certtool")
+    key, template, csr = tool_dir / "certtool.key", tool_dir / "certtool.tmpl", tool_dir / "certtool.csr"
+    template.write_text('cn = "www.twca.com.tw"\norganization = "TWCA"\nunit = "SYSTEM"\nlocality = "Taipei"\n'
+                        'state = "Taiwan"\ncountry = TW\ndns_name = "www.twca.com.tw"\n')
+    proc = sh("certtool", "--generate-privkey", "--key-type", "rsa", "--bits", "2048", "--outfile", key)
+    assert proc.returncode == 0, proc.stderr
+    proc = sh("certtool", "--generate-request", "--load-privkey", key, "--template", template, "--outfile", csr)
+    assert proc.returncode == 0, proc.stderr
+    return csr
+
+
+@pytest.fixture
+def isolated_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No twcactl variables leak in from the developer's shell."""
+    for name in list(os.environ):
+        if name.startswith("TWCACTL_"):
+            monkeypatch.delenv(name)
+    yield

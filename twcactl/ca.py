@@ -1,0 +1,172 @@
+"""Creating a local CA home and unlocking its keys.
+
+``ca init`` makes a root CA and one or two intermediates, the last of which
+issues end-entity certificates (domain.md §6: ``root.cer``, ``uca.cer`` or
+``uca_1.cer`` / ``uca_2.cer``).  Everything is built in memory first, so a
+failure (a refused value, a full disk) leaves no half-made home behind
+except empty directories.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from twcactl.errors import AuthError, StateError, UsageError
+from twcactl.fsutil import write_file
+from twcactl.issue import CaUrls, build_ca_certificate, ca_subject, chain_names, sequence_validity
+from twcactl.keys import KEY_TYPES, PrivateKey, generate_key, load_private_key, private_key_pem
+from twcactl.serials import format_serial
+from twcactl.store import DEFAULT_SETTINGS, CaRecord, Store
+from twcactl.timeutil import utcnow
+
+MIN_CA_PASSPHRASE = 12
+
+
+@dataclass(frozen=True)
+class CaInitOptions:
+    """Options of ``ca init`` (cli-contract.md).
+
+    Attributes:
+        name: the base of the CA common names (``NAME Root CA``, ``NAME Issuing CA``).
+        org / country: subject O and C of the CA certificates (C: 2 letters).
+        key_type: the intermediates' key type (a ``KEY_TYPES`` name).
+        root_key_type: the root's key type.
+        intermediates: 1 or 2.
+        root_years / uca_years: validity in calendar years; an intermediate
+            never outlives its issuer.
+        crl_url / ocsp_url: put into issued certificates when set.
+    """
+
+    name: str = "twcactl Local"
+    org: str | None = None
+    country: str | None = None
+    key_type: str = "rsa2048"
+    root_key_type: str = "rsa4096"
+    intermediates: int = 1
+    root_years: int = 20
+    uca_years: int = 10
+    crl_url: str | None = None
+    ocsp_url: str | None = None
+
+
+def _validate(opts: CaInitOptions, passphrase: str | None) -> None:
+    if opts.key_type not in KEY_TYPES or opts.root_key_type not in KEY_TYPES:
+        raise UsageError(f"unknown key type; choose one of {', '.join(KEY_TYPES)}.")
+    if opts.root_years < 1 or opts.uca_years < 1:
+        raise UsageError("CA validity must be at least one year.")
+    if opts.country is not None and (len(opts.country) != 2 or not opts.country.isascii() or not opts.country.isupper()):
+        raise UsageError("--country must be a two-letter upper-case ISO 3166 code, such as TW.")
+    if passphrase is not None and len(passphrase) < MIN_CA_PASSPHRASE:
+        raise UsageError(f"the CA passphrase must be at least {MIN_CA_PASSPHRASE} characters.")
+    for text in (opts.name, opts.org or ""):
+        if not text.isprintable() or text != text.strip():
+            raise UsageError("CA names must be printable text without leading or trailing spaces.")
+
+
+def init_ca(home: Path, opts: CaInitOptions, *, passphrase: str | None, operator: str,
+            lock_timeout: float = 30.0) -> Store:
+    """Create a CA home at ``home`` and return it open.
+
+    The creator (``operator``) is recorded as the first manager; the keys
+    are encrypted with ``passphrase`` unless it is None (``--no-passphrase``).
+
+    Raises:
+        UsageError: bad options or a passphrase shorter than 12 characters (exit 2).
+        StateError: ``home`` already holds a CA (exit 5).
+    """
+    _validate(opts, passphrase)
+    if Store.exists(home):
+        raise StateError(f"{home} already holds a CA.", hint="use another --home, or remove it first")
+    stems = chain_names(opts.intermediates)
+    now = utcnow()
+    periods = sequence_validity(now, [opts.root_years] + [opts.uca_years] * opts.intermediates)
+    urls = CaUrls(crl_url=opts.crl_url or None, ocsp_url=opts.ocsp_url or None)
+
+    keys: list[PrivateKey] = []
+    certs: list[x509.Certificate] = []
+    for position, stem in enumerate(stems):
+        key = generate_key(opts.root_key_type if position == 0 else opts.key_type)
+        if position == 0:
+            common = f"{opts.name} Root CA"
+        elif position == len(stems) - 1:
+            common = f"{opts.name} Issuing CA"
+        else:
+            common = f"{opts.name} Intermediate CA {position}"
+        try:
+            subject = ca_subject(common, opts.org, opts.country)
+        except ValueError as exc:
+            raise UsageError(f"cryptography refused a CA name: {exc}.") from exc
+        not_before, not_after = periods[position]
+        cert = build_ca_certificate(
+            subject=subject,
+            key=key,
+            issuer_cert=certs[-1] if certs else None,
+            issuer_key=keys[-1] if keys else key,
+            serial=x509.random_serial_number(),
+            not_before=not_before,
+            not_after=not_after,
+            path_length=len(stems) - 1 - position,
+            urls=urls if position > 0 else CaUrls(),
+        )
+        keys.append(key)
+        certs.append(cert)
+
+    store = Store.create(home, lock_timeout=lock_timeout)
+    for stem, key, cert in zip(stems, keys, certs):
+        write_file(store.private_dir / f"{stem}.key", private_key_pem(key, passphrase), mode=0o600)
+        write_file(store.ca_dir / f"{stem}.cer", cert.public_bytes(serialization.Encoding.PEM))
+    settings = dict(DEFAULT_SETTINGS)
+    settings.update({"crl_url": opts.crl_url or "", "ocsp_url": opts.ocsp_url or ""})
+    store.write_settings(settings)
+    with store.transaction():
+        for position, (stem, cert) in enumerate(zip(stems, certs)):
+            store.add_ca(
+                name=stem, position=position, issuing=position == len(stems) - 1,
+                subject=cert.subject.rfc4514_string(), serial=format_serial(cert.serial_number),
+                not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
+                cert_file=f"ca/{stem}.cer", key_file=f"ca/private/{stem}.key",
+                der=cert.public_bytes(serialization.Encoding.DER),
+            )
+        store.set_meta("ca_key_encrypted", "1" if passphrase is not None else "0")
+        store.add_operator(operator, "manager", by=operator)
+        store.append_log(operator=operator, action="ca.init", details={
+            "intermediates": opts.intermediates,
+            "root": certs[0].subject.rfc4514_string(),
+            "issuing": certs[-1].subject.rfc4514_string(),
+            "key_encrypted": passphrase is not None,
+        })
+        store.append_log(operator=operator, action="operator.add", details={"name": operator, "role": "manager"})
+    return store
+
+
+def load_ca_key(ca: CaRecord, passphrase: str | None) -> PrivateKey:
+    """Unlock the private key of ``ca``.
+
+    Refuses a key file that group or others can read (architecture.md: 0600).
+
+    Raises:
+        StateError: the key file is missing or too open (exit 5).
+        AuthError: the passphrase is wrong or missing (exit 4).
+    """
+    try:
+        st = os.stat(ca.key_file)
+    except FileNotFoundError as exc:
+        raise StateError(f"the CA key {ca.key_file} is missing.") from exc
+    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise StateError(f"the CA key {ca.key_file} is readable by others; refusing to use it.",
+                         hint=f"chmod 600 {ca.key_file}")
+    data = ca.key_file.read_bytes()
+    try:
+        return load_private_key(data, passphrase, name="the CA key", trusted=True)
+    except AuthError as exc:
+        if passphrase is None:
+            raise AuthError("the CA key needs its passphrase.",
+                            hint="give it with --ca-passphrase SOURCE, or set TWCACTL_CA_PASSPHRASE_SOURCE") from exc
+        raise AuthError("the CA key passphrase is wrong.",
+                        hint="give it with --ca-passphrase SOURCE, or set TWCACTL_CA_PASSPHRASE_SOURCE") from exc

@@ -1,0 +1,148 @@
+"""The click layer: global options, lazy sub-command loading, and the one place
+where errors become exit codes (cli-contract.md, "Exit status").
+
+Command modules import only click and these helpers at import time; the
+core (cryptography, sqlite3, rich) loads inside the command that needs it,
+so ``twcactl --help`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from twcactl import __version__
+from twcactl.cli.context import AppContext, app
+
+# name -> "module:attribute" of each command group, loaded on first use
+_SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "ca": ("twcactl.cli.ca_cmd:ca", "Create and inspect the local CA."),
+    "account": ("twcactl.cli.account_cmd:account", "RA accounts: organisation, agreed domains, certificate-years."),
+    "csr": ("twcactl.cli.csr_cmd:csr", "Make, read and check certificate signing requests."),
+    "cert": ("twcactl.cli.cert_cmd:cert", "Issue, find, show and export certificates."),
+    "pfx": ("twcactl.cli.pfx_cmd:pfx", "PKCS#12 (PFX) files: export a key with its chain."),
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose sub-commands are imported only when invoked or listed."""
+
+    def __init__(self, *args: Any, lazy: dict[str, tuple[str, str]] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = lazy or {}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy:
+            module_name, attr = self.lazy[cmd_name][0].split(":")
+            return getattr(importlib.import_module(module_name), attr)  # type: ignore[no-any-return]
+        return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # Short help from the table, so listing commands imports none of them.
+        rows = [(name, self.lazy[name][1]) for name in sorted(self.lazy)]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+@click.group(
+    cls=LazyGroup,
+    lazy=_SUBCOMMANDS,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog="""\b
+Examples:
+  twcactl --home ./myca ca init --no-passphrase
+  twcactl csr new --cn www.twca.com.tw --org TWCA --country TW --state Taiwan \\
+      --locality Taipei --key-out www.key --no-passphrase --out www.csr
+  twcactl --home ./myca cert issue www.csr --account 70759028-01
+""",
+)
+@click.option("--home", type=click.Path(path_type=Path, file_okay=False), envvar="TWCACTL_HOME",
+              help="The CA home directory (default $TWCACTL_HOME, else the user data directory).")
+@click.option("--json", "json_", is_flag=True, help="Print exactly one JSON document on stdout.")
+@click.option("--quiet", is_flag=True, help="Print nothing on stderr but errors.")
+@click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
+@click.option("--lock-timeout", type=click.FloatRange(min=0), default=30.0, show_default=True, metavar="SECONDS",
+              help="How long to wait for a busy CA home before giving up (exit 75).")
+@click.version_option(__version__, "--version", prog_name="twcactl", message="%(prog)s %(version)s")
+@click.pass_context
+def cli(ctx: click.Context, home: Path | None, json_: bool, quiet: bool, debug: bool, lock_timeout: float) -> None:
+    """twcactl: the command-line PKI toolkit for RA operators, sysadmins and card holders.
+
+    CSRs with domain-policy checks, a local file-based CA with accounts and
+    certificate-years, certificate bundles and PFX files.
+    """
+    obj = ctx.ensure_object(AppContext)
+    obj.home = home
+    obj.json = obj.json or json_
+    obj.quiet = quiet
+    obj.debug = debug
+    obj.lock_timeout = lock_timeout
+
+
+def _argv_wants_json(argv: list[str]) -> bool:
+    return "--json" in argv
+
+
+def run(argv: list[str] | None = None) -> None:
+    """Run twcactl and exit with the contract's status; the only place errors become exit codes."""
+    from twcactl.errors import InternalError, TwcaError, UsageError
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    obj = AppContext(json=_argv_wants_json(args))
+    code = 0
+    try:
+        cli.main(args=args, prog_name="twcactl", standalone_mode=False, obj=obj)
+    except TwcaError as err:
+        code = _report(err, obj)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        # click >= 8.2 raises this for a bare group: show the help, as `twcactl` alone should
+        sys.stderr.write(exc.format_message() if hasattr(exc, "format_message") else "")
+        code = 2
+    except click.UsageError as exc:
+        message = exc.format_message()
+        hint = None
+        if exc.ctx is not None:
+            hint = f"see: {exc.ctx.command_path} --help"
+        code = _report(UsageError(message, hint=hint), obj)
+    except click.ClickException as exc:
+        code = _report(UsageError(exc.format_message()), obj)
+    except click.exceptions.Abort:
+        sys.stderr.write("aborted.\n")
+        code = 130
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted.\n")
+        code = 130
+    except BrokenPipeError:
+        code = 0
+    except Exception as exc:  # a bug: one line, the traceback only with --debug
+        if obj.debug:
+            import traceback
+
+            traceback.print_exc()
+        code = _report(InternalError(f"internal error: {type(exc).__name__}: {exc}",
+                                     hint="run again with --debug and report the traceback"), obj)
+    sys.exit(code)
+
+
+def _report(err: Any, obj: AppContext) -> int:
+    from twcactl.cli.output import print_error
+
+    if obj.debug and err.__cause__ is not None:
+        import traceback
+
+        traceback.print_exception(err.__cause__)
+    print_error(err, as_json=obj.json)
+    return int(err.exit_code)
+
+
+__all__ = ["cli", "run", "app"]

@@ -1,0 +1,124 @@
+"""``twcactl account``: RA accounts with agreed domains and a certificate-year balance (domain.md §2-§3)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import click
+
+from twcactl.cli.context import app, current_operator, json_option
+from twcactl.cli.output import emit, safe
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from twcactl.records import Account
+
+
+@click.group()
+def account() -> None:
+    """RA accounts: organisation, agreed domains, certificate-years."""
+
+
+@account.command("add", epilog="""\b
+Example:
+  twcactl account add 70759028-01 --org TWCA --domain twca.com.tw --domain mis.twca.com.tw --quota 10
+""")
+@click.argument("account_id", metavar="ID")
+@click.option("--org", required=True, help="The organisation's registered English name (must equal subject O).")
+@click.option("--org-alias", "org_aliases", multiple=True, metavar="NAME", help="Another accepted O value (repeatable).")
+@click.option("--domain", "domains", multiple=True, required=True, metavar="D", help="An agreed domain (repeatable).")
+@click.option("--quota", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Initial balance in certificate-years (the first ledger entry).")
+@click.option("--note", help="A note for the ledger and the activity log.")
+@json_option
+def add(account_id: str, org: str, org_aliases: tuple[str, ...], domains: tuple[str, ...], quota: int,
+        note: str | None) -> None:
+    """Register an account: ID is the 8-digit business number, a hyphen and a 2-digit sequence."""
+    from twcactl.errors import UsageError
+    from twcactl.identifiers import is_valid_account_id
+    from twcactl.policy import normalise_domain, printable_problem
+
+    if not is_valid_account_id(account_id):
+        raise UsageError(f"{safe(account_id)!s} is not an account ID: expected NNNNNNNN-NN with a valid business number.")
+    for label, value in [("--org", org), *(("--org-alias", a) for a in org_aliases)]:
+        problem = printable_problem(value)
+        if problem:
+            raise UsageError(f"{label}: {problem}.")
+    normalised = list(dict.fromkeys(normalise_domain(d) for d in domains))
+    operator = current_operator()
+    store = app().open_store()
+    try:
+        store.require_manager(operator)
+        with store.transaction():
+            store.add_account(account_id, " ".join(org.split()), aliases=org_aliases, domains=normalised)
+            if quota:
+                store.change_balance(account_id, quota, action="credit", operator=operator, note=note or "initial quota")
+            store.append_log(operator=operator, action="account.add", account=account_id, details={
+                "org": org, "org_aliases": list(org_aliases), "domains": normalised, "quota": quota})
+        _render(store.get_account(account_id))
+    finally:
+        store.close()
+
+
+@account.command("show", epilog="""\b
+Example:
+  twcactl account show 70759028-01 --json
+""")
+@click.argument("account_id", metavar="ID")
+@json_option
+def show(account_id: str) -> None:
+    """Show an account: organisation, aliases, domains, balance and ledger (newest first)."""
+    store = app().open_store()
+    try:
+        _render(store.get_account(account_id))
+    finally:
+        store.close()
+
+
+@account.command("list", epilog="""\b
+Example:
+  twcactl account list --json
+""")
+@json_option
+def list_() -> None:
+    """List every account with its balance."""
+    store = app().open_store()
+    try:
+        accounts = store.list_accounts()
+    finally:
+        store.close()
+
+    def human(console: Console) -> None:
+        from rich.table import Table
+
+        table = Table(box=None, pad_edge=False)
+        for col in ("ID", "ORG", "BALANCE", "DOMAINS"):
+            table.add_column(col)
+        for a in accounts:
+            table.add_row(a.id, safe(a.org), str(a.balance), safe(", ".join(a.domains)))
+        console.print(table)
+        console.print(f"{len(accounts)} account(s).")
+
+    emit({"accounts": [a.to_json() for a in accounts], "count": len(accounts)}, human)
+
+
+def _render(acct: Account) -> None:
+    def human(console: Console) -> None:
+        console.print(f"Account {acct.id}  {safe(acct.org)}")
+        if acct.org_aliases:
+            console.print("  aliases  " + safe(", ".join(acct.org_aliases)))
+        console.print("  domains  " + safe(", ".join(acct.domains)))
+        console.print(f"  balance  {acct.balance} certificate-years")
+        if acct.ledger:
+            from rich.table import Table
+
+            table = Table(box=None, pad_edge=False, title=None)
+            for col in ("TIME", "DELTA", "BALANCE", "ACTION", "SERIAL", "OPERATOR", "NOTE"):
+                table.add_column(col)
+            for e in acct.ledger:
+                table.add_row(e.time, f"{e.delta:+d}", str(e.balance), e.action, e.serial or "", safe(e.operator),
+                              safe(e.note or ""))
+            console.print(table)
+
+    emit(acct.to_json(), human)

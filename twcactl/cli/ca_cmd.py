@@ -1,0 +1,130 @@
+"""``twcactl ca``: create and inspect the local CA home."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from twcactl.cli.context import app, current_operator, json_option
+from twcactl.cli.output import emit, note, safe
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+@click.group()
+def ca() -> None:
+    """Create and inspect the local CA (root and issuing intermediates)."""
+
+
+@ca.command("init", epilog="""\b
+Examples:
+  twcactl --home ./myca ca init --org "TWCA Lab" --country TW --ca-passphrase env:CA_PASS
+  twcactl --home /tmp/throwaway ca init --no-passphrase --intermediates 2
+""")
+@click.option("--name", default="twcactl Local", show_default=True, help="Base of the CA common names.")
+@click.option("--org", help="Subject O of the CA certificates.")
+@click.option("--country", help="Subject C of the CA certificates (two letters, e.g. TW).")
+@click.option("--key-type", default="rsa2048", show_default=True,
+              type=click.Choice(["rsa2048", "rsa3072", "rsa4096", "ec-p256", "ec-p384"]),
+              help="Key type of the intermediate (issuing) CAs.")
+@click.option("--root-key-type", default="rsa4096", show_default=True,
+              type=click.Choice(["rsa2048", "rsa3072", "rsa4096", "ec-p256", "ec-p384"]), help="Key type of the root.")
+@click.option("--intermediates", type=click.IntRange(1, 2), default=1, show_default=True,
+              help="1: root -> uca; 2: root -> uca_1 -> uca_2.")
+@click.option("--root-years", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--uca-years", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--crl-url", help="CRL distribution point put into issued certificates.")
+@click.option("--ocsp-url", help="OCSP responder URL put into issued certificates (AIA).")
+@click.option("--ca-passphrase", metavar="SOURCE", help="Passphrase for the CA keys (at least 12 characters): "
+              "env:NAME, file:PATH, fd:N, stdin, pass:TEXT (default $TWCACTL_CA_PASSPHRASE_SOURCE, else prompt twice).")
+@click.option("--no-passphrase", is_flag=True, help="Store the CA keys unencrypted (throw-away CAs only).")
+@json_option
+def init(name: str, org: str | None, country: str | None, key_type: str, root_key_type: str, intermediates: int,
+         root_years: int, uca_years: int, crl_url: str | None, ocsp_url: str | None, ca_passphrase: str | None,
+         no_passphrase: bool) -> None:
+    """Create a CA home: a root CA and one or two issuing intermediates.
+
+    The operator running it ($TWCACTL_OPERATOR, else the login name) is
+    recorded as the CA's first manager.
+    """
+    from twcactl.ca import CaInitOptions, init_ca
+    from twcactl.cli.secrets import get_secret
+    from twcactl.errors import UsageError
+    from twcactl.store import Store
+
+    ctx = app()
+    home = ctx.resolved_home()
+    if no_passphrase and ca_passphrase:
+        raise UsageError("give --ca-passphrase or --no-passphrase, not both.")
+    if Store.exists(home):
+        from twcactl.errors import StateError
+
+        raise StateError(f"{home} already holds a CA.", hint="use another --home, or remove it first")
+    passphrase = None if no_passphrase else get_secret(
+        ca_passphrase, option="--ca-passphrase", what="new CA key passphrase", new=True,
+        env_default="TWCACTL_CA_PASSPHRASE_SOURCE")
+    opts = CaInitOptions(name=name, org=org, country=country, key_type=key_type, root_key_type=root_key_type,
+                         intermediates=intermediates, root_years=root_years, uca_years=uca_years,
+                         crl_url=crl_url, ocsp_url=ocsp_url)
+    note(f"Generating {intermediates + 1} CA keys in {home} ...")
+    store = init_ca(home, opts, passphrase=passphrase, operator=current_operator(), lock_timeout=ctx.lock_timeout)
+    try:
+        _show(store, created=True)
+    finally:
+        store.close()
+
+
+@ca.command("show", epilog="""\b
+Example:
+  twcactl --home ./myca ca show --json
+""")
+@json_option
+def show() -> None:
+    """Show the CA home: its CA certificates, settings and operators."""
+    store = app().open_store()
+    try:
+        _show(store, created=False)
+    finally:
+        store.close()
+
+
+def _show(store: Any, *, created: bool) -> None:
+    from twcactl.names import rfc4514
+    from twcactl.serials import format_serial
+    from twcactl.timeutil import rfc3339
+
+    cas = []
+    for rec in store.cas():
+        cert = rec.certificate()
+        cas.append({
+            "name": rec.name,
+            "issuing": rec.issuing,
+            "subject": rfc4514(cert.subject),
+            "serial": format_serial(cert.serial_number),
+            "not_before": rfc3339(cert.not_valid_before_utc),
+            "not_after": rfc3339(cert.not_valid_after_utc),
+            "path": str(rec.cert_file),
+        })
+    doc = {
+        "home": str(store.home),
+        "schema_version": store.schema_version(),
+        "key_encrypted": store.ca_key_encrypted,
+        "cas": cas,
+        "settings": store.settings(),
+        "operators": [{"name": o["name"], "role": o["role"]} for o in store.operators()],
+    }
+
+    def human(console: Console) -> None:
+        console.print(("Created CA home " if created else "CA home ") + safe(doc["home"]))
+        for c in cas:
+            role = "issuing" if c["issuing"] else ("root" if c["name"] == "root" else "intermediate")
+            console.print(f"  {c['name']:<6} {role:<12} {safe(c['subject'])}")
+            console.print(f"         serial {c['serial']}  valid until {c['not_after'][:10]}  {safe(c['path'])}")
+        console.print(f"  keys   {'encrypted (needs --ca-passphrase)' if doc['key_encrypted'] else 'NOT encrypted'}")
+        console.print("  operators " + ", ".join(f"{safe(o['name'])} ({o['role']})" for o in doc["operators"]))
+        if created:
+            console.print("Next: twcactl account add ID --org NAME --domain DOMAIN --quota N")
+
+    emit(doc, human)

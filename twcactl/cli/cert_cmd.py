@@ -1,0 +1,315 @@
+"""``twcactl cert``: issue, find, show and export certificates of the local CA (domain.md §3, §6)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from twcactl.cli.context import app, ca_passphrase_option, ca_passphrase_provider, current_operator, json_option
+from twcactl.cli.output import emit, note, safe
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from twcactl.records import CertRecord
+    from twcactl.store import Store
+
+STATUS_CHOICES = ("valid", "expiring", "suspended", "revoked", "expired")
+
+
+@click.group()
+def cert() -> None:
+    """Issue, find, show and export certificates."""
+
+
+def _expand_inputs(paths: tuple[Path, ...]) -> list[Path]:
+    """CSR files, with each directory replaced by its visible regular files (sorted)."""
+    out: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            out.extend(sorted(c for c in p.iterdir() if c.is_file() and not c.name.startswith(".")))
+        else:
+            out.append(p)
+    return out
+
+
+@cert.command("issue", epilog="""\b
+Examples:
+  twcactl cert issue www.csr --account 70759028-01 --years 1 --contact ops@twca.com.tw
+  twcactl cert issue requests/ --account 70759028-01 --days 90 --keep-going --json
+""")
+@click.argument("csrs", nargs=-1, required=True, type=click.Path(path_type=Path, allow_dash=True), metavar="CSR...|DIR")
+@click.option("--account", "account_id", required=True, metavar="ID", help="The account that pays and whose domains apply.")
+@click.option("--profile", default="ssl", show_default=True,
+              type=click.Choice(["ssl", "wildcard", "ev", "user-sign", "user-enc"]))
+@click.option("--years", type=int, help="Validity in calendar years (default 1; costs N certificate-years).")
+@click.option("--days", type=int, help="Validity in days (costs ceil(D/365) certificate-years).")
+@click.option("--contact", metavar="EMAIL", help="The technical contact, kept with the record.")
+@click.option("--note", help="A note kept with the record and the ledger.")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
+              help="Also write the certificate (PEM) here; one CSR only.")
+@click.option("--keep-going", is_flag=True, help="Issue the good requests of a batch and report the refused ones.")
+@click.option("--force", is_flag=True, help="Replace an existing --out file.")
+@ca_passphrase_option
+@json_option
+def issue(csrs: tuple[Path, ...], account_id: str, profile: str, years: int | None, days: int | None,
+          contact: str | None, note: str | None, out: Path | None, keep_going: bool, force: bool,
+          ca_passphrase: str | None) -> None:
+    """Issue certificates for CSRs under an account, after the same checks as `csr check`.
+
+    Several CSRs (or a directory of them) are one batch: all or nothing,
+    unless --keep-going.
+    """
+    from twcactl.errors import StateError, TwcaError, UsageError
+    from twcactl.fsutil import read_input, write_file
+    from twcactl.issue import Validity
+    from twcactl.lifecycle import CsrInput, issue_certificates
+
+    validity = Validity.from_options(years, days)
+    files = _expand_inputs(csrs)
+    if not files:
+        raise UsageError("no CSR files given (the directory is empty).")
+    if out is not None and len(files) != 1:
+        raise UsageError("--out takes one CSR; for a batch use the files under the CA home or cert export.")
+    if out is not None and str(out) != "-" and not force and (out.exists() or out.is_symlink()):
+        raise StateError(f"{out} already exists.", hint="use --force to replace it")
+    inputs: list[CsrInput] = []
+    failed_reads: list[tuple[str, TwcaError]] = []
+    for f in files:
+        try:
+            inputs.append(CsrInput(name=str(f), data=read_input(f, what="CSR")))
+        except TwcaError as exc:
+            if not keep_going:
+                raise
+            failed_reads.append((str(f), exc))
+
+    ctx = app()
+    store = ctx.open_store()
+    try:
+        outcome = issue_certificates(
+            store, inputs, account_id=account_id, profile=profile, validity=validity, operator=current_operator(),
+            passphrase=ca_passphrase_provider(ca_passphrase), contact=contact, note=note, keep_going=keep_going,
+        )
+        settings = store.settings()
+    finally:
+        store.close()
+    outcome.failed[:0] = failed_reads
+    if out is not None and outcome.issued:
+        pem = Path(outcome.issued[0].path).read_bytes()
+        if str(out) == "-":
+            click.echo(pem.decode("ascii"), nl=False, err=ctx.json)
+        else:
+            write_file(out, pem, force=force)
+
+    from twcactl.timeutil import utcnow
+
+    now, window = utcnow(), int(settings["renewal_window_days"])
+    doc = {
+        "certificates": [r.to_json(now, window) for r in outcome.issued],
+        "failed": [{"file": name, "error": err.message, "code": err.exit_code} for name, err in outcome.failed],
+        "account": {"id": account_id, "balance": outcome.balance_after, "was": outcome.balance_before},
+    }
+
+    def human(console: Console) -> None:
+        for r in outcome.issued:
+            console.print(f"Issued {r.serial}  CN={safe(r.cn or '')}  valid until {r.not_after:%Y-%m-%d}")
+        if outcome.issued:
+            console.print(f"  account {account_id} balance {outcome.balance_after} certificate-years "
+                          f"(was {outcome.balance_before})")
+            if len(outcome.issued) == 1:
+                console.print(f"  files   {outcome.issued[0].path}")
+                console.print(f"Next: twcactl cert export {outcome.issued[0].serial} --out-dir ./{_dir_hint(outcome.issued[0])}")
+        for name, err in outcome.failed:
+            console.print(f"Refused {safe(name)}: {safe(err.message)}")
+
+    emit(doc, human)
+    if outcome.failed:
+        raise SystemExit(outcome.failed[0][1].exit_code)
+
+
+def _dir_hint(record: CertRecord) -> str:
+    label = (record.cn or record.serial).split(".")[0]
+    return "".join(ch for ch in label if ch.isalnum() or ch in "-_") or record.serial
+
+
+def _lookup(store: Store, serial_text: str) -> CertRecord:
+    from twcactl.serials import format_serial, parse_serial
+
+    return store.get_certificate(format_serial(parse_serial(serial_text)))
+
+
+@cert.command("show", epilog="""\b
+Example:
+  twcactl cert show 5f1c0a9e3b7d2c41 --json
+""")
+@click.argument("serial")
+@json_option
+def show(serial: str) -> None:
+    """Show one certificate: status, subject, SANs, validity, chain and history."""
+    from twcactl.timeutil import utcnow
+
+    store = app().open_store()
+    try:
+        record = _lookup(store, serial)
+        history = [e.to_json() for e in reversed(store.log_entries(serial=record.serial))]
+        window = int(store.settings()["renewal_window_days"])
+        chain = [{"name": ca.name, "subject": ca.certificate().subject.rfc4514_string()} for ca in store.cas()]
+    finally:
+        store.close()
+    now = utcnow()
+    doc: dict[str, Any] = {
+        "certificate": record.to_json(now, window),
+        "history": history,
+        "chain": chain,
+        "contact": record.contact,
+        "note": record.note,
+        "renewed_from": record.renewed_from,
+    }
+
+    def human(console: Console) -> None:
+        c = doc["certificate"]
+        console.print(f"Certificate {c['serial']}  {c['status']}")
+        console.print(f"  subject     {safe(c['subject'])}")
+        console.print(f"  SANs        {safe(', '.join(c['sans']))}")
+        console.print(f"  profile     {c['profile']}   account {c['account']}")
+        console.print(f"  validity    {c['not_before']} .. {c['not_after']}")
+        console.print(f"  issuer      {safe(c['issuer'])}")
+        console.print(f"  file        {c['path']}")
+        for h in history:
+            console.print(f"  {h['time']}  {h['action']:<14} by {safe(h['operator'])}")
+
+    emit(doc, human)
+
+
+@cert.command("list", epilog="""\b
+Examples:
+  twcactl cert list --account 70759028-01 --status expiring
+  twcactl cert list --cn '*.twca.com.tw' --limit 20 --json
+  twcactl cert list --csv report.csv
+""")
+@click.option("--cn", "cn_glob", metavar="GLOB", help="CN glob, case-insensitive (e.g. 'www*').")
+@click.option("--domain", metavar="D", help="CN equal to D or under it.")
+@click.option("--account", "account_id", metavar="ID")
+@click.option("--status", type=click.Choice(STATUS_CHOICES))
+@click.option("--expiring-within", type=click.IntRange(min=0), metavar="DAYS", help="Valid and ending within DAYS.")
+@click.option("--limit", type=click.IntRange(min=1), metavar="N")
+@click.option("--csv", "csv_file", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
+              help="Write a CSV report of the rows here.")
+@click.option("--force", is_flag=True, help="Replace an existing --csv file.")
+@json_option
+def list_(cn_glob: str | None, domain: str | None, account_id: str | None, status: str | None,
+          expiring_within: int | None, limit: int | None, csv_file: Path | None, force: bool) -> None:
+    """List certificates, newest expiry first, filtered by CN, domain, account, status or expiry."""
+    import datetime as dt
+
+    from twcactl.timeutil import utcnow
+
+    now = utcnow()
+    store = app().open_store()
+    try:
+        window = int(store.settings()["renewal_window_days"])
+        kwargs: dict[str, Any] = {"account": account_id, "cn_glob": cn_glob, "domain": domain, "limit": limit}
+        horizon = now + dt.timedelta(days=window)
+        if status in ("revoked", "suspended"):
+            kwargs["states"] = [status]
+        elif status == "expired":
+            kwargs.update(states=["valid"], not_after_max=now)
+        elif status == "expiring":
+            kwargs.update(states=["valid"], not_after_min=now + dt.timedelta(seconds=1), not_after_max=horizon)
+        elif status == "valid":
+            kwargs.update(states=["valid"], not_after_min=horizon + dt.timedelta(seconds=1))
+        if expiring_within is not None:
+            kwargs["states"] = ["valid"]
+            kwargs["not_after_min"] = max(kwargs.get("not_after_min") or now, now + dt.timedelta(seconds=1))
+            limit_end = now + dt.timedelta(days=expiring_within)
+            kwargs["not_after_max"] = min(kwargs.get("not_after_max") or limit_end, limit_end)
+        records = store.list_certificates(**kwargs)
+    finally:
+        store.close()
+    rows = [r.to_json(now, window) for r in records]
+    if csv_file is not None:
+        _write_csv(csv_file, records, now, window, force=force)
+
+    def human(console: Console) -> None:
+        from rich.table import Table
+
+        table = Table(box=None, pad_edge=False)
+        for col in ("SERIAL", "CN", "STATUS", "NOT AFTER", "PROFILE", "ACCOUNT", "NOTE"):
+            table.add_column(col, no_wrap=col in ("SERIAL", "NOT AFTER"))
+        for r, row in zip(records, rows):
+            table.add_row(r.serial, safe(r.cn or ""), row["status"], row["not_after"][:10], r.profile,
+                          r.account or "", safe(r.note or ""))
+        console.print(table)
+        console.print(f"{len(rows)} certificate(s).")
+
+    emit({"certificates": rows, "count": len(rows)}, human)
+
+
+CSV_COLUMNS = ("serial", "cn", "account", "profile", "status", "not_before", "not_after", "revoked_at", "reason",
+               "contact", "note")
+
+
+def _csv_cell(value: object) -> str:
+    """A cell a spreadsheet will not run as a formula (OWASP CSV injection)."""
+    text = "" if value is None else str(value)
+    if text[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + text
+    return text
+
+
+def _write_csv(path: Path, records: list[CertRecord], now: Any, window: int, *, force: bool) -> None:
+    import csv
+    import io
+
+    from twcactl.fsutil import write_file
+    from twcactl.timeutil import rfc3339
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(CSV_COLUMNS)
+    for r in records:
+        writer.writerow([_csv_cell(v) for v in (
+            r.serial, r.cn, r.account, r.profile, r.status(now, window), rfc3339(r.not_before),
+            rfc3339(r.not_after), r.revoked_at, r.reason, r.contact, r.note)])
+    data = buffer.getvalue().encode("utf-8")
+    if str(path) == "-":
+        click.echo(data.decode("utf-8"), nl=False, err=app().json)
+    else:
+        write_file(path, data, force=force)
+        note(f"CSV report written to {path}")
+
+
+@cert.command("export", epilog="""\b
+Example:
+  twcactl cert export 5f1c0a9e3b7d2c41 --out-dir ./www
+  # then: openssl verify -CAfile www/root.cer -untrusted www/uca.cer www/server.cer
+""")
+@click.argument("serial")
+@click.option("--out-dir", required=True, type=click.Path(path_type=Path, file_okay=False),
+              help="Directory for root.cer, uca.cer (or uca_1.cer, uca_2.cer), server.cer and cert.zip.")
+@click.option("--force", is_flag=True, help="Replace existing files.")
+@json_option
+def export(serial: str, out_dir: Path, force: bool) -> None:
+    """Write the certificate bundle of the manuals: root.cer, uca.cer, server.cer and cert.zip (all PEM)."""
+    from twcactl.chain import bundle_files, write_bundle
+    from twcactl.lifecycle import ca_chain_for
+    from twcactl.pem import load_certificate
+
+    store = app().open_store()
+    try:
+        record = _lookup(store, serial)
+        chain = ca_chain_for(store, record)
+    finally:
+        store.close()
+    leaf = load_certificate(record.der, name=f"certificate {record.serial}")
+    written = write_bundle(out_dir, bundle_files(leaf, chain), force=force)
+    doc = {"serial": record.serial, "files": [str(p) for p in written], "zip": str(written[-1])}
+
+    def human(console: Console) -> None:
+        console.print(f"Exported {record.serial}  CN={safe(record.cn or '')}")
+        for p in written:
+            console.print(f"  {p}")
+
+    emit(doc, human)

@@ -1,0 +1,91 @@
+"""What every command needs: the global options, the operator, the store."""
+
+from __future__ import annotations
+
+import getpass
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+if TYPE_CHECKING:
+    from twcactl.store import Store
+
+
+@dataclass
+class AppContext:
+    """Global options of ``twcactl`` (cli-contract.md, "Global options")."""
+
+    home: Path | None = None
+    json: bool = False
+    quiet: bool = False
+    debug: bool = False
+    lock_timeout: float = 30.0
+
+    def resolved_home(self) -> Path:
+        """``--home``, else ``$TWCACTL_HOME``, else the platform's user data directory."""
+        if self.home is not None:
+            return self.home
+        env = os.environ.get("TWCACTL_HOME")
+        if env:
+            return Path(env)
+        from twcactl.store import default_home
+
+        return default_home()
+
+    def open_store(self) -> Store:
+        """Open the CA home (exit 5 when there is none)."""
+        from twcactl.store import Store
+
+        return Store.open(self.resolved_home(), lock_timeout=self.lock_timeout)
+
+
+def app(ctx: click.Context | None = None) -> AppContext:
+    """The AppContext of the running command."""
+    ctx = ctx or click.get_current_context()
+    obj = ctx.find_object(AppContext)
+    if obj is None:
+        obj = ctx.ensure_object(AppContext)
+    return obj
+
+
+def current_operator() -> str:
+    """``$TWCACTL_OPERATOR``, else the login name: accountability, not authentication."""
+    name = os.environ.get("TWCACTL_OPERATOR")
+    if name:
+        return name
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry, e.g. in some containers
+        return f"uid-{os.getuid()}"
+
+
+def _set_json(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        app(ctx).json = True
+
+
+def json_option(f):  # type: ignore[no-untyped-def]
+    """``--json`` on a command: the same as the global flag."""
+    return click.option("--json", "json_", is_flag=True, expose_value=False, callback=_set_json, is_eager=True,
+                        help="Print exactly one JSON document on stdout.")(f)
+
+
+def ca_passphrase_option(f):  # type: ignore[no-untyped-def]
+    """``--ca-passphrase SOURCE`` for commands that sign with a CA key."""
+    return click.option("--ca-passphrase", "ca_passphrase", metavar="SOURCE",
+                        help="CA key passphrase: env:NAME, file:PATH, fd:N, stdin, pass:TEXT "
+                             "(default $TWCACTL_CA_PASSPHRASE_SOURCE, else prompt).")(f)
+
+
+def ca_passphrase_provider(source: str | None):  # type: ignore[no-untyped-def]
+    """A callable the core calls only when it needs the CA passphrase (after every cheaper check)."""
+    from twcactl.cli.secrets import get_secret
+
+    def provide() -> str:
+        return get_secret(source, option="--ca-passphrase", what="CA key passphrase",
+                          env_default="TWCACTL_CA_PASSPHRASE_SOURCE")
+
+    return provide

@@ -1,0 +1,86 @@
+"""Rendering: results on stdout (rich or one JSON document), everything else on stderr.
+
+Consoles are created with ``markup=False`` and ``highlight=False``:
+certificate subjects are untrusted text, and ``CN=[red]x`` must print as
+written (architecture.md, "Output").  Control characters are escaped by
+:func:`safe` before they reach a terminal.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from twcactl.cli.context import app
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from twcactl.errors import TwcaError
+
+
+def safe(text: object) -> str:
+    """``text`` with control and bidi-override characters escaped (``\\x1b``, ``\\u202e``)."""
+    out: list[str] = []
+    for ch in str(text):
+        code = ord(ch)
+        if code < 0x20 or code == 0x7F or 0x80 <= code < 0xA0 or 0x202A <= code <= 0x202E or 0x2066 <= code <= 0x2069:
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def stdout_console() -> Console:
+    """A rich console on stdout that never interprets markup."""
+    from rich.console import Console
+
+    # Not a terminal: no wrapping, so scripts and pipes get whole lines.
+    width = None if sys.stdout.isatty() else 200
+    return Console(markup=False, highlight=False, emoji=False, soft_wrap=True, width=width)
+
+
+def stderr_console() -> Console:
+    """A rich console on stderr that never interprets markup."""
+    from rich.console import Console
+
+    return Console(stderr=True, markup=False, highlight=False, emoji=False)
+
+
+def emit(doc: dict[str, Any], human: Callable[[Console], None]) -> None:
+    """Print the command's result: ``doc`` under ``--json``, else ``human(console)``."""
+    if app().json:
+        sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+    else:
+        human(stdout_console())
+
+
+def note(message: str) -> None:
+    """A progress or informational line on stderr (silenced by ``--quiet``)."""
+    if not app().quiet:
+        sys.stderr.write(message + "\n")
+
+
+def error_document(err: TwcaError) -> dict[str, Any]:
+    """The contract's error document, plus ``findings`` when a policy refused."""
+    body: dict[str, Any] = {"code": err.exit_code, "kind": err.kind, "message": err.message}
+    if err.hint:
+        body["hint"] = err.hint
+    doc: dict[str, Any] = {"error": body}
+    for key, value in err.details.items():
+        doc[key] = value
+    return doc
+
+
+def print_error(err: TwcaError, *, as_json: bool) -> None:
+    """Report ``err``: the error document on stdout under ``--json``, else one line (and a hint) on stderr."""
+    if as_json:
+        sys.stdout.write(json.dumps(error_document(err), indent=2, ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+        return
+    sys.stderr.write(f"error: {safe(err.message)}\n")
+    if err.hint:
+        sys.stderr.write(f"hint: {safe(err.hint)}\n")

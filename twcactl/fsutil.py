@@ -1,0 +1,121 @@
+"""File writing that never leaves a half-written or overwritten file behind.
+
+Every file-writing command goes through :func:`write_file`: the content is
+written to a temporary file in the target directory, flushed and fsynced,
+then moved into place (``os.link`` when overwriting is not allowed, so an
+existing file is never replaced, even by a race).  Private keys get mode
+0600 from the moment they exist (cli-contract.md, "Files").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+from twcactl.errors import InputError, StateError
+
+
+def read_input(path: str | os.PathLike[str], *, what: str = "file", max_bytes: int = 16 * 1024 * 1024) -> bytes:
+    """Read an input file (``-`` for stdin) whole.
+
+    Args:
+        path: the file name as the user gave it.
+        what: a word for messages ("CSR", "certificate"...).
+        max_bytes: refuse larger inputs (bytes) before reading them all.
+
+    Raises:
+        InputError: missing, unreadable, a directory, empty, or too large (exit 3).
+    """
+    name = os.fspath(path)
+    if name == "-":
+        import sys
+
+        data = sys.stdin.buffer.read(max_bytes + 1)
+    else:
+        try:
+            with open(name, "rb") as fh:
+                data = fh.read(max_bytes + 1)
+        except FileNotFoundError as exc:
+            raise InputError(f"{what} file {name} does not exist.") from exc
+        except IsADirectoryError as exc:
+            raise InputError(f"{what} file {name} is a directory.") from exc
+        except OSError as exc:
+            raise InputError(f"cannot read {what} file {name}: {exc.strerror}.") from exc
+    if len(data) > max_bytes:
+        limit = f"{max_bytes // (1024 * 1024)} MiB" if max_bytes >= 1024 * 1024 else f"{max_bytes} bytes"
+        raise InputError(f"{what} file {name} is larger than {limit}.")
+    if not data.strip():
+        raise InputError(f"{what} file {name} is empty.")
+    return data
+
+
+def write_file(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644, force: bool = False) -> Path:
+    """Write ``data`` to ``path`` atomically.
+
+    Args:
+        path: the target file.
+        data: the whole content.
+        mode: the file's permission bits (0o600 for private keys).
+        force: replace an existing file (``--force``); otherwise an existing
+            file, or a symlink at ``path``, is refused.
+
+    Returns:
+        The path written.
+
+    Raises:
+        StateError: the file exists and ``force`` is False (exit 5).
+        InputError: the directory does not exist or is not writable (exit 3).
+    """
+    target = Path(path)
+    if not force and (target.exists() or target.is_symlink()):
+        raise StateError(f"{target} already exists.", hint="use --force to replace it")
+    directory = target.parent if str(target.parent) else Path(".")
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    except FileNotFoundError as exc:
+        raise InputError(f"directory {directory} does not exist.") from exc
+    except OSError as exc:
+        raise InputError(f"cannot write in {directory}: {exc.strerror}.") from exc
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if force:
+            os.replace(tmp_name, target)
+        else:
+            try:
+                os.link(tmp_name, target)
+            except FileExistsError as exc:
+                raise StateError(f"{target} already exists.", hint="use --force to replace it") from exc
+            os.unlink(tmp_name)
+        _fsync_dir(directory)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+    return target
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename durable (POSIX needs the directory fsynced)."""
+    try:
+        dfd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dfd)
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)
+
+
+def ensure_private_dir(path: Path) -> Path:
+    """Create ``path`` (and parents) and force it to mode 0700, whatever the umask."""
+    path.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+    return path

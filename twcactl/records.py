@@ -1,0 +1,148 @@
+"""Typed records read from the store: accounts, ledger entries, certificates, log entries."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from twcactl.models import AccountPolicy
+from twcactl.timeutil import rfc3339
+
+#: Precedence of certificate status words (cli-contract.md, JSON shapes).
+STATUS_WORDS: tuple[str, ...] = ("revoked", "suspended", "expired", "expiring", "valid")
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One change of an account's certificate-year balance."""
+
+    time: str
+    delta: int
+    balance: int
+    action: str
+    serial: str | None
+    operator: str
+    note: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        """The contract's ledger entry shape."""
+        return {
+            "time": self.time,
+            "delta": self.delta,
+            "balance": self.balance,
+            "action": self.action,
+            "serial": self.serial,
+            "operator": self.operator,
+            "note": self.note,
+        }
+
+
+@dataclass(frozen=True)
+class Account:
+    """An RA account: one organisation, its agreed domains and its balance (domain.md §2-§3)."""
+
+    id: str
+    org: str
+    org_aliases: tuple[str, ...]
+    domains: tuple[str, ...]
+    balance: int
+    ledger: tuple[LedgerEntry, ...] = ()
+
+    def policy(self) -> AccountPolicy:
+        """The policy view of this account."""
+        return AccountPolicy(id=self.id, org=self.org, org_aliases=self.org_aliases, domains=self.domains)
+
+    def to_json(self) -> dict[str, Any]:
+        """The contract's account shape (ledger newest first)."""
+        return {
+            "id": self.id,
+            "org": self.org,
+            "org_aliases": list(self.org_aliases),
+            "domains": list(self.domains),
+            "balance": self.balance,
+            "ledger": [e.to_json() for e in self.ledger],
+        }
+
+
+@dataclass(frozen=True)
+class CertRecord:
+    """One issued certificate as the store knows it.
+
+    ``state`` is the stored state (``valid``, ``suspended``, ``revoked``);
+    :meth:`status` adds ``expired`` and ``expiring`` by time.
+    """
+
+    serial: str
+    ca_name: str
+    account: str | None
+    profile: str
+    cn: str | None
+    subject: str
+    sans: tuple[str, ...]
+    not_before: dt.datetime
+    not_after: dt.datetime
+    issued_at: str
+    state: str
+    revoked_at: str | None
+    reason: str | None
+    contact: str | None
+    note: str | None
+    renewed_from: str | None
+    cost: int
+    issuer: str
+    path: str
+    der: bytes = field(repr=False, default=b"")
+
+    def status(self, now: dt.datetime, renewal_window_days: int) -> str:
+        """The status word: the first of revoked, suspended, expired, expiring, valid that applies."""
+        if self.state == "revoked":
+            return "revoked"
+        if self.state == "suspended":
+            return "suspended"
+        if self.not_after <= now:
+            return "expired"
+        if self.not_after - dt.timedelta(days=renewal_window_days) <= now:
+            return "expiring"
+        return "valid"
+
+    def to_json(self, now: dt.datetime, renewal_window_days: int) -> dict[str, Any]:
+        """The contract's certificate shape."""
+        return {
+            "serial": self.serial,
+            "subject": self.subject,
+            "cn": self.cn,
+            "sans": list(self.sans),
+            "profile": self.profile,
+            "account": self.account,
+            "status": self.status(now, renewal_window_days),
+            "not_before": rfc3339(self.not_before),
+            "not_after": rfc3339(self.not_after),
+            "issuer": self.issuer,
+            "path": self.path,
+        }
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One activity-log entry (hash-chained; architecture.md, "The store")."""
+
+    seq: int
+    time: str
+    operator: str
+    action: str
+    account: str | None
+    serial: str | None
+    details: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        """The contract's log entry shape."""
+        return {
+            "seq": self.seq,
+            "time": self.time,
+            "operator": self.operator,
+            "action": self.action,
+            "account": self.account,
+            "serial": self.serial,
+            "details": self.details,
+        }
