@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,12 +48,15 @@ def invoke(*args: str | os.PathLike[str], env: dict[str, str | None] | None = No
             code = 0
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
+        sys.stdout.flush()
+        sys.stderr.flush()
     return Result(code, out.getvalue().decode("utf-8", "replace"), err.getvalue().decode("utf-8", "replace"))
 
 
 def require(tool: str) -> str:
     """The path of an external tool; the test fails (not skips) when CI lacks it."""
-    path = shutil.which(tool)
+    # console scripts of test dependencies (pkilint) live next to the interpreter
+    path = shutil.which(tool) or shutil.which(tool, path=str(Path(sys.executable).parent))
     if path is None:
         pytest.fail(f"{tool} is not installed; scripts/test.sh installs it")
     return path
