@@ -24,7 +24,9 @@ _SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "account": ("twcactl.cli.account_cmd:account", "RA accounts: organisation, agreed domains, certificate-years."),
     "csr": ("twcactl.cli.csr_cmd:csr", "Make, read and check certificate signing requests."),
     "cert": ("twcactl.cli.cert_cmd:cert", "Issue, find, show and export certificates."),
-    "pfx": ("twcactl.cli.pfx_cmd:pfx", "PKCS#12 (PFX) files: export a key with its chain."),
+    "pfx": ("twcactl.cli.pfx_cmd:pfx", "PKCS#12 (PFX) files: export, inspect, split, change the password."),
+    "chain": ("twcactl.cli.chain_cmd:chain", "Build and verify certificate chains and cert.zip bundles."),
+    "card": ("twcactl.cli.card_cmd:card", "PKCS#11 smart cards: enrol, renew, PINs, register certificates."),
 }
 
 
