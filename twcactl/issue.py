@@ -54,6 +54,18 @@ class Validity:
             years = default_years
         return cls(years=years, days=days)
 
+    def to_text(self) -> str:
+        """Compact form stored with a record: ``"2y"`` or ``"30d"``."""
+        return f"{self.years}y" if self.years is not None else f"{self.days}d"
+
+    @classmethod
+    def from_text(cls, text: str) -> Validity | None:
+        """Parse :meth:`to_text` output; None for an empty or unknown value."""
+        if len(text) >= 2 and text[:-1].isdigit() and text[-1] in "yd":
+            n = int(text[:-1])
+            return cls(years=n) if text[-1] == "y" else cls(days=n)
+        return None
+
     @property
     def cost(self) -> int:
         """Certificate-years charged: N for ``--years N``, ceil(D/365) for ``--days D`` (cli-contract.md)."""
@@ -122,8 +134,11 @@ def build_leaf(
     not_before: dt.datetime,
     not_after: dt.datetime,
     urls: CaUrls = CaUrls(),
+    subject: x509.Name | None = None,
 ) -> x509.Certificate:
     """Sign an end-entity certificate for ``csr`` (X.509 v3, SHA-256).
+
+    ``subject`` overrides the subject taken from the CSR (EV adds attributes).
 
     Extensions: basicConstraints CA:FALSE (critical), keyUsage for the key
     type (critical), EKU of the profile, SAN, SKI, AKI from the issuer's SKI,
@@ -133,7 +148,7 @@ def build_leaf(
     public_key = csr.public_key()
     builder = (
         x509.CertificateBuilder()
-        .subject_name(leaf_subject(csr.subject, profile))
+        .subject_name(subject if subject is not None else leaf_subject(csr.subject, profile))
         .issuer_name(issuer_cert.subject)
         .public_key(public_key)  # type: ignore[arg-type]
         .serial_number(serial)

@@ -1,32 +1,38 @@
-"""Operations on the local CA that change its records: issuing (more to come: renew, revoke, hold).
+"""Operations that change the local CA's records: issue, renew, revoke, hold, release, CRL, OCSP.
 
 Each operation checks everything that can fail (role, input, account,
-policy, quota, validity, CA passphrase) before its single transaction, so a
-refusal changes nothing; derived files (``certs/<serial>.pem``) are written
-after the commit and can always be rebuilt from the database.
+policy, quota, state, validity, CA passphrase) before its single
+transaction, so a refusal changes nothing (domain.md §3-§5).  Derived files
+(``certs/<serial>.pem``, ``crl/<ca>.crl``) are written after the commit and
+can always be rebuilt from the database.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
 
 from twcactl import csr as csr_mod
 from twcactl import names
 from twcactl.ca import load_ca_key
-from twcactl.errors import InputError, PolicyError, QuotaError, TwcaError
+from twcactl.crl import HOLD_REASON, RevokedEntry, build_crl
+from twcactl.errors import InputError, PolicyError, QuotaError, StateError, TwcaError
 from twcactl.fsutil import write_file
-from twcactl.issue import CaUrls, Validity, build_leaf, check_within_issuer
+from twcactl.issue import CaUrls, Validity, build_leaf, check_within_issuer, leaf_subject
+from twcactl.keys import PrivateKey
+from twcactl.models import AccountPolicy
 from twcactl.pem import load_csr
 from twcactl.policy import check_request
-from twcactl.profiles import get_profile
+from twcactl.profiles import Profile, get_profile
 from twcactl.records import CertRecord
 from twcactl.serials import format_serial
-from twcactl.store import Store
-from twcactl.timeutil import utcnow
+from twcactl.store import CaRecord, Store
+from twcactl.timeutil import add_years, parse_rfc3339, rfc3339, utcnow
 
 PassphraseProvider = Callable[[], "str | None"]
 
@@ -55,23 +61,114 @@ class IssueOutcome:
     balance_after: int = 0
 
 
-def _checked_csr(item: CsrInput, account_policy: object, profile: str) -> x509.CertificateSigningRequest:
-    """Parse and policy-check one CSR; raises InputError (exit 3) or PolicyError (exit 1) with findings."""
+@dataclass(frozen=True)
+class RenewOutcome:
+    """What ``renew_certificate`` did: the new record, the old serial, the balance."""
+
+    certificate: CertRecord
+    renewed: str
+    balance_before: int
+    balance_after: int
+
+
+@dataclass(frozen=True)
+class _Signer:
+    """The issuing CA, unlocked."""
+
+    ca: CaRecord
+    cert: x509.Certificate
+    key: PrivateKey
+
+
+def _unlock(store: Store, passphrase: PassphraseProvider, ca: CaRecord | None = None) -> _Signer:
+    ca = ca or store.issuing_ca()
+    key = load_ca_key(ca, passphrase() if store.ca_key_encrypted else None)
+    return _Signer(ca=ca, cert=ca.certificate(), key=key)
+
+
+def _urls(store: Store) -> CaUrls:
+    settings = store.settings()
+    return CaUrls(
+        crl_url=settings.get("crl_url") or None,
+        ocsp_url=settings.get("ocsp_url") or None,
+        ca_issuers_url=settings.get("ca_issuers_url") or None,
+    )
+
+
+def check_csr(item: CsrInput, account_policy: AccountPolicy, profile: str) -> x509.CertificateSigningRequest:
+    """Parse ``item`` and apply every policy rule of ``profile`` (the same checks as ``csr check``).
+
+    Raises:
+        InputError: missing or malformed CSR (exit 3).
+        PolicyError: a rule failed (exit 1); ``details["findings"]`` lists every rule.
+    """
     csr = load_csr(item.data, name=item.name)
     try:
         facts = csr_mod.facts(csr)
     except Exception as exc:
         raise InputError(f"{item.name}: the CSR's requested extensions cannot be decoded.") from exc
-    result = check_request(facts, account_policy, profile)  # type: ignore[arg-type]
+    result = check_request(facts, account_policy, profile)
     if not result.ok:
         first = result.failed[0]
         more = f" (and {len(result.failed) - 1} more rule(s))" if len(result.failed) > 1 else ""
         raise PolicyError(
             f"{item.name}: {first.rule}: {first.message}{more}",
-            hint=f"see every rule with: twcactl csr check {item.name} --account {getattr(account_policy, 'id', '')}",
+            hint=f"see every rule with: twcactl csr check {item.name} --account {account_policy.id}",
             details={"findings": result.to_json()["findings"], "profile": profile},
         )
     return csr
+
+
+def ev_subject(csr_subject: x509.Name, profile: Profile, account_id: str) -> x509.Name:
+    """The EV subject: the CSR's attributes plus serialNumber (the business number),
+    businessCategory and jurisdictionCountryName when the CSR lacks them
+    (CA/Browser Forum EV Guidelines §9.2; domain.md §2 account IDs)."""
+    base = leaf_subject(csr_subject, profile)
+    present = {a.oid for a in base}
+    extra: list[x509.NameAttribute] = []
+    if NameOID.SERIAL_NUMBER not in present:
+        extra.append(x509.NameAttribute(NameOID.SERIAL_NUMBER, account_id.split("-")[0]))
+    if NameOID.BUSINESS_CATEGORY not in present:
+        extra.append(x509.NameAttribute(NameOID.BUSINESS_CATEGORY, "Private Organization"))
+    if NameOID.JURISDICTION_COUNTRY_NAME not in present:
+        countries = base.get_attributes_for_oid(NameOID.COUNTRY_NAME)
+        extra.append(x509.NameAttribute(NameOID.JURISDICTION_COUNTRY_NAME,
+                                        str(countries[0].value) if countries else "TW"))
+    return x509.Name(list(base) + extra)
+
+
+def _build(signer: _Signer, csr: x509.CertificateSigningRequest, *, profile: str, account_id: str,
+           not_before: dt.datetime, not_after: dt.datetime, urls: CaUrls) -> x509.Certificate:
+    profile_obj = get_profile(profile)
+    subject = ev_subject(csr.subject, profile_obj, account_id) if profile == "ev" else None
+    return build_leaf(csr, issuer_cert=signer.cert, issuer_key=signer.key, profile=profile_obj,
+                      serial=x509.random_serial_number(), not_before=not_before, not_after=not_after,
+                      urls=urls, subject=subject)
+
+
+def _record(store: Store, cert: x509.Certificate, *, ca_name: str, account_id: str, profile: str,
+            validity: Validity, operator: str, contact: str | None, note: str | None,
+            renewed_from: str | None) -> str:
+    """Insert the record of a new certificate (inside a transaction); returns its serial."""
+    serial = format_serial(cert.serial_number)
+    try:
+        san_entries = list(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
+    except x509.ExtensionNotFound:
+        san_entries = []
+    store.add_certificate(
+        serial=serial, ca_name=ca_name, account_id=account_id, profile=profile,
+        cn=names.common_name(cert.subject), subject=names.rfc4514(cert.subject),
+        sans=names.sans_json(names.general_names(san_entries)),
+        not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
+        cost=validity.cost, validity=validity.to_text(), contact=contact, note=note, renewed_from=renewed_from,
+        operator=operator, der=cert.public_bytes(serialization.Encoding.DER),
+    )
+    return serial
+
+
+def _write_pem(store: Store, cert: x509.Certificate) -> None:
+    write_file(store.cert_path(format_serial(cert.serial_number)), cert.public_bytes(serialization.Encoding.PEM),
+               force=True)
 
 
 def issue_certificates(
@@ -106,13 +203,13 @@ def issue_certificates(
     """
     store.require_manager(operator)
     account = store.get_account(account_id, ledger=False)
-    profile_obj = get_profile(profile)
+    get_profile(profile)
     outcome = IssueOutcome(balance_before=account.balance, balance_after=account.balance)
 
     accepted: list[tuple[CsrInput, x509.CertificateSigningRequest]] = []
     for item in requests:
         try:
-            accepted.append((item, _checked_csr(item, account.policy(), profile)))
+            accepted.append((item, check_csr(item, account.policy(), profile)))
         except TwcaError as exc:
             if not keep_going:
                 raise
@@ -128,62 +225,291 @@ def issue_certificates(
             hint=f"add more with: twcactl account credit {account_id} N",
         )
     ca = store.issuing_ca()
-    ca_cert = ca.certificate()
     not_before = utcnow()
     not_after = validity.end(not_before)
-    check_within_issuer(not_after, ca_cert)
-    ca_key = load_ca_key(ca, passphrase() if store.ca_key_encrypted else None)
-
-    settings = store.settings()
-    urls = CaUrls(
-        crl_url=settings.get("crl_url") or None,
-        ocsp_url=settings.get("ocsp_url") or None,
-        ca_issuers_url=settings.get("ca_issuers_url") or None,
-    )
-    built: list[tuple[x509.Certificate, CsrInput]] = []
-    for item, csr in accepted:
-        cert = build_leaf(
-            csr,
-            issuer_cert=ca_cert,
-            issuer_key=ca_key,
-            profile=profile_obj,
-            serial=x509.random_serial_number(),
-            not_before=not_before,
-            not_after=not_after,
-            urls=urls,
-        )
-        built.append((cert, item))
+    check_within_issuer(not_after, ca.certificate())
+    signer = _unlock(store, passphrase, ca)
+    urls = _urls(store)
+    built = [(_build(signer, csr, profile=profile, account_id=account_id, not_before=not_before,
+                     not_after=not_after, urls=urls), item) for item, csr in accepted]
 
     with store.transaction():
         for cert, item in built:
-            serial = format_serial(cert.serial_number)
-            sans = names.sans_json(names.general_names(_san_entries(cert)))
-            store.add_certificate(
-                serial=serial, ca_name=ca.name, account_id=account_id, profile=profile,
-                cn=names.common_name(cert.subject), subject=names.rfc4514(cert.subject), sans=sans,
-                not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
-                cost=validity.cost, contact=contact, note=note, renewed_from=None, operator=operator,
-                der=cert.public_bytes(serialization.Encoding.DER),
-            )
+            serial = _record(store, cert, ca_name=ca.name, account_id=account_id, profile=profile,
+                             validity=validity, operator=operator, contact=contact, note=note, renewed_from=None)
             outcome.balance_after = store.change_balance(
                 account_id, -validity.cost, action="issue", operator=operator, serial=serial, note=note
             )
             store.append_log(operator=operator, action="cert.issue", account=account_id, serial=serial, details={
                 "cn": names.common_name(cert.subject), "profile": profile, "cost": validity.cost,
-                "not_after": cert.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ"), "csr": item.name,
+                "not_after": rfc3339(cert.not_valid_after_utc), "csr": item.name,
             })
     for cert, _item in built:
-        serial = format_serial(cert.serial_number)
-        write_file(store.cert_path(serial), cert.public_bytes(serialization.Encoding.PEM), force=True)
-        outcome.issued.append(store.get_certificate(serial))
+        _write_pem(store, cert)
+        outcome.issued.append(store.get_certificate(format_serial(cert.serial_number)))
     return outcome
 
 
-def _san_entries(cert: x509.Certificate) -> list[x509.GeneralName]:
-    try:
-        return list(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
-    except x509.ExtensionNotFound:
-        return []
+def renewal_window_start(record: CertRecord, window_days: int) -> dt.datetime:
+    """The first instant ``record`` may be renewed without ``--early`` (domain.md §4)."""
+    return record.not_after - dt.timedelta(days=window_days)
+
+
+def renew_certificate(
+    store: Store,
+    serial: str,
+    csr: CsrInput,
+    *,
+    validity: Validity | None,
+    early: bool,
+    operator: str,
+    passphrase: PassphraseProvider,
+    note: str | None = None,
+    signer_der: bytes | None = None,
+) -> RenewOutcome:
+    """Renew certificate ``serial`` with a new CSR (domain.md §4).
+
+    Only a valid certificate (not expired, revoked or suspended), only inside
+    the renewal window unless ``early``; the new CSR's CN must equal the old
+    one; the new notAfter is the old notAfter plus ``validity`` (default: the
+    old certificate's validity) and its notBefore is now; old and new are
+    linked; the cost is deducted like an issue.  ``signer_der``, for a CMS
+    renewal request, must be the old certificate itself.
+
+    Raises:
+        NotFoundError / StateError: unknown serial, not valid, outside the window,
+            quota short, past the CA's notAfter (exit 5).
+        PolicyError: another CN, a policy rule failed, or a request signed by
+            another certificate (exit 1).
+        InputError, AuthError, BusyError: as for issuing.
+    """
+    store.require_manager(operator)
+    old = store.get_certificate(serial)
+    now = utcnow()
+    window = int(store.settings()["renewal_window_days"])
+    status = old.status(now, window)
+    if status in ("revoked", "suspended", "expired"):
+        raise StateError(f"certificate {serial} is {status}; only a valid certificate can be renewed.",
+                         hint="apply for a new certificate with: twcactl cert issue" if status == "expired" else None)
+    if not early and now < renewal_window_start(old, window):
+        raise StateError(
+            f"certificate {serial} can be renewed from {renewal_window_start(old, window):%Y-%m-%d} "
+            f"({window} days before its notAfter {old.not_after:%Y-%m-%d}).",
+            hint="renew now anyway with --early",
+        )
+    if signer_der is not None and signer_der != old.der:
+        raise PolicyError(f"the renewal request is not signed by certificate {serial}.")
+    if old.account is None:
+        raise StateError(f"certificate {serial} belongs to no account and cannot be renewed here.")
+    account = store.get_account(old.account, ledger=False)
+    request = check_csr(csr, account.policy(), old.profile)
+    new_cn = names.common_name(request.subject) or ""
+    if new_cn.lower() != (old.cn or "").lower():
+        raise PolicyError(f"the new CSR's CN {new_cn!r} differs from the certificate's CN {old.cn!r}.",
+                          hint="a renewal keeps the CN; apply for a new certificate instead")
+    if validity is None:
+        validity = Validity.from_text(old.validity) or Validity(days=max(1, (old.not_after - old.not_before).days))
+    if validity.cost > account.balance:
+        raise QuotaError(f"account {account.id} has {account.balance} certificate-years; this renewal needs "
+                         f"{validity.cost}.", hint=f"add more with: twcactl account credit {account.id} N")
+    if validity.years is not None:
+        not_after = add_years(old.not_after, validity.years)
+    else:
+        not_after = old.not_after + dt.timedelta(days=validity.days or 0)
+    ca = store.ca_by_name(old.ca_name)
+    check_within_issuer(not_after, ca.certificate())
+    signer = _unlock(store, passphrase, ca)
+    cert = _build(signer, request, profile=old.profile, account_id=account.id, not_before=now,
+                  not_after=not_after, urls=_urls(store))
+    with store.transaction():
+        new_serial = _record(store, cert, ca_name=ca.name, account_id=account.id, profile=old.profile,
+                             validity=validity, operator=operator, contact=old.contact, note=note or old.note,
+                             renewed_from=old.serial)
+        balance = store.change_balance(account.id, -validity.cost, action="renew", operator=operator,
+                                       serial=new_serial, note=note)
+        store.append_log(operator=operator, action="cert.renew", account=account.id, serial=new_serial, details={
+            "renewed": old.serial, "cn": new_cn, "cost": validity.cost, "not_after": rfc3339(not_after),
+            "early": early, "signed_request": signer_der is not None,
+        })
+    _write_pem(store, cert)
+    return RenewOutcome(certificate=store.get_certificate(new_serial), renewed=old.serial,
+                        balance_before=account.balance, balance_after=balance)
+
+
+def _regenerate_crl(store: Store, signer: _Signer, now: dt.datetime) -> x509.CertificateRevocationList:
+    """Build, sign and record the next CRL of ``signer``'s CA (inside a transaction)."""
+    entries = [
+        RevokedEntry(serial=int(serial, 16), revoked_at=parse_rfc3339(revoked_at), reason=reason,
+                     invalidity_date=parse_rfc3339(inv) if inv else None)
+        for serial, revoked_at, reason, inv in store.revoked_entries(signer.ca.name)
+    ]
+    number = store.next_crl_number(signer.ca.name)
+    next_update = now + dt.timedelta(days=int(store.settings()["crl_days"]))
+    crl = build_crl(issuer_cert=signer.cert, issuer_key=signer.key, entries=entries, number=number,
+                    this_update=now, next_update=next_update)
+    der = crl.public_bytes(serialization.Encoding.DER)
+    store.add_crl(ca_name=signer.ca.name, number=number, this_update=now, next_update=next_update,
+                  entries=len(entries), der=der)
+    return crl
+
+
+def _write_crl(store: Store, ca_name: str, crl: x509.CertificateRevocationList) -> None:
+    write_file(store.crl_path(ca_name), crl.public_bytes(serialization.Encoding.DER), force=True)
+
+
+def _refund_due(record: CertRecord, now: dt.datetime, refund_days: int) -> bool:
+    """Revoking a newly issued certificate refunds it (domain.md §3): within the refund window of issue."""
+    return record.cost > 0 and now <= parse_rfc3339(record.issued_at) + dt.timedelta(days=refund_days)
+
+
+def revoke_certificate(
+    store: Store,
+    serial: str,
+    *,
+    reason: str,
+    operator: str,
+    passphrase: PassphraseProvider,
+    invalidity_date: dt.datetime | None = None,
+) -> CertRecord:
+    """Revoke ``serial`` for an RFC 5280 ``reason`` and regenerate its CA's CRL.
+
+    A suspended certificate may be revoked for good; a revoked one is final,
+    except that its reason may be changed to keyCompromise.  Revoking a valid
+    or suspended certificate within the refund window refunds its
+    certificate-years (domain.md §3, §5).
+
+    Raises:
+        NotFoundError / StateError: unknown, already revoked (exit 5).
+        AuthError: CA passphrase (exit 4).
+    """
+    store.require_manager(operator)
+    record = store.get_certificate(serial)
+    now = utcnow()
+    if record.state == "revoked" and not (reason == "keyCompromise" and record.reason != "keyCompromise"):
+        raise StateError(f"certificate {serial} is already revoked ({record.reason}); revocation is final.",
+                         hint="only the reason may still be changed to keyCompromise")
+    signer = _unlock(store, passphrase, store.ca_by_name(record.ca_name))
+    refund = record.state != "revoked" and _refund_due(record, now, int(store.settings()["refund_window_days"]))
+    with store.transaction():
+        revoked_at = parse_rfc3339(record.revoked_at) if record.state == "revoked" and record.revoked_at else now
+        store.set_certificate_state(serial, "revoked", revoked_at=revoked_at, reason=reason,
+                                    invalidity_date=invalidity_date)
+        if refund and record.account:
+            store.change_balance(record.account, record.cost, action="refund", operator=operator, serial=serial,
+                                 note=f"revoked ({reason}) within the refund window")
+        store.append_log(operator=operator, action="cert.revoke", account=record.account, serial=serial, details={
+            "reason": reason, "previous_state": record.state, "previous_reason": record.reason,
+            "invalidity_date": rfc3339(invalidity_date) if invalidity_date else None,
+            "refund": record.cost if refund else 0,
+        })
+        crl = _regenerate_crl(store, signer, now)
+    _write_crl(store, signer.ca.name, crl)
+    return store.get_certificate(serial)
+
+
+def hold_certificate(store: Store, serial: str, *, operator: str, passphrase: PassphraseProvider) -> CertRecord:
+    """Suspend ``serial`` (certificateHold, domain.md §5) and regenerate the CRL.
+
+    Raises:
+        StateError: not valid (already held, revoked or expired) (exit 5).
+    """
+    store.require_manager(operator)
+    record = store.get_certificate(serial)
+    now = utcnow()
+    status = record.status(now, int(store.settings()["renewal_window_days"]))
+    if status not in ("valid", "expiring"):
+        raise StateError(f"certificate {serial} is {status}; only a valid certificate can be suspended.")
+    signer = _unlock(store, passphrase, store.ca_by_name(record.ca_name))
+    with store.transaction():
+        store.set_certificate_state(serial, "suspended", revoked_at=now, reason=HOLD_REASON)
+        store.append_log(operator=operator, action="cert.hold", account=record.account, serial=serial, details={})
+        crl = _regenerate_crl(store, signer, now)
+    _write_crl(store, signer.ca.name, crl)
+    return store.get_certificate(serial)
+
+
+def release_certificate(store: Store, serial: str, *, operator: str, passphrase: PassphraseProvider) -> CertRecord:
+    """Resume a suspended ``serial`` (domain.md §5): valid again and absent from the new CRL.
+
+    Raises:
+        StateError: not suspended, or expired meanwhile (exit 5).
+    """
+    store.require_manager(operator)
+    record = store.get_certificate(serial)
+    now = utcnow()
+    if record.state != "suspended":
+        raise StateError(f"certificate {serial} is not suspended.")
+    if record.not_after <= now:
+        raise StateError(f"certificate {serial} expired on {record.not_after:%Y-%m-%d}; it cannot be resumed.")
+    signer = _unlock(store, passphrase, store.ca_by_name(record.ca_name))
+    with store.transaction():
+        store.set_certificate_state(serial, "valid")
+        store.append_log(operator=operator, action="cert.release", account=record.account, serial=serial,
+                         details={"held_since": record.revoked_at})
+        crl = _regenerate_crl(store, signer, now)
+    _write_crl(store, signer.ca.name, crl)
+    return store.get_certificate(serial)
+
+
+def generate_crl(store: Store, *, operator: str, passphrase: PassphraseProvider) -> x509.CertificateRevocationList:
+    """Regenerate the issuing CA's CRL on demand (``twcactl crl``).
+
+    Raises:
+        StateError: not a manager (exit 5).  AuthError: CA passphrase (exit 4).
+    """
+    store.require_manager(operator)
+    signer = _unlock(store, passphrase)
+    now = utcnow()
+    with store.transaction():
+        crl = _regenerate_crl(store, signer, now)
+        number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+        store.append_log(operator=operator, action="crl.generate", details={
+            "ca": signer.ca.name, "number": number, "entries": len(crl)})
+    _write_crl(store, signer.ca.name, crl)
+    return crl
+
+
+def ocsp_respond(store: Store, request_der: bytes, *, operator: str, passphrase: PassphraseProvider,
+                 name: str = "request") -> tuple[bytes, str]:
+    """A signed OCSP response (DER) for a DER request, from the records (RFC 6960).
+
+    Returns:
+        ``(response DER, status word)`` with status ``good``, ``revoked``,
+        ``unknown`` or ``unauthorized`` (another issuer).
+
+    Raises:
+        InputError: not an OCSP request (exit 3).  StateError: not a manager (exit 5).
+    """
+    from twcactl.ocsp import OcspStatus, build_response, load_request
+
+    store.require_manager(operator)
+    request = load_request(request_der, name=name)
+    signer = _unlock(store, passphrase)
+    now = utcnow()
+    seen: dict[str, str] = {}
+
+    def lookup(serial_number: int) -> OcspStatus:
+        try:
+            record = store.get_certificate(format_serial(serial_number))
+        except StateError:
+            seen["status"] = "unknown"
+            return OcspStatus("unknown")
+        if record.ca_name != signer.ca.name:
+            seen["status"] = "unknown"
+            return OcspStatus("unknown")
+        if record.state in ("revoked", "suspended") and record.revoked_at:
+            seen["status"] = "revoked"
+            return OcspStatus("revoked", parse_rfc3339(record.revoked_at), record.reason)
+        seen["status"] = "good"
+        return OcspStatus("good")
+
+    response = build_response(request, issuer_cert=signer.cert, issuer_key=signer.key, lookup=lookup, now=now,
+                              validity=dt.timedelta(days=int(store.settings()["crl_days"])))
+    status = seen.get("status", "unauthorized")
+    with store.transaction():
+        store.append_log(operator=operator, action="ocsp.respond", serial=format_serial(request.serial_number),
+                         details={"status": status})
+    return response.public_bytes(serialization.Encoding.DER), status
 
 
 def ca_chain_for(store: Store, record: CertRecord) -> list[x509.Certificate]:

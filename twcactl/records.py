@@ -93,6 +93,8 @@ class CertRecord:
     issuer: str
     path: str
     der: bytes = field(repr=False, default=b"")
+    validity: str = ""
+    invalidity_date: str | None = None
 
     def status(self, now: dt.datetime, renewal_window_days: int) -> str:
         """The status word: the first of revoked, suspended, expired, expiring, valid that applies."""

@@ -116,6 +116,7 @@ CREATE TABLE certificates (
     reason TEXT,
     invalidity_date TEXT,
     cost INTEGER NOT NULL DEFAULT 0,
+    validity TEXT NOT NULL DEFAULT '',
     contact TEXT,
     note TEXT,
     renewed_from TEXT REFERENCES certificates(serial),
@@ -547,7 +548,7 @@ class Store:
     def add_certificate(self, *, serial: str, ca_name: str, account_id: str | None, profile: str, cn: str | None,
                         subject: str, sans: Sequence[str], not_before: dt.datetime, not_after: dt.datetime,
                         cost: int, contact: str | None, note: str | None, renewed_from: str | None,
-                        operator: str, der: bytes) -> None:
+                        operator: str, der: bytes, validity: str = "") -> None:
         """Record an issued certificate (inside a transaction).
 
         Raises:
@@ -556,11 +557,11 @@ class Store:
         try:
             self.conn.execute(
                 "INSERT INTO certificates (serial, ca_name, account_id, profile, cn, cn_lower, subject, sans,"
-                " not_before, not_after, issued_at, cost, contact, note, renewed_from, operator, sha256, der)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " not_before, not_after, issued_at, cost, validity, contact, note, renewed_from, operator, sha256, der)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (serial, ca_name, account_id, profile, cn, cn.lower() if cn else None, subject, json.dumps(list(sans)),
-                 rfc3339(not_before), rfc3339(not_after), rfc3339(utcnow()), cost, contact, note, renewed_from,
-                 operator, hashlib.sha256(der).hexdigest(), der),
+                 rfc3339(not_before), rfc3339(not_after), rfc3339(utcnow()), cost, validity, contact, note,
+                 renewed_from, operator, hashlib.sha256(der).hexdigest(), der),
             )
         except sqlite3.IntegrityError as exc:
             raise StateError(f"serial {serial} is already in use.") from exc
@@ -572,6 +573,7 @@ class Store:
             not_before=parse_rfc3339(r["not_before"]), not_after=parse_rfc3339(r["not_after"]),
             issued_at=r["issued_at"], state=r["state"], revoked_at=r["revoked_at"], reason=r["reason"],
             contact=r["contact"], note=r["note"], renewed_from=r["renewed_from"], cost=r["cost"],
+            validity=r["validity"], invalidity_date=r["invalidity_date"],
             issuer=issuers.get(r["ca_name"], r["ca_name"]), path=str(self.cert_path(r["serial"])), der=r["der"],
         )
 
@@ -640,6 +642,83 @@ class Store:
         issuers = self._issuer_subjects()
         return [self._cert_from_row(r, issuers) for r in self.conn.execute(sql, params)]
 
+    def set_certificate_state(self, serial: str, state: str, *, revoked_at: dt.datetime | None = None,
+                              reason: str | None = None, invalidity_date: dt.datetime | None = None) -> None:
+        """Change a certificate's stored state (inside a transaction); ``valid`` clears the revocation fields."""
+        self.conn.execute(
+            "UPDATE certificates SET state = ?, revoked_at = ?, reason = ?, invalidity_date = ? WHERE serial = ?",
+            (state, rfc3339(revoked_at) if revoked_at else None, reason,
+             rfc3339(invalidity_date) if invalidity_date else None, serial),
+        )
+
+    def revoked_entries(self, ca_name: str) -> list[tuple[str, str, str, str | None]]:
+        """``(serial, revoked_at, reason, invalidity_date)`` of every revoked or held certificate of a CA."""
+        return [tuple(r) for r in self.conn.execute(  # type: ignore[misc]
+            "SELECT serial, revoked_at, reason, invalidity_date FROM certificates"
+            " WHERE ca_name = ? AND state IN ('revoked', 'suspended') ORDER BY revoked_at, serial", (ca_name,))]
+
+    def renewals_of(self, serial: str) -> list[str]:
+        """Serials of the certificates that renewed ``serial``."""
+        return [r[0] for r in self.conn.execute("SELECT serial FROM certificates WHERE renewed_from = ?", (serial,))]
+
+    # ----- CRLs -----
+    def next_crl_number(self, ca_name: str) -> int:
+        """One more than the highest cRLNumber issued for ``ca_name`` (1 for the first CRL)."""
+        row = self.conn.execute("SELECT MAX(number) FROM crls WHERE ca_name = ?", (ca_name,)).fetchone()
+        return (row[0] or 0) + 1
+
+    def add_crl(self, *, ca_name: str, number: int, this_update: dt.datetime, next_update: dt.datetime,
+                entries: int, der: bytes) -> None:
+        """Record a generated CRL with the activity log's head (inside a transaction), so a
+        truncated log shows against the newest CRL record (architecture.md, "The store")."""
+        head = self.meta("log_head") or f"0:{GENESIS_HASH}"
+        seq, digest = head.split(":", 1)
+        self.conn.execute(
+            "INSERT INTO crls (ca_name, number, this_update, next_update, entries, log_seq, log_hash, der)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (ca_name, number, rfc3339(this_update), rfc3339(next_update), entries, int(seq), digest, der),
+        )
+
+    def latest_crl(self, ca_name: str) -> dict[str, Any] | None:
+        """The newest CRL record of ``ca_name`` (``number``, ``this_update``, ``next_update``, ``entries``, ``der``)."""
+        row = self.conn.execute("SELECT * FROM crls WHERE ca_name = ? ORDER BY number DESC LIMIT 1",
+                                (ca_name,)).fetchone()
+        return dict(row) if row else None
+
+    def crl_path(self, ca_name: str) -> Path:
+        """Where the current CRL (DER) of ``ca_name`` lives."""
+        return self.crl_dir / f"{ca_name}.crl"
+
+    # ----- account changes -----
+    def update_account(self, account_id: str, *, org: str | None = None, add_domains: Sequence[str] = (),
+                       remove_domains: Sequence[str] = (), add_aliases: Sequence[str] = (),
+                       remove_aliases: Sequence[str] = ()) -> None:
+        """Change an account's organisation, domains and aliases (inside a transaction).
+
+        Raises:
+            NotFoundError: no such account, or a domain/alias to remove is not there (exit 5).
+        """
+        self.get_account(account_id, ledger=False)
+        if org is not None:
+            self.conn.execute("UPDATE accounts SET org = ? WHERE id = ?", (org, account_id))
+        for table, column, values in (("account_domains", "domain", remove_domains),
+                                      ("account_aliases", "alias", remove_aliases)):
+            for value in values:
+                cur = self.conn.execute(f"DELETE FROM {table} WHERE account_id = ? AND {column} = ?",
+                                        (account_id, value))
+                if cur.rowcount == 0:
+                    raise NotFoundError(f"account {account_id} has no {column} {value}.")
+        self.conn.executemany("INSERT OR IGNORE INTO account_domains (account_id, domain) VALUES (?, ?)",
+                              [(account_id, d) for d in add_domains])
+        self.conn.executemany("INSERT OR IGNORE INTO account_aliases (account_id, alias) VALUES (?, ?)",
+                              [(account_id, a) for a in add_aliases])
+
+    def set_operator_role(self, name: str, role: str) -> None:
+        """Change an existing operator's role (inside a transaction)."""
+        cur = self.conn.execute("UPDATE operators SET role = ?, active = 1 WHERE name = ?", (role, name))
+        if cur.rowcount == 0:
+            raise NotFoundError(f"operator {name} does not exist.")
+
     # ----- activity log -----
     def append_log(self, *, operator: str, action: str, account: str | None = None, serial: str | None = None,
                    details: dict[str, Any] | None = None) -> LogEntry:
@@ -679,6 +758,16 @@ class Store:
                      serial=r["serial"], details=json.loads(r["details"]))
             for r in self.conn.execute(sql, params)
         ]
+
+
+    def raw_log(self) -> Iterator[sqlite3.Row]:
+        """Every activity-log row in ``seq`` order, with its stored hashes (for verification)."""
+        yield from self.conn.execute("SELECT * FROM activity_log ORDER BY seq")
+
+    def crl_anchors(self) -> list[tuple[str, int, int, str]]:
+        """``(ca_name, crl number, log_seq, log_hash)`` of every CRL record: log heads seen at CRL time."""
+        return [tuple(r) for r in self.conn.execute(  # type: ignore[misc]
+            "SELECT ca_name, number, log_seq, log_hash FROM crls WHERE log_seq IS NOT NULL ORDER BY id")]
 
 
 def _execute_script(conn: sqlite3.Connection, script: str) -> None:

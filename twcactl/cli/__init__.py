@@ -23,10 +23,14 @@ _SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "ca": ("twcactl.cli.ca_cmd:ca", "Create and inspect the local CA."),
     "account": ("twcactl.cli.account_cmd:account", "RA accounts: organisation, agreed domains, certificate-years."),
     "csr": ("twcactl.cli.csr_cmd:csr", "Make, read and check certificate signing requests."),
-    "cert": ("twcactl.cli.cert_cmd:cert", "Issue, find, show and export certificates."),
+    "cert": ("twcactl.cli.cert_cmd:cert", "Issue, renew, revoke, suspend, find and export certificates."),
     "pfx": ("twcactl.cli.pfx_cmd:pfx", "PKCS#12 (PFX) files: export, inspect, split, change the password."),
     "chain": ("twcactl.cli.chain_cmd:chain", "Build and verify certificate chains and cert.zip bundles."),
     "card": ("twcactl.cli.card_cmd:card", "PKCS#11 smart cards: enrol, renew, PINs, register certificates."),
+    "crl": ("twcactl.cli.crl_cmd:crl", "Regenerate the CRL (also done after every revoke, hold, release)."),
+    "ocsp": ("twcactl.cli.ocsp_cmd:ocsp", "Signed OCSP responses from the records."),
+    "log": ("twcactl.cli.log_cmd:log", "The activity log, newest first; verify its hash chain."),
+    "operator": ("twcactl.cli.operator_cmd:operator", "Operators and roles: manager or auditor."),
 }
 
 

@@ -61,6 +61,77 @@ def add(account_id: str, org: str, org_aliases: tuple[str, ...], domains: tuple[
         store.close()
 
 
+@account.command("set", epilog="""\b
+Examples:
+  twcactl account set 70759028-01 --add-domain mis.twca.com.tw
+  twcactl account set 70759028-01 --org "TWCA Inc" --add-alias TWCA --remove-domain old.twca.com.tw
+""")
+@click.argument("account_id", metavar="ID")
+@click.option("--org", help="New registered English name.")
+@click.option("--add-domain", "add_domains", multiple=True, metavar="D")
+@click.option("--remove-domain", "remove_domains", multiple=True, metavar="D")
+@click.option("--add-alias", "add_aliases", multiple=True, metavar="NAME", help="Another accepted O value.")
+@click.option("--remove-alias", "remove_aliases", multiple=True, metavar="NAME")
+@json_option
+def set_(account_id: str, org: str | None, add_domains: tuple[str, ...], remove_domains: tuple[str, ...],
+         add_aliases: tuple[str, ...], remove_aliases: tuple[str, ...]) -> None:
+    """Change an account's organisation name, agreed domains or O aliases (logged)."""
+    from twcactl.errors import UsageError
+    from twcactl.policy import normalise_domain, printable_problem
+
+    if org is None and not (add_domains or remove_domains or add_aliases or remove_aliases):
+        raise UsageError("nothing to change; give --org, --add-domain, --remove-domain, --add-alias or --remove-alias.")
+    for label, value in [("--org", org or "x"), *(("--add-alias", a) for a in add_aliases)]:
+        problem = printable_problem(value)
+        if problem:
+            raise UsageError(f"{label}: {problem}.")
+    adds = [normalise_domain(d) for d in add_domains]
+    removes = [d.lower().rstrip(".") for d in remove_domains]
+    operator = current_operator()
+    store = app().open_store()
+    try:
+        store.require_manager(operator)
+        with store.transaction():
+            store.update_account(account_id, org=" ".join(org.split()) if org else None, add_domains=adds,
+                                 remove_domains=removes, add_aliases=add_aliases, remove_aliases=remove_aliases)
+            if not store.get_account(account_id, ledger=False).domains:
+                raise UsageError("an account needs at least one agreed domain.")
+            store.append_log(operator=operator, action="account.set", account=account_id, details={
+                "org": org, "add_domains": adds, "remove_domains": removes, "add_aliases": list(add_aliases),
+                "remove_aliases": list(remove_aliases)})
+        _render(store.get_account(account_id))
+    finally:
+        store.close()
+
+
+@account.command("credit", epilog="""\b
+Examples:
+  twcactl account credit 70759028-01 10 --note "order 2026-118"
+  twcactl account credit 70759028-01 --note "correction" -- -2  # a negative amount debits
+""")
+@click.argument("account_id", metavar="ID")
+@click.argument("amount", type=int, metavar="N")
+@click.option("--note", help="Why: an order number, a correction.")
+@json_option
+def credit(account_id: str, amount: int, note: str | None) -> None:
+    """Add N certificate-years to an account's balance (a ledger entry and a log entry)."""
+    from twcactl.errors import UsageError
+
+    if amount == 0:
+        raise UsageError("N must not be 0.")
+    operator = current_operator()
+    store = app().open_store()
+    try:
+        store.require_manager(operator)
+        with store.transaction():
+            balance = store.change_balance(account_id, amount, action="credit", operator=operator, note=note)
+            store.append_log(operator=operator, action="account.credit", account=account_id,
+                             details={"delta": amount, "balance": balance, "note": note})
+        _render(store.get_account(account_id))
+    finally:
+        store.close()
+
+
 @account.command("show", epilog="""\b
 Example:
   twcactl account show 70759028-01 --json

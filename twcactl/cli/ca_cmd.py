@@ -90,6 +90,48 @@ def show() -> None:
         store.close()
 
 
+@ca.command("config", epilog="""\b
+Examples:
+  twcactl ca config                              # every setting
+  twcactl ca config renewal_window_days          # one setting
+  twcactl ca config renewal_window_days 60       # change it (managers only; logged)
+  twcactl ca config crl_url http://crl.example.tw/uca.crl
+  twcactl ca config ocsp_url ""                  # clear a URL
+""")
+@click.argument("key", required=False)
+@click.argument("value", required=False)
+@json_option
+def config(key: str | None, value: str | None) -> None:
+    """Read or change CA settings (config.toml): renewal_window_days, refund_window_days,
+    crl_days, crl_url, ocsp_url, ca_issuers_url."""
+    from twcactl.settings import parse_setting
+
+    store = app().open_store()
+    try:
+        settings = dict(store.settings())
+        if key is not None:
+            parse_setting(key, None)  # unknown keys are a usage error even when only reading
+        if key is not None and value is not None:
+            operator = current_operator()
+            store.require_manager(operator)
+            new_value = parse_setting(key, value)
+            old_value = settings.get(key)
+            settings[key] = new_value
+            with store.transaction():
+                store.append_log(operator=operator, action="ca.config",
+                                 details={"key": key, "old": old_value, "new": new_value})
+                store.write_settings(settings)
+    finally:
+        store.close()
+    doc = {key: settings[key]} if key is not None else settings
+
+    def human(console: Console) -> None:
+        for k, v in doc.items():
+            console.print(f"{k} = {safe(repr(v) if isinstance(v, str) else v)}")
+
+    emit({"settings": doc}, human)
+
+
 def _show(store: Any, *, created: bool) -> None:
     from twcactl.names import rfc4514
     from twcactl.serials import format_serial

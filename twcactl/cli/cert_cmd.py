@@ -129,6 +129,173 @@ def issue(csrs: tuple[Path, ...], account_id: str, profile: str, years: int | No
         raise SystemExit(outcome.failed[0][1].exit_code)
 
 
+def _cert_human(verb: str, record: CertRecord, extra: list[str] | None = None):  # type: ignore[no-untyped-def]
+    def human(console: Console) -> None:
+        console.print(f"{verb} {record.serial}  CN={safe(record.cn or '')}  valid until {record.not_after:%Y-%m-%d}")
+        for line in extra or []:
+            console.print("  " + line)
+
+    return human
+
+
+@cert.command("renew", epilog="""\b
+Examples:
+  twcactl cert renew 5f1c0a9e3b7d2c41 --csr www-2027.csr
+  twcactl cert renew 5f1c0a9e3b7d2c41 --csr www.csr --days 30 --early --json
+  twcactl cert renew 5f1c0a9e3b7d2c41 --request renewal.p7b     # signed by the old (card) key
+""")
+@click.argument("serial")
+@click.option("--csr", "csr_file", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
+              help="The new CSR (same CN).")
+@click.option("--request", "request_file", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
+              help="A CMS renewal request: the new CSR signed with the old certificate's key.")
+@click.option("--years", type=int, help="Validity added to the old notAfter, in years (default: the old validity).")
+@click.option("--days", type=int, help="Validity added to the old notAfter, in days.")
+@click.option("--early", is_flag=True, help="Renew before the renewal window opens.")
+@click.option("--note", help="A note for the new record.")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
+              help="Also write the new certificate (PEM) here.")
+@click.option("--force", is_flag=True, help="Replace an existing --out file.")
+@ca_passphrase_option
+@json_option
+def renew(serial: str, csr_file: Path | None, request_file: Path | None, years: int | None, days: int | None,
+          early: bool, note: str | None, out: Path | None, force: bool, ca_passphrase: str | None) -> None:
+    """Renew a valid certificate: same CN, validity continuing from the old notAfter.
+
+    Allowed from the renewal window (ca config renewal_window_days, default
+    30 days before notAfter) unless --early; costs like an issue.
+    """
+    from cryptography.hazmat.primitives import serialization
+
+    from twcactl.errors import StateError, UsageError
+    from twcactl.fsutil import read_input, write_file
+    from twcactl.issue import Validity
+    from twcactl.lifecycle import CsrInput, renew_certificate
+    from twcactl.timeutil import utcnow
+
+    if (csr_file is None) == (request_file is None):
+        raise UsageError("give exactly one of --csr or --request.")
+    validity = Validity.from_options(years, days) if years is not None or days is not None else None
+    if out is not None and str(out) != "-" and not force and (out.exists() or out.is_symlink()):
+        raise StateError(f"{out} already exists.", hint="use --force to replace it")
+    signer_der = None
+    if request_file is not None:
+        from twcactl.renewal import verify_renewal_request
+
+        renewal = verify_renewal_request(read_input(request_file, what="renewal request"), name=str(request_file))
+        item = CsrInput(name=str(request_file), data=renewal.csr.public_bytes(serialization.Encoding.DER))
+        signer_der = renewal.signer.public_bytes(serialization.Encoding.DER)
+    else:
+        assert csr_file is not None
+        item = CsrInput(name=str(csr_file), data=read_input(csr_file, what="CSR"))
+    store = app().open_store()
+    try:
+        outcome = renew_certificate(store, _lookup(store, serial).serial, item, validity=validity, early=early,
+                                    operator=current_operator(), passphrase=ca_passphrase_provider(ca_passphrase),
+                                    note=note, signer_der=signer_der)
+        window = int(store.settings()["renewal_window_days"])
+    finally:
+        store.close()
+    if out is not None:
+        pem = Path(outcome.certificate.path).read_bytes()
+        if str(out) == "-":
+            click.echo(pem.decode("ascii"), nl=False, err=app().json)
+        else:
+            write_file(out, pem, force=force)
+    record = outcome.certificate
+    doc = {"certificate": record.to_json(utcnow(), window), "renewed": outcome.renewed,
+           "account": {"id": record.account, "balance": outcome.balance_after, "was": outcome.balance_before}}
+    emit(doc, _cert_human("Renewed", record, [
+        f"replaces {outcome.renewed}",
+        f"account {record.account} balance {outcome.balance_after} certificate-years (was {outcome.balance_before})",
+        f"file    {record.path}"]))
+
+
+@cert.command("revoke", epilog="""\b
+Examples:
+  twcactl cert revoke 5f1c0a9e3b7d2c41 --reason keyCompromise
+  twcactl cert revoke 5f1c0a9e3b7d2c41 --reason superseded --invalidity-date 2026-11-01T00:00:00Z --json
+""")
+@click.argument("serial")
+@click.option("--reason", required=True, metavar="REASON",
+              help="RFC 5280 reason: unspecified, keyCompromise, cACompromise, affiliationChanged, superseded, "
+                   "cessationOfOperation, privilegeWithdrawn.")
+@click.option("--invalidity-date", metavar="TIME", help="When the key is known or suspected to have been compromised "
+              "(RFC 3339).")
+@ca_passphrase_option
+@json_option
+def revoke(serial: str, reason: str, invalidity_date: str | None, ca_passphrase: str | None) -> None:
+    """Revoke a certificate for good and regenerate the CRL.
+
+    A suspended certificate may be revoked; a revoked one is final (only its
+    reason may be changed to keyCompromise). Within the refund window
+    (default 30 days after issue) the certificate-years are refunded.
+    """
+    from twcactl.crl import parse_reason
+    from twcactl.errors import UsageError
+    from twcactl.lifecycle import revoke_certificate
+    from twcactl.timeutil import parse_rfc3339
+
+    canonical = parse_reason(reason)
+    when = None
+    if invalidity_date is not None:
+        try:
+            when = parse_rfc3339(invalidity_date)
+        except ValueError as exc:
+            raise UsageError(f"--invalidity-date {invalidity_date!r} is not an RFC 3339 time.") from exc
+    _state_change(serial, "Revoked", lambda store, s, op, pp: revoke_certificate(
+        store, s, reason=canonical, operator=op, passphrase=pp, invalidity_date=when), ca_passphrase)
+
+
+@cert.command("hold", epilog="""\b
+Example:
+  twcactl cert hold 5f1c0a9e3b7d2c41     # suspend (certificateHold); undo with cert release
+""")
+@click.argument("serial")
+@ca_passphrase_option
+@json_option
+def hold(serial: str, ca_passphrase: str | None) -> None:
+    """Suspend a certificate (certificateHold on the CRL) until it is released."""
+    from twcactl.lifecycle import hold_certificate
+
+    _state_change(serial, "Suspended", lambda store, s, op, pp: hold_certificate(
+        store, s, operator=op, passphrase=pp), ca_passphrase)
+
+
+@cert.command("release", epilog="""\b
+Example:
+  twcactl cert release 5f1c0a9e3b7d2c41  # resume a suspended certificate
+""")
+@click.argument("serial")
+@ca_passphrase_option
+@json_option
+def release(serial: str, ca_passphrase: str | None) -> None:
+    """Resume a suspended certificate: valid again and absent from the next CRL."""
+    from twcactl.lifecycle import release_certificate
+
+    _state_change(serial, "Resumed", lambda store, s, op, pp: release_certificate(
+        store, s, operator=op, passphrase=pp), ca_passphrase)
+
+
+def _state_change(serial: str, verb: str, action: Any, ca_passphrase: str | None) -> None:
+    from twcactl.timeutil import utcnow
+
+    store = app().open_store()
+    try:
+        record = action(store, _lookup(store, serial).serial, current_operator(), ca_passphrase_provider(ca_passphrase))
+        window = int(store.settings()["renewal_window_days"])
+        crl = store.latest_crl(record.ca_name)
+        crl_path = str(store.crl_path(record.ca_name))
+    finally:
+        store.close()
+    doc = {"certificate": record.to_json(utcnow(), window), "reason": record.reason,
+           "crl": {"path": crl_path, "number": crl["number"] if crl else None}}
+    extra = [f"status  {doc['certificate']['status']}" + (f" ({record.reason})" if record.reason else "")]
+    if crl:
+        extra.append(f"CRL #{crl['number']} written to {crl_path}")
+    emit(doc, _cert_human(verb, record, extra))
+
+
 def _dir_hint(record: CertRecord) -> str:
     label = (record.cn or record.serial).split(".")[0]
     return "".join(ch for ch in label if ch.isalnum() or ch in "-_") or record.serial
@@ -154,6 +321,7 @@ def show(serial: str) -> None:
     try:
         record = _lookup(store, serial)
         history = [e.to_json() for e in reversed(store.log_entries(serial=record.serial))]
+        renewed_by = store.renewals_of(record.serial)
         window = int(store.settings()["renewal_window_days"])
         chain = [{"name": ca.name, "subject": ca.certificate().subject.rfc4514_string()} for ca in store.cas()]
     finally:
@@ -166,6 +334,7 @@ def show(serial: str) -> None:
         "contact": record.contact,
         "note": record.note,
         "renewed_from": record.renewed_from,
+        "renewed_by": renewed_by,
     }
 
     def human(console: Console) -> None:

@@ -1,0 +1,64 @@
+"""``twcactl crl``: regenerate the issuing CA's CRL on demand (RFC 5280 §5)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from twcactl.cli.context import app, ca_passphrase_option, ca_passphrase_provider, current_operator, json_option
+from twcactl.cli.output import emit
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+@click.command("crl", epilog="""\b
+Examples:
+  twcactl crl                       # regenerate crl/<ca>.crl in the CA home
+  twcactl crl --out /srv/www/uca.crl
+  twcactl crl --out uca.pem --json  # PEM when the name ends in .pem
+""")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False),
+              help="Also write the CRL here: PEM when the name ends in .pem, else DER.")
+@click.option("--force", is_flag=True, help="Replace an existing --out file.")
+@ca_passphrase_option
+@json_option
+def crl(out: Path | None, force: bool, ca_passphrase: str | None) -> None:
+    """Regenerate the CRL (it is also regenerated after every revoke, hold and release)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    from twcactl.errors import StateError
+    from twcactl.fsutil import write_file
+    from twcactl.lifecycle import generate_crl
+    from twcactl.timeutil import rfc3339
+
+    if out is not None and not force and (out.exists() or out.is_symlink()):
+        raise StateError(f"{out} already exists.", hint="use --force to replace it")
+    store = app().open_store()
+    try:
+        result = generate_crl(store, operator=current_operator(), passphrase=ca_passphrase_provider(ca_passphrase))
+        path = store.crl_path(store.issuing_ca().name)
+    finally:
+        store.close()
+    if out is not None:
+        encoding = serialization.Encoding.PEM if out.name.lower().endswith(".pem") else serialization.Encoding.DER
+        write_file(out, result.public_bytes(encoding), force=force)
+    number = result.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+    doc = {
+        "number": number,
+        "this_update": rfc3339(result.last_update_utc),
+        "next_update": rfc3339(result.next_update_utc) if result.next_update_utc else None,
+        "entries": len(result),
+        "path": str(path),
+        "out": str(out) if out else None,
+    }
+
+    def human(console: Console) -> None:
+        console.print(f"CRL #{number}  {len(result)} entr{'y' if len(result) == 1 else 'ies'}  "
+                      f"next update {doc['next_update']}")
+        console.print(f"  {path}" + (f"\n  {out}" if out else ""))
+
+    emit(doc, human)

@@ -1,0 +1,98 @@
+"""OCSP responses (RFC 6960) from the CA's records, signed by the issuing CA itself.
+
+A static HTTP front end can serve the DER this writes at the AIA OCSP URL.
+A held certificate answers ``revoked`` with reason ``certificateHold``
+(RFC 6960 §2.2); a serial this CA never issued answers ``unknown``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509 import ocsp
+
+from twcactl.errors import InputError
+from twcactl.keys import PrivateKey
+
+
+@dataclass(frozen=True)
+class OcspStatus:
+    """What the records say of one serial: ``good``, ``revoked`` or ``unknown``."""
+
+    status: str
+    revoked_at: dt.datetime | None = None
+    reason: str | None = None
+
+
+def load_request(data: bytes, *, name: str = "request") -> ocsp.OCSPRequest:
+    """Parse a DER OCSP request.
+
+    Raises:
+        InputError: not an OCSP request (exit 3).
+    """
+    try:
+        request = ocsp.load_der_ocsp_request(data)
+        request.serial_number  # noqa: B018 - force the parse
+    except Exception as exc:
+        raise InputError(f"{name} is not a DER OCSP request (one certificate per request).") from exc
+    return request
+
+
+def _issuer_hashes(issuer: x509.Certificate, algorithm: hashes.HashAlgorithm) -> tuple[bytes, bytes]:
+    name_hash = hashes.Hash(algorithm)
+    name_hash.update(issuer.subject.public_bytes())
+    key_hash = hashes.Hash(algorithm)
+    spki = issuer.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    # RFC 6960 §4.1.1: the hash of the subjectPublicKey BIT STRING value, not of the whole SPKI
+    from asn1crypto import keys as asn1_keys
+
+    key_hash.update(asn1_keys.PublicKeyInfo.load(spki)["public_key"].contents[1:])
+    return name_hash.finalize(), key_hash.finalize()
+
+
+def build_response(
+    request: ocsp.OCSPRequest,
+    *,
+    issuer_cert: x509.Certificate,
+    issuer_key: PrivateKey,
+    lookup: Callable[[int], OcspStatus],
+    now: dt.datetime,
+    validity: dt.timedelta,
+) -> ocsp.OCSPResponse:
+    """Answer ``request`` for ``issuer_cert``'s certificates.
+
+    A request for another issuer gets an ``unauthorized`` response
+    (RFC 6960 §2.3); the request's nonce is echoed.
+    """
+    algorithm = request.hash_algorithm
+    name_hash, key_hash = _issuer_hashes(issuer_cert, algorithm)
+    if request.issuer_name_hash != name_hash or request.issuer_key_hash != key_hash:
+        return ocsp.OCSPResponseBuilder.build_unsuccessful(ocsp.OCSPResponseStatus.UNAUTHORIZED)
+    found = lookup(request.serial_number)
+    cert_status = {
+        "good": ocsp.OCSPCertStatus.GOOD,
+        "revoked": ocsp.OCSPCertStatus.REVOKED,
+        "unknown": ocsp.OCSPCertStatus.UNKNOWN,
+    }[found.status]
+    builder = ocsp.OCSPResponseBuilder().add_response_by_hash(
+        issuer_name_hash=name_hash,
+        issuer_key_hash=key_hash,
+        serial_number=request.serial_number,
+        algorithm=algorithm,
+        cert_status=cert_status,
+        this_update=now,
+        next_update=now + validity,
+        revocation_time=found.revoked_at if found.status == "revoked" else None,
+        revocation_reason=x509.ReasonFlags(found.reason) if found.status == "revoked" and found.reason else None,
+    )
+    builder = builder.responder_id(ocsp.OCSPResponderEncoding.HASH, issuer_cert)
+    try:
+        nonce = request.extensions.get_extension_for_class(x509.OCSPNonce)
+        builder = builder.add_extension(nonce.value, critical=False)
+    except x509.ExtensionNotFound:
+        pass
+    return builder.sign(issuer_key, hashes.SHA256())
