@@ -356,3 +356,29 @@ def test_two_intermediates_and_profiles(tmp_path: Path) -> None:
         assert list(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == ekus
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         assert san.get_values_for_type(x509.RFC822Name) == ["yiru@twca.com.tw"]
+
+
+def test_incremental_crl_equals_full_rebuild(small: CaHome, tmp_path: Path) -> None:
+    small.run("account", "credit", ACCOUNT, "10")
+    records = [issue(small, csr_for(tmp_path, f"h{i}.twca.com.tw")) for i in range(4)]
+    small.run("cert", "revoke", records[0]["serial"], "--reason", "unspecified")
+    small.run("cert", "hold", records[1]["serial"])
+    small.run("cert", "hold", records[2]["serial"])
+    small.run("cert", "release", records[2]["serial"])
+    small.run("cert", "revoke", records[1]["serial"], "--reason", "keyCompromise")
+
+    def entries(*flags: str) -> dict[int, x509.ReasonFlags | None]:
+        out = tmp_path / f"crl{len(flags)}.pem"
+        assert small.run("crl", "--out", out, "--force", *flags).code == 0
+        crl = x509.load_pem_x509_crl(out.read_bytes())
+        result: dict[int, x509.ReasonFlags | None] = {}
+        for entry in crl:
+            try:
+                result[entry.serial_number] = entry.extensions.get_extension_for_class(x509.CRLReason).value.reason
+            except x509.ExtensionNotFound:
+                result[entry.serial_number] = None
+        return result
+
+    incremental, full = entries(), entries("--full")
+    assert incremental == full == {int(records[0]["serial"], 16): None,
+                                   int(records[1]["serial"], 16): x509.ReasonFlags.key_compromise}

@@ -336,13 +336,33 @@ def renew_certificate(
                         balance_before=account.balance, balance_after=balance)
 
 
-def _regenerate_crl(store: Store, signer: _Signer, now: dt.datetime) -> x509.CertificateRevocationList:
-    """Build, sign and record the next CRL of ``signer``'s CA (inside a transaction)."""
-    entries = [
-        RevokedEntry(serial=int(serial, 16), revoked_at=parse_rfc3339(revoked_at), reason=reason,
-                     invalidity_date=parse_rfc3339(inv) if inv else None)
-        for serial, revoked_at, reason, inv in store.revoked_entries(signer.ca.name)
-    ]
+def _regenerate_crl(store: Store, signer: _Signer, now: dt.datetime, *, add: Sequence[RevokedEntry] = (),
+                    remove: frozenset[int] = frozenset(), full: bool = False) -> x509.CertificateRevocationList:
+    """Build, sign and record the next CRL of ``signer``'s CA (inside a transaction).
+
+    By default the previous CRL's entries are taken over as cryptography
+    objects, less ``remove`` and the serials in ``add``, plus ``add``: the
+    change one operation makes, without rebuilding 100,000 entries (issue 7).
+    When there is no previous CRL, ``full`` is set, or the result would not
+    list exactly the records' revoked and held certificates, every entry is
+    rebuilt from the records.
+    """
+    entries: list[RevokedEntry | x509.RevokedCertificate] | None = None
+    previous = None if full else store.latest_crl(signer.ca.name)
+    if previous is not None and previous.get("der"):
+        old = x509.load_der_x509_crl(previous["der"])
+        drop = remove | {e.serial for e in add}
+        kept: list[RevokedEntry | x509.RevokedCertificate] = (
+            [r for r in old if r.serial_number not in drop] if drop else list(old))
+        kept.extend(add)
+        if len(kept) == store.count_revoked(signer.ca.name):
+            entries = kept
+    if entries is None:
+        entries = [
+            RevokedEntry(serial=int(serial, 16), revoked_at=parse_rfc3339(revoked_at), reason=reason,
+                         invalidity_date=parse_rfc3339(inv) if inv else None)
+            for serial, revoked_at, reason, inv in store.revoked_entries(signer.ca.name)
+        ]
     number = store.next_crl_number(signer.ca.name)
     next_update = now + dt.timedelta(days=int(store.settings()["crl_days"]))
     crl = build_crl(issuer_cert=signer.cert, issuer_key=signer.key, entries=entries, number=number,
@@ -402,7 +422,9 @@ def revoke_certificate(
             "invalidity_date": rfc3339(invalidity_date) if invalidity_date else None,
             "refund": record.cost if refund else 0,
         })
-        crl = _regenerate_crl(store, signer, now)
+        entry = RevokedEntry(serial=int(serial, 16), revoked_at=revoked_at, reason=reason,
+                             invalidity_date=invalidity_date)
+        crl = _regenerate_crl(store, signer, now, add=[entry])
     _write_crl(store, signer.ca.name, crl)
     return store.get_certificate(serial)
 
@@ -423,7 +445,7 @@ def hold_certificate(store: Store, serial: str, *, operator: str, passphrase: Pa
     with store.transaction():
         store.set_certificate_state(serial, "suspended", revoked_at=now, reason=HOLD_REASON)
         store.append_log(operator=operator, action="cert.hold", account=record.account, serial=serial, details={})
-        crl = _regenerate_crl(store, signer, now)
+        crl = _regenerate_crl(store, signer, now, add=[RevokedEntry(int(serial, 16), now, HOLD_REASON)])
     _write_crl(store, signer.ca.name, crl)
     return store.get_certificate(serial)
 
@@ -446,13 +468,14 @@ def release_certificate(store: Store, serial: str, *, operator: str, passphrase:
         store.set_certificate_state(serial, "valid")
         store.append_log(operator=operator, action="cert.release", account=record.account, serial=serial,
                          details={"held_since": record.revoked_at})
-        crl = _regenerate_crl(store, signer, now)
+        crl = _regenerate_crl(store, signer, now, remove=frozenset({int(serial, 16)}))
     _write_crl(store, signer.ca.name, crl)
     return store.get_certificate(serial)
 
 
-def generate_crl(store: Store, *, operator: str, passphrase: PassphraseProvider) -> x509.CertificateRevocationList:
-    """Regenerate the issuing CA's CRL on demand (``twcactl crl``).
+def generate_crl(store: Store, *, operator: str, passphrase: PassphraseProvider,
+                 full: bool = False) -> x509.CertificateRevocationList:
+    """Regenerate the issuing CA's CRL on demand (``twcactl crl``); ``full`` rebuilds every entry from the records.
 
     Raises:
         StateError: not a manager (exit 5).  AuthError: CA passphrase (exit 4).
@@ -461,10 +484,10 @@ def generate_crl(store: Store, *, operator: str, passphrase: PassphraseProvider)
     signer = _unlock(store, passphrase)
     now = utcnow()
     with store.transaction():
-        crl = _regenerate_crl(store, signer, now)
+        crl = _regenerate_crl(store, signer, now, full=full)
         number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
         store.append_log(operator=operator, action="crl.generate", details={
-            "ca": signer.ca.name, "number": number, "entries": len(crl)})
+            "ca": signer.ca.name, "number": number, "entries": len(crl), "full": full})
     _write_crl(store, signer.ca.name, crl)
     return crl
 

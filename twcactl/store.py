@@ -25,7 +25,7 @@ import json
 import os
 import sqlite3
 import tomllib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,6 +128,7 @@ CREATE INDEX cert_account ON certificates (account_id, not_after);
 CREATE INDEX cert_cn ON certificates (cn_lower);
 CREATE INDEX cert_not_after ON certificates (not_after);
 CREATE INDEX cert_state ON certificates (state, not_after);
+CREATE INDEX cert_ca_state ON certificates (ca_name, state);
 CREATE INDEX cert_renewed_from ON certificates (renewed_from);
 CREATE TABLE activity_log (
     seq INTEGER PRIMARY KEY,
@@ -566,6 +567,47 @@ class Store:
         except sqlite3.IntegrityError as exc:
             raise StateError(f"serial {serial} is already in use.") from exc
 
+    def bulk_add_certificates(self, rows: Iterable[dict[str, Any]], *, batch: int = 10_000) -> int:
+        """Load many certificate records at once, for benchmarks and imports (not for issuing).
+
+        Each row holds the ``certificates`` columns: ``serial``, ``ca_name``,
+        ``account_id``, ``profile``, ``cn``, ``subject``, ``not_before``,
+        ``not_after`` (RFC 3339 text), ``der`` and optionally ``state``,
+        ``revoked_at``, ``reason``, ``sans`` (list), ``cost``, ``validity``,
+        ``operator``.  One transaction per ``batch`` rows; no ledger or log
+        entries are written, so use it only on homes made for the purpose.
+
+        Returns:
+            The number of rows inserted.
+        """
+        now = rfc3339(utcnow())
+        sql = ("INSERT INTO certificates (serial, ca_name, account_id, profile, cn, cn_lower, subject, sans,"
+               " not_before, not_after, issued_at, state, revoked_at, reason, cost, validity, operator, sha256, der)"
+               " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+        total = 0
+        chunk: list[tuple[Any, ...]] = []
+
+        def flush() -> None:
+            with self.transaction():
+                self.conn.executemany(sql, chunk)
+            chunk.clear()
+
+        for r in rows:
+            cn = r.get("cn")
+            chunk.append((
+                r["serial"], r["ca_name"], r.get("account_id"), r.get("profile", "ssl"), cn,
+                cn.lower() if cn else None, r["subject"], json.dumps(list(r.get("sans", []))), r["not_before"],
+                r["not_after"], r.get("issued_at", now), r.get("state", "valid"), r.get("revoked_at"), r.get("reason"),
+                r.get("cost", 0), r.get("validity", ""), r.get("operator", "bulk"),
+                hashlib.sha256(r["der"]).hexdigest(), r["der"],
+            ))
+            total += 1
+            if len(chunk) >= batch:
+                flush()
+        if chunk:
+            flush()
+        return total
+
     def _cert_from_row(self, r: sqlite3.Row, issuers: dict[str, str]) -> CertRecord:
         return CertRecord(
             serial=r["serial"], ca_name=r["ca_name"], account=r["account_id"], profile=r["profile"], cn=r["cn"],
@@ -656,6 +698,12 @@ class Store:
         return [tuple(r) for r in self.conn.execute(  # type: ignore[misc]
             "SELECT serial, revoked_at, reason, invalidity_date FROM certificates"
             " WHERE ca_name = ? AND state IN ('revoked', 'suspended') ORDER BY revoked_at, serial", (ca_name,))]
+
+    def count_revoked(self, ca_name: str) -> int:
+        """How many certificates of ``ca_name`` are revoked or held (the entries its CRL must list)."""
+        row = self.conn.execute("SELECT COUNT(*) FROM certificates WHERE ca_name = ? AND state IN ('revoked', 'suspended')",
+                                (ca_name,)).fetchone()
+        return int(row[0])
 
     def renewals_of(self, serial: str) -> list[str]:
         """Serials of the certificates that renewed ``serial``."""

@@ -23,9 +23,10 @@ Examples:
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False),
               help="Also write the CRL here: PEM when the name ends in .pem, else DER.")
 @click.option("--force", is_flag=True, help="Replace an existing --out file.")
+@click.option("--full", is_flag=True, help="Rebuild every entry from the records instead of reusing the previous CRL's.")
 @ca_passphrase_option
 @json_option
-def crl(out: Path | None, force: bool, ca_passphrase: str | None) -> None:
+def crl(out: Path | None, force: bool, full: bool, ca_passphrase: str | None) -> None:
     """Regenerate the CRL (it is also regenerated after every revoke, hold and release)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
@@ -39,7 +40,8 @@ def crl(out: Path | None, force: bool, ca_passphrase: str | None) -> None:
         raise StateError(f"{out} already exists.", hint="use --force to replace it")
     store = app().open_store()
     try:
-        result = generate_crl(store, operator=current_operator(), passphrase=ca_passphrase_provider(ca_passphrase))
+        result = generate_crl(store, operator=current_operator(), passphrase=ca_passphrase_provider(ca_passphrase),
+                              full=full)
         path = store.crl_path(store.issuing_ca().name)
     finally:
         store.close()
