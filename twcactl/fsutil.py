@@ -12,7 +12,9 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from twcactl.errors import InputError, StateError
 
@@ -51,18 +53,13 @@ def read_input(path: str | os.PathLike[str], *, what: str = "file", max_bytes: i
     return data
 
 
-def write_file(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644, force: bool = False) -> Path:
-    """Write ``data`` to ``path`` atomically.
+@contextlib.contextmanager
+def atomic_writer(path: str | os.PathLike[str], *, mode: int = 0o644, force: bool = False) -> Iterator[BinaryIO]:
+    """Write a file atomically through a file object (for content too large to hold in memory).
 
-    Args:
-        path: the target file.
-        data: the whole content.
-        mode: the file's permission bits (0o600 for private keys).
-        force: replace an existing file (``--force``); otherwise an existing
-            file, or a symlink at ``path``, is refused.
-
-    Returns:
-        The path written.
+    The content goes to a temporary file in the target directory, is fsynced,
+    then moved into place; an exception inside the block leaves nothing
+    behind.  Same rules as :func:`write_file`.
 
     Raises:
         StateError: the file exists and ``force`` is False (exit 5).
@@ -81,7 +78,7 @@ def write_file(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644, 
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         if force:
@@ -97,7 +94,28 @@ def write_file(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644, 
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
-    return target
+
+
+def write_file(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644, force: bool = False) -> Path:
+    """Write ``data`` to ``path`` atomically.
+
+    Args:
+        path: the target file.
+        data: the whole content.
+        mode: the file's permission bits (0o600 for private keys).
+        force: replace an existing file (``--force``); otherwise an existing
+            file, or a symlink at ``path``, is refused.
+
+    Returns:
+        The path written.
+
+    Raises:
+        StateError: the file exists and ``force`` is False (exit 5).
+        InputError: the directory does not exist or is not writable (exit 3).
+    """
+    with atomic_writer(path, mode=mode, force=force) as fh:
+        fh.write(data)
+    return Path(path)
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -166,9 +166,12 @@ def _record(store: Store, cert: x509.Certificate, *, ca_name: str, account_id: s
     return serial
 
 
-def _write_pem(store: Store, cert: x509.Certificate) -> None:
-    write_file(store.cert_path(format_serial(cert.serial_number)), cert.public_bytes(serialization.Encoding.PEM),
-               force=True)
+def _write_pems(store: Store, certs: Sequence[x509.Certificate]) -> None:
+    """Write the derived PEM files of freshly committed certificates."""
+    with store.files_lock():
+        for cert in certs:
+            write_file(store.cert_path(format_serial(cert.serial_number)),
+                       cert.public_bytes(serialization.Encoding.PEM), force=True)
 
 
 def issue_certificates(
@@ -244,8 +247,8 @@ def issue_certificates(
                 "cn": names.common_name(cert.subject), "profile": profile, "cost": validity.cost,
                 "not_after": rfc3339(cert.not_valid_after_utc), "csr": item.name,
             })
+    _write_pems(store, [cert for cert, _item in built])
     for cert, _item in built:
-        _write_pem(store, cert)
         outcome.issued.append(store.get_certificate(format_serial(cert.serial_number)))
     return outcome
 
@@ -331,7 +334,7 @@ def renew_certificate(
             "renewed": old.serial, "cn": new_cn, "cost": validity.cost, "not_after": rfc3339(not_after),
             "early": early, "signed_request": signer_der is not None,
         })
-    _write_pem(store, cert)
+    _write_pems(store, [cert])
     return RenewOutcome(certificate=store.get_certificate(new_serial), renewed=old.serial,
                         balance_before=account.balance, balance_after=balance)
 
@@ -373,8 +376,13 @@ def _regenerate_crl(store: Store, signer: _Signer, now: dt.datetime, *, add: Seq
     return crl
 
 
-def _write_crl(store: Store, ca_name: str, crl: x509.CertificateRevocationList) -> None:
-    write_file(store.crl_path(ca_name), crl.public_bytes(serialization.Encoding.DER), force=True)
+def write_current_crl(store: Store, ca_name: str) -> None:
+    """Write ``crl/<ca>.crl`` from the newest CRL record (under the files lock, so the newest wins)."""
+    with store.files_lock():
+        latest = store.latest_crl(ca_name)
+        if latest is not None and latest.get("der"):
+            write_file(store.crl_path(ca_name), latest["der"], force=True)
+
 
 
 def _refund_due(record: CertRecord, now: dt.datetime, refund_days: int) -> bool:
@@ -424,8 +432,8 @@ def revoke_certificate(
         })
         entry = RevokedEntry(serial=int(serial, 16), revoked_at=revoked_at, reason=reason,
                              invalidity_date=invalidity_date)
-        crl = _regenerate_crl(store, signer, now, add=[entry])
-    _write_crl(store, signer.ca.name, crl)
+        _regenerate_crl(store, signer, now, add=[entry])
+    write_current_crl(store, signer.ca.name)
     return store.get_certificate(serial)
 
 
@@ -445,8 +453,8 @@ def hold_certificate(store: Store, serial: str, *, operator: str, passphrase: Pa
     with store.transaction():
         store.set_certificate_state(serial, "suspended", revoked_at=now, reason=HOLD_REASON)
         store.append_log(operator=operator, action="cert.hold", account=record.account, serial=serial, details={})
-        crl = _regenerate_crl(store, signer, now, add=[RevokedEntry(int(serial, 16), now, HOLD_REASON)])
-    _write_crl(store, signer.ca.name, crl)
+        _regenerate_crl(store, signer, now, add=[RevokedEntry(int(serial, 16), now, HOLD_REASON)])
+    write_current_crl(store, signer.ca.name)
     return store.get_certificate(serial)
 
 
@@ -468,8 +476,8 @@ def release_certificate(store: Store, serial: str, *, operator: str, passphrase:
         store.set_certificate_state(serial, "valid")
         store.append_log(operator=operator, action="cert.release", account=record.account, serial=serial,
                          details={"held_since": record.revoked_at})
-        crl = _regenerate_crl(store, signer, now, remove=frozenset({int(serial, 16)}))
-    _write_crl(store, signer.ca.name, crl)
+        _regenerate_crl(store, signer, now, remove=frozenset({int(serial, 16)}))
+    write_current_crl(store, signer.ca.name)
     return store.get_certificate(serial)
 
 
@@ -488,7 +496,7 @@ def generate_crl(store: Store, *, operator: str, passphrase: PassphraseProvider,
         number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
         store.append_log(operator=operator, action="crl.generate", details={
             "ca": signer.ca.name, "number": number, "entries": len(crl), "full": full})
-    _write_crl(store, signer.ca.name, crl)
+    write_current_crl(store, signer.ca.name)
     return crl
 
 

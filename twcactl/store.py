@@ -241,6 +241,23 @@ class Store:
         """CRLs (DER)."""
         return self.home / "crl"
 
+    @contextlib.contextmanager
+    def files_lock(self) -> Iterator[None]:
+        """Hold the lock for derived files (``certs/``, ``crl/``).
+
+        Files are written after their transaction commits, so two writers (or a
+        writer and ``ca check``) could otherwise interleave and leave an older
+        CRL on disk; under this lock each writer reads the newest record first.
+        """
+        import fcntl
+
+        fd = os.open(self.home / ".files.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
     def cert_path(self, serial: str) -> Path:
         """Where the PEM of certificate ``serial`` lives."""
         return self.certs_dir / f"{serial}.pem"

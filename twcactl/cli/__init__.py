@@ -112,12 +112,16 @@ def run(argv: list[str] | None = None) -> None:
         # click >= 8.2 raises this for a bare group: show the help, as `twcactl` alone should
         sys.stderr.write(exc.format_message() if hasattr(exc, "format_message") else "")
         code = 2
+    except click.BadParameter as exc:
+        # a file argument that is a directory or unreadable is bad input (exit 3), not a usage error
+        from twcactl.errors import InputError
+
+        if exc.param is not None and isinstance(exc.param.type, click.Path):
+            code = _report(InputError(exc.format_message()), obj)
+        else:
+            code = _report(UsageError(exc.format_message(), hint=_usage_hint(exc)), obj)
     except click.UsageError as exc:
-        message = exc.format_message()
-        hint = None
-        if exc.ctx is not None:
-            hint = f"see: {exc.ctx.command_path} --help"
-        code = _report(UsageError(message, hint=hint), obj)
+        code = _report(UsageError(exc.format_message(), hint=_usage_hint(exc)), obj)
     except click.ClickException as exc:
         code = _report(UsageError(exc.format_message()), obj)
     except click.exceptions.Abort:
@@ -138,6 +142,10 @@ def run(argv: list[str] | None = None) -> None:
         code = _report(InternalError(f"internal error: {type(exc).__name__}: {exc}",
                                      hint="run again with --debug and report the traceback"), obj)
     sys.exit(code)
+
+
+def _usage_hint(exc: click.UsageError) -> str | None:
+    return f"see: {exc.ctx.command_path} --help" if exc.ctx is not None else None
 
 
 def _report(err: Any, obj: AppContext) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -130,6 +131,100 @@ def config(key: str | None, value: str | None) -> None:
             console.print(f"{k} = {safe(repr(v) if isinstance(v, str) else v)}")
 
     emit({"settings": doc}, human)
+
+
+@ca.command("check", epilog="""\b
+Examples:
+  twcactl ca check
+  twcactl ca check --no-repair --json
+""")
+@click.option("--no-repair", is_flag=True, help="Only report; do not rebuild or remove derived files.")
+@json_option
+def check(no_repair: bool) -> None:
+    """Verify the whole CA home; rebuild missing derived files; exit 1 on any finding.
+
+    Checks every record against its certificate file and hash, files without
+    records, each account's ledger against its balance, the CRL against the
+    revocation records and its signature, the activity log's hash chain and
+    head, and the key files' permissions.
+    """
+    from twcactl.maintenance import check_home
+
+    store = app().open_store()
+    try:
+        report = check_home(store, repair=not no_repair)
+    finally:
+        store.close()
+    doc = {"ok": report.ok, "findings": report.findings, "repairs": report.repairs, "checked": report.checked}
+
+    def human(console: Console) -> None:
+        for line in report.repairs:
+            console.print(f"  repaired  {safe(line)}")
+        for line in report.findings:
+            console.print(f"  FAIL      {safe(line)}")
+        counts = ", ".join(f"{n} {what}" for what, n in report.checked.items())
+        console.print(("CA home is sound" if report.ok else f"{len(report.findings)} finding(s)") + f" ({counts}).")
+
+    emit(doc, human)
+    if not report.ok:
+        raise SystemExit(1)
+
+
+@ca.command("backup", epilog="""\b
+Example:
+  twcactl ca backup /backups/twca-$(date +%F).tar.gz
+  # restore: twcactl --home NEW_HOME ca restore /backups/twca-2026-11-21.tar.gz
+""")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--force", is_flag=True, help="Replace an existing FILE.")
+@json_option
+def backup(file: Path, force: bool) -> None:
+    """Write a consistent backup (database via SQLite's online backup, plus the CA files) as one tar.gz."""
+    from twcactl.maintenance import backup_home
+
+    store = app().open_store()
+    try:
+        counts = backup_home(store, file, force=force)
+    finally:
+        store.close()
+    doc = {"file": str(file), **counts}
+
+    def human(console: Console) -> None:
+        console.print(f"Backup {file}: {counts['files']} files, {counts['certificates']} certificate records (mode 600).")
+
+    emit(doc, human)
+
+
+@ca.command("restore", epilog="""\b
+Example:
+  twcactl --home /srv/twca-restored ca restore /backups/twca-2026-11-21.tar.gz
+""")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@json_option
+def restore(file: Path) -> None:
+    """Unpack a backup into a new (empty) CA home given with --home, then check it."""
+    from twcactl.maintenance import check_home, restore_home
+    from twcactl.store import Store
+
+    ctx = app()
+    home = ctx.resolved_home()
+    count = restore_home(file, home)
+    store = Store.open(home, lock_timeout=ctx.lock_timeout)
+    try:
+        report = check_home(store)
+    finally:
+        store.close()
+    doc = {"home": str(home), "files": count, "ok": report.ok, "findings": report.findings, "repairs": report.repairs}
+
+    def human(console: Console) -> None:
+        console.print(f"Restored {count} files into {home}; " + ("ca check is clean." if report.ok else
+                                                                 f"{len(report.findings)} finding(s):"))
+        for line in report.findings:
+            console.print(f"  FAIL  {safe(line)}")
+
+    emit(doc, human)
+    if not report.ok:
+        raise SystemExit(1)
 
 
 def _show(store: Any, *, created: bool) -> None:
