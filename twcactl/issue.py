@@ -97,6 +97,8 @@ def check_within_issuer(not_after: dt.datetime, issuer: x509.Certificate) -> Non
 def leaf_subject(csr_subject: x509.Name, profile: Profile) -> x509.Name:
     """The CSR's subject, keeping only the attributes the profile allows, in CSR order."""
     allowed = set(profile.subject_oids())
+    if all(attr.oid in allowed for attr in csr_subject):
+        return csr_subject  # the common case: no rebuild (and re-validation) of the Name
     return x509.Name([attr for attr in csr_subject if attr.oid in allowed])
 
 

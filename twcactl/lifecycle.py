@@ -171,7 +171,7 @@ def _write_pems(store: Store, certs: Sequence[x509.Certificate]) -> None:
     with store.files_lock():
         for cert in certs:
             write_file(store.cert_path(format_serial(cert.serial_number)),
-                       cert.public_bytes(serialization.Encoding.PEM), force=True)
+                       cert.public_bytes(serialization.Encoding.PEM), force=True, durable=False)
 
 
 def issue_certificates(
@@ -248,8 +248,7 @@ def issue_certificates(
                 "not_after": rfc3339(cert.not_valid_after_utc), "csr": item.name,
             })
     _write_pems(store, [cert for cert, _item in built])
-    for cert, _item in built:
-        outcome.issued.append(store.get_certificate(format_serial(cert.serial_number)))
+    outcome.issued.extend(store.get_certificates([format_serial(cert.serial_number) for cert, _item in built]))
     return outcome
 
 

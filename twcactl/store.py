@@ -650,6 +650,16 @@ class Store:
             raise NotFoundError(f"no certificate with serial {serial} in this CA home.")
         return self._cert_from_row(row, self._issuer_subjects())
 
+    def get_certificates(self, serials: Sequence[str]) -> list[CertRecord]:
+        """The records of ``serials``, in that order (unknown serials are left out)."""
+        issuers = self._issuer_subjects()
+        found: dict[str, CertRecord] = {}
+        for start in range(0, len(serials), 500):
+            chunk = list(serials[start:start + 500])
+            rows = self.conn.execute(f"SELECT * FROM certificates WHERE serial IN ({','.join('?' * len(chunk))})", chunk)
+            found.update((r["serial"], self._cert_from_row(r, issuers)) for r in rows)
+        return [found[s] for s in serials if s in found]
+
     def find_certificate_by_der(self, der: bytes) -> CertRecord | None:
         """The record holding exactly this certificate, or None."""
         row = self.conn.execute("SELECT * FROM certificates WHERE sha256 = ?",
