@@ -498,10 +498,42 @@ def test_key_strength(key_type: str, size: int, curve: str | None, ok: bool) -> 
         ("sha1", False),
         ("md5", False),
         ("SHA-1", False),
+        ("md4", False),
+        ("sha3-256", True),
+        ("sha512-224", True),
+        ("1.2.840.113549.1.1.99", False),  # an algorithm twcactl cannot name is not accepted
+        ("sm3", False),
     ],
 )
 def test_sig_hash(hash_name: str | None, ok: bool) -> None:
     assert finding(check_ssl("www.twca.com.tw", signature_hash=hash_name), "sig.hash").ok is ok
+
+
+def test_sig_hash_messages() -> None:
+    assert finding(check_ssl("www.twca.com.tw", signature_hash="md4"), "sig.hash").message == (
+        "MD4 is too weak for a signature; sign with SHA-256 or stronger")
+    unknown = finding(check_ssl("www.twca.com.tw", signature_hash="1.2.3.4"), "sig.hash").message
+    assert unknown == "1.2.3.4 is not an accepted signature algorithm; sign with SHA-256 or stronger"
+
+
+def test_every_rule_is_documented_with_profiles_and_a_source() -> None:
+    """docs/policy-rules.md lists every rule of RULE_ORDER, in that order, each with a source."""
+    from pathlib import Path
+
+    doc = (Path(__file__).parent.parent / "docs" / "policy-rules.md").read_text("utf-8")
+    rows = [line for line in doc.splitlines() if line.startswith("| `") and line.count("|") >= 5]
+    documented = [row.split("|")[1].strip().strip("`") for row in rows if "." in row.split("|")[1]]
+    assert documented == list(RULE_ORDER)
+    for row in rows:
+        cells = [c.strip() for c in row.split("|")[1:-1]]
+        if cells[0].strip("`") in RULE_ORDER:
+            rule, profiles, source = cells[0].strip("`"), cells[1], cells[3]
+            family = {"all": set(PROFILES), "SSL": {"ssl", "wildcard", "ev"}, "personal": {"user-sign", "user-enc"}}
+            applied = {p for p in PROFILES if rule in rules_for(p)}
+            assert applied == family[profiles.split(",")[0]], row
+            needs_account = all(rule not in rules_for(p, with_account=False) for p in applied)
+            assert needs_account == ("with an account" in profiles), row
+            assert "§" in source or "RFC" in source or "policy" in source, row
 
 
 @pytest.mark.parametrize(

@@ -101,7 +101,8 @@ _GOOD_CURVES = {"secp256r1": "P-256", "prime256v1": "P-256", "p-256": "P-256", "
 _WEAK_HASHES = frozenset({"md2", "md4", "md5", "sha1"})
 _HASH_NAMES = {
     "md2": "MD2", "md4": "MD4", "md5": "MD5", "sha1": "SHA-1", "sha224": "SHA-224", "sha256": "SHA-256",
-    "sha384": "SHA-384", "sha512": "SHA-512", "sha3224": "SHA3-224", "sha3256": "SHA3-256",
+    "sha384": "SHA-384", "sha512": "SHA-512", "sha512224": "SHA-512/224", "sha512256": "SHA-512/256",
+    "sha3224": "SHA3-224", "sha3256": "SHA3-256",
     "sha3384": "SHA3-384", "sha3512": "SHA3-512",
 }  # fmt: skip
 _SAN_TYPE_NAMES = {"dns": "DNS name", "ip": "IP address", "email": "e-mail address", "uri": "URI", "other": "otherName"}
@@ -739,6 +740,9 @@ def _sig_hash(ctx: _Context) -> tuple[bool, str]:
     shown = _HASH_NAMES.get(key, _show(name))
     if key in _WEAK_HASHES:
         return False, f"{shown} is too weak for a signature; sign with SHA-256 or stronger"
+    if key not in _HASH_NAMES:
+        # An algorithm we cannot name is not one we can vouch for (an unknown OID, SM3...).
+        return False, f"{shown} is not an accepted signature algorithm; sign with SHA-256 or stronger"
     return True, shown
 
 

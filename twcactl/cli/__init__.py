@@ -116,7 +116,8 @@ def run(argv: list[str] | None = None) -> None:
         # a file argument that is a directory or unreadable is bad input (exit 3), not a usage error
         from twcactl.errors import InputError
 
-        if exc.param is not None and isinstance(exc.param.type, click.Path):
+        if (exc.param is not None and isinstance(exc.param.type, click.Path)
+                and not isinstance(exc, click.MissingParameter)):
             code = _report(InputError(exc.format_message()), obj)
         else:
             code = _report(UsageError(exc.format_message(), hint=_usage_hint(exc)), obj)

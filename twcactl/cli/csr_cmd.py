@@ -1,22 +1,32 @@
-"""``twcactl csr``: make and read certificate signing requests (domain.md §1)."""
+"""``twcactl csr``: make, read and check certificate signing requests (domain.md §1-§2)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from twcactl.cli.context import json_option
+from twcactl.cli.context import app, json_option
 from twcactl.cli.output import emit, note, safe
 
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from twcactl.csr import CsrDescription
+    from twcactl.models import AccountPolicy, CheckResult
+
+PROFILE_CHOICES = ("ssl", "wildcard", "ev", "user-sign", "user-enc")
+KEY_TYPE_CHOICES = ("rsa2048", "rsa3072", "rsa4096", "ec-p256", "ec-p384")
+
 
 @click.group()
 def csr() -> None:
     """Make, read and check certificate signing requests."""
+
+
+def _is_stdout(path: Path | None) -> bool:
+    return path is None or str(path) == "-"
 
 
 @csr.command("new", epilog="""\b
@@ -25,8 +35,13 @@ Examples:
       --state Taiwan --country TW --key-out www.key --out www.csr --key-passphrase env:KEY_PASS
   twcactl csr new --cn api.twca.com.tw --san api2.twca.com.tw --key-type ec-p256 \\
       --org TWCA --locality Taipei --state Taiwan --country TW --key-out api.key --no-passphrase
+  # renewal: same subject and SANs as the old certificate, a new key
+  twcactl csr new --from-cert server.cer --key-out www-2027.key --out www-2027.csr
+  # scripted: values from a TOML template (keys: cn org ou locality state country san key_type profile)
+  twcactl csr new --template www.toml --key-out www.key --no-passphrase --json
 """)
-@click.option("--cn", required=True, help="Common Name: the site name, e.g. www.twca.com.tw (no https://).")
+@click.option("--cn", help="Common Name: the site name, e.g. www.twca.com.tw (no https://). "
+                           "Required unless --from-cert or --template gives it.")
 @click.option("--org", help="O: the company's registered English name.")
 @click.option("--ou", "ous", multiple=True, help="OU: organisational unit (repeatable).")
 @click.option("--locality", help="L: city, e.g. Taipei.")
@@ -34,87 +49,127 @@ Examples:
 @click.option("--country", help="C: ISO 3166 two-letter code, e.g. TW.")
 @click.option("--san", "sans", multiple=True, metavar="NAME",
               help="A subjectAltName (repeatable): DNS names; for user profiles e-mail addresses. "
-                   "For SSL profiles the CN is always included.")
-@click.option("--profile", default="ssl", show_default=True,
-              type=click.Choice(["ssl", "wildcard", "ev", "user-sign", "user-enc"]),
-              help="What the request is for (decides how --san is read).")
-@click.option("--key-type", default="rsa2048", show_default=True,
-              type=click.Choice(["rsa2048", "rsa3072", "rsa4096", "ec-p256", "ec-p384"]))
+                   "For SSL profiles the CN is always included. Replaces the SANs of --from-cert / --template.")
+@click.option("--profile", type=click.Choice(PROFILE_CHOICES),
+              help="What the request is for (decides how --san is read)  [default: ssl]")
+@click.option("--key-type", type=click.Choice(KEY_TYPE_CHOICES), help="The new key  [default: rsa2048]")
+@click.option("--from-cert", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True), metavar="CERT",
+              help="Renewal: take the subject (in order) and DNS/e-mail SANs of this certificate; "
+                   "options given here override them.")
+@click.option("--template", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True), metavar="FILE.toml",
+              help="Take values from a TOML file; options given here override them.")
 @click.option("--key-out", required=True, type=click.Path(path_type=Path, dir_okay=False),
               help="Where to write the new private key (PKCS#8 PEM, mode 0600).")
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
-              help="Where to write the CSR (PEM); default stdout.")
+              help="Where to write the CSR (PEM); default stdout (inside the document under --json).")
 @click.option("--key-passphrase", metavar="SOURCE", help="Encrypt the key: env:NAME, file:PATH, fd:N, stdin, pass:TEXT "
               "(default: prompt twice).")
 @click.option("--no-passphrase", is_flag=True, help="Write the key unencrypted.")
 @click.option("--force", is_flag=True, help="Replace existing output files.")
 @json_option
-def new(cn: str, org: str | None, ous: tuple[str, ...], locality: str | None, state: str | None,
-        country: str | None, sans: tuple[str, ...], profile: str, key_type: str, key_out: Path, out: Path | None,
+def new(cn: str | None, org: str | None, ous: tuple[str, ...], locality: str | None, state: str | None,
+        country: str | None, sans: tuple[str, ...], profile: str | None, key_type: str | None,
+        from_cert: Path | None, template: Path | None, key_out: Path, out: Path | None,
         key_passphrase: str | None, no_passphrase: bool, force: bool) -> None:
     """Generate a key pair and a CSR for it.
 
-    Every value must be printable ASCII (the manuals' most common mistake is
-    a Chinese value); such input is refused before any key is generated.
+    Values come from --from-cert, then --template, then the options (each
+    later source wins). Every value must be printable ASCII (the manuals'
+    most common mistake is a Chinese value); such input is refused before
+    any key is generated.
     """
     from cryptography.hazmat.primitives import serialization
 
     from twcactl.cli.secrets import get_secret
-    from twcactl.csr import build_csr
+    from twcactl.csr import RequestSpec, build_csr, parse_template, spec_from_certificate
     from twcactl.errors import StateError, UsageError
-    from twcactl.fsutil import write_file
+    from twcactl.fsutil import read_input, write_file
     from twcactl.keys import generate_key, private_key_pem
     from twcactl.models import SSL_PROFILES
+    from twcactl.pem import load_certificate
     from twcactl.policy import printable_problem
 
     if no_passphrase and key_passphrase:
         raise UsageError("give --key-passphrase or --no-passphrase, not both.")
-    subject: list[tuple[str, str]] = []
-    for short, value in (("C", country), ("ST", state), ("L", locality), ("O", org)):
-        if value is not None:
-            subject.append((short, value))
-    subject.extend(("OU", ou) for ou in ous)
-    subject.append(("CN", cn))
-    for short, value in subject:
+    if str(key_out) == "-":
+        raise UsageError("--key-out needs a file name; a private key is never written to stdout.")
+    if from_cert is not None and template is not None and str(from_cert) == "-" and str(template) == "-":
+        raise UsageError("--from-cert and --template cannot both read stdin.")
+
+    spec = RequestSpec()
+    renewal_of: dict[str, str] | None = None
+    if from_cert is not None:
+        from twcactl.names import rfc4514
+        from twcactl.serials import format_serial
+
+        cert = load_certificate(read_input(from_cert, what="certificate"), name=str(from_cert))
+        spec = spec_from_certificate(cert)
+        renewal_of = {"file": str(from_cert), "serial": format_serial(cert.serial_number),
+                      "subject": rfc4514(cert.subject)}
+    if template is not None:
+        tmpl = parse_template(read_input(template, what="template"), name=str(template))
+        spec = spec.override(subject=tmpl.subject, sans=tmpl.sans, key_type=tmpl.key_type, profile=tmpl.profile)
+    options = {"C": [country] if country is not None else [], "ST": [state] if state is not None else [],
+               "L": [locality] if locality is not None else [], "O": [org] if org is not None else [],
+               "OU": list(ous), "CN": [cn] if cn is not None else []}
+    spec = spec.override(subject=options, sans=list(sans), key_type=key_type, profile=profile)
+    profile_name = spec.profile or "ssl"
+    key_type_name = spec.key_type or "rsa2048"
+
+    if spec.cn is None:
+        raise UsageError("--cn is required (unless --from-cert or --template gives a CN).")
+    for short, value in spec.subject:
         problem = printable_problem(value)
         if problem:
-            raise UsageError(f"{short}: {problem}.", hint="every subject value must be English (printable ASCII)")
-    if country is not None and len(country) != 2:
-        raise UsageError("C must be a two-letter ISO 3166 code, such as TW.")
-    for san in sans:
+            raise UsageError(f"{safe(short)}: {problem}.", hint="every subject value must be English (printable ASCII)")
+    for short, value in spec.subject:
+        if short == "C" and len(value) != 2:
+            raise UsageError("C must be a two-letter ISO 3166 code, such as TW.")
+    for san in (*spec.dns_names, *spec.emails):
         problem = printable_problem(san)
         if problem:
-            raise UsageError(f"--san: {problem}.")
+            raise UsageError(f"SAN: {problem}.", hint="a SAN is an ASCII host name or e-mail address")
     for target in (key_out, out):
         if target is not None and str(target) != "-" and not force and (target.exists() or target.is_symlink()):
             raise StateError(f"{target} already exists.", hint="use --force to replace it")
+    if profile_name in SSL_PROFILES:
+        dns_names, emails = [spec.cn, *spec.dns_names], []
+    else:
+        dns_names, emails = list(spec.dns_names), list(spec.emails)
     passphrase = None if no_passphrase else get_secret(
         key_passphrase, option="--key-passphrase", what="new key passphrase", new=True)
 
-    if profile in SSL_PROFILES:
-        dns_names, emails = [cn, *sans], []
-    else:
-        dns_names, emails = [], list(sans)
-    note(f"Generating a {key_type} key ...")
-    key = generate_key(key_type)
+    note(f"Generating a {key_type_name} key ...")
+    key = generate_key(key_type_name)
     try:
-        request = build_csr(key, subject, dns_names=dns_names, emails=emails)
+        request = build_csr(key, spec.subject, dns_names=dns_names, emails=emails)
     except ValueError as exc:
         raise UsageError(f"cannot build the CSR: {exc}.") from exc
     pem = request.public_bytes(serialization.Encoding.PEM)
     write_file(key_out, private_key_pem(key, passphrase), mode=0o600, force=force)
-    if out is not None and str(out) != "-":
-        write_file(out, pem, force=force)
+    if not _is_stdout(out):
+        write_file(out, pem, force=force)  # type: ignore[arg-type]
 
-    from twcactl.names import rfc4514
+    from twcactl import csr as csr_mod
+    from twcactl.names import rfc4514, sans_json
+    from twcactl.policy import check_request
 
+    # The account-independent rules, as a warning: the request may be meant
+    # for another CA, so they never stop it here (csr check / cert issue do).
+    result = check_request(csr_mod.facts(request), None, profile_name)
+    for finding in result.failed:
+        note(f"warning: {finding.rule}: {safe(finding.message)}")
     doc = {
         "subject": rfc4514(request.subject),
-        "key_type": key_type,
+        "sans": sans_json(csr_mod.requested_sans(request)),
+        "profile": profile_name,
+        "key_type": key_type_name,
         "key_file": str(key_out),
         "key_encrypted": passphrase is not None,
-        "csr_file": str(out) if out is not None and str(out) != "-" else None,
+        "csr_file": None if _is_stdout(out) else str(out),
         "csr": pem.decode("ascii"),
+        "warnings": [{"rule": f.rule, "message": f.message} for f in result.failed],
+        "from_cert": renewal_of,
     }
 
     def human(console: Console) -> None:
@@ -122,9 +177,43 @@ def new(cn: str, org: str | None, ous: tuple[str, ...], locality: str | None, st
             click.echo(pem.decode("ascii"), nl=False)
         else:
             console.print(f"CSR  {doc['csr_file']}  {safe(doc['subject'])}")
-            console.print(f"key  {doc['key_file']}  ({key_type}, {'encrypted' if passphrase else 'NOT encrypted'}, 0600)")
+            console.print(f"key  {doc['key_file']}  ({key_type_name}, "
+                          f"{'encrypted' if passphrase else 'NOT encrypted'}, 0600)")
 
     emit(doc, human)
+
+
+def _value_text(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_value_text(v)}" for k, v in value.items())
+    if isinstance(value, list):
+        return ", ".join(_value_text(v) for v in value)
+    return str(value)
+
+
+def _render_description(console: Console, file: str, desc: CsrDescription) -> None:
+    console.print(f"CSR  {safe(file)}")
+    console.print(f"  subject    {safe(desc.subject_text) or '(empty)'}")
+    for attr in desc.subject:
+        console.print(f"    {safe(attr['name']):<14} {safe(attr['value'])}")
+    console.print("  SANs       " + (safe(", ".join(desc.sans)) if desc.sans else "(none)"))
+    console.print(f"  key        {desc.key}")
+    console.print(f"  signature  {safe(desc.signature_algorithm)}: {desc.signature}")
+    console.print(f"             {safe(desc.signature_reason)}")
+    if desc.extensions:
+        console.print("  requested extensions")
+        for ext in desc.extensions:
+            crit = " (critical)" if ext["critical"] else ""
+            value = "(not decoded)" if ext["value"] is None else _value_text(ext["value"])
+            console.print(f"    {safe(ext['name'])}{crit}: {safe(value)}")
+    shown = [a for a in desc.attributes if a["oid"] != "1.2.840.113549.1.9.14"]
+    if shown:
+        console.print("  attributes")
+        for attr in shown:
+            text = f"cannot decode: {attr['error']}" if "error" in attr else _value_text(attr["value"])
+            console.print(f"    {safe(attr['name'])}: {safe(text)}")
+    for problem in desc.problems:
+        console.print(f"  cannot decode {safe(problem['field'])}: {safe(problem['reason'])}")
 
 
 @csr.command("show", epilog="""\b
@@ -135,7 +224,12 @@ Examples:
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True))
 @json_option
 def show(file: Path) -> None:
-    """Parse a CSR (PEM with either header, text around it, CRLF, or DER) and show every field."""
+    """Parse a CSR (PEM with either header, text around it, CRLF, or DER) and show every field.
+
+    Subject attributes in order, SANs, key, signature algorithm and state
+    (valid, invalid, or "not checked" for a weak hash such as SHA-1),
+    requested extensions, and the Microsoft attributes of IIS requests.
+    """
     from twcactl.csr import describe
     from twcactl.fsutil import read_input
     from twcactl.pem import load_csr
@@ -143,18 +237,109 @@ def show(file: Path) -> None:
     request = load_csr(read_input(file, what="CSR"), name=str(file))
     desc = describe(request)
     doc = {"file": str(file), **desc.to_json()}
+    emit(doc, lambda console: _render_description(console, str(file), desc))
 
-    def human(console: Console) -> None:
-        console.print(f"CSR  {safe(file)}")
-        console.print(f"  subject    {safe(desc.subject_text)}")
-        for attr in desc.subject:
-            console.print(f"    {attr['name']:<12} {safe(attr['value'])}")
-        console.print("  SANs       " + (safe(", ".join(desc.sans)) if desc.sans else "(none)"))
-        console.print(f"  key        {desc.key}")
-        console.print(f"  signature  {desc.signature_algorithm}: {desc.signature}")
-        for ext in desc.extensions:
-            console.print(f"  extension  {ext['name']}{' (critical)' if ext['critical'] else ''}")
-        for problem in desc.problems:
-            console.print(f"  cannot decode {problem['field']}: {safe(problem['reason'])}")
 
-    emit(doc, human)
+def _hash_label(name: str | None) -> str:
+    labels = {"sha1": "SHA-1", "sha224": "SHA-224", "sha256": "SHA-256", "sha384": "SHA-384", "sha512": "SHA-512",
+              "md5": "MD5", "md4": "MD4", "md2": "MD2"}
+    return "no hash" if name is None else labels.get(name, name)
+
+
+def _account_line(policy: AccountPolicy | None, source: str | None) -> str:
+    if policy is None:
+        return "no account: subject.org and cn.domain not applied (give --account ID or --policy FILE)"
+    names = [policy.org, *policy.org_aliases]
+    text = f"account {policy.id} ({' / '.join(names)}; {', '.join(policy.domains)})"
+    return text + (f" from {source}" if source else "")
+
+
+@csr.command("check", epilog="""\b
+Examples:
+  twcactl csr check www.csr --account 70759028-01
+  twcactl csr check www.csr --policy twca-policy.toml --profile wildcard --json
+  # twca-policy.toml:
+  #   id = "70759028-01"
+  #   org = "TWCA"
+  #   org_aliases = ["TAIWAN-CA Inc."]
+  #   domains = ["twca.com.tw", "mis.twca.com.tw"]
+\b
+Exit status: 0 when every rule passes, 1 when one fails, 3 for an unreadable CSR.
+""")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True))
+@click.option("--account", "account_id", metavar="ID", help="Check against this account of the CA home.")
+@click.option("--policy", "policy_file", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
+              metavar="FILE.toml", help="Check against an account defined in a TOML file (no CA home needed).")
+@click.option("--profile", default="ssl", show_default=True, type=click.Choice(PROFILE_CHOICES))
+@json_option
+def check(file: Path, account_id: str | None, policy_file: Path | None, profile: str) -> None:
+    """Apply every rule of a profile to a CSR: the same checks as `cert issue`.
+
+    Lists each rule in a fixed order with ok/FAIL and a reason. Without
+    --account or --policy only the account-independent rules run.
+    """
+    from twcactl import csr as csr_mod
+    from twcactl.errors import InputError, UsageError
+    from twcactl.fsutil import read_input
+    from twcactl.pem import load_csr
+    from twcactl.policy import check_request
+
+    if account_id is not None and policy_file is not None:
+        raise UsageError("give --account or --policy, not both.")
+    if policy_file is not None and str(policy_file) == "-" and str(file) == "-":
+        raise UsageError("the CSR and --policy cannot both read stdin.")
+    request = load_csr(read_input(file, what="CSR"), name=str(file))
+    policy: AccountPolicy | None = None
+    source: str | None = None
+    if policy_file is not None:
+        from twcactl.policy_file import parse_account_policy
+
+        policy = parse_account_policy(read_input(policy_file, what="policy"), name=str(policy_file))
+        source = str(policy_file)
+    elif account_id is not None:
+        store = app().open_store()
+        try:
+            policy = store.get_account(account_id, ledger=False).policy()
+        finally:
+            store.close()
+    try:
+        request_facts = csr_mod.facts(request)
+    except Exception as exc:  # cryptography's ValueError, or UnsupportedAlgorithm for an unknown key type
+        raise InputError(f"{file}: the CSR's public key or requested extensions cannot be decoded.") from exc
+    result = check_request(request_facts, policy, profile)
+    desc = csr_mod.describe(request)
+    doc: dict[str, Any] = {
+        **result.to_json(),
+        "file": str(file),
+        "csr": {"cn": desc.cn, "subject": desc.subject_text, "sans": desc.sans, "key": desc.key,
+                "signature_hash": desc.signature_hash, "signature": desc.signature},
+        "account": None if policy is None else {"id": policy.id, "org": policy.org,
+                                                 "org_aliases": list(policy.org_aliases),
+                                                 "domains": list(policy.domains), "source": source or "store"},
+    }
+    emit(doc, lambda console: _render_check(console, desc, result, policy, source))
+    if not result.ok:
+        raise SystemExit(1)
+
+
+def _render_check(console: Console, desc: CsrDescription, result: CheckResult, policy: AccountPolicy | None,
+                  source: str | None) -> None:
+    cn = safe(desc.cn) if desc.cn is not None else "(no CN)"
+    console.print(f"CSR  {cn}  ({desc.key}, {_hash_label(desc.signature_hash)}, signature {desc.signature})")
+    console.print(f"profile {result.profile}, {safe(_account_line(policy, source))}")
+    console.print("")
+    width = max(len(f.rule) for f in result.findings) + 2
+    indent = " " * (2 + 6 + width)
+    for finding in result.findings:
+        status = "ok" if finding.ok else "FAIL"
+        lines = safe(finding.message).split("; ") if not finding.ok else [safe(finding.message)]
+        # Long failure reasons break at their "; " clauses, aligned under the message.
+        first, rest = lines[0], lines[1:]
+        console.print(f"  {status:<6}{finding.rule:<{width}}{first}{';' if rest else ''}")
+        for i, line in enumerate(rest):
+            console.print(f"{indent}{line}{';' if i < len(rest) - 1 else ''}")
+    failed = len(result.failed)
+    if failed:
+        console.print(f"{failed} rule{'s' if failed != 1 else ''} failed.")
+    else:
+        console.print(f"All {len(result.findings)} rules passed.")
