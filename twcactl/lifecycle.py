@@ -106,7 +106,7 @@ def check_csr(item: CsrInput, account_policy: AccountPolicy, profile: str) -> x5
     try:
         facts = csr_mod.facts(csr)
     except Exception as exc:
-        raise InputError(f"{item.name}: the CSR's requested extensions cannot be decoded.") from exc
+        raise InputError(f"{item.name}: the CSR's public key or requested extensions cannot be decoded.") from exc
     result = check_request(facts, account_policy, profile)
     if not result.ok:
         first = result.failed[0]
