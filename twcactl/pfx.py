@@ -1,28 +1,39 @@
-"""PKCS#12 (PFX) files.
+"""PKCS#12 (PFX) files: export, open, change the password, split (domain.md §7).
 
 ``export_pfx`` writes the key, the certificate and its whole chain with
 strong protection (domain.md §7): AES-256-CBC with PBKDF2-HMAC-SHA256 for
 keys and certificates and a SHA-256 MAC by default; ``legacy`` gives 3DES
 with a SHA-1 MAC for old Windows and Java.
+
+``open_pfx`` reads the structure first (``pkcs12_info``: iteration caps,
+the MAC checked with the password) so a wrong password (exit 4) is told
+apart from a damaged file (exit 3), then lets cryptography load the
+objects.  ``rekey_pfx`` writes the same key, certificates and friendly
+names under a new password; ``split_pfx`` gives PEM files.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from twcactl.errors import PolicyError, UsageError
+from twcactl.errors import AuthError, InputError, PolicyError, UsageError
 from twcactl.keys import PrivateKey
+from twcactl.pkcs12_info import PfxStructure, decrypt_containers, mac_matches, parse_pfx
 
 MIN_PASSWORD = 6
 #: PBKDF2 iterations for new files (OpenSSL 3's default is 2048; NIST SP 800-132 asks for more).
 KDF_ROUNDS = 100_000
 
 
-def key_matches(key: PrivateKey, cert: x509.Certificate) -> bool:
+def key_matches(key: Any, cert: x509.Certificate) -> bool:
     """True when ``key`` is the private half of ``cert``'s public key."""
     fmt = serialization.PublicFormat.SubjectPublicKeyInfo
     return key.public_key().public_bytes(serialization.Encoding.DER, fmt) == cert.public_key().public_bytes(
@@ -58,12 +69,322 @@ def export_pfx(
     check_password(password)
     if not key_matches(key, cert):
         raise PolicyError("the private key does not match the certificate.")
-    builder = serialization.PrivateFormat.PKCS12.encryption_builder().kdf_rounds(KDF_ROUNDS)
+    name = friendly_name.encode("utf-8") if friendly_name else None
+    return pkcs12.serialize_key_and_certificates(
+        name, key, cert, list(chain) or None, _encryption(password, legacy=legacy)
+    )
+
+
+def _encryption(password: str, *, legacy: bool, rounds: int = KDF_ROUNDS) -> Any:
+    """cryptography's PKCS#12 encryption: AES-256 + SHA-256 MAC, or 3DES + SHA-1 MAC when ``legacy``."""
+    builder = serialization.PrivateFormat.PKCS12.encryption_builder().kdf_rounds(rounds)
     if legacy:
         builder = builder.key_cert_algorithm(pkcs12.PBES.PBESv1SHA1And3KeyTripleDESCBC).hmac_hash(hashes.SHA1())
     else:
         builder = builder.key_cert_algorithm(pkcs12.PBES.PBESv2SHA256AndAES256CBC).hmac_hash(hashes.SHA256())
-    name = friendly_name.encode("utf-8") if friendly_name else None
+    return builder.build(password.encode("utf-8"))
+
+
+# ---------------------------------------------------------------- opening
+
+
+@dataclass(frozen=True)
+class PfxEntry:
+    """One certificate of an opened PFX.
+
+    Attributes:
+        certificate: the certificate.
+        friendly_name: its friendlyName attribute, or None.
+        local_key_id: its localKeyId (hex), or None (or not visible: RC2-40 contents).
+        is_key_certificate: True for the certificate of the file's private key.
+    """
+
+    certificate: x509.Certificate
+    friendly_name: str | None
+    local_key_id: str | None
+    is_key_certificate: bool
+
+
+@dataclass(frozen=True)
+class OpenedPfx:
+    """A PFX opened with its password.
+
+    Attributes:
+        structure: what ``pkcs12_info`` read (protection, MAC, bags).
+        key: the private key (any cryptography key type), or None for a certificate-only file.
+        key_count: keys the file holds (at least 1 when ``key`` is set).
+        key_friendly_name / key_local_key_id: the key bag's attributes.
+        certificates: the key's certificate first (when there is one), then the others in file order.
+    """
+
+    structure: PfxStructure
+    key: Any
+    key_count: int
+    key_friendly_name: str | None
+    key_local_key_id: str | None
+    certificates: tuple[PfxEntry, ...]
+
+    @property
+    def key_certificate(self) -> PfxEntry | None:
+        """The entry of the key's certificate, or None."""
+        return next((c for c in self.certificates if c.is_key_certificate), None)
+
+    @property
+    def others(self) -> list[PfxEntry]:
+        """Every certificate but the key's."""
+        return [c for c in self.certificates if not c.is_key_certificate]
+
+
+def _friendly(value: bytes | None) -> str | None:
+    if value is None:
+        return None
+    for encoding in ("utf-8", "latin-1"):
+        try:
+            return value.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    return None
+
+
+def open_pfx(data: bytes, password: str | None, *, name: str = "PFX file") -> OpenedPfx:
+    """Open a PFX: structure first, then the MAC, then cryptography.
+
+    Args:
+        data: the file's bytes.
+        password: the password; None (or empty) tries the empty password
+            the way OpenSSL does (a Java trust store has one).
+        name: the file name for messages.
+
+    Raises:
+        InputError: malformed, absurd iteration counts (refused before any
+            key derivation), or the MAC matches but the content cannot be read (exit 3).
+        AuthError: the MAC does not match the password (exit 4); with no MAC
+            in the file, the content does not open with it.
+    """
+    structure = parse_pfx(data, name=name)
+    matched = mac_matches(structure, password)
+    if matched is False:
+        if password:
+            raise AuthError(f"the password for {name} is wrong.")
+        raise AuthError(f"{name} needs a password.", hint="give it with --password SOURCE")
+    pw = password.encode("utf-8") if password else None
+    try:
+        with warnings.catch_warnings():
+            # some real files are BER; cryptography warns and reads them anyway
+            warnings.simplefilter("ignore")
+            loaded = pkcs12.load_pkcs12(data, pw)
+    except Exception as exc:
+        if matched is None:
+            raise AuthError(f"{name} does not open with this password (the file has no MAC to tell a wrong "
+                            "password from damage).") from exc
+        raise InputError(f"{name} is damaged: the password is right but the content cannot be read.") from exc
+    structure = decrypt_containers(structure, password, name=name)
+
+    bag_info = {b.der: b for b in structure.bags if b.kind == "certificate" and b.der is not None}
+    key_bag = next((b for b in structure.bags if b.kind in ("key", "shrouded_key")), None)
+    entries: list[PfxEntry] = []
+    if loaded.cert is not None:
+        der = loaded.cert.certificate.public_bytes(serialization.Encoding.DER)
+        bag = bag_info.get(der)
+        entries.append(PfxEntry(loaded.cert.certificate, _friendly(loaded.cert.friendly_name),
+                                bag.local_key_id if bag else None, loaded.key is not None))
+    for extra in loaded.additional_certs:
+        der = extra.certificate.public_bytes(serialization.Encoding.DER)
+        bag = bag_info.get(der)
+        entries.append(PfxEntry(extra.certificate, _friendly(extra.friendly_name),
+                                bag.local_key_id if bag else None, False))
+    key_count = structure.key_count
+    if loaded.key is not None:
+        key_count = max(key_count, 1)
+    return OpenedPfx(structure, loaded.key, key_count, key_bag.friendly_name if key_bag else None,
+                     key_bag.local_key_id if key_bag else None, tuple(entries))
+
+
+# ---------------------------------------------------------------- changing the password
+
+
+def rekey_pfx(opened: OpenedPfx, *, password: str, legacy: bool = False) -> bytes:
+    """The same key, certificates and friendly names under a new password.
+
+    Protection: AES-256-CBC with PBKDF2-HMAC-SHA256 and a SHA-256 MAC (an
+    upgrade for 3DES and RC2 files), at least :data:`KDF_ROUNDS` iterations
+    and no fewer than the input used; ``legacy`` downgrades on purpose to
+    3DES with a SHA-1 MAC for old Windows and Java.
+
+    Raises:
+        UsageError: the new password is shorter than 6 characters (exit 2).
+        PolicyError: the file holds several keys (writing one would lose the
+            others) or nothing at all (exit 1).
+    """
+    check_password(password)
+    if opened.key_count > 1:
+        raise PolicyError(f"the file holds {opened.key_count} private keys; refusing to write one and lose the others.")
+    if opened.key is None and not opened.certificates:
+        raise PolicyError("the file holds neither a key nor a certificate.")
+    seen = [b.protection.iterations for b in opened.structure.bags if b.protection and b.protection.iterations]
+    seen += [c.protection.iterations for c in opened.structure.containers if c.protection.iterations]
+    rounds = max([KDF_ROUNDS, *seen])
+    key_entry = opened.key_certificate
+    cert = key_entry.certificate if key_entry else None
+    friendly = (key_entry.friendly_name if key_entry else None) or opened.key_friendly_name
+    cas = [pkcs12.PKCS12Certificate(e.certificate, e.friendly_name.encode("utf-8") if e.friendly_name else None)
+           for e in opened.others]
     return pkcs12.serialize_key_and_certificates(
-        name, key, cert, list(chain) or None, builder.build(password.encode("utf-8"))
+        friendly.encode("utf-8") if friendly else None, opened.key, cert, cas or None,
+        _encryption(password, legacy=legacy, rounds=rounds),
     )
+
+
+# ---------------------------------------------------------------- splitting
+
+
+@dataclass(frozen=True)
+class SplitFiles:
+    """PEM files from a PFX: ``key.pem`` (None without a key), ``cert.pem`` (None without the key's
+    certificate), ``chain.pem`` (the other certificates, issuer first where a path can be built)."""
+
+    key_pem: bytes | None
+    cert_pem: bytes | None
+    chain_pem: bytes | None
+
+
+def ordered_others(opened: OpenedPfx) -> list[x509.Certificate]:
+    """The certificates other than the key's: the path above it first (issuer first), then the rest in file order."""
+    from twcactl.chain import build_path, fingerprint
+
+    others = [e.certificate for e in opened.others]
+    key_entry = opened.key_certificate
+    if key_entry is None:
+        return others
+    path = build_path(key_entry.certificate, others).cas
+    on_path = {fingerprint(c) for c in path}
+    return [*path, *(c for c in others if fingerprint(c) not in on_path)]
+
+
+def split_pfx(opened: OpenedPfx, *, key_passphrase: str | None) -> SplitFiles:
+    """PEM files of an opened PFX; the key as PKCS#8, encrypted unless ``key_passphrase`` is None.
+
+    Raises:
+        PolicyError: several keys (exit 1).
+    """
+    from twcactl.keys import private_key_pem
+
+    if opened.key_count > 1:
+        raise PolicyError(f"the file holds {opened.key_count} private keys; refusing to write one and lose the others.")
+    key_pem = private_key_pem(opened.key, key_passphrase) if opened.key is not None else None
+    key_entry = opened.key_certificate
+    cert_pem = key_entry.certificate.public_bytes(serialization.Encoding.PEM) if key_entry else None
+    others = ordered_others(opened)
+    chain_pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in others) or None
+    return SplitFiles(key_pem, cert_pem, chain_pem)
+
+
+# ---------------------------------------------------------------- a new key pair
+
+
+def new_key_like(public_key: Any) -> PrivateKey:
+    """A fresh key of the same type and size as ``public_key`` (RSA: e = 65537; EC: the same curve).
+
+    Raises:
+        InputError: another key type (exit 3).
+    """
+    if isinstance(public_key, rsa.RSAPublicKey):
+        return rsa.generate_private_key(public_exponent=65537, key_size=public_key.key_size)
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        return ec.generate_private_key(public_key.curve)
+    raise InputError(f"cannot make a new key like a {type(public_key).__name__}; only RSA and EC are supported.")
+
+
+def replacement_csr(key: PrivateKey, cert: x509.Certificate) -> bytes:
+    """A PEM CSR for ``cert``'s subject and DNS / e-mail SANs, signed by ``key`` (domain.md §1: renewal in one step).
+
+    Raises:
+        InputError: the subject holds an attribute twcactl cannot write (exit 3).
+    """
+    from twcactl.csr import build_csr
+    from twcactl.names import attributes
+
+    pairs = [(a.name, a.value) for a in attributes(cert.subject)]
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        dns, emails = san.get_values_for_type(x509.DNSName), san.get_values_for_type(x509.RFC822Name)
+    except x509.ExtensionNotFound:
+        dns, emails = [], []
+    try:
+        csr = build_csr(key, pairs, dns_names=dns, emails=emails)
+    except (KeyError, ValueError) as exc:
+        raise InputError(f"cannot rebuild the subject {cert.subject.rfc4514_string()} for a new request.") from exc
+    return csr.public_bytes(serialization.Encoding.PEM)
+
+
+@dataclass(frozen=True)
+class NewKeyOutcome:
+    """What :func:`reissue_with_new_key` did.
+
+    Attributes:
+        key: the fresh private key.
+        certificate: the replacement certificate.
+        chain: its CA certificates, issuer first, root last.
+        serial / renewed: the new and the old serial (hex).
+        revoked: True when the old certificate was revoked as superseded.
+        balance_before / balance_after: the account's certificate-years.
+    """
+
+    key: PrivateKey
+    certificate: x509.Certificate
+    chain: list[x509.Certificate]
+    serial: str
+    renewed: str
+    revoked: bool
+    balance_before: int
+    balance_after: int
+
+
+def reissue_with_new_key(store: Any, cert: x509.Certificate, *, early: bool, operator: str, passphrase: Any,
+                         revoke_old: bool) -> NewKeyOutcome:
+    """A re-key in the PKI sense: a fresh key pair of the same type and size, and a replacement certificate
+    for the same subject issued under the ``cert renew`` rules (domain.md §4), by the CA home that issued
+    ``cert``; with ``revoke_old``, the old certificate is then revoked as ``superseded`` (RFC 5280 §5.3.1).
+
+    Args:
+        store: the open CA home (``twcactl.store.Store``).
+        cert: the certificate being replaced (the PFX key's certificate).
+        early: renew outside the renewal window.
+        operator: who does it (a manager).
+        passphrase: the CA passphrase provider; asked at most once.
+        revoke_old: revoke the old certificate afterwards.
+
+    Raises:
+        NotFoundError: the CA home did not issue ``cert`` (exit 5).
+        everything ``lifecycle.renew_certificate`` and ``revoke_certificate`` raise.
+    """
+    from twcactl.errors import NotFoundError
+    from twcactl.lifecycle import (
+        CsrInput,
+        ca_chain_for,
+        renew_certificate,
+        revoke_certificate,
+    )
+
+    record = store.find_certificate_by_der(cert.public_bytes(serialization.Encoding.DER))
+    if record is None:
+        raise NotFoundError("the PFX's certificate was not issued by this CA home.",
+                            hint="run it with --home pointing at the CA that issued the certificate")
+    cache: list[Any] = []
+
+    def once() -> Any:
+        if not cache:
+            cache.append(passphrase())
+        return cache[0]
+
+    key = new_key_like(cert.public_key())
+    csr = CsrInput(name="replacement request", data=replacement_csr(key, cert))
+    outcome = renew_certificate(store, record.serial, csr, validity=None, early=early, operator=operator,
+                                passphrase=once, note="pfx rekey --new-key")
+    new_record = outcome.certificate
+    new_cert = x509.load_der_x509_certificate(new_record.der)
+    if revoke_old:
+        revoke_certificate(store, record.serial, reason="superseded", operator=operator, passphrase=once)
+    chain = list(reversed(ca_chain_for(store, new_record)))
+    return NewKeyOutcome(key, new_cert, chain, new_record.serial, record.serial, revoke_old,
+                         outcome.balance_before, outcome.balance_after)

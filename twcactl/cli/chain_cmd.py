@@ -1,10 +1,237 @@
-"""``twcactl chain``: build and verify certificate chains (placeholder until issue 5 lands)."""
+"""``twcactl chain``: build and verify certificate chains and cert.zip bundles (domain.md §6)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
 import click
+
+from twcactl.cli.context import app, json_option
+from twcactl.cli.output import emit, note, safe
+
+if TYPE_CHECKING:
+    from cryptography import x509
+    from rich.console import Console
 
 
 @click.group()
 def chain() -> None:
     """Build and verify certificate chains and cert.zip bundles."""
+
+
+def _home_cas() -> list[x509.Certificate]:
+    """The CA home's certificates (root first), or none when there is no home."""
+    from twcactl.store import Store
+
+    home = app().resolved_home()
+    if not Store.exists(home):
+        return []
+    store = Store.open(home, lock_timeout=app().lock_timeout)
+    try:
+        return [ca.certificate() for ca in store.cas()]
+    finally:
+        store.close()
+
+
+def _load_leaf(path: Path) -> tuple[x509.Certificate, list[x509.Certificate]]:
+    """The first certificate of LEAF, and any more it holds (a fullchain.pem)."""
+    from twcactl.fsutil import read_input
+    from twcactl.pem import load_certificates
+
+    certs = load_certificates(read_input(path, what="certificate"), name=str(path))
+    return certs[0], certs[1:]
+
+
+def _cert_json(cert: x509.Certificate, **extra: Any) -> dict[str, Any]:
+    from twcactl.timeutil import rfc3339
+
+    return {"subject": cert.subject.rfc4514_string(), "issuer": cert.issuer.rfc4514_string(),
+            "serial": format(cert.serial_number, "x"), "not_after": rfc3339(cert.not_valid_after_utc), **extra}
+
+
+@chain.command("build", epilog="""\b
+Examples:
+  twcactl chain build server.cer --certs bag/ --certs cert.zip --out-dir ./www
+  twcactl chain build server.cer --certs intermediates.pem --fullchain fullchain.pem   # nginx, Apache
+  twcactl chain build server.cer --certs certs.p7b.pem --zip cert.zip --json
+""")
+@click.argument("leaf", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True))
+@click.option("--certs", "cert_sources", multiple=True, type=click.Path(path_type=Path),
+              help="Candidate CA certificates: a PEM bundle, a DER file, a directory or a zip (repeatable). "
+                   "The CA home's certificates are added when there is one.")
+@click.option("--out-dir", type=click.Path(path_type=Path, file_okay=False),
+              help="Write server.cer, uca.cer (or uca_1.cer .. uca_N.cer from the root down) and root.cer here.")
+@click.option("--zip", "zip_file", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write the same files as a zip archive (cert.zip).")
+@click.option("--fullchain", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
+              help="Write the leaf and its intermediates, no root (what nginx and Apache want); - for stdout.")
+@click.option("--force", is_flag=True, help="Replace existing files.")
+@json_option
+def build(leaf: Path, cert_sources: tuple[Path, ...], out_dir: Path | None, zip_file: Path | None,
+          fullchain: Path | None, force: bool) -> None:
+    """Order certificates from the leaf up to a self-signed root and write the bundle files.
+
+    Issuers are found by name, key identifier and signature; unrelated and
+    duplicate certificates are ignored.  An incomplete path names the
+    missing issuer (exit 1).  Output names are always the manual's own,
+    never names taken from the input.
+    """
+    from twcactl.chain import (
+        build_path,
+        bundle_files,
+        fullchain_pem,
+        gather_certificates,
+        require_complete,
+        write_files,
+        zip_bytes,
+    )
+    from twcactl.errors import PolicyError, UsageError
+
+    if fullchain is not None and str(fullchain) == "-" and app().json:
+        raise UsageError("--fullchain - writes to stdout, which --json needs for its document.")
+    leaf_cert, extra = _load_leaf(leaf)
+    gathered = gather_certificates(list(cert_sources))
+    home = _home_cas()
+    candidates = [*extra, *(c for _s, c in gathered.certificates), *home]
+    path = build_path(leaf_cert, candidates)
+    cas = require_complete(path)
+    if not cas:
+        raise PolicyError(f"{leaf} is self-signed: there is no chain to build.")
+    files = bundle_files(leaf_cert, list(reversed(cas)))
+
+    targets: list[tuple[Path, bytes]] = []
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        targets += [(out_dir / name, data) for name, data in files]
+    if zip_file is not None:
+        targets.append((zip_file, zip_bytes(files)))
+    full = fullchain_pem(leaf_cert, cas)
+    to_stdout = fullchain is not None and str(fullchain) == "-"
+    if fullchain is not None and not to_stdout:
+        targets.append((fullchain, full))
+    written = write_files(targets, force=force)
+    if to_stdout:
+        click.echo(full.decode("ascii"), nl=False)
+        return
+    for skipped in gathered.skipped:
+        note(f"skipped {safe(skipped)}: no certificate in it")
+
+    names = [name for name, _ in files]  # root first
+    ordered = list(reversed(list(zip(names, [*reversed(cas), leaf_cert]))))  # leaf first
+    doc = {
+        "complete": True,
+        "chain": [_cert_json(cert, file=name) for name, cert in ordered],
+        "ignored": len(path.unused),
+        "duplicates": path.duplicates,
+        "skipped": gathered.skipped,
+        "files": [str(p) for p in written],
+        "ca_home_certificates": len(home),
+    }
+
+    def human(console: Console) -> None:
+        for name, cert in ordered:
+            console.print(f"{name:<11} {safe(cert.subject.rfc4514_string())}")
+        console.print(f"{len(ordered)} certificates; {len(path.unused)} unrelated and {path.duplicates} "
+                      f"duplicate(s) ignored.")
+        for p in written:
+            console.print(f"  wrote {safe(p)}")
+
+    emit(doc, human)
+
+
+def _load_crls(paths: tuple[Path, ...]) -> list[x509.CertificateRevocationList]:
+    from cryptography import x509
+
+    from twcactl.errors import InputError
+    from twcactl.fsutil import read_input
+    from twcactl.pem import pem_blocks
+
+    crls: list[x509.CertificateRevocationList] = []
+    for path in paths:
+        data = read_input(path, what="CRL")
+        ders = pem_blocks(data, frozenset({"X509 CRL"}), name=str(path)) if b"-----BEGIN" in data else [data]
+        if not ders:
+            raise InputError(f"{path} holds no CRL.")
+        for der in ders:
+            try:
+                crl = x509.load_der_x509_crl(der)
+                crl.issuer  # noqa: B018 - force the parse
+            except Exception as exc:
+                raise InputError(f"{path} is not a well-formed CRL.") from exc
+            crls.append(crl)
+    return crls
+
+
+@chain.command("verify", epilog="""\b
+Examples:
+  twcactl --home ./myca chain verify server.cer --hostname www.twca.com.tw
+  twcactl chain verify server.cer --root root.cer --untrusted uca.cer --crl uca.crl
+  twcactl chain verify user.cer --root root.cer --untrusted cert.zip --purpose email --at 2027-01-01T00:00:00Z
+""")
+@click.argument("leaf", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True))
+@click.option("--root", "root_files", multiple=True, type=click.Path(path_type=Path),
+              help="Trusted roots (repeatable; default: the CA home's root).")
+@click.option("--untrusted", "untrusted_files", multiple=True, type=click.Path(path_type=Path),
+              help="Intermediates to build the path with: file, directory or zip (repeatable).")
+@click.option("--purpose", type=click.Choice(["server", "client", "email", "any"]),
+              help="What the leaf must be good for (default: from its extended key usage).")
+@click.option("--hostname", metavar="NAME", help="A DNS name or IP address the leaf must match (server purpose).")
+@click.option("--at", "at_text", metavar="TIME", help="Validate at this time (RFC 3339, e.g. 2027-01-01T00:00:00Z).")
+@click.option("--crl", "crl_files", multiple=True, type=click.Path(path_type=Path, dir_okay=False),
+              help="CRLs (PEM or DER) to check revocation against (repeatable).")
+@json_option
+def verify(leaf: Path, root_files: tuple[Path, ...], untrusted_files: tuple[Path, ...], purpose: str | None,
+           hostname: str | None, at_text: str | None, crl_files: tuple[Path, ...]) -> None:
+    """Validate a certificate's path to a trusted root, its purpose, host name and revocation.
+
+    A failure names the certificate and the reason (exit 1).
+    """
+    from twcactl.chain import gather_certificates, is_self_signed
+    from twcactl.errors import UsageError
+    from twcactl.timeutil import parse_rfc3339, rfc3339
+    from twcactl.verify import verify_chain
+
+    at = None
+    if at_text is not None:
+        try:
+            at = parse_rfc3339(at_text)
+        except ValueError as exc:
+            raise UsageError(f"--at {at_text!r} is not a time; use RFC 3339, e.g. 2027-01-01T00:00:00Z.") from exc
+    leaf_cert, extra = _load_leaf(leaf)
+    untrusted = [*extra, *(c for _s, c in gather_certificates(list(untrusted_files)).certificates)]
+    if root_files:
+        roots = [c for _s, c in gather_certificates(list(root_files)).certificates]
+        roots_source = "files"
+    else:
+        home = _home_cas()
+        if not home:
+            raise UsageError("no trusted root: give --root FILE, or use a CA home (--home).")
+        roots = [c for c in home if is_self_signed(c)]
+        untrusted += [c for c in home if not is_self_signed(c)]
+        roots_source = "ca-home"
+    crls = _load_crls(crl_files)
+    result = verify_chain(leaf_cert, roots=roots, untrusted=untrusted, purpose=purpose, hostname=hostname,
+                          at=at, crls=crls)
+    doc = {
+        "ok": True,
+        "purpose": result.purpose,
+        "hostname": result.hostname,
+        "at": rfc3339(result.at),
+        "roots": roots_source,
+        "chain": [_cert_json(c) for c in result.chain],
+        "revocation": [r.to_json() for r in result.revocation],
+    }
+
+    def human(console: Console) -> None:
+        console.print(f"OK  {safe(leaf_cert.subject.rfc4514_string())}  for {result.purpose}"
+                      + (f" ({safe(hostname)})" if hostname else "") + f"  at {doc['at']}")
+        for depth, cert in enumerate(result.chain):
+            console.print(f"  {depth}  {safe(cert.subject.rfc4514_string())}")
+        if result.revocation:
+            for r in result.revocation:
+                console.print(f"  revocation  {safe(r.subject)}: {r.status}")
+        else:
+            console.print("  revocation not checked (give --crl FILE)")
+
+    emit(doc, human)

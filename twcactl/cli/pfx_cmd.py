@@ -2,22 +2,34 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from twcactl.cli.context import app, json_option
-from twcactl.cli.output import emit, safe
+from twcactl.cli.context import (
+    app,
+    ca_passphrase_option,
+    ca_passphrase_provider,
+    current_operator,
+    json_option,
+)
+from twcactl.cli.output import emit, note, safe
 
 if TYPE_CHECKING:
     from cryptography import x509
     from rich.console import Console
 
+    from twcactl.pfx import OpenedPfx
+
+PASSWORD_HELP = "The PFX password: env:NAME, file:PATH, fd:N, stdin, pass:TEXT (default: none if the file has " \
+                "an empty one, else prompt)."
+
 
 @click.group()
 def pfx() -> None:
-    """PKCS#12 (PFX) files: export a key with its certificate and whole chain."""
+    """PKCS#12 (PFX) files: export, inspect, split, change the password."""
 
 
 @pfx.command("export", epilog="""\b
@@ -50,12 +62,12 @@ def export(cert_file: Path, key_file: Path, chain_files: tuple[Path, ...], out: 
     from cryptography.hazmat.primitives import hashes
 
     from twcactl.cli.secrets import get_secret
-    from twcactl.errors import StateError
+    from twcactl.errors import PolicyError, StateError
     from twcactl.fsutil import read_input, write_file
     from twcactl.keys import is_encrypted_key, load_private_key
     from twcactl.names import common_name
     from twcactl.pem import load_certificate, load_certificates
-    from twcactl.pfx import check_password, export_pfx
+    from twcactl.pfx import check_password, export_pfx, key_matches
 
     if not force and (out.exists() or out.is_symlink()):
         raise StateError(f"{out} already exists.", hint="use --force to replace it")
@@ -73,6 +85,9 @@ def export(cert_file: Path, key_file: Path, chain_files: tuple[Path, ...], out: 
     if is_encrypted_key(key_data):
         key_pass = get_secret(key_passphrase, option="--key-passphrase", what=f"passphrase of {key_file}")
     key = load_private_key(key_data, key_pass, name=str(key_file))
+    if not key_matches(key, cert):
+        raise PolicyError(f"the private key in {key_file} does not belong to the certificate in {cert_file}.",
+                          hint="give the key the CSR was made with")
     pfx_password = get_secret(password, option="--password", what="new PFX password", new=True)
     check_password(pfx_password)
     name = friendly_name or common_name(cert.subject)
@@ -117,3 +132,287 @@ def _home_chain(cert: x509.Certificate) -> list[x509.Certificate] | None:
         return list(reversed(ca_chain_for(store, record)))
     finally:
         store.close()
+
+
+def _open(path: Path, source: str | None) -> tuple[bytes, OpenedPfx, str | None]:
+    """Read and open a PFX: structure checked before any password is asked; the empty password needs none."""
+    from twcactl.cli.secrets import get_secret
+    from twcactl.fsutil import read_input
+    from twcactl.pfx import open_pfx
+    from twcactl.pkcs12_info import mac_matches, parse_pfx
+
+    data = read_input(path, what="PFX")
+    structure = parse_pfx(data, name=str(path))
+    password: str | None = None
+    if source is not None or mac_matches(structure, None) is not True:
+        password = get_secret(source, option="--password", what=f"password of {path}")
+    return data, open_pfx(data, password, name=str(path)), password
+
+
+def _cert_json(entry: object) -> dict[str, Any]:
+    from cryptography.hazmat.primitives import hashes
+
+    from twcactl.timeutil import rfc3339
+
+    cert = entry.certificate  # type: ignore[attr-defined]
+    return {
+        "subject": cert.subject.rfc4514_string(),
+        "issuer": cert.issuer.rfc4514_string(),
+        "serial": format(cert.serial_number, "x"),
+        "not_before": rfc3339(cert.not_valid_before_utc),
+        "not_after": rfc3339(cert.not_valid_after_utc),
+        "friendly_name": entry.friendly_name,  # type: ignore[attr-defined]
+        "local_key_id": entry.local_key_id,  # type: ignore[attr-defined]
+        "is_key_certificate": entry.is_key_certificate,  # type: ignore[attr-defined]
+        "fingerprint_sha256": cert.fingerprint(hashes.SHA256()).hex(),
+    }
+
+
+def _key_json(opened: OpenedPfx) -> dict[str, Any] | None:
+    from twcactl.keys import describe_public_key
+
+    if opened.key is None:
+        return None
+    kind, bits, curve = describe_public_key(opened.key.public_key())
+    key_cert = opened.key_certificate
+    return {
+        "type": kind, "bits": bits, "curve": curve,
+        "friendly_name": opened.key_friendly_name, "local_key_id": opened.key_local_key_id,
+        "certificate": key_cert.certificate.subject.rfc4514_string() if key_cert else None,
+        "certificate_serial": format(key_cert.certificate.serial_number, "x") if key_cert else None,
+    }
+
+
+@pfx.command("show", epilog="""\b
+Examples:
+  twcactl pfx show www.pfx --password env:PFX_PASS
+  twcactl pfx show truststore.p12 --json      # a Java trust store with an empty password
+""")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True))
+@click.option("--password", metavar="SOURCE", help=PASSWORD_HELP)
+@json_option
+def show(file: Path, password: str | None) -> None:
+    """Show a PFX: the key, every certificate and the protection (schemes, MAC, iterations).
+
+    The structure is read before the password is used, so a damaged file
+    (exit 3) is told apart from a wrong password (exit 4), and absurd
+    iteration counts are refused before any work.
+    """
+    from twcactl.keys import key_label
+
+    _data, opened, _pw = _open(file, password)
+    structure = opened.structure
+    doc: dict[str, Any] = {
+        "file": str(file),
+        "key": _key_json(opened),
+        "key_count": opened.key_count,
+        "certificates": [_cert_json(e) for e in opened.certificates],
+        "protection": structure.to_json(),
+    }
+
+    def human(console: Console) -> None:
+        prot = structure.to_json()
+        mac = prot["mac"]
+        console.print(f"PFX  {safe(file)}")
+        if opened.key is not None:
+            key_cert = opened.key_certificate
+            owner = safe(key_cert.certificate.subject.rfc4514_string()) if key_cert else "no certificate in the file"
+            console.print(f"  key           {key_label(opened.key.public_key())}  for {owner}")
+        else:
+            console.print("  key           none (certificate-only file, e.g. a trust store)")
+        for e in opened.certificates:
+            c = _cert_json(e)
+            mark = "  (the key's)" if e.is_key_certificate else ""
+            console.print(f"  certificate   {safe(c['subject'])}{mark}")
+            console.print(f"                issuer {safe(c['issuer'])}")
+            console.print(f"                serial {c['serial']}  valid {c['not_before']} .. {c['not_after']}")
+            if c["friendly_name"] or c["local_key_id"]:
+                console.print(f"                friendly name {safe(c['friendly_name'] or '-')}  "
+                              f"local key ID {c['local_key_id'] or '-'}")
+        cp, kp = prot["certificate_encryption"], prot["key_encryption"]
+        console.print(f"  certificates  {cp['scheme']}" + (f", {cp['iterations']} iterations" if cp["iterations"] else ""))
+        if kp is not None:
+            console.print(f"  key           {kp['scheme']}" + (f", {kp['iterations']} iterations" if kp["iterations"] else ""))
+        console.print(f"  MAC           {mac['algorithm']}, {mac['iterations']} iterations" if mac else "  MAC           none")
+        if any(p and p.get("legacy") for p in (cp, kp)):
+            console.print("  note: legacy encryption; `twcactl pfx rekey` writes AES-256 instead")
+
+    emit(doc, human)
+
+
+@pfx.command("rekey", epilog="""\b
+Examples:
+  twcactl pfx rekey old.pfx --out new.pfx --password env:OLD_PASS --new-password env:NEW_PASS
+  twcactl pfx rekey www.pfx --in-place --password file:old.pass --new-password file:new.pass
+  twcactl pfx rekey www.pfx --out www-2026.pfx --new-key --revoke-old --password env:P --new-password env:P2
+""")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), help="The new PFX (never FILE, unless --in-place).")
+@click.option("--password", metavar="SOURCE", help=PASSWORD_HELP)
+@click.option("--new-password", metavar="SOURCE", help="The new password, at least 6 characters (default: prompt twice).")
+@click.option("--legacy", is_flag=True, help="Downgrade on purpose to 3DES and a SHA-1 MAC, for old Windows and Java.")
+@click.option("--in-place", is_flag=True, help="Replace FILE itself (atomically).")
+@click.option("--new-key", is_flag=True, help="A fresh key pair and a replacement certificate from the CA home "
+              "(the cert renew rules), in a new PFX.")
+@click.option("--revoke-old", is_flag=True, help="With --new-key: revoke the old certificate as superseded.")
+@click.option("--early", is_flag=True, help="With --new-key: renew outside the renewal window.")
+@click.option("--force", is_flag=True, help="Replace an existing --out file.")
+@ca_passphrase_option
+@json_option
+def rekey(file: Path, out: Path | None, password: str | None, new_password: str | None, legacy: bool,
+          in_place: bool, new_key: bool, revoke_old: bool, early: bool, force: bool,
+          ca_passphrase: str | None) -> None:
+    """Change a PFX's password: same key, certificates and friendly names, AES-256 unless --legacy.
+
+    A wrong old password writes nothing (exit 4); a file holding several
+    keys is refused rather than losing one.  With --new-key it is a re-key
+    in the PKI sense: a new key pair and a replacement certificate.
+    """
+    from twcactl.cli.secrets import get_secret
+    from twcactl.errors import InputError, PolicyError, StateError, UsageError
+    from twcactl.fsutil import write_file
+    from twcactl.pfx import check_password, export_pfx, rekey_pfx
+
+    if revoke_old and not new_key:
+        raise UsageError("--revoke-old goes with --new-key.")
+    if early and not new_key:
+        raise UsageError("--early goes with --new-key.")
+    if in_place and out is not None and not _same_file(out, file):
+        raise UsageError("give --out or --in-place, not both.")
+    if in_place:
+        target = file
+    elif out is None:
+        raise UsageError("give --out FILE (or --in-place to replace the input).")
+    else:
+        target = out
+        if _same_file(out, file):
+            raise UsageError("--out is the input file; use --in-place to replace it.")
+        if not force and (out.exists() or out.is_symlink()):
+            raise StateError(f"{out} already exists.", hint="use --force to replace it")
+    directory = target.parent if str(target.parent) else Path(".")
+    if not directory.is_dir() or not os.access(directory, os.W_OK):
+        # checked before anything is renewed: a new key with nowhere to go would be lost
+        raise InputError(f"cannot write in {directory}.")
+    _data, opened, old_password = _open(file, password)
+    if opened.key_count > 1:
+        raise PolicyError(f"{file} holds {opened.key_count} private keys; refusing to write one and lose the others.")
+    if new_key and opened.key_certificate is None:
+        raise PolicyError(f"{file} holds no key with its certificate; --new-key needs both.")
+    new_pw = get_secret(new_password, option="--new-password", what="new PFX password", new=True)
+    check_password(new_pw)
+    if new_pw == old_password and not new_key:
+        note("warning: the new password is the same as the old one.")
+
+    replaced: dict[str, Any] | None = None
+    if new_key:
+        from twcactl.pfx import reissue_with_new_key
+
+        key_entry = opened.key_certificate
+        assert key_entry is not None
+        store = app().open_store()
+        try:
+            outcome = reissue_with_new_key(store, key_entry.certificate, early=early, operator=current_operator(),
+                                           passphrase=ca_passphrase_provider(ca_passphrase), revoke_old=revoke_old)
+        finally:
+            store.close()
+        friendly = key_entry.friendly_name or opened.key_friendly_name
+        data = export_pfx(outcome.key, outcome.certificate, outcome.chain, password=new_pw,
+                          friendly_name=friendly, legacy=legacy)
+        replaced = {"serial": outcome.serial, "renewed": outcome.renewed, "old_revoked": outcome.revoked,
+                    "balance_before": outcome.balance_before, "balance_after": outcome.balance_after}
+    else:
+        data = rekey_pfx(opened, password=new_pw, legacy=legacy)
+    write_file(target, data, mode=0o600, force=force or in_place)
+
+    from twcactl.pfx import open_pfx
+
+    written = open_pfx(data, new_pw, name=str(target)).structure.to_json()
+    doc: dict[str, Any] = {
+        "file": str(target), "source": str(file), "in_place": in_place,
+        "certificates": len(opened.certificates) if not new_key else 1 + len(outcome.chain),
+        "key": opened.key is not None,
+        "protection": written,
+        "was": opened.structure.to_json(),
+        "new_key": replaced,
+    }
+
+    def human(console: Console) -> None:
+        console.print(f"Wrote {safe(target)}  ({written['certificate_encryption']['scheme']}, MAC "
+                      f"{written['mac']['algorithm'] if written['mac'] else 'none'})")
+        console.print(f"  was  {opened.structure.certificate_protection.scheme}")
+        if replaced:
+            console.print(f"  new key and certificate {replaced['serial']} (replaces {replaced['renewed']}"
+                          + (", revoked as superseded)" if replaced["old_revoked"] else ")"))
+
+    emit(doc, human)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
+    except OSError:
+        return False
+
+
+@pfx.command("split", epilog="""\b
+Examples:
+  twcactl pfx split www.pfx --out-dir ./www --password env:PFX_PASS --key-passphrase env:KEY_PASS
+  twcactl pfx split www.pfx --out-dir ./www --password env:PFX_PASS --no-passphrase
+""")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True))
+@click.option("--out-dir", required=True, type=click.Path(path_type=Path, file_okay=False),
+              help="Directory for key.pem (mode 0600), cert.pem and chain.pem.")
+@click.option("--password", metavar="SOURCE", help=PASSWORD_HELP)
+@click.option("--key-passphrase", metavar="SOURCE", help="Encrypt key.pem with this passphrase (default: prompt twice).")
+@click.option("--no-passphrase", is_flag=True, help="Write key.pem unencrypted.")
+@click.option("--force", is_flag=True, help="Replace existing files.")
+@json_option
+def split(file: Path, out_dir: Path, password: str | None, key_passphrase: str | None, no_passphrase: bool,
+          force: bool) -> None:
+    """Split a PFX into key.pem (encrypted PKCS#8 unless --no-passphrase), cert.pem and chain.pem.
+
+    A certificate-only PFX (a Java trust store) gives chain.pem alone.
+    """
+    from twcactl.cli.secrets import get_secret
+    from twcactl.errors import UsageError
+    from twcactl.pfx import split_pfx
+
+    if key_passphrase is not None and no_passphrase:
+        raise UsageError("give --key-passphrase or --no-passphrase, not both.")
+    _data, opened, _pw = _open(file, password)
+    passphrase = None
+    if opened.key is not None and not no_passphrase:
+        passphrase = get_secret(key_passphrase, option="--key-passphrase", what="new passphrase for key.pem", new=True)
+    files = split_pfx(opened, key_passphrase=passphrase)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    targets: list[tuple[Path, bytes, int]] = []
+    if files.key_pem is not None:
+        targets.append((out_dir / "key.pem", files.key_pem, 0o600))
+    if files.cert_pem is not None:
+        targets.append((out_dir / "cert.pem", files.cert_pem, 0o644))
+    if files.chain_pem is not None:
+        targets.append((out_dir / "chain.pem", files.chain_pem, 0o644))
+    written = _write_all(targets, force=force)
+    doc = {"file": str(file), "files": [str(p) for p in written], "key_encrypted": passphrase is not None
+           if files.key_pem is not None else None, "certificates": len(opened.certificates)}
+
+    def human(console: Console) -> None:
+        console.print(f"Split {safe(file)}")
+        for p in written:
+            console.print(f"  {safe(p)}")
+        if files.key_pem is not None and passphrase is None:
+            console.print("  note: key.pem is not encrypted")
+
+    emit(doc, human)
+
+
+def _write_all(targets: list[tuple[Path, bytes, int]], *, force: bool) -> list[Path]:
+    """Write every target, none when one exists and not ``force``."""
+    from twcactl.errors import StateError
+    from twcactl.fsutil import write_file
+
+    if not force:
+        for target, _data, _mode in targets:
+            if target.exists() or target.is_symlink():
+                raise StateError(f"{target} already exists.", hint="use --force to replace it")
+    return [write_file(target, data, mode=mode, force=force) for target, data, mode in targets]
