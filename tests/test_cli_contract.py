@@ -17,7 +17,10 @@ from twcactl.cli import cli
 COMMANDS = [
     ("ca", "init"), ("ca", "show"), ("account", "add"), ("account", "show"), ("account", "list"),
     ("csr", "new"), ("csr", "show"), ("cert", "issue"), ("cert", "show"), ("cert", "list"), ("cert", "export"),
-    ("pfx", "export"),
+    ("pfx", "export"), ("pfx", "show"), ("pfx", "rekey"), ("pfx", "split"), ("chain", "build"), ("chain", "verify"),
+    ("csr", "check"), ("cert", "renew"), ("cert", "revoke"), ("cert", "hold"), ("cert", "release"),
+    ("account", "set"), ("account", "credit"), ("ca", "config"), ("ca", "check"), ("ca", "backup"), ("ca", "restore"),
+    ("crl",), ("ocsp", "respond"), ("log",), ("log", "verify"), ("operator", "add"), ("operator", "list"),
 ]
 
 

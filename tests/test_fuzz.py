@@ -95,3 +95,54 @@ def test_policy_never_raises(subject: list[tuple[str, str]], sans: list[tuple[st
                          signature_state=state)  # type: ignore[arg-type]
     result = check_request(facts, AccountPolicy("70759028-01", "TWCA", ("TWCA Inc",), ("twca.com.tw",)), profile)
     assert result.findings and all(f.rule for f in result.findings)
+
+
+def _pfx_and_crl() -> tuple[bytes, bytes]:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from twcactl.crl import RevokedEntry, build_crl
+    from twcactl.pfx import export_pfx
+
+    cert = x509.load_der_x509_certificate(CERT_DER)
+    pfx = export_pfx(_KEY, cert, [], password="fuzz-password")  # type: ignore[arg-type]
+    ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    ca_name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "fuzz CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(1).not_valid_before(_NOW).not_valid_after(_NOW + dt.timedelta(days=1))
+          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+          .sign(ca_key, hashes.SHA256()))
+    crl = build_crl(issuer_cert=ca, issuer_key=ca_key, number=1, this_update=_NOW,
+                    next_update=_NOW + dt.timedelta(days=1),
+                    entries=[RevokedEntry(i, _NOW, "keyCompromise") for i in range(1, 4)])
+    return pfx, crl.public_bytes(serialization.Encoding.DER)
+
+
+PFX_DER, CRL_DER = _pfx_and_crl()
+
+
+@FUZZ
+@given(st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max_size=4), st.integers(0, 40),
+       st.sampled_from(["fuzz-password", "wrong-password"]))
+def test_mutated_pfx_files_are_input_or_auth_errors(flips: list[tuple[int, int]], cut: int, password: str) -> None:
+    from twcactl.errors import AuthError, PolicyError
+    from twcactl.pfx import open_pfx
+    from twcactl.pkcs12_info import parse_pfx
+
+    data = mutate(PFX_DER, flips, cut)
+    try:
+        parse_pfx(data, name="f.pfx")
+        open_pfx(data, password, name="f.pfx")
+    except (InputError, AuthError, PolicyError):
+        pass
+
+
+@FUZZ
+@given(st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max_size=4), st.integers(0, 40))
+def test_mutated_crls_load_or_refuse(flips: list[tuple[int, int]], cut: int) -> None:
+    from twcactl.pem import load_crls
+
+    try:
+        for crl in load_crls(mutate(CRL_DER, flips, cut)):
+            list(crl)
+    except InputError:
+        pass

@@ -118,3 +118,28 @@ def load_certificate(data: bytes, *, name: str = "certificate file") -> x509.Cer
     if len(certs) != 1:
         raise InputError(f"{name} holds {len(certs)} certificates; expected one.")
     return certs[0]
+
+
+CRL_LABELS = frozenset({"X509 CRL"})
+
+
+def load_crls(data: bytes, *, name: str = "CRL file") -> list[x509.CertificateRevocationList]:
+    """Every CRL in a PEM bundle, or the one DER CRL.
+
+    Raises:
+        InputError: no CRL, or a malformed one (exit 3).
+    """
+    ders = pem_blocks(data, CRL_LABELS, name=name) if b"-----BEGIN" in data else [data]
+    if not ders:
+        raise InputError(f"{name} holds no CRL.")
+    crls: list[x509.CertificateRevocationList] = []
+    for der in ders:
+        try:
+            crl = x509.load_der_x509_crl(der)
+            crl.issuer  # noqa: B018 - force the parse
+            for _entry in crl:  # entries are parsed lazily too; a bad one must fail here, not mid-check
+                pass
+        except Exception as exc:
+            raise InputError(f"{name} is not a well-formed CRL.") from exc
+        crls.append(crl)
+    return crls

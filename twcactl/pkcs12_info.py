@@ -30,7 +30,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any
 
-from twcactl.errors import InputError
+from twcactl.errors import InputError, TwcaError
 
 #: Iteration counts above this are refused before any work (a hostile file could ask for years of hashing).
 MAX_ITERATIONS = 10_000_000
@@ -324,6 +324,15 @@ def parse_pfx(data: bytes, *, name: str = "PFX file") -> PfxStructure:
         InputError: not a PFX, a damaged one, a public-key integrity mode
             (signed), or an iteration count < 1 or > :data:`MAX_ITERATIONS` (exit 3).
     """
+    try:
+        return _parse_pfx(data, name=name)
+    except TwcaError:
+        raise
+    except Exception as exc:  # asn1crypto parses lazily: a damaged field can fail at any access
+        raise _bad(name, "a field cannot be decoded") from exc
+
+
+def _parse_pfx(data: bytes, *, name: str) -> PfxStructure:
     from asn1crypto import pkcs12 as asn1_p12
 
     if data[:1] != b"\x30":

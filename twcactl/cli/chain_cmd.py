@@ -141,26 +141,10 @@ def build(leaf: Path, cert_sources: tuple[Path, ...], out_dir: Path | None, zip_
 
 
 def _load_crls(paths: tuple[Path, ...]) -> list[x509.CertificateRevocationList]:
-    from cryptography import x509
-
-    from twcactl.errors import InputError
     from twcactl.fsutil import read_input
-    from twcactl.pem import pem_blocks
+    from twcactl.pem import load_crls
 
-    crls: list[x509.CertificateRevocationList] = []
-    for path in paths:
-        data = read_input(path, what="CRL")
-        ders = pem_blocks(data, frozenset({"X509 CRL"}), name=str(path)) if b"-----BEGIN" in data else [data]
-        if not ders:
-            raise InputError(f"{path} holds no CRL.")
-        for der in ders:
-            try:
-                crl = x509.load_der_x509_crl(der)
-                crl.issuer  # noqa: B018 - force the parse
-            except Exception as exc:
-                raise InputError(f"{path} is not a well-formed CRL.") from exc
-            crls.append(crl)
-    return crls
+    return [crl for path in paths for crl in load_crls(read_input(path, what="CRL"), name=str(path))]
 
 
 @chain.command("verify", epilog="""\b
