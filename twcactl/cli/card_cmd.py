@@ -1,10 +1,847 @@
-"""``twcactl card``: PKCS#11 smart cards (placeholder until issue 6 lands)."""
+"""``twcactl card``: PKCS#11 smart cards and PC/SC readers (domain.md §8).
+
+A thin layer: it resolves the module (``--module``, ``$TWCACTL_PKCS11_MODULE``,
+the CA home's ``pkcs11_module`` setting, then a search), the PIN SOURCEs and
+the CA passphrase, and renders results.  The workflows are in
+``twcactl.card``, the device calls in ``twcactl.backends``.  A PIN is read
+once, tried once, and never printed.
+"""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
 import click
+
+from twcactl.cli.context import app, ca_passphrase_option, current_operator, json_option
+from twcactl.cli.output import emit, note, safe
+
+if TYPE_CHECKING:
+    from cryptography import x509
+    from rich.console import Console
+
+    from twcactl.backends import TokenInfo, TokenObject
+    from twcactl.backends.p11 import P11Token
+    from twcactl.store import Store
+
+PROFILE_CHOICES = ("user-sign", "user-enc", "ssl", "wildcard", "ev")
+KEY_TYPE_CHOICES = ("rsa2048", "rsa3072", "rsa4096", "ec-p256", "ec-p384")
 
 
 @click.group()
 def card() -> None:
     """PKCS#11 smart cards: enrol, renew, PINs, register certificates."""
+
+
+def _token_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = click.option("--token", "token_label", metavar="LABEL",
+                     help="The token's label (needed when several tokens are present).")(f)
+    f = click.option("--module", "module", metavar="PATH",
+                     help="The PKCS#11 module (default $TWCACTL_PKCS11_MODULE, the CA home's pkcs11_module "
+                          "setting, else the usual OpenSC / SoftHSM2 / opencryptoki paths).")(f)
+    return f
+
+
+def _pin_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--pin", "pin_source", metavar="SOURCE",
+                        help="The card PIN: env:NAME, file:PATH, fd:N, stdin, pass:TEXT (default: prompt).")(f)
+
+
+def _module_path(module: str | None) -> str:
+    """``--module``, else ``$TWCACTL_PKCS11_MODULE``, else config ``pkcs11_module``, else a search (contract)."""
+    from twcactl.backends.p11 import find_module
+
+    explicit = module or os.environ.get("TWCACTL_PKCS11_MODULE") or _configured_module()
+    return find_module(explicit)
+
+
+def _configured_module() -> str | None:
+    import tomllib
+
+    config = app().resolved_home() / "config.toml"
+    try:
+        value = tomllib.loads(config.read_text("utf-8")).get("pkcs11_module")
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return None
+    return str(value) if value else None
+
+
+def _open_token(module: str | None, token_label: str | None) -> P11Token:
+    from twcactl.backends.p11 import Pkcs11Module
+
+    return Pkcs11Module(_module_path(module)).open_token(token_label)
+
+
+def _pin(source: str | None, *, what: str = "card PIN", option: str = "--pin", new: bool = False) -> str:
+    from twcactl.cli.secrets import get_secret
+
+    return get_secret(source, option=option, what=what, new=new)
+
+
+def _check_free(paths: list[Path], force: bool) -> None:
+    from twcactl.errors import StateError
+
+    for p in paths:
+        if not force and (p.exists() or p.is_symlink()):
+            raise StateError(f"{p} already exists.", hint="use --force to replace it")
+
+
+def _iso(value: Any) -> str | None:
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value is not None else None
+
+
+def _token_lines(console: Console, info: TokenInfo) -> None:
+    console.print(f"Token  {safe(info.label)}  ({safe(info.manufacturer)} {safe(info.model)}, serial {safe(info.serial)})")
+    console.print(f"  module  {safe(info.module)}")
+    console.print(f"  slot    {info.slot_id}  {safe(info.slot_description)}")
+    words = info.pin.words()
+    console.print(f"  PIN     {'; '.join(words) if words else 'ok'}")
+
+
+def _unlock_ca(store: Store, source: str | None) -> Callable[[], str | None]:
+    """Ask for and check the CA passphrase before the card is touched (cli-contract: checked before writing)."""
+    from twcactl.ca import load_ca_key
+    from twcactl.cli.secrets import get_secret
+
+    if not store.ca_key_encrypted:
+        return lambda: None
+    passphrase = get_secret(source, option="--ca-passphrase", what="CA key passphrase",
+                            env_default="TWCACTL_CA_PASSPHRASE_SOURCE")
+    load_ca_key(store.issuing_ca(), passphrase)
+    return lambda: passphrase
+
+
+# --------------------------------------------------------------------------
+# readers
+
+
+@card.command("readers", epilog="""\b
+Examples:
+  twcactl card readers
+  twcactl card readers --wait-card 30 --json
+""")
+@click.option("--wait-card", type=click.FloatRange(min=0), metavar="SECONDS",
+              help="Wait up to SECONDS for a card to be inserted (exit 6 if none comes).")
+@click.option("--reader", metavar="NAME", help="With --wait-card: wait for this reader only.")
+@json_option
+def readers(wait_card: float | None, reader: str | None) -> None:
+    """List the PC/SC readers, whether a card is in each, and its ATR."""
+    from twcactl.backends.pcsc import list_readers, wait_for_card
+    from twcactl.errors import DeviceError
+
+    if wait_card is not None:
+        note(f"Waiting up to {wait_card:g} s for a card ...")
+        found = wait_for_card(wait_card, reader=reader)
+    else:
+        found = list_readers()
+    if not found:
+        raise DeviceError("no PC/SC reader found.", hint="plug in the card reader; is pcscd running?")
+    doc = {"readers": [r.to_json() for r in found]}
+
+    def human(console: Console) -> None:
+        for r in found:
+            state = f"card  ATR {r.atr}" if r.card_present else "no card"
+            console.print(f"{safe(r.name)}  {state}")
+
+    emit(doc, human)
+
+
+# --------------------------------------------------------------------------
+# status, verify-pin
+
+
+@card.command("status", epilog="""\b
+Examples:
+  twcactl card status --token "TWCA Card"
+  twcactl card status --module /usr/lib/x86_64-linux-gnu/opensc-pkcs11.so --json
+  twcactl card status --pin env:CARD_PIN     # also list the private keys
+""")
+@_token_options
+@click.option("--pin", "pin_source", metavar="SOURCE",
+              help="Log in to list the private keys too (only when given: status never asks for a PIN).")
+@json_option
+def status(module: str | None, token_label: str | None, pin_source: str | None) -> None:
+    """Show the token, its PIN flags in plain words, and its keys and certificates."""
+    from twcactl.card import pin_warnings
+
+    token = _open_token(module, token_label)
+    pin = _pin(pin_source) if pin_source is not None else None
+    with token.session(pin) as session:
+        objects = session.objects()
+    info = token.refresh()
+    for warning in pin_warnings(info.pin):
+        note(f"warning: {warning}")
+    doc = {"token": info.to_json(), "objects": [o.to_json() for o in objects], "logged_in": pin is not None}
+
+    def human(console: Console) -> None:
+        _token_lines(console, info)
+        if not objects:
+            console.print("  no keys or certificates" + ("" if pin else " visible without the PIN"))
+        for o in objects:
+            console.print(_object_line(o))
+
+    emit(doc, human)
+
+
+def _object_line(o: TokenObject) -> str:
+    kind = {"private-key": "private key", "public-key": "public key", "certificate": "certificate"}[o.kind]
+    key = f"{(o.key_type or '?').upper()} {o.key_bits}" if o.key_bits else (o.key_type or "?").upper()
+    line = f"  {kind:<12} {safe(o.label)!s:<14} id {o.id or '-'}  {key}"
+    if o.kind == "certificate":
+        line += f"  {safe(o.subject or '?')}  until {(_iso(o.not_after) or '?')[:10]}  serial {o.serial}"
+    if o.kind == "private-key":
+        flags = [w for w, on in (("sensitive", o.sensitive), ("never extractable", o.never_extractable)) if on]
+        line += f"  ({', '.join(flags) or 'EXTRACTABLE'})"
+    return line
+
+
+@card.command("verify-pin", epilog="""\b
+Examples:
+  twcactl card verify-pin --token "TWCA Card"
+  twcactl card verify-pin --pin env:CARD_PIN --json
+""")
+@_token_options
+@_pin_option
+@json_option
+def verify_pin(module: str | None, token_label: str | None, pin_source: str | None) -> None:
+    """Log in once with the PIN and say whether it is right and what the card reports.
+
+    A wrong PIN is exit 4 with what the card's flags say (few tries left,
+    final try, locked); it is never retried.
+    """
+    from twcactl.backends import locked_pin_error
+    from twcactl.card import pin_warnings
+
+    token = _open_token(module, token_label)
+    if token.info.pin.locked:
+        raise locked_pin_error()
+    pin = _pin(pin_source)
+    with token.session(pin):
+        pass
+    info = token.refresh()
+    doc = {"ok": True, "token": info.to_json()}
+    for warning_text in pin_warnings(info.pin):
+        note(f"warning: {warning_text}")
+
+    def human(console: Console) -> None:
+        console.print(f"The PIN is right for {safe(info.label)}.")
+        words = info.pin.words()
+        console.print(f"  the card reports: {'; '.join(words) if words else 'nothing unusual'}")
+
+    emit(doc, human)
+
+
+# --------------------------------------------------------------------------
+# change-pin, unblock
+
+
+@card.command("change-pin", epilog="""\b
+Examples:
+  twcactl card change-pin --token "TWCA Card"          # asks: current PIN, new PIN twice
+  twcactl card change-pin --pin env:OLD_PIN --new-pin env:NEW_PIN --json
+""")
+@_token_options
+@click.option("--pin", "pin_source", metavar="SOURCE", help="The current PIN (default: prompt).")
+@click.option("--new-pin", "new_pin_source", metavar="SOURCE", help="The new PIN, 6 to 16 characters (default: prompt twice).")
+@json_option
+def change_pin(module: str | None, token_label: str | None, pin_source: str | None, new_pin_source: str | None) -> None:
+    """Change the user PIN: current PIN, then the new PIN twice.
+
+    The new PIN is checked before the card is touched (6 to 16 characters,
+    not 12345678, not the current PIN), so a typo never costs a try.
+    """
+    from twcactl.backends import locked_pin_error
+    from twcactl.card import check_new_pin
+
+    current = _pin(pin_source, what="current card PIN")
+    new = _pin(new_pin_source, what="new card PIN", option="--new-pin", new=True)
+    check_new_pin(new, current=current)
+    token = _open_token(module, token_label)
+    if token.info.pin.locked:
+        raise locked_pin_error()
+    token.change_pin(current, new)
+    info = token.refresh()
+    doc = {"changed": True, "token": info.to_json()}
+
+    def human(console: Console) -> None:
+        console.print(f"PIN changed on {safe(info.label)}. Use the new PIN from now on.")
+
+    emit(doc, human)
+
+
+@card.command("unblock", epilog="""\b
+Examples:
+  twcactl card unblock --token "TWCA Card"             # asks: SO PIN, new user PIN twice
+  twcactl card unblock --so-pin file:/root/so.pin --new-pin env:NEW_PIN --json
+""")
+@_token_options
+@click.option("--so-pin", "so_pin_source", metavar="SOURCE", help="The security officer's PIN (default: prompt).")
+@click.option("--new-pin", "new_pin_source", metavar="SOURCE", help="The holder's new PIN (default: prompt twice).")
+@json_option
+def unblock(module: str | None, token_label: str | None, so_pin_source: str | None, new_pin_source: str | None) -> None:
+    """Set a new user PIN with the SO PIN (C_InitPIN): unlocks a locked card (domain.md §8)."""
+    from twcactl.card import check_new_pin
+
+    so_pin = _pin(so_pin_source, what="SO PIN", option="--so-pin")
+    new = _pin(new_pin_source, what="new card PIN", option="--new-pin", new=True)
+    check_new_pin(new)
+    token = _open_token(module, token_label)
+    token.unblock(so_pin, new)
+    info = token.refresh()
+    doc = {"unblocked": True, "token": info.to_json()}
+
+    def human(console: Console) -> None:
+        console.print(f"New PIN set on {safe(info.label)}; the holder can log in with it now.")
+
+    emit(doc, human)
+
+
+# --------------------------------------------------------------------------
+# enroll, import-cert
+
+
+def _subject_pairs(cn: str, org: str | None, ous: tuple[str, ...], locality: str | None, state: str | None,
+                   country: str | None) -> list[tuple[str, str]]:
+    from twcactl.errors import UsageError
+    from twcactl.policy import printable_problem
+
+    pairs: list[tuple[str, str]] = []
+    for short, value in (("C", country), ("ST", state), ("L", locality), ("O", org)):
+        if value is not None:
+            pairs.append((short, value))
+    pairs.extend(("OU", ou) for ou in ous)
+    pairs.append(("CN", cn))
+    for short, value in pairs:
+        problem = printable_problem(value)
+        if problem:
+            raise UsageError(f"{short}: {problem}.", hint="every subject value must be English (printable ASCII)")
+    if country is not None and len(country) != 2:
+        raise UsageError("C must be a two-letter ISO 3166 code, such as TW.")
+    return pairs
+
+
+def _cert_doc(cert: x509.Certificate, *, label: str, id_hex: str, record: Any = None, window: int = 30) -> dict[str, Any]:
+    from twcactl.timeutil import utcnow
+
+    doc: dict[str, Any] = {"serial": format(cert.serial_number, "x"), "subject": cert.subject.rfc4514_string(),
+                           "not_before": _iso(cert.not_valid_before_utc), "not_after": _iso(cert.not_valid_after_utc),
+                           "label": label, "id": id_hex}
+    if record is not None:
+        doc["record"] = record.to_json(utcnow(), window)
+    return doc
+
+
+def _csr_paths(csr_out: Path, pair: bool) -> list[Path]:
+    if not pair:
+        return [csr_out]
+    return [csr_out.with_name(f"{csr_out.stem}-sign{csr_out.suffix or '.csr'}"),
+            csr_out.with_name(f"{csr_out.stem}-enc{csr_out.suffix or '.csr'}")]
+
+
+@card.command("enroll", epilog="""\b
+Examples:
+  twcactl card enroll --account 70759028-01 --cn A123456789-01-YIRU --org TWCA --country TW
+  twcactl card enroll --pair --account 70759028-01 --cn A123456789-01-YIRU --org TWCA --country TW \\
+      --san yiru@twca.com.tw --pin env:CARD_PIN --ca-passphrase env:CA_PASS --json
+  twcactl card enroll --csr-out holder.csr --cn A123456789-01-YIRU --org TWCA --country TW
+""")
+@_token_options
+@_pin_option
+@click.option("--account", "account_id", metavar="ID", help="The account that pays (needed unless --csr-out).")
+@click.option("--profile", type=click.Choice(PROFILE_CHOICES), default="user-sign", show_default=True,
+              help="The certificate's profile (ignored with --pair).")
+@click.option("--pair", is_flag=True, help="Enrol a signing and an encryption key (user-sign + user-enc): both or neither.")
+@click.option("--csr-out", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write the CSR for an outside CA instead of issuing (with --pair: NAME-sign / NAME-enc).")
+@click.option("--years", type=int, help="Validity in calendar years (default 1).")
+@click.option("--days", type=int, help="Validity in days.")
+@click.option("--cn", required=True, help="Common Name, e.g. A123456789-01-YIRU or www.twca.com.tw.")
+@click.option("--org", help="O: the organisation's registered English name.")
+@click.option("--ou", "ous", multiple=True, help="OU (repeatable).")
+@click.option("--locality", help="L: city.")
+@click.option("--state", help="ST: state or province.")
+@click.option("--country", help="C: ISO 3166 two-letter code, e.g. TW.")
+@click.option("--san", "sans", multiple=True, metavar="NAME",
+              help="subjectAltName (repeatable): e-mail addresses for user profiles, DNS names for SSL ones.")
+@click.option("--key-type", type=click.Choice(KEY_TYPE_CHOICES), default="rsa2048", show_default=True,
+              help="Key generated on the card (EC only where the token has it).")
+@click.option("--label", metavar="TEXT", help="CKA_LABEL of the key and certificate (default: the profile name).")
+@click.option("--force", is_flag=True, help="Replace existing --csr-out files.")
+@ca_passphrase_option
+@json_option
+def enroll(module: str | None, token_label: str | None, pin_source: str | None, account_id: str | None,
+           profile: str, pair: bool, csr_out: Path | None, years: int | None, days: int | None, cn: str,
+           org: str | None, ous: tuple[str, ...], locality: str | None, state: str | None, country: str | None,
+           sans: tuple[str, ...], key_type: str, label: str | None, force: bool, ca_passphrase: str | None) -> None:
+    """Generate a key pair on the card, have it certified, and write the certificate next to it.
+
+    The private key is made on the card (sensitive, never extractable) and
+    the CSR is signed there.  With --account the local CA issues it after
+    the same checks as `cert issue`; with --csr-out the CSR is written for
+    an outside CA, and `card import-cert` stores the answer later.
+    Refused while the card says its PIN must be changed.
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    from twcactl import card as card_mod
+    from twcactl.errors import UsageError
+    from twcactl.issue import Validity
+    from twcactl.models import SSL_PROFILES
+
+    if pair and profile not in ("user-sign",):
+        raise UsageError("--pair enrols user-sign and user-enc; do not give another --profile.")
+    if csr_out is None and account_id is None:
+        raise UsageError("give --account ID to issue from the local CA, or --csr-out FILE for an outside CA.")
+    if csr_out is not None and account_id is not None:
+        raise UsageError("give --account or --csr-out, not both.")
+    validity = Validity.from_options(years, days)
+    pairs = _subject_pairs(cn, org, ous, locality, state, country)
+    subject = card_mod.subject_from_options(pairs)
+    from twcactl.policy import printable_problem
+
+    for san in sans:
+        problem = printable_problem(san)
+        if problem:
+            raise UsageError(f"--san: {problem}.")
+    if pair:
+        specs = [card_mod.KeySpec("user-sign", f"{label} sign" if label else "user-sign", key_type, False),
+                 card_mod.KeySpec("user-enc", f"{label} enc" if label else "user-enc", key_type, True)]
+    else:
+        specs = [card_mod.KeySpec(profile, label or profile, key_type, profile == "user-enc")]
+
+    def sans_for(spec: card_mod.KeySpec) -> list[x509.GeneralName]:
+        if spec.profile in SSL_PROFILES:
+            seen: dict[str, None] = {}
+            for name in (cn, *sans):
+                seen.setdefault(name, None)
+            return [x509.DNSName(n) for n in seen]
+        return [x509.RFC822Name(s) for s in sans]
+
+    csr_files = _csr_paths(csr_out, pair) if csr_out is not None else []
+    _check_free(csr_files, force)
+
+    store = None
+    issuer = None
+    if account_id is not None:
+        store = app().open_store()
+        issuer = _local_issuer(store, specs, pairs, sans_for, account_id=account_id, validity=validity,
+                               key_type=key_type, ca_passphrase=ca_passphrase)
+    try:
+        token = _open_token(module, token_label)
+        card_mod.require_pin_usable(token.info, for_what="a key is made on it")
+        pin = _pin(pin_source)
+        with token.session(pin, rw=True) as session:
+            note(f"Generating {len(specs)} {key_type} key pair(s) on the card ...")
+            pending = card_mod.enroll(session, specs, subject, sans_for, issuer)
+            if csr_files:
+                try:
+                    for path, item in zip(csr_files, pending):
+                        from twcactl.fsutil import write_file
+
+                        write_file(path, item.csr.public_bytes(serialization.Encoding.PEM), force=force)
+                except BaseException:
+                    card_mod.discard(session, pending)
+                    raise
+        window = int(store.settings()["renewal_window_days"]) if store is not None else 30
+        issued = getattr(issuer, "issued", []) if issuer is not None else []
+    finally:
+        if store is not None:
+            store.close()
+    info = token.refresh()
+    keys = []
+    for i, item in enumerate(pending):
+        entry: dict[str, Any] = {"profile": item.spec.profile, "label": item.spec.label, "id": item.id_hex,
+                                 "key_type": item.spec.key_type}
+        if csr_files:
+            entry["csr_file"] = str(csr_files[i])
+        if issued:
+            cert, record = issued[i]
+            entry["certificate"] = _cert_doc(cert, label=item.spec.label, id_hex=item.id_hex, record=record,
+                                             window=window)
+        keys.append(entry)
+    doc = {"token": {"label": info.label, "serial": info.serial}, "keys": keys}
+
+    def human(console: Console) -> None:
+        for entry in keys:
+            line = f"Key {entry['id']} ({entry['key_type']}, {entry['profile']}) on {safe(info.label)}"
+            console.print(line)
+            if "certificate" in entry:
+                c = entry["certificate"]
+                console.print(f"  certificate {c['serial']}  {safe(c['subject'])}  valid until {c['not_after'][:10]}")
+            if "csr_file" in entry:
+                console.print(f"  CSR {entry['csr_file']}")
+        if csr_files:
+            console.print("Next: send the CSR to the CA, then: twcactl card import-cert CERT")
+
+    emit(doc, human)
+
+
+class _LocalIssuer:
+    """Issues pending card keys from the local CA: every policy check for every key first, then issue."""
+
+    def __init__(self, store: Store, specs: list[Any], *, account_id: str, validity: Any,
+                 passphrase: Callable[[], str | None]) -> None:
+        self.store = store
+        self.specs = specs
+        self.account_id = account_id
+        self.validity = validity
+        self.passphrase = passphrase
+        self.issued: list[tuple[x509.Certificate, Any]] = []
+
+    def __call__(self, pending: Any) -> list[x509.Certificate]:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import serialization
+
+        from twcactl.lifecycle import CsrInput, check_csr, issue_certificates
+
+        account = self.store.get_account(self.account_id, ledger=False)
+        inputs = []
+        for item in pending:
+            csr_input = CsrInput(name=f"card key {item.spec.label}", data=item.csr.public_bytes(serialization.Encoding.DER))
+            check_csr(csr_input, account.policy(), item.spec.profile)
+            inputs.append((item, csr_input))
+        certs: list[x509.Certificate] = []
+        for item, csr_input in inputs:
+            outcome = issue_certificates(self.store, [csr_input], account_id=self.account_id, profile=item.spec.profile,
+                                         validity=self.validity, operator=current_operator(),
+                                         passphrase=self.passphrase, note=f"card key {item.spec.label}")
+            record = outcome.issued[0]
+            cert = x509.load_der_x509_certificate(record.der)
+            self.issued.append((cert, record))
+            certs.append(cert)
+        return certs
+
+
+def _local_issuer(store: Store, specs: list[Any], pairs: list[tuple[str, str]], sans_for: Callable[[Any], Any], *,
+                  account_id: str, validity: Any, key_type: str, ca_passphrase: str | None) -> _LocalIssuer:
+    """Every check that does not need the card, done before the card is touched: role, account,
+    policy of the subject for each profile, quota, CA passphrase."""
+    from twcactl import names
+    from twcactl.errors import PolicyError, QuotaError
+    from twcactl.models import RequestFacts
+    from twcactl.policy import check_request
+
+    operator = current_operator()
+    store.require_manager(operator)
+    account = store.get_account(account_id, ledger=False)
+    family, size = ("ec", int(key_type[-3:])) if key_type.startswith("ec") else ("rsa", int(key_type[3:]))
+    subject = names.build_name(pairs)
+    for spec in specs:
+        sans = names.general_names(sans_for(spec))
+        facts = RequestFacts(subject=names.attributes(subject), sans=tuple(sans), key_type=family, key_size=size,
+                             key_curve={256: "secp256r1", 384: "secp384r1"}.get(size) if family == "ec" else None)
+        result = check_request(facts, account.policy(), spec.profile)
+        if not result.ok:
+            first = result.failed[0]
+            raise PolicyError(f"{spec.profile}: {first.rule}: {first.message}",
+                              hint="nothing was written to the card",
+                              details={"findings": result.to_json()["findings"], "profile": spec.profile})
+    total = validity.cost * len(specs)
+    if total > account.balance:
+        raise QuotaError(f"account {account_id} has {account.balance} certificate-years; "
+                         f"{len(specs)} certificate(s) of {validity.cost} year(s) need {total}.",
+                         hint=f"add more with: twcactl account credit {account_id} N")
+    passphrase = _unlock_ca(store, ca_passphrase)
+    return _LocalIssuer(store, specs, account_id=account_id, validity=validity, passphrase=passphrase)
+
+
+@card.command("import-cert", epilog="""\b
+Examples:
+  twcactl card import-cert holder.cer --token "TWCA Card"
+  twcactl card import-cert issued.pem --pin env:CARD_PIN --json
+""")
+@click.argument("cert_file", metavar="CERT", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True))
+@_token_options
+@_pin_option
+@click.option("--label", metavar="TEXT", help="CKA_LABEL of the certificate (default: its key's label).")
+@json_option
+def import_cert(cert_file: Path, module: str | None, token_label: str | None, pin_source: str | None,
+                label: str | None) -> None:
+    """Write a certificate returned by a CA next to its key on the card (same ID)."""
+    from twcactl import card as card_mod
+    from twcactl.fsutil import read_input
+    from twcactl.pem import load_certificate
+
+    cert = load_certificate(read_input(cert_file, what="certificate"), name=str(cert_file))
+    token = _open_token(module, token_label)
+    pin = _pin(pin_source)
+    with token.session(pin, rw=True) as session:
+        key = card_mod.import_certificate(session, cert, label=label)
+    doc = {"token": {"label": token.info.label, "serial": token.info.serial},
+           "certificate": _cert_doc(cert, label=label or key.label, id_hex=key.id)}
+
+    def human(console: Console) -> None:
+        console.print(f"Certificate {doc['certificate']['serial']} written next to key {key.id} on "
+                      f"{safe(token.info.label)}.")
+
+    emit(doc, human)
+
+
+# --------------------------------------------------------------------------
+# renew
+
+
+@card.command("renew", epilog="""\b
+Examples:
+  twcactl card renew --token "TWCA Card"                       # renew every certificate on the card
+  twcactl card renew --early --days 365 --pin env:CARD_PIN --json
+  twcactl card renew --request-out renewal.p7b                 # for an outside CA
+""")
+@_token_options
+@_pin_option
+@click.option("--years", type=int, help="Validity added to the old notAfter, in years (default: the old validity).")
+@click.option("--days", type=int, help="Validity added to the old notAfter, in days.")
+@click.option("--early", is_flag=True, help="Renew before the renewal window opens.")
+@click.option("--request-out", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write the signed renewal request (PKCS#7 PEM) for an outside CA instead "
+                   "(several certificates: NAME-LABEL).")
+@click.option("--label", "only_label", metavar="TEXT", help="Renew only the certificate with this label.")
+@click.option("--key-type", type=click.Choice(KEY_TYPE_CHOICES), help="New key type (default: as the old key).")
+@click.option("--keep-old", is_flag=True, help="Keep the old key and certificate on the card after renewal.")
+@click.option("--force", is_flag=True, help="Replace existing --request-out files.")
+@ca_passphrase_option
+@json_option
+def renew(module: str | None, token_label: str | None, pin_source: str | None, years: int | None, days: int | None,
+          early: bool, request_out: Path | None, only_label: str | None, key_type: str | None, keep_old: bool,
+          force: bool, ca_passphrase: str | None) -> None:
+    """Renew the card's certificates with new keys made on the card (domain.md §8).
+
+    Each new CSR is wrapped in a CMS (PKCS#7) renewal request signed with
+    the OLD card key, the form of Windows `certreq -renew`; the local CA
+    accepts it only when it verifies with the old certificate in its
+    records.  All certificates on the card renew, or none: any failure
+    deletes the new keys and leaves the old ones usable.
+    """
+    from twcactl import card as card_mod
+    from twcactl.errors import UsageError
+    from twcactl.issue import Validity
+
+    if request_out is not None and (years is not None or days is not None or early):
+        raise UsageError("--years, --days and --early are for the local CA; not with --request-out.")
+    validity = Validity.from_options(years, days) if years is not None or days is not None else None
+    store = None if request_out is not None else app().open_store()
+    try:
+        passphrase = None
+        if store is not None:
+            store.require_manager(current_operator())
+            passphrase = _unlock_ca(store, ca_passphrase)
+        token = _open_token(module, token_label)
+        card_mod.require_pin_usable(token.info, for_what="a key is made on it")
+        pin = _pin(pin_source)
+        with token.session(pin, rw=True) as session:
+            targets = card_mod.renewal_targets(session.objects(), label=only_label)
+            request_files: list[Path] = []
+            submit = None
+            if request_out is not None:
+                request_files = _request_paths(request_out, [t.label for t in targets])
+                _check_free(request_files, force)
+            else:
+                assert store is not None and passphrase is not None
+                submit = _LocalRenewer(store, targets, validity=validity, early=early, passphrase=passphrase)
+                submit.precheck()
+            note(f"Generating {len(targets)} new key pair(s) on the card ...")
+            made = card_mod.renew(session, targets, key_type=key_type, submit=submit, keep_old=keep_old)
+            if request_files:
+                from twcactl.fsutil import write_file
+                from twcactl.renewal import request_pem
+
+                try:
+                    for path, item in zip(request_files, made):
+                        write_file(path, request_pem(item.request_der), force=force)
+                except BaseException:
+                    for item in made:
+                        session.destroy(item.new_id_hex)
+                    raise
+        window = int(store.settings()["renewal_window_days"]) if store is not None else 30
+    finally:
+        if store is not None:
+            store.close()
+    entries = []
+    for i, item in enumerate(made):
+        entry: dict[str, Any] = {"label": item.old.label, "old_serial": item.old.serial, "old_id": item.old.id_hex,
+                                 "new_id": item.new_id_hex}
+        if request_files:
+            entry["request_file"] = str(request_files[i])
+        if submit is not None:
+            cert, record, renewed = submit.renewed[i]
+            entry["certificate"] = _cert_doc(cert, label=item.old.label, id_hex=item.new_id_hex, record=record,
+                                             window=window)
+            entry["renewed"] = renewed
+        entries.append(entry)
+    doc = {"token": {"label": token.info.label, "serial": token.info.serial}, "renewals": entries,
+           "old_kept": keep_old or submit is None}
+
+    def human(console: Console) -> None:
+        for entry in entries:
+            if "certificate" in entry:
+                c = entry["certificate"]
+                console.print(f"Renewed {entry['old_serial']} -> {c['serial']}  {safe(c['subject'])}  "
+                              f"valid until {c['not_after'][:10]}  (key {entry['new_id']})")
+            else:
+                console.print(f"Request {entry['request_file']} for {entry['old_serial']}  (new key {entry['new_id']})")
+        if request_files:
+            console.print("Next: send the request to the CA, then: twcactl card import-cert CERT")
+
+    emit(doc, human)
+
+
+def _request_paths(request_out: Path, labels: list[str]) -> list[Path]:
+    if len(labels) == 1:
+        return [request_out]
+    suffix = request_out.suffix or ".p7b"
+    out = []
+    for label in labels:
+        clean = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in label) or "key"
+        out.append(request_out.with_name(f"{request_out.stem}-{clean}{suffix}"))
+    return out
+
+
+class _LocalRenewer:
+    """Submits card renewal requests to the local CA, as `cert renew --request` does."""
+
+    def __init__(self, store: Store, targets: list[Any], *, validity: Any, early: bool,
+                 passphrase: Callable[[], str | None]) -> None:
+        self.store = store
+        self.targets = targets
+        self.validity = validity
+        self.early = early
+        self.passphrase = passphrase
+        self.records: list[Any] = []
+        self.renewed: list[tuple[x509.Certificate, Any, str]] = []
+
+    def precheck(self) -> None:
+        """Before any key is made: every certificate is this CA's, valid and inside its renewal window
+        (or --early), and the account can pay for all of them, so a pair renews both or neither."""
+        from cryptography.hazmat.primitives import serialization
+
+        from twcactl.errors import QuotaError, StateError
+        from twcactl.issue import Validity
+        from twcactl.lifecycle import renewal_window_start
+        from twcactl.timeutil import utcnow
+
+        now = utcnow()
+        window = int(self.store.settings()["renewal_window_days"])
+        costs: dict[str, int] = {}
+        for target in self.targets:
+            der = target.certificate.public_bytes(serialization.Encoding.DER)
+            record = self.store.find_certificate_by_der(der)
+            if record is None:
+                raise StateError(f"certificate {target.serial} on the card was not issued by this CA.",
+                                 hint="renew it at its CA with: twcactl card renew --request-out FILE")
+            state = record.status(now, window)
+            if state in ("revoked", "suspended", "expired"):
+                raise StateError(f"certificate {record.serial} is {state}; only a valid certificate can be renewed.")
+            if not self.early and now < renewal_window_start(record, window):
+                raise StateError(f"certificate {record.serial} can be renewed from "
+                                 f"{renewal_window_start(record, window):%Y-%m-%d}.", hint="renew now anyway with --early")
+            validity = self.validity or Validity.from_text(getattr(record, "validity", "") or "") or \
+                Validity(days=max(1, (record.not_after - record.not_before).days))
+            if record.account:
+                costs[record.account] = costs.get(record.account, 0) + validity.cost
+            self.records.append(record)
+        for account_id, cost in costs.items():
+            balance = self.store.get_account(account_id, ledger=False).balance
+            if cost > balance:
+                raise QuotaError(f"account {account_id} has {balance} certificate-years; renewing needs {cost}.",
+                                 hint=f"add more with: twcactl account credit {account_id} N")
+
+    def __call__(self, made: Any) -> list[x509.Certificate]:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import serialization
+
+        from twcactl.lifecycle import CsrInput, renew_certificate
+        from twcactl.renewal import verify_renewal_request
+
+        certs: list[x509.Certificate] = []
+        for item, record in zip(made, self.records):
+            name = f"card renewal request for {record.serial}"
+            request = verify_renewal_request(item.request_der, name=name)
+            outcome = renew_certificate(
+                self.store, record.serial, CsrInput(name=name, data=request.csr.public_bytes(serialization.Encoding.DER)),
+                validity=self.validity, early=self.early, operator=current_operator(), passphrase=self.passphrase,
+                signer_der=request.signer.public_bytes(serialization.Encoding.DER))
+            cert = x509.load_der_x509_certificate(outcome.certificate.der)
+            self.renewed.append((cert, outcome.certificate, outcome.renewed))
+            certs.append(cert)
+        return certs
+
+
+# --------------------------------------------------------------------------
+# register
+
+
+@card.command("register", epilog="""\b
+Examples:
+  twcactl card register --out-dir ./my-card
+  twcactl --home ./myca card register --token "TWCA Card" --out-dir certs --json
+""")
+@_token_options
+@click.option("--out-dir", type=click.Path(path_type=Path, file_okay=False), default=Path("."), show_default=True,
+              help="Where to write <serial>.cer (PEM) for each certificate on the card.")
+@click.option("--force", is_flag=True, help="Replace existing files.")
+@json_option
+def register(module: str | None, token_label: str | None, out_dir: Path, force: bool) -> None:
+    """Copy the card's certificates to files and link those this CA issued to its records.
+
+    The private keys never leave the card; "moving to another computer" is
+    copying the certificates (domain.md §8).  No PIN is needed.
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    from twcactl.fsutil import write_file
+    from twcactl.store import Store
+
+    token = _open_token(module, token_label)
+    with token.session(None) as session:
+        objects = [o for o in session.objects() if o.kind == "certificate" and o.der]
+    certs = []
+    for o in objects:
+        try:
+            certs.append((o, x509.load_der_x509_certificate(o.der)))
+        except Exception:
+            note(f"warning: skipping certificate object {o.id or o.label!r}: not a readable X.509 certificate")
+    paths = [out_dir / f"{format(c.serial_number, 'x')}.cer" for _o, c in certs]
+    _check_free(paths, force)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    home = app().resolved_home()
+    records: list[Any] = [None] * len(certs)
+    window = 30
+    if Store.exists(home):
+        store = app().open_store()
+        try:
+            window = int(store.settings()["renewal_window_days"])
+            for i, (_o, c) in enumerate(certs):
+                records[i] = store.find_certificate_by_der(c.public_bytes(serialization.Encoding.DER))
+            linked = [(r, paths[i]) for i, r in enumerate(records) if r is not None]
+            if linked:
+                with store.transaction():
+                    for record, path in linked:
+                        store.append_log(operator=current_operator(), action="card.register", account=record.account,
+                                         serial=record.serial, details={"token": token.info.label,
+                                                                        "token_serial": token.info.serial,
+                                                                        "file": str(path)})
+        finally:
+            store.close()
+    for path, (_o, c) in zip(paths, certs):
+        write_file(path, c.public_bytes(serialization.Encoding.PEM), force=force)
+    entries = []
+    for i, (o, c) in enumerate(certs):
+        entry = _cert_doc(c, label=o.label, id_hex=o.id, record=records[i], window=window)
+        entry["file"] = str(paths[i])
+        entry["issued_here"] = records[i] is not None
+        entries.append(entry)
+    doc = {"token": {"label": token.info.label, "serial": token.info.serial}, "certificates": entries}
+
+    def human(console: Console) -> None:
+        if not entries:
+            console.print(f"No certificates on {safe(token.info.label)}.")
+        for e in entries:
+            linked = "linked to this CA's record" if e["issued_here"] else "not issued by this CA"
+            console.print(f"{e['file']}  {safe(e['subject'])}  until {e['not_after'][:10]}  ({linked})")
+
+    emit(doc, human)
