@@ -39,10 +39,12 @@ PassphraseProvider = Callable[[], "str | None"]
 
 @dataclass(frozen=True)
 class CsrInput:
-    """A CSR as given on the command line: its file name and bytes."""
+    """A CSR as given on the command line: its file name and bytes, and optionally its own profile
+    (a card's signing and encryption pair is one batch of two profiles)."""
 
     name: str
     data: bytes
+    profile: str | None = None
 
 
 @dataclass
@@ -190,6 +192,7 @@ def issue_certificates(
     """Issue one certificate per CSR from the home's issuing CA under ``account_id``.
 
     Costs ``validity.cost`` certificate-years per certificate (domain.md §3).
+    A request's own ``profile`` overrides ``profile``.
     Without ``keep_going`` the batch is all or nothing: the first refused
     request is raised and nothing is issued.  With it, refused requests are
     reported in ``failed`` and the rest are issued.  The whole batch is one
@@ -206,13 +209,14 @@ def issue_certificates(
     """
     store.require_manager(operator)
     account = store.get_account(account_id, ledger=False)
-    get_profile(profile)
+    for item in requests:
+        get_profile(item.profile or profile)
     outcome = IssueOutcome(balance_before=account.balance, balance_after=account.balance)
 
     accepted: list[tuple[CsrInput, x509.CertificateSigningRequest]] = []
     for item in requests:
         try:
-            accepted.append((item, check_csr(item, account.policy(), profile)))
+            accepted.append((item, check_csr(item, account.policy(), item.profile or profile)))
         except TwcaError as exc:
             if not keep_going:
                 raise
@@ -233,18 +237,18 @@ def issue_certificates(
     check_within_issuer(not_after, ca.certificate())
     signer = _unlock(store, passphrase, ca)
     urls = _urls(store)
-    built = [(_build(signer, csr, profile=profile, account_id=account_id, not_before=not_before,
+    built = [(_build(signer, csr, profile=item.profile or profile, account_id=account_id, not_before=not_before,
                      not_after=not_after, urls=urls), item) for item, csr in accepted]
 
     with store.transaction():
         for cert, item in built:
-            serial = _record(store, cert, ca_name=ca.name, account_id=account_id, profile=profile,
+            serial = _record(store, cert, ca_name=ca.name, account_id=account_id, profile=item.profile or profile,
                              validity=validity, operator=operator, contact=contact, note=note, renewed_from=None)
             outcome.balance_after = store.change_balance(
                 account_id, -validity.cost, action="issue", operator=operator, serial=serial, note=note
             )
             store.append_log(operator=operator, action="cert.issue", account=account_id, serial=serial, details={
-                "cn": names.common_name(cert.subject), "profile": profile, "cost": validity.cost,
+                "cn": names.common_name(cert.subject), "profile": item.profile or profile, "cost": validity.cost,
                 "not_after": rfc3339(cert.not_valid_after_utc), "csr": item.name,
             })
     _write_pems(store, [cert for cert, _item in built])
@@ -255,6 +259,47 @@ def issue_certificates(
 def renewal_window_start(record: CertRecord, window_days: int) -> dt.datetime:
     """The first instant ``record`` may be renewed without ``--early`` (domain.md §4)."""
     return record.not_after - dt.timedelta(days=window_days)
+
+
+def old_validity(record: CertRecord) -> Validity:
+    """The validity ``record`` was issued with: the default for its renewal (issue 4)."""
+    return Validity.from_text(record.validity) or Validity(days=max(1, (record.not_after - record.not_before).days))
+
+
+def check_renewable(store: Store, serial: str, *, early: bool, now: dt.datetime | None = None) -> CertRecord:
+    """Refuse a renewal of ``serial`` that the state alone rules out (domain.md §4).
+
+    Only a valid certificate (not expired, revoked or suspended), only inside
+    the renewal window unless ``early``, only one that belongs to an account.
+
+    Raises:
+        NotFoundError / StateError: (exit 5), naming the date the window opens.
+    """
+    old = store.get_certificate(serial)
+    now = now or utcnow()
+    window = int(store.settings()["renewal_window_days"])
+    status = old.status(now, window)
+    if status in ("revoked", "suspended", "expired"):
+        raise StateError(f"certificate {serial} is {status}; only a valid certificate can be renewed.",
+                         hint="apply for a new certificate with: twcactl cert issue" if status == "expired" else None)
+    if not early and now < renewal_window_start(old, window):
+        raise StateError(
+            f"certificate {serial} can be renewed from {renewal_window_start(old, window):%Y-%m-%d} "
+            f"({window} days before its notAfter {old.not_after:%Y-%m-%d}).",
+            hint="renew now anyway with --early",
+        )
+    if old.account is None:
+        raise StateError(f"certificate {serial} belongs to no account and cannot be renewed here.")
+    return old
+
+
+@dataclass(frozen=True)
+class RenewalItem:
+    """One certificate to renew: its serial, the new CSR, and for a CMS request the signer's DER."""
+
+    serial: str
+    csr: CsrInput
+    signer_der: bytes | None = None
 
 
 def renew_certificate(
@@ -269,14 +314,28 @@ def renew_certificate(
     note: str | None = None,
     signer_der: bytes | None = None,
 ) -> RenewOutcome:
-    """Renew certificate ``serial`` with a new CSR (domain.md §4).
+    """Renew one certificate; see :func:`renew_certificates`."""
+    return renew_certificates(store, [RenewalItem(serial, csr, signer_der)], validity=validity, early=early,
+                              operator=operator, passphrase=passphrase, note=note)[0]
 
-    Only a valid certificate (not expired, revoked or suspended), only inside
-    the renewal window unless ``early``; the new CSR's CN must equal the old
-    one; the new notAfter is the old notAfter plus ``validity`` (default: the
-    old certificate's validity) and its notBefore is now; old and new are
-    linked; the cost is deducted like an issue.  ``signer_der``, for a CMS
-    renewal request, must be the old certificate itself.
+
+def renew_certificates(
+    store: Store,
+    items: Sequence[RenewalItem],
+    *,
+    validity: Validity | None,
+    early: bool,
+    operator: str,
+    passphrase: PassphraseProvider,
+    note: str | None = None,
+) -> list[RenewOutcome]:
+    """Renew certificates with new CSRs, all or none, in one transaction (domain.md §4).
+
+    For each: :func:`check_renewable`; the new CSR passes the account's
+    policy and keeps the CN; the new notAfter is the old notAfter plus
+    ``validity`` (default: the old certificate's validity) and its notBefore
+    is now; old and new are linked; the cost is deducted like an issue.
+    ``signer_der``, for a CMS renewal request, must be the old certificate.
 
     Raises:
         NotFoundError / StateError: unknown serial, not valid, outside the window,
@@ -286,56 +345,58 @@ def renew_certificate(
         InputError, AuthError, BusyError: as for issuing.
     """
     store.require_manager(operator)
-    old = store.get_certificate(serial)
     now = utcnow()
-    window = int(store.settings()["renewal_window_days"])
-    status = old.status(now, window)
-    if status in ("revoked", "suspended", "expired"):
-        raise StateError(f"certificate {serial} is {status}; only a valid certificate can be renewed.",
-                         hint="apply for a new certificate with: twcactl cert issue" if status == "expired" else None)
-    if not early and now < renewal_window_start(old, window):
-        raise StateError(
-            f"certificate {serial} can be renewed from {renewal_window_start(old, window):%Y-%m-%d} "
-            f"({window} days before its notAfter {old.not_after:%Y-%m-%d}).",
-            hint="renew now anyway with --early",
-        )
-    if signer_der is not None and signer_der != old.der:
-        raise PolicyError(f"the renewal request is not signed by certificate {serial}.")
-    if old.account is None:
-        raise StateError(f"certificate {serial} belongs to no account and cannot be renewed here.")
-    account = store.get_account(old.account, ledger=False)
-    request = check_csr(csr, account.policy(), old.profile)
-    new_cn = names.common_name(request.subject) or ""
-    if new_cn.lower() != (old.cn or "").lower():
-        raise PolicyError(f"the new CSR's CN {new_cn!r} differs from the certificate's CN {old.cn!r}.",
-                          hint="a renewal keeps the CN; apply for a new certificate instead")
-    if validity is None:
-        validity = Validity.from_text(old.validity) or Validity(days=max(1, (old.not_after - old.not_before).days))
-    if validity.cost > account.balance:
-        raise QuotaError(f"account {account.id} has {account.balance} certificate-years; this renewal needs "
-                         f"{validity.cost}.", hint=f"add more with: twcactl account credit {account.id} N")
-    if validity.years is not None:
-        not_after = add_years(old.not_after, validity.years)
-    else:
-        not_after = old.not_after + dt.timedelta(days=validity.days or 0)
-    ca = store.ca_by_name(old.ca_name)
-    check_within_issuer(not_after, ca.certificate())
-    signer = _unlock(store, passphrase, ca)
-    cert = _build(signer, request, profile=old.profile, account_id=account.id, not_before=now,
-                  not_after=not_after, urls=_urls(store))
+    plans = []
+    costs: dict[str, int] = {}
+    for item in items:
+        old = check_renewable(store, item.serial, early=early, now=now)
+        if item.signer_der is not None and item.signer_der != old.der:
+            raise PolicyError(f"the renewal request is not signed by certificate {item.serial}.")
+        account = store.get_account(old.account or "", ledger=False)
+        request = check_csr(item.csr, account.policy(), old.profile)
+        new_cn = names.common_name(request.subject) or ""
+        if new_cn.lower() != (old.cn or "").lower():
+            raise PolicyError(f"the new CSR's CN {new_cn!r} differs from the certificate's CN {old.cn!r}.",
+                              hint="a renewal keeps the CN; apply for a new certificate instead")
+        chosen = validity or old_validity(old)
+        if chosen.years is not None:
+            not_after = add_years(old.not_after, chosen.years)
+        else:
+            not_after = old.not_after + dt.timedelta(days=chosen.days or 0)
+        ca = store.ca_by_name(old.ca_name)
+        check_within_issuer(not_after, ca.certificate())
+        costs[account.id] = costs.get(account.id, 0) + chosen.cost
+        plans.append((item, old, account, request, chosen, not_after, ca))
+    for account_id, cost in costs.items():
+        balance = store.get_account(account_id, ledger=False).balance
+        if cost > balance:
+            raise QuotaError(f"account {account_id} has {balance} certificate-years; renewing needs {cost}.",
+                             hint=f"add more with: twcactl account credit {account_id} N")
+    signers: dict[str, _Signer] = {}
+    built = []
+    for item, old, account, request, chosen, not_after, ca in plans:
+        if ca.name not in signers:
+            signers[ca.name] = _unlock(store, passphrase, ca)
+        built.append(_build(signers[ca.name], request, profile=old.profile, account_id=account.id, not_before=now,
+                            not_after=not_after, urls=_urls(store)))
+    results: list[tuple[str, str, int, int]] = []
     with store.transaction():
-        new_serial = _record(store, cert, ca_name=ca.name, account_id=account.id, profile=old.profile,
-                             validity=validity, operator=operator, contact=old.contact, note=note or old.note,
-                             renewed_from=old.serial)
-        balance = store.change_balance(account.id, -validity.cost, action="renew", operator=operator,
-                                       serial=new_serial, note=note)
-        store.append_log(operator=operator, action="cert.renew", account=account.id, serial=new_serial, details={
-            "renewed": old.serial, "cn": new_cn, "cost": validity.cost, "not_after": rfc3339(not_after),
-            "early": early, "signed_request": signer_der is not None,
-        })
-    _write_pems(store, [cert])
-    return RenewOutcome(certificate=store.get_certificate(new_serial), renewed=old.serial,
-                        balance_before=account.balance, balance_after=balance)
+        for cert, (item, old, account, _request, chosen, not_after, ca) in zip(built, plans):
+            before = store.get_account(account.id, ledger=False).balance
+            new_serial = _record(store, cert, ca_name=ca.name, account_id=account.id, profile=old.profile,
+                                 validity=chosen, operator=operator, contact=old.contact, note=note or old.note,
+                                 renewed_from=old.serial)
+            balance = store.change_balance(account.id, -chosen.cost, action="renew", operator=operator,
+                                           serial=new_serial, note=note)
+            store.append_log(operator=operator, action="cert.renew", account=account.id, serial=new_serial, details={
+                "renewed": old.serial, "cn": old.cn, "cost": chosen.cost, "not_after": rfc3339(not_after),
+                "early": early, "signed_request": item.signer_der is not None,
+            })
+            results.append((new_serial, old.serial, before, balance))
+    _write_pems(store, built)
+    records = store.get_certificates([r[0] for r in results])
+    return [RenewOutcome(certificate=rec, renewed=old_serial, balance_before=before, balance_after=after)
+            for rec, (_new, old_serial, before, after) in zip(records, results)]
 
 
 def _regenerate_crl(store: Store, signer: _Signer, now: dt.datetime, *, add: Sequence[RevokedEntry] = (),

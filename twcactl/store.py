@@ -46,6 +46,7 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "crl_url": "",
     "ocsp_url": "",
     "ca_issuers_url": "",
+    "pkcs11_module": "",
 }
 
 # Version 1: the whole lifecycle from the start (ledger, operators, hash-chained log, CRL numbers).

@@ -501,15 +501,16 @@ class _LocalIssuer:
         account = self.store.get_account(self.account_id, ledger=False)
         inputs = []
         for item in pending:
-            csr_input = CsrInput(name=f"card key {item.spec.label}", data=item.csr.public_bytes(serialization.Encoding.DER))
+            csr_input = CsrInput(name=f"card key {item.spec.label}", data=item.csr.public_bytes(serialization.Encoding.DER),
+                                 profile=item.spec.profile)
             check_csr(csr_input, account.policy(), item.spec.profile)
-            inputs.append((item, csr_input))
+            inputs.append(csr_input)
+        # one batch, one transaction: a signing and encryption pair is issued both or neither
+        outcome = issue_certificates(self.store, inputs, account_id=self.account_id, profile=inputs[0].profile or "ssl",
+                                     validity=self.validity, operator=current_operator(), passphrase=self.passphrase,
+                                     note="card enrolment")
         certs: list[x509.Certificate] = []
-        for item, csr_input in inputs:
-            outcome = issue_certificates(self.store, [csr_input], account_id=self.account_id, profile=item.spec.profile,
-                                         validity=self.validity, operator=current_operator(),
-                                         passphrase=self.passphrase, note=f"card key {item.spec.label}")
-            record = outcome.issued[0]
+        for record in outcome.issued:
             cert = x509.load_der_x509_certificate(record.der)
             self.issued.append((cert, record))
             certs.append(cert)
@@ -719,27 +720,17 @@ class _LocalRenewer:
         from cryptography.hazmat.primitives import serialization
 
         from twcactl.errors import QuotaError, StateError
-        from twcactl.issue import Validity
-        from twcactl.lifecycle import renewal_window_start
-        from twcactl.timeutil import utcnow
+        from twcactl.lifecycle import check_renewable, old_validity
 
-        now = utcnow()
-        window = int(self.store.settings()["renewal_window_days"])
         costs: dict[str, int] = {}
         for target in self.targets:
             der = target.certificate.public_bytes(serialization.Encoding.DER)
-            record = self.store.find_certificate_by_der(der)
-            if record is None:
+            found = self.store.find_certificate_by_der(der)
+            if found is None:
                 raise StateError(f"certificate {target.serial} on the card was not issued by this CA.",
                                  hint="renew it at its CA with: twcactl card renew --request-out FILE")
-            state = record.status(now, window)
-            if state in ("revoked", "suspended", "expired"):
-                raise StateError(f"certificate {record.serial} is {state}; only a valid certificate can be renewed.")
-            if not self.early and now < renewal_window_start(record, window):
-                raise StateError(f"certificate {record.serial} can be renewed from "
-                                 f"{renewal_window_start(record, window):%Y-%m-%d}.", hint="renew now anyway with --early")
-            validity = self.validity or Validity.from_text(getattr(record, "validity", "") or "") or \
-                Validity(days=max(1, (record.not_after - record.not_before).days))
+            record = check_renewable(self.store, found.serial, early=self.early)
+            validity = self.validity or old_validity(record)
             if record.account:
                 costs[record.account] = costs.get(record.account, 0) + validity.cost
             self.records.append(record)
@@ -753,17 +744,21 @@ class _LocalRenewer:
         from cryptography import x509
         from cryptography.hazmat.primitives import serialization
 
-        from twcactl.lifecycle import CsrInput, renew_certificate
+        from twcactl.lifecycle import CsrInput, RenewalItem, renew_certificates
         from twcactl.renewal import verify_renewal_request
 
-        certs: list[x509.Certificate] = []
+        items = []
         for item, record in zip(made, self.records):
             name = f"card renewal request for {record.serial}"
             request = verify_renewal_request(item.request_der, name=name)
-            outcome = renew_certificate(
-                self.store, record.serial, CsrInput(name=name, data=request.csr.public_bytes(serialization.Encoding.DER)),
-                validity=self.validity, early=self.early, operator=current_operator(), passphrase=self.passphrase,
-                signer_der=request.signer.public_bytes(serialization.Encoding.DER))
+            items.append(RenewalItem(record.serial,
+                                     CsrInput(name=name, data=request.csr.public_bytes(serialization.Encoding.DER)),
+                                     request.signer.public_bytes(serialization.Encoding.DER)))
+        # one transaction: a pair renews both or neither
+        outcomes = renew_certificates(self.store, items, validity=self.validity, early=self.early,
+                                      operator=current_operator(), passphrase=self.passphrase)
+        certs: list[x509.Certificate] = []
+        for outcome in outcomes:
             cert = x509.load_der_x509_certificate(outcome.certificate.der)
             self.renewed.append((cert, outcome.certificate, outcome.renewed))
             certs.append(cert)
