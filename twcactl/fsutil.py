@@ -125,6 +125,22 @@ def write_file(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644, 
     return Path(path)
 
 
+def write_new_file(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644) -> None:
+    """Create a derived file that must not exist yet (a new certificate's PEM), without fsync.
+
+    ``O_EXCL`` makes it safe against races without a temporary file; a
+    crash mid-write leaves a short file that ``ca check`` finds different
+    from the record and rebuilds.  An existing file is replaced atomically.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    except FileExistsError:
+        write_file(path, data, mode=mode, force=True, durable=False)
+        return
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+
+
 def _fsync_dir(directory: Path) -> None:
     """Make a rename durable (POSIX needs the directory fsynced)."""
     try:

@@ -102,14 +102,15 @@ def leaf_subject(csr_subject: x509.Name, profile: Profile) -> x509.Name:
     return x509.Name([attr for attr in csr_subject if attr.oid in allowed])
 
 
-def leaf_sans(csr: x509.CertificateSigningRequest, profile: Profile) -> list[x509.GeneralName]:
+def leaf_sans(csr: x509.CertificateSigningRequest, profile: Profile,
+              csr_subject: x509.Name | None = None) -> list[x509.GeneralName]:
     """SAN entries: for SSL profiles the CN first, then the requested DNS names (no duplicates);
-    for personal profiles the requested e-mail addresses."""
+    for personal profiles the requested e-mail addresses.  ``csr_subject`` saves parsing the subject again."""
     requested = _requested_general_names(csr)
     if profile.is_ssl:
         out: list[x509.GeneralName] = []
         seen: set[str] = set()
-        cn = names.common_name(csr.subject)
+        cn = names.common_name(csr_subject if csr_subject is not None else csr.subject)
         for value in ([cn] if cn else []) + [g.value for g in requested if isinstance(g, x509.DNSName)]:
             if value.lower() not in seen:
                 seen.add(value.lower())
@@ -137,10 +138,12 @@ def build_leaf(
     not_after: dt.datetime,
     urls: CaUrls = CaUrls(),
     subject: x509.Name | None = None,
+    sans: list[x509.GeneralName] | None = None,
 ) -> x509.Certificate:
     """Sign an end-entity certificate for ``csr`` (X.509 v3, SHA-256).
 
-    ``subject`` overrides the subject taken from the CSR (EV adds attributes).
+    ``subject`` and ``sans`` override what is taken from the CSR (EV adds
+    subject attributes; callers that computed them pass them in).
 
     Extensions: basicConstraints CA:FALSE (critical), keyUsage for the key
     type (critical), EKU of the profile, SAN, SKI, AKI from the issuer's SKI,
@@ -162,7 +165,8 @@ def build_leaf(
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)  # type: ignore[arg-type]
         .add_extension(_aki(issuer_cert), critical=False)
     )
-    sans = leaf_sans(csr, profile)
+    if sans is None:
+        sans = leaf_sans(csr, profile)
     if sans:
         builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
     if profile.policies:

@@ -20,10 +20,10 @@ from cryptography.x509.oid import NameOID
 from twcactl import csr as csr_mod
 from twcactl import names
 from twcactl.ca import load_ca_key
-from twcactl.crl import HOLD_REASON, RevokedEntry, build_crl
+from twcactl.crl import HOLD_REASON, RevokedEntry, build_crl, revoked_from_records
 from twcactl.errors import InputError, PolicyError, QuotaError, StateError, TwcaError
-from twcactl.fsutil import write_file
-from twcactl.issue import CaUrls, Validity, build_leaf, check_within_issuer, leaf_subject
+from twcactl.fsutil import write_file, write_new_file
+from twcactl.issue import CaUrls, Validity, build_leaf, check_within_issuer, leaf_sans, leaf_subject
 from twcactl.keys import PrivateKey
 from twcactl.models import AccountPolicy
 from twcactl.pem import load_csr
@@ -139,28 +139,40 @@ def ev_subject(csr_subject: x509.Name, profile: Profile, account_id: str) -> x50
     return x509.Name(list(base) + extra)
 
 
+@dataclass(frozen=True)
+class _Built:
+    """A signed certificate with what its record needs, computed once from the values it was built from
+    (reading ``cert.subject`` or its extensions again would parse them again: a batch of 1,000 feels it)."""
+
+    cert: x509.Certificate
+    cn: str | None
+    subject: str
+    sans: list[str]
+
+
 def _build(signer: _Signer, csr: x509.CertificateSigningRequest, *, profile: str, account_id: str,
-           not_before: dt.datetime, not_after: dt.datetime, urls: CaUrls) -> x509.Certificate:
+           not_before: dt.datetime, not_after: dt.datetime, urls: CaUrls) -> _Built:
     profile_obj = get_profile(profile)
-    subject = ev_subject(csr.subject, profile_obj, account_id) if profile == "ev" else None
-    return build_leaf(csr, issuer_cert=signer.cert, issuer_key=signer.key, profile=profile_obj,
+    csr_subject = csr.subject
+    subject = (ev_subject(csr_subject, profile_obj, account_id) if profile == "ev"
+               else leaf_subject(csr_subject, profile_obj))
+    sans = leaf_sans(csr, profile_obj, csr_subject)
+    cert = build_leaf(csr, issuer_cert=signer.cert, issuer_key=signer.key, profile=profile_obj,
                       serial=x509.random_serial_number(), not_before=not_before, not_after=not_after,
-                      urls=urls, subject=subject)
+                      urls=urls, subject=subject, sans=sans)
+    return _Built(cert=cert, cn=names.common_name(subject), subject=names.rfc4514(subject),
+                  sans=names.sans_json(names.general_names(sans)))
 
 
-def _record(store: Store, cert: x509.Certificate, *, ca_name: str, account_id: str, profile: str,
+def _record(store: Store, built: _Built, *, ca_name: str, account_id: str, profile: str,
             validity: Validity, operator: str, contact: str | None, note: str | None,
             renewed_from: str | None) -> str:
     """Insert the record of a new certificate (inside a transaction); returns its serial."""
+    cert = built.cert
     serial = format_serial(cert.serial_number)
-    try:
-        san_entries = list(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
-    except x509.ExtensionNotFound:
-        san_entries = []
     store.add_certificate(
         serial=serial, ca_name=ca_name, account_id=account_id, profile=profile,
-        cn=names.common_name(cert.subject), subject=names.rfc4514(cert.subject),
-        sans=names.sans_json(names.general_names(san_entries)),
+        cn=built.cn, subject=built.subject, sans=built.sans,
         not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
         cost=validity.cost, validity=validity.to_text(), contact=contact, note=note, renewed_from=renewed_from,
         operator=operator, der=cert.public_bytes(serialization.Encoding.DER),
@@ -168,12 +180,12 @@ def _record(store: Store, cert: x509.Certificate, *, ca_name: str, account_id: s
     return serial
 
 
-def _write_pems(store: Store, certs: Sequence[x509.Certificate]) -> None:
-    """Write the derived PEM files of freshly committed certificates."""
+def _write_pems(store: Store, built: Sequence[_Built]) -> None:
+    """Write the derived PEM files of freshly committed certificates (new names: no temporary file needed)."""
     with store.files_lock():
-        for cert in certs:
-            write_file(store.cert_path(format_serial(cert.serial_number)),
-                       cert.public_bytes(serialization.Encoding.PEM), force=True, durable=False)
+        for b in built:
+            write_new_file(store.cert_path(format_serial(b.cert.serial_number)),
+                           b.cert.public_bytes(serialization.Encoding.PEM))
 
 
 def issue_certificates(
@@ -241,18 +253,18 @@ def issue_certificates(
                      not_after=not_after, urls=urls), item) for item, csr in accepted]
 
     with store.transaction():
-        for cert, item in built:
-            serial = _record(store, cert, ca_name=ca.name, account_id=account_id, profile=item.profile or profile,
+        for b, item in built:
+            serial = _record(store, b, ca_name=ca.name, account_id=account_id, profile=item.profile or profile,
                              validity=validity, operator=operator, contact=contact, note=note, renewed_from=None)
             outcome.balance_after = store.change_balance(
                 account_id, -validity.cost, action="issue", operator=operator, serial=serial, note=note
             )
             store.append_log(operator=operator, action="cert.issue", account=account_id, serial=serial, details={
-                "cn": names.common_name(cert.subject), "profile": item.profile or profile, "cost": validity.cost,
-                "not_after": rfc3339(cert.not_valid_after_utc), "csr": item.name,
+                "cn": b.cn, "profile": item.profile or profile, "cost": validity.cost,
+                "not_after": rfc3339(not_after), "csr": item.name,
             })
-    _write_pems(store, [cert for cert, _item in built])
-    outcome.issued.extend(store.get_certificates([format_serial(cert.serial_number) for cert, _item in built]))
+    _write_pems(store, [b for b, _item in built])
+    outcome.issued.extend(store.get_certificates([format_serial(b.cert.serial_number) for b, _item in built]))
     return outcome
 
 
@@ -381,9 +393,9 @@ def renew_certificates(
                             not_after=not_after, urls=_urls(store)))
     results: list[tuple[str, str, int, int]] = []
     with store.transaction():
-        for cert, (item, old, account, _request, chosen, not_after, ca) in zip(built, plans):
+        for b, (item, old, account, _request, chosen, not_after, ca) in zip(built, plans):
             before = store.get_account(account.id, ledger=False).balance
-            new_serial = _record(store, cert, ca_name=ca.name, account_id=account.id, profile=old.profile,
+            new_serial = _record(store, b, ca_name=ca.name, account_id=account.id, profile=old.profile,
                                  validity=chosen, operator=operator, contact=old.contact, note=note or old.note,
                                  renewed_from=old.serial)
             balance = store.change_balance(account.id, -chosen.cost, action="renew", operator=operator,
@@ -421,11 +433,7 @@ def _regenerate_crl(store: Store, signer: _Signer, now: dt.datetime, *, add: Seq
         if len(kept) == store.count_revoked(signer.ca.name):
             entries = kept
     if entries is None:
-        entries = [
-            RevokedEntry(serial=int(serial, 16), revoked_at=parse_rfc3339(revoked_at), reason=reason,
-                         invalidity_date=parse_rfc3339(inv) if inv else None)
-            for serial, revoked_at, reason, inv in store.revoked_entries(signer.ca.name)
-        ]
+        entries = list(revoked_from_records(store.revoked_entries(signer.ca.name)))
     number = store.next_crl_number(signer.ca.name)
     next_update = now + dt.timedelta(days=int(store.settings()["crl_days"]))
     crl = build_crl(issuer_cert=signer.cert, issuer_key=signer.key, entries=entries, number=number,

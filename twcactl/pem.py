@@ -76,6 +76,14 @@ def load_csr(data: bytes, *, name: str = "CSR") -> x509.CertificateSigningReques
     Raises:
         InputError: no CSR, several CSRs, or malformed ASN.1 (exit 3).
     """
+    if data.startswith(b"-----BEGIN CERTIFICATE REQUEST-----") and data.count(b"-----BEGIN") == 1:
+        # the plain OpenSSL form: cryptography's own PEM reader, no scan of ours
+        try:
+            csr = x509.load_pem_x509_csr(data)
+            csr.subject  # noqa: B018 - force the lazy parse
+            return csr
+        except Exception:  # fall through to our reader, which names the problem
+            pass
     der = _single_der(data, CSR_LABELS, name=name, what="CSR")
     try:
         csr = x509.load_der_x509_csr(der)

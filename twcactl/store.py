@@ -725,7 +725,7 @@ class Store:
         """``(serial, revoked_at, reason, invalidity_date)`` of every revoked or held certificate of a CA."""
         return [tuple(r) for r in self.conn.execute(  # type: ignore[misc]
             "SELECT serial, revoked_at, reason, invalidity_date FROM certificates"
-            " WHERE ca_name = ? AND state IN ('revoked', 'suspended') ORDER BY revoked_at, serial", (ca_name,))]
+            " WHERE ca_name = ? AND state IN ('revoked', 'suspended')", (ca_name,))]
 
     def count_revoked(self, ca_name: str) -> int:
         """How many certificates of ``ca_name`` are revoked or held (the entries its CRL must list)."""
