@@ -17,6 +17,7 @@ non-printable characters and shortens very long values.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import string
@@ -413,8 +414,13 @@ def _wildcard_problem(host: str, allow_wildcard: bool) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=1024)
 def _analyse_name(name: str, *, allow_wildcard: bool) -> _NameReport:
-    """Apply the rules of ``_NAME_RULES`` to one name (CN or DNS SAN)."""
+    """Apply the rules of ``_NAME_RULES`` to one name (CN or DNS SAN).
+
+    Cached: the CN is usually also the first DNS SAN, and a batch repeats
+    names; the report is never mutated by its readers.
+    """
     host, found = _strip_decorations(name)
     predicates: dict[str, str | None] = {
         "cn.syntax": None,
