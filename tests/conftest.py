@@ -171,3 +171,19 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         if name.startswith("TWCACTL_"):
             monkeypatch.delenv(name)
     yield
+
+
+def issued_bundle(base: Path, *init_args: str) -> tuple[CaHome, Path, str]:
+    """A CA home (no passphrase; ``init_args`` for ``ca init``) with account 70759028-01, one certificate
+    for www.twca.com.tw issued from an OpenSSL CSR and exported to ``base/bundle``.
+
+    Returns:
+        ``(home, bundle directory, serial)``.
+    """
+    home = make_ca(base / "ca", *init_args, passphrase=None)
+    assert home.run("account", "add", ACCOUNT, "--org", "TWCA", "--domain", "twca.com.tw", "--quota", "5").code == 0
+    result = home.run("--json", "cert", "issue", openssl_csr(base, name="www"), "--account", ACCOUNT)
+    assert result.code == 0, result.stderr
+    serial = result.json()["certificates"][0]["serial"]
+    assert home.run("cert", "export", serial, "--out-dir", base / "bundle").code == 0
+    return home, base / "bundle", serial

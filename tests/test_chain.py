@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.conftest import ACCOUNT, CaHome, make_ca, openssl_csr, require, sh
+from tests.conftest import ACCOUNT, CaHome, issued_bundle, openssl_csr, require, sh
 from twcactl.chain import MAX_DEPTH, build_path, issued_by
 
 
@@ -42,12 +42,7 @@ def der(cert: x509.Certificate) -> bytes:
 def two_level(tmp_path_factory: pytest.TempPathFactory) -> TwoLevel:
     """A CA home with two intermediates and one issued server certificate, exported."""
     base = tmp_path_factory.mktemp("chain")
-    home = make_ca(base / "ca", "--intermediates", "2", passphrase=None)
-    assert home.run("account", "add", ACCOUNT, "--org", "TWCA", "--domain", "twca.com.tw", "--quota", "5").code == 0
-    result = home.run("--json", "cert", "issue", openssl_csr(base, name="www"), "--account", ACCOUNT)
-    assert result.code == 0, result.stderr
-    serial = result.json()["certificates"][0]["serial"]
-    assert home.run("cert", "export", serial, "--out-dir", base / "bundle").code == 0
+    home, _bundle, _serial = issued_bundle(base, "--intermediates", "2")
     load = lambda n: x509.load_pem_x509_certificate((base / "bundle" / n).read_bytes())
     return TwoLevel(home, base / "bundle", load("root.cer"), load("uca_1.cer"), load("uca_2.cer"), load("server.cer"))
 

@@ -12,7 +12,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from tests.conftest import ACCOUNT, CaHome, make_ca, openssl_csr, require, sh
+from tests.conftest import CaHome, issued_bundle, make_ca, require, sh
 from twcactl.ca import load_ca_key
 from twcactl.store import Store
 from twcactl.verify import default_purpose
@@ -30,12 +30,7 @@ class Pki:
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     base = tmp_path_factory.mktemp("verify")
-    home = make_ca(base / "ca", "--intermediates", "2", passphrase=None)
-    assert home.run("account", "add", ACCOUNT, "--org", "TWCA", "--domain", "twca.com.tw", "--quota", "5").code == 0
-    result = home.run("--json", "cert", "issue", openssl_csr(base, name="www"), "--account", ACCOUNT)
-    assert result.code == 0, result.stderr
-    serial = result.json()["certificates"][0]["serial"]
-    assert home.run("cert", "export", serial, "--out-dir", base / "bundle").code == 0
+    home, _bundle, serial = issued_bundle(base, "--intermediates", "2")
     store = Store.open(home.path)
     try:
         ca = store.issuing_ca()

@@ -152,19 +152,33 @@ def discard(session: SessionLike, pending: Sequence[PendingKey]) -> None:
             continue
 
 
+def _write_returned(session: SessionLike, keys: Sequence[tuple[x509.CertificateSigningRequest, str, str]],
+                    certificates: Sequence[x509.Certificate]) -> None:
+    """Write each returned certificate next to the key its CSR was made with (same CKA_ID and label),
+    after checking that every certificate is for its key: nothing is written unless all match.
+
+    Args:
+        keys: ``(csr, label, id_hex)`` per key generated on the card, in request order.
+
+    Raises:
+        PolicyError: a different number of certificates, or one for another key (exit 1).
+    """
+    if len(certificates) != len(keys):
+        raise PolicyError(f"{len(certificates)} certificate(s) came back for {len(keys)} key(s).")
+    for (csr, _label, _id), cert in zip(keys, certificates):
+        if _spki(cert.public_key()) != _spki(csr.public_key()):
+            raise PolicyError("a certificate that came back is not for the key generated on the card.")
+    for (_csr, label, id_hex), cert in zip(keys, certificates):
+        session.write_certificate(cert, label=label, id_hex=id_hex)
+
+
 def install(session: SessionLike, pending: Sequence[PendingKey], certificates: Sequence[x509.Certificate]) -> None:
     """Write each certificate next to its key (same CKA_ID and label); checks each matches its key.
 
     Raises:
         PolicyError: a certificate's public key is not the pending key's (exit 1).
     """
-    if len(certificates) != len(pending):
-        raise PolicyError(f"{len(certificates)} certificate(s) came back for {len(pending)} key(s).")
-    for item, cert in zip(pending, certificates):
-        if _spki(cert.public_key()) != _spki(item.csr.public_key()):
-            raise PolicyError("the certificate returned is not for the key generated on the card.")
-    for item, cert in zip(pending, certificates):
-        session.write_certificate(cert, label=item.spec.label, id_hex=item.id_hex)
+    _write_returned(session, [(item.csr, item.spec.label, item.id_hex) for item in pending], certificates)
 
 
 def enroll(session: SessionLike, specs: Sequence[KeySpec], subject: x509.Name,
@@ -317,13 +331,7 @@ def renew(session: SessionLike, targets: Sequence[CardCertificate], *, key_type:
         if submit is None:
             return made
         certificates = submit(made)
-        if len(certificates) != len(made):
-            raise PolicyError(f"{len(certificates)} certificate(s) came back for {len(made)} request(s).")
-        for item, cert in zip(made, certificates):
-            if _spki(cert.public_key()) != _spki(item.csr.public_key()):
-                raise PolicyError("the renewed certificate is not for the new key generated on the card.")
-        for item, cert in zip(made, certificates):
-            session.write_certificate(cert, label=item.old.label, id_hex=item.new_id_hex)
+        _write_returned(session, [(item.csr, item.old.label, item.new_id_hex) for item in made], certificates)
     except BaseException:
         for item in made:
             try:

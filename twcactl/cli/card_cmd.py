@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from twcactl.cli.context import app, ca_passphrase_option, current_operator, json_option
+from twcactl.cli.context import app, ca_passphrase_option, current_operator, json_option, subject_options
 from twcactl.cli.output import emit, note, safe
 
 if TYPE_CHECKING:
@@ -358,14 +358,8 @@ Examples:
               help="Write the CSR for an outside CA instead of issuing (with --pair: NAME-sign / NAME-enc).")
 @click.option("--years", type=int, help="Validity in calendar years (default 1).")
 @click.option("--days", type=int, help="Validity in days.")
-@click.option("--cn", required=True, help="Common Name, e.g. A123456789-01-YIRU or www.twca.com.tw.")
-@click.option("--org", help="O: the organisation's registered English name.")
-@click.option("--ou", "ous", multiple=True, help="OU (repeatable).")
-@click.option("--locality", help="L: city.")
-@click.option("--state", help="ST: state or province.")
-@click.option("--country", help="C: ISO 3166 two-letter code, e.g. TW.")
-@click.option("--san", "sans", multiple=True, metavar="NAME",
-              help="subjectAltName (repeatable): e-mail addresses for user profiles, DNS names for SSL ones.")
+@subject_options(cn_help="Common Name, e.g. A123456789-01-YIRU or www.twca.com.tw.", cn_required=True,
+                 san_help="subjectAltName (repeatable): e-mail addresses for user profiles, DNS names for SSL ones.")
 @click.option("--key-type", type=click.Choice(KEY_TYPE_CHOICES), default="rsa2048", show_default=True,
               help="Key generated on the card (EC only where the token has it).")
 @click.option("--label", metavar="TEXT", help="CKA_LABEL of the key and certificate (default: the profile name).")

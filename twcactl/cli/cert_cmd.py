@@ -7,7 +7,14 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from twcactl.cli.context import app, ca_passphrase_option, ca_passphrase_provider, current_operator, json_option
+from twcactl.cli.context import (
+    app,
+    ca_passphrase_option,
+    ca_passphrase_provider,
+    current_operator,
+    json_option,
+    parse_time_option,
+)
 from twcactl.cli.output import emit, note, safe
 
 if TYPE_CHECKING:
@@ -232,17 +239,10 @@ def revoke(serial: str, reason: str, invalidity_date: str | None, ca_passphrase:
     (default 30 days after issue) the certificate-years are refunded.
     """
     from twcactl.crl import parse_reason
-    from twcactl.errors import UsageError
     from twcactl.lifecycle import revoke_certificate
-    from twcactl.timeutil import parse_rfc3339
 
     canonical = parse_reason(reason)
-    when = None
-    if invalidity_date is not None:
-        try:
-            when = parse_rfc3339(invalidity_date)
-        except ValueError as exc:
-            raise UsageError(f"--invalidity-date {invalidity_date!r} is not an RFC 3339 time.") from exc
+    when = parse_time_option(invalidity_date, "--invalidity-date")
     _state_change(serial, "Revoked", lambda store, s, op, pp: revoke_certificate(
         store, s, reason=canonical, operator=op, passphrase=pp, invalidity_date=when), ca_passphrase)
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from twcactl.cli.context import app, json_option
+from twcactl.cli.context import app, json_option, parse_time_option
 from twcactl.cli.output import emit, note, safe
 
 if TYPE_CHECKING:
@@ -173,15 +173,10 @@ def verify(leaf: Path, root_files: tuple[Path, ...], untrusted_files: tuple[Path
     """
     from twcactl.chain import gather_certificates, is_self_signed
     from twcactl.errors import UsageError
-    from twcactl.timeutil import parse_rfc3339, rfc3339
+    from twcactl.timeutil import rfc3339
     from twcactl.verify import verify_chain
 
-    at = None
-    if at_text is not None:
-        try:
-            at = parse_rfc3339(at_text)
-        except ValueError as exc:
-            raise UsageError(f"--at {at_text!r} is not a time; use RFC 3339, e.g. 2027-01-01T00:00:00Z.") from exc
+    at = parse_time_option(at_text, "--at")
     leaf_cert, extra = _load_leaf(leaf)
     untrusted = [*extra, *(c for _s, c in gather_certificates(list(untrusted_files)).certificates)]
     if root_files:

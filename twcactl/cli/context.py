@@ -89,3 +89,41 @@ def ca_passphrase_provider(source: str | None):  # type: ignore[no-untyped-def]
                           env_default="TWCACTL_CA_PASSPHRASE_SOURCE")
 
     return provide
+
+
+def subject_options(*, cn_help: str, cn_required: bool, san_help: str):  # type: ignore[no-untyped-def]
+    """The subject options of ``csr new`` and ``card enroll``: --cn, --org, --ou, --locality, --state,
+    --country and --san (domain.md §1), in one place so both commands read them alike."""
+    options = [
+        click.option("--cn", required=cn_required, help=cn_help),
+        click.option("--org", help="O: the organisation's registered English name."),
+        click.option("--ou", "ous", multiple=True, help="OU: organisational unit (repeatable)."),
+        click.option("--locality", help="L: city, e.g. Taipei."),
+        click.option("--state", help="ST: state or province, e.g. Taiwan."),
+        click.option("--country", help="C: ISO 3166 two-letter code, e.g. TW."),
+        click.option("--san", "sans", multiple=True, metavar="NAME", help=san_help),
+    ]
+
+    def decorate(f):  # type: ignore[no-untyped-def]
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return decorate
+
+
+def parse_time_option(text: str | None, option: str):  # type: ignore[no-untyped-def]
+    """An RFC 3339 time given to ``option`` (None stays None).
+
+    Raises:
+        UsageError: not a time (exit 2).
+    """
+    if text is None:
+        return None
+    from twcactl.errors import UsageError
+    from twcactl.timeutil import parse_rfc3339
+
+    try:
+        return parse_rfc3339(text)
+    except ValueError as exc:
+        raise UsageError(f"{option} {text!r} is not a time; use RFC 3339, e.g. 2027-01-01T00:00:00Z.") from exc

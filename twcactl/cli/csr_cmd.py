@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from twcactl.cli.context import app, json_option
+from twcactl.cli.context import app, json_option, subject_options
 from twcactl.cli.output import emit, note, safe
 
 if TYPE_CHECKING:
@@ -40,16 +40,10 @@ Examples:
   # scripted: values from a TOML template (keys: cn org ou locality state country san key_type profile)
   twcactl csr new --template www.toml --key-out www.key --no-passphrase --json
 """)
-@click.option("--cn", help="Common Name: the site name, e.g. www.twca.com.tw (no https://). "
-                           "Required unless --from-cert or --template gives it.")
-@click.option("--org", help="O: the company's registered English name.")
-@click.option("--ou", "ous", multiple=True, help="OU: organisational unit (repeatable).")
-@click.option("--locality", help="L: city, e.g. Taipei.")
-@click.option("--state", help="ST: state or province, e.g. Taiwan.")
-@click.option("--country", help="C: ISO 3166 two-letter code, e.g. TW.")
-@click.option("--san", "sans", multiple=True, metavar="NAME",
-              help="A subjectAltName (repeatable): DNS names; for user profiles e-mail addresses. "
-                   "For SSL profiles the CN is always included. Replaces the SANs of --from-cert / --template.")
+@subject_options(cn_help="Common Name: the site name, e.g. www.twca.com.tw (no https://). "
+                         "Required unless --from-cert or --template gives it.", cn_required=False,
+                 san_help="A subjectAltName (repeatable): DNS names; for user profiles e-mail addresses. "
+                          "For SSL profiles the CN is always included. Replaces the SANs of --from-cert / --template.")
 @click.option("--profile", type=click.Choice(PROFILE_CHOICES),
               help="What the request is for (decides how --san is read)  [default: ssl]")
 @click.option("--key-type", type=click.Choice(KEY_TYPE_CHOICES), help="The new key  [default: rsa2048]")
