@@ -494,12 +494,12 @@ class P11Session:
             id_hex = (_attr(obj, p11.Attribute.ID, b"") or b"").hex()
             try:
                 cert = x509.load_der_x509_certificate(der)
-                public = cert.public_key()
-                key_type, bits = _describe_public(public)
+                cert_public = cert.public_key()
+                key_type, bits = _describe_public(cert_public)
                 out.append(TokenObject(
                     kind="certificate", label=label, id=id_hex, key_type=key_type, key_bits=bits,
                     subject=cert.subject.rfc4514_string(), serial=format(cert.serial_number, "x"),
-                    not_after=cert.not_valid_after_utc, der=der, public_der=_spki(public)))
+                    not_after=cert.not_valid_after_utc, der=der, public_der=_spki(cert_public)))
             except Exception:  # a certificate object twcactl cannot parse is listed, not fatal
                 out.append(TokenObject(kind="certificate", label=label, id=id_hex, der=der))
         return out
