@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from twcactl.cli.context import app, ca_passphrase_option, current_operator, json_option, subject_options
+from twcactl.cli.context import (
+    app,
+    ca_passphrase_option,
+    ca_passphrase_provider,
+    current_operator,
+    json_option,
+    subject_options,
+)
 from twcactl.cli.output import emit, note, safe
 
 if TYPE_CHECKING:
@@ -25,7 +32,6 @@ if TYPE_CHECKING:
 
     from twcactl.backends import TokenInfo, TokenObject
     from twcactl.backends.p11 import P11Token
-    from twcactl.store import Store
 
 PROFILE_CHOICES = ("user-sign", "user-enc", "ssl", "wildcard", "ev")
 KEY_TYPE_CHOICES = ("rsa2048", "rsa3072", "rsa4096", "ec-p256", "ec-p384")
@@ -99,19 +105,6 @@ def _token_lines(console: Console, info: TokenInfo) -> None:
     console.print(f"  slot    {info.slot_id}  {safe(info.slot_description)}")
     words = info.pin.words()
     console.print(f"  PIN     {'; '.join(words) if words else 'ok'}")
-
-
-def _unlock_ca(store: Store, source: str | None) -> Callable[[], str | None]:
-    """Ask for and check the CA passphrase before the card is touched (cli-contract: checked before writing)."""
-    from twcactl.ca import load_ca_key
-    from twcactl.cli.secrets import get_secret
-
-    if not store.ca_key_encrypted:
-        return lambda: None
-    passphrase = get_secret(source, option="--ca-passphrase", what="CA key passphrase",
-                            env_default="TWCACTL_CA_PASSPHRASE_SOURCE")
-    load_ca_key(store.issuing_ca(), passphrase)
-    return lambda: passphrase
 
 
 # --------------------------------------------------------------------------
@@ -422,8 +415,11 @@ def enroll(module: str | None, token_label: str | None, pin_source: str | None, 
     issuer = None
     if account_id is not None:
         store = app().open_store()
-        issuer = _local_issuer(store, specs, pairs, sans_for, account_id=account_id, validity=validity,
-                               key_type=key_type, ca_passphrase=ca_passphrase)
+        from twcactl.card_ca import prepare_issuer
+
+        issuer = prepare_issuer(store, specs, pairs, sans_for, account_id=account_id, validity=validity,
+                                key_type=key_type, operator=current_operator(),
+                                passphrase=ca_passphrase_provider(ca_passphrase))
     try:
         token = _open_token(module, token_label)
         card_mod.require_pin_usable(token.info, for_what="a key is made on it")
@@ -472,76 +468,6 @@ def enroll(module: str | None, token_label: str | None, pin_source: str | None, 
             console.print("Next: send the CSR to the CA, then: twcactl card import-cert CERT")
 
     emit(doc, human)
-
-
-class _LocalIssuer:
-    """Issues pending card keys from the local CA: every policy check for every key first, then issue."""
-
-    def __init__(self, store: Store, specs: list[Any], *, account_id: str, validity: Any,
-                 passphrase: Callable[[], str | None]) -> None:
-        self.store = store
-        self.specs = specs
-        self.account_id = account_id
-        self.validity = validity
-        self.passphrase = passphrase
-        self.issued: list[tuple[x509.Certificate, Any]] = []
-
-    def __call__(self, pending: Any) -> list[x509.Certificate]:
-        from cryptography import x509
-        from cryptography.hazmat.primitives import serialization
-
-        from twcactl.lifecycle import CsrInput, check_csr, issue_certificates
-
-        account = self.store.get_account(self.account_id, ledger=False)
-        inputs = []
-        for item in pending:
-            csr_input = CsrInput(name=f"card key {item.spec.label}", data=item.csr.public_bytes(serialization.Encoding.DER),
-                                 profile=item.spec.profile)
-            check_csr(csr_input, account.policy(), item.spec.profile)
-            inputs.append(csr_input)
-        # one batch, one transaction: a signing and encryption pair is issued both or neither
-        outcome = issue_certificates(self.store, inputs, account_id=self.account_id, profile=inputs[0].profile or "ssl",
-                                     validity=self.validity, operator=current_operator(), passphrase=self.passphrase,
-                                     note="card enrolment")
-        certs: list[x509.Certificate] = []
-        for record in outcome.issued:
-            cert = x509.load_der_x509_certificate(record.der)
-            self.issued.append((cert, record))
-            certs.append(cert)
-        return certs
-
-
-def _local_issuer(store: Store, specs: list[Any], pairs: list[tuple[str, str]], sans_for: Callable[[Any], Any], *,
-                  account_id: str, validity: Any, key_type: str, ca_passphrase: str | None) -> _LocalIssuer:
-    """Every check that does not need the card, done before the card is touched: role, account,
-    policy of the subject for each profile, quota, CA passphrase."""
-    from twcactl import names
-    from twcactl.errors import PolicyError, QuotaError
-    from twcactl.models import RequestFacts
-    from twcactl.policy import check_request
-
-    operator = current_operator()
-    store.require_manager(operator)
-    account = store.get_account(account_id, ledger=False)
-    family, size = ("ec", int(key_type[-3:])) if key_type.startswith("ec") else ("rsa", int(key_type[3:]))
-    subject = names.build_name(pairs)
-    for spec in specs:
-        sans = names.general_names(sans_for(spec))
-        facts = RequestFacts(subject=names.attributes(subject), sans=tuple(sans), key_type=family, key_size=size,
-                             key_curve={256: "secp256r1", 384: "secp384r1"}.get(size) if family == "ec" else None)
-        result = check_request(facts, account.policy(), spec.profile)
-        if not result.ok:
-            first = result.failed[0]
-            raise PolicyError(f"{spec.profile}: {first.rule}: {first.message}",
-                              hint="nothing was written to the card",
-                              details={"findings": result.to_json()["findings"], "profile": spec.profile})
-    total = validity.cost * len(specs)
-    if total > account.balance:
-        raise QuotaError(f"account {account_id} has {account.balance} certificate-years; "
-                         f"{len(specs)} certificate(s) of {validity.cost} year(s) need {total}.",
-                         hint=f"add more with: twcactl account credit {account_id} N")
-    passphrase = _unlock_ca(store, ca_passphrase)
-    return _LocalIssuer(store, specs, account_id=account_id, validity=validity, passphrase=passphrase)
 
 
 @card.command("import-cert", epilog="""\b
@@ -620,10 +546,8 @@ def renew(module: str | None, token_label: str | None, pin_source: str | None, y
     validity = Validity.from_options(years, days) if years is not None or days is not None else None
     store = None if request_out is not None else app().open_store()
     try:
-        passphrase = None
         if store is not None:
             store.require_manager(current_operator())
-            passphrase = _unlock_ca(store, ca_passphrase)
         token = _open_token(module, token_label)
         card_mod.require_pin_usable(token.info, for_what="a key is made on it")
         pin = _pin(pin_source)
@@ -635,8 +559,11 @@ def renew(module: str | None, token_label: str | None, pin_source: str | None, y
                 request_files = _request_paths(request_out, [t.label for t in targets])
                 _check_free(request_files, force)
             else:
-                assert store is not None and passphrase is not None
-                submit = _LocalRenewer(store, targets, validity=validity, early=early, passphrase=passphrase)
+                from twcactl.card_ca import LocalRenewer
+
+                assert store is not None
+                submit = LocalRenewer(store, targets, validity=validity, early=early, operator=current_operator(),
+                                      passphrase=ca_passphrase_provider(ca_passphrase))
                 submit.precheck()
             note(f"Generating {len(targets)} new key pair(s) on the card ...")
             made = card_mod.renew(session, targets, key_type=key_type, submit=submit, keep_old=keep_old)
@@ -693,70 +620,6 @@ def _request_paths(request_out: Path, labels: list[str]) -> list[Path]:
         clean = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in label) or "key"
         out.append(request_out.with_name(f"{request_out.stem}-{clean}{suffix}"))
     return out
-
-
-class _LocalRenewer:
-    """Submits card renewal requests to the local CA, as `cert renew --request` does."""
-
-    def __init__(self, store: Store, targets: list[Any], *, validity: Any, early: bool,
-                 passphrase: Callable[[], str | None]) -> None:
-        self.store = store
-        self.targets = targets
-        self.validity = validity
-        self.early = early
-        self.passphrase = passphrase
-        self.records: list[Any] = []
-        self.renewed: list[tuple[x509.Certificate, Any, str]] = []
-
-    def precheck(self) -> None:
-        """Before any key is made: every certificate is this CA's, valid and inside its renewal window
-        (or --early), and the account can pay for all of them, so a pair renews both or neither."""
-        from cryptography.hazmat.primitives import serialization
-
-        from twcactl.errors import QuotaError, StateError
-        from twcactl.lifecycle import check_renewable, old_validity
-
-        costs: dict[str, int] = {}
-        for target in self.targets:
-            der = target.certificate.public_bytes(serialization.Encoding.DER)
-            found = self.store.find_certificate_by_der(der)
-            if found is None:
-                raise StateError(f"certificate {target.serial} on the card was not issued by this CA.",
-                                 hint="renew it at its CA with: twcactl card renew --request-out FILE")
-            record = check_renewable(self.store, found.serial, early=self.early)
-            validity = self.validity or old_validity(record)
-            if record.account:
-                costs[record.account] = costs.get(record.account, 0) + validity.cost
-            self.records.append(record)
-        for account_id, cost in costs.items():
-            balance = self.store.get_account(account_id, ledger=False).balance
-            if cost > balance:
-                raise QuotaError(f"account {account_id} has {balance} certificate-years; renewing needs {cost}.",
-                                 hint=f"add more with: twcactl account credit {account_id} N")
-
-    def __call__(self, made: Any) -> list[x509.Certificate]:
-        from cryptography import x509
-        from cryptography.hazmat.primitives import serialization
-
-        from twcactl.lifecycle import CsrInput, RenewalItem, renew_certificates
-        from twcactl.renewal import verify_renewal_request
-
-        items = []
-        for item, record in zip(made, self.records):
-            name = f"card renewal request for {record.serial}"
-            request = verify_renewal_request(item.request_der, name=name)
-            items.append(RenewalItem(record.serial,
-                                     CsrInput(name=name, data=request.csr.public_bytes(serialization.Encoding.DER)),
-                                     request.signer.public_bytes(serialization.Encoding.DER)))
-        # one transaction: a pair renews both or neither
-        outcomes = renew_certificates(self.store, items, validity=self.validity, early=self.early,
-                                      operator=current_operator(), passphrase=self.passphrase)
-        certs: list[x509.Certificate] = []
-        for outcome in outcomes:
-            cert = x509.load_der_x509_certificate(outcome.certificate.der)
-            self.renewed.append((cert, outcome.certificate, outcome.renewed))
-            certs.append(cert)
-        return certs
 
 
 # --------------------------------------------------------------------------
