@@ -250,6 +250,9 @@ def test_records_filters_and_csv(small: CaHome, tmp_path: Path) -> None:
     assert serials("--status", "valid") == {www["serial"]}
     assert serials("--status", "expired") == set()
     assert serials("--expiring-within", "15") == {mis["serial"]}
+    assert serials("--expiring-within", "400") == {www["serial"], mis["serial"]}
+    assert serials("--status", "expiring", "--expiring-within", "15") == {mis["serial"]}
+    assert serials("--status", "revoked", "--expiring-within", "400") == set()
     assert serials("--cn", "W*") == {www["serial"], mis["serial"]}
     assert serials("--cn", "www.twca.com.tw") == {www["serial"]}
     assert serials("--domain", "mis.twca.com.tw") == {mis["serial"]}

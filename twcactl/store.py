@@ -707,7 +707,9 @@ class Store:
             d = domain.lower().rstrip(".")
             clauses.append("(cn_lower = ? OR cn_lower GLOB ?)")
             params.extend([d, "*." + _glob_escape(d)])
-        if states:
+        if states is not None:
+            if not states:
+                return []
             clauses.append(f"state IN ({','.join('?' * len(states))})")
             params.extend(states)
         if not_after_min is not None:
@@ -808,6 +810,40 @@ class Store:
         cur = self.conn.execute("UPDATE operators SET role = ?, active = 1 WHERE name = ?", (role, name))
         if cur.rowcount == 0:
             raise NotFoundError(f"operator {name} does not exist.")
+
+    def find_certificates(self, *, now: dt.datetime, status: str | None = None, expiring_within: int | None = None,
+                          account: str | None = None, cn_glob: str | None = None, domain: str | None = None,
+                          limit: int | None = None) -> list[CertRecord]:
+        """Certificates by the contract's status words (cli-contract.md, JSON shapes), as indexed queries.
+
+        Args:
+            now: the time the status words are judged at.
+            status: ``valid``, ``expiring`` (valid and inside the renewal window),
+                ``suspended``, ``revoked`` or ``expired``.
+            expiring_within: valid and ending within this many days (combines with ``status``).
+            account / cn_glob / domain / limit: as :meth:`list_certificates`.
+        """
+        window = int(self.settings()["renewal_window_days"])
+        second = dt.timedelta(seconds=1)
+        horizon = now + dt.timedelta(days=window)
+        states: list[str] | None = None
+        low: dt.datetime | None = None
+        high: dt.datetime | None = None
+        if status in ("revoked", "suspended"):
+            states = [status]
+        elif status == "expired":
+            states, high = ["valid"], now
+        elif status == "expiring":
+            states, low, high = ["valid"], now + second, horizon
+        elif status == "valid":
+            states, low = ["valid"], horizon + second
+        if expiring_within is not None:
+            end = now + dt.timedelta(days=expiring_within)
+            states = ["valid"] if states in (None, ["valid"]) else []
+            low = max(low or now + second, now + second)
+            high = min(high or end, end)
+        return self.list_certificates(account=account, cn_glob=cn_glob, domain=domain, states=states,
+                                      not_after_min=low, not_after_max=high, limit=limit)
 
     # ----- activity log -----
     def append_log(self, *, operator: str, action: str, account: str | None = None, serial: str | None = None,

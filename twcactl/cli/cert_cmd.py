@@ -371,30 +371,14 @@ Examples:
 def list_(cn_glob: str | None, domain: str | None, account_id: str | None, status: str | None,
           expiring_within: int | None, limit: int | None, csv_file: Path | None, force: bool) -> None:
     """List certificates, newest expiry first, filtered by CN, domain, account, status or expiry."""
-    import datetime as dt
-
     from twcactl.timeutil import utcnow
 
     now = utcnow()
     store = app().open_store()
     try:
         window = int(store.settings()["renewal_window_days"])
-        kwargs: dict[str, Any] = {"account": account_id, "cn_glob": cn_glob, "domain": domain, "limit": limit}
-        horizon = now + dt.timedelta(days=window)
-        if status in ("revoked", "suspended"):
-            kwargs["states"] = [status]
-        elif status == "expired":
-            kwargs.update(states=["valid"], not_after_max=now)
-        elif status == "expiring":
-            kwargs.update(states=["valid"], not_after_min=now + dt.timedelta(seconds=1), not_after_max=horizon)
-        elif status == "valid":
-            kwargs.update(states=["valid"], not_after_min=horizon + dt.timedelta(seconds=1))
-        if expiring_within is not None:
-            kwargs["states"] = ["valid"]
-            kwargs["not_after_min"] = max(kwargs.get("not_after_min") or now, now + dt.timedelta(seconds=1))
-            limit_end = now + dt.timedelta(days=expiring_within)
-            kwargs["not_after_max"] = min(kwargs.get("not_after_max") or limit_end, limit_end)
-        records = store.list_certificates(**kwargs)
+        records = store.find_certificates(now=now, status=status, expiring_within=expiring_within,
+                                          account=account_id, cn_glob=cn_glob, domain=domain, limit=limit)
     finally:
         store.close()
     rows = [r.to_json(now, window) for r in records]
