@@ -123,6 +123,7 @@ def test_sigkill_at_random_instants(tmp_path: Path) -> None:
         return rng.choice(rows)[0] if rows else None
 
     killed = 0
+    durations: list[float] = []
     for i in range(200):
         op = OPERATIONS[i % len(OPERATIONS)]
         if op == "issue":
@@ -143,12 +144,20 @@ def test_sigkill_at_random_instants(tmp_path: Path) -> None:
             args = ["--json", "account", "credit", ACCOUNT, "1", "--note", f"op{i}"]
         else:
             args = ["--json", "crl"]
+        # Every 7th operation runs to the end and times itself; the others are killed at a random instant
+        # within that time on this machine, so the kills spread over start-up, checks, commit and files.
+        calibrate = i % 7 == 0
+        typical = sorted(durations)[len(durations) // 2] if durations else 0.4
+        started = time.monotonic()
         proc = subprocess.Popen(exe + args, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        time.sleep(rng.uniform(0.0, 0.6))
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            killed += 1
+        if not calibrate:
+            time.sleep(rng.uniform(0.0, typical * 1.1))
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                killed += 1
         out, err = proc.communicate(timeout=120)
+        if calibrate and proc.returncode == 0:
+            durations.append(time.monotonic() - started)
         if proc.returncode == 0:
             doc = json.loads(out)
             serial = (doc.get("certificates") or [{}])[0].get("serial", "") if op == "issue" else \
