@@ -21,6 +21,8 @@ COMMANDS = [
     ("csr", "check"), ("cert", "renew"), ("cert", "revoke"), ("cert", "hold"), ("cert", "release"),
     ("account", "set"), ("account", "credit"), ("ca", "config"), ("ca", "check"), ("ca", "backup"), ("ca", "restore"),
     ("crl",), ("ocsp", "respond"), ("log",), ("log", "verify"), ("operator", "add"), ("operator", "list"),
+    ("card", "readers"), ("card", "status"), ("card", "verify-pin"), ("card", "enroll"), ("card", "import-cert"),
+    ("card", "renew"), ("card", "change-pin"), ("card", "unblock"), ("card", "register"),
 ]
 
 
