@@ -253,16 +253,16 @@ def issue_certificates(
                      not_after=not_after, urls=urls), item) for item, csr in accepted]
 
     with store.transaction():
-        for b, item in built:
-            serial = _record(store, b, ca_name=ca.name, account_id=account_id, profile=item.profile or profile,
-                             validity=validity, operator=operator, contact=contact, note=note, renewed_from=None)
-            outcome.balance_after = store.change_balance(
-                account_id, -validity.cost, action="issue", operator=operator, serial=serial, note=note
-            )
-            store.append_log(operator=operator, action="cert.issue", account=account_id, serial=serial, details={
+        serials = [_record(store, b, ca_name=ca.name, account_id=account_id, profile=item.profile or profile,
+                           validity=validity, operator=operator, contact=contact, note=note, renewed_from=None)
+                   for b, item in built]
+        outcome.balance_after = store.change_balance_many(
+            account_id, [(-validity.cost, serial) for serial in serials], action="issue", operator=operator, note=note)
+        store.append_logs([
+            (operator, "cert.issue", account_id, serial, {
                 "cn": b.cn, "profile": item.profile or profile, "cost": validity.cost,
-                "not_after": rfc3339(not_after), "csr": item.name,
-            })
+                "not_after": rfc3339(not_after), "csr": item.name})
+            for serial, (b, item) in zip(serials, built)])
     _write_pems(store, [b for b, _item in built])
     outcome.issued.extend(store.get_certificates([format_serial(b.cert.serial_number) for b, _item in built]))
     return outcome

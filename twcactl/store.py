@@ -547,24 +547,43 @@ class Store:
             NotFoundError: no such account (exit 5).
             QuotaError: the balance would go below zero (exit 5).
         """
+        return self.change_balance_many(account_id, [(delta, serial)], action=action, operator=operator, note=note)
+
+    def change_balance_many(self, account_id: str, changes: Sequence[tuple[int, str | None]], *, action: str,
+                            operator: str, note: str | None = None) -> int:
+        """Several ledger entries of one action at once, e.g. a batch of issues (inside a transaction).
+
+        Args:
+            changes: ``(delta, serial)`` per entry, in order; each entry records the running balance.
+
+        Returns:
+            The final balance.
+
+        Raises:
+            NotFoundError: no such account (exit 5).
+            QuotaError: the balance would go below zero at any entry (exit 5).
+        """
         from twcactl.errors import QuotaError
 
         row = self.conn.execute("SELECT balance FROM accounts WHERE id = ?", (account_id,)).fetchone()
         if row is None:
             raise NotFoundError(f"account {account_id} does not exist.")
-        new_balance = row[0] + delta
-        if new_balance < 0:
-            raise QuotaError(
-                f"account {account_id} has {row[0]} certificate-years; this needs {-delta}.",
-                hint=f"add more with: twcactl account credit {account_id} N",
-            )
-        self.conn.execute("UPDATE accounts SET balance = ? WHERE id = ?", (new_balance, account_id))
-        self.conn.execute(
+        balance = row[0]
+        time = rfc3339(utcnow())
+        entries = []
+        for delta, serial in changes:
+            if balance + delta < 0:
+                raise QuotaError(
+                    f"account {account_id} has {balance} certificate-years; this needs {-delta}.",
+                    hint=f"add more with: twcactl account credit {account_id} N",
+                )
+            balance += delta
+            entries.append((account_id, time, delta, balance, action, serial, operator, note))
+        self.conn.execute("UPDATE accounts SET balance = ? WHERE id = ?", (balance, account_id))
+        self.conn.executemany(
             "INSERT INTO ledger (account_id, time, delta, balance, action, serial, operator, note)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (account_id, rfc3339(utcnow()), delta, new_balance, action, serial, operator, note),
-        )
-        return new_balance
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", entries)
+        return int(balance)
 
     # ----- certificates -----
     def add_certificate(self, *, serial: str, ca_name: str, account_id: str | None, profile: str, cn: str | None,
@@ -849,19 +868,31 @@ class Store:
     def append_log(self, *, operator: str, action: str, account: str | None = None, serial: str | None = None,
                    details: dict[str, Any] | None = None) -> LogEntry:
         """Append a hash-chained entry (inside a transaction); never holds a secret."""
+        return self.append_logs([(operator, action, account, serial, details)])[0]
+
+    def append_logs(self, entries: Sequence[tuple[str, str, str | None, str | None, dict[str, Any] | None]]
+                    ) -> list[LogEntry]:
+        """Append several hash-chained entries ``(operator, action, account, serial, details)`` in order
+        (inside a transaction), with one read of the head and one write of it."""
         row = self.conn.execute("SELECT seq, hash FROM activity_log ORDER BY seq DESC LIMIT 1").fetchone()
-        seq, prev = (row[0] + 1, row[1]) if row else (1, GENESIS_HASH)
+        seq, prev = (row[0], row[1]) if row else (0, GENESIS_HASH)
         time = rfc3339(utcnow())
-        details_json = json.dumps(details or {}, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        digest = log_hash(prev, seq, time, operator, action, account, serial, details_json)
-        self.conn.execute(
+        rows = []
+        out = []
+        for operator, action, account, serial, details in entries:
+            seq += 1
+            details_json = json.dumps(details or {}, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+            digest = log_hash(prev, seq, time, operator, action, account, serial, details_json)
+            rows.append((seq, time, operator, action, account, serial, details_json, prev, digest))
+            out.append(LogEntry(seq=seq, time=time, operator=operator, action=action, account=account, serial=serial,
+                                details=details or {}))
+            prev = digest
+        self.conn.executemany(
             "INSERT INTO activity_log (seq, time, operator, action, account, serial, details, prev_hash, hash)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (seq, time, operator, action, account, serial, details_json, prev, digest),
-        )
-        self.set_meta("log_head", f"{seq}:{digest}")
-        return LogEntry(seq=seq, time=time, operator=operator, action=action, account=account, serial=serial,
-                        details=details or {})
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        if rows:
+            self.set_meta("log_head", f"{seq}:{prev}")
+        return out
 
     def log_entries(self, *, account: str | None = None, action: str | None = None, operator: str | None = None,
                     serial: str | None = None, limit: int | None = None) -> list[LogEntry]:
