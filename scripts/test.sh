@@ -17,6 +17,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# The card tests start their own pcscd and pkcsslotd (one of each per machine); on a CI machine a
+# package's post-install may have started them already.
+if [ "${CI:-}" = "true" ]; then
+  pkill -x pcscd 2>/dev/null || true
+  pkill -x pkcsslotd 2>/dev/null || true
+fi
+
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install -q --disable-pip-version-check -e '.[card,test]'
 exec .venv/bin/python -m pytest "$@"
