@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtensionOID
 
 from twcactl import names
-from twcactl.errors import InputError
+from twcactl.errors import InputError, UsageError
 from twcactl.keys import KEY_TYPES, PrivateKey, describe_public_key, key_label
 from twcactl.models import PROFILES, SSL_PROFILES, RequestFacts, SignatureState
 
@@ -433,6 +433,37 @@ class RequestSpec:
     def cn(self) -> str | None:
         """The first CN, or None."""
         return next((v for n, v in self.subject if n == "CN"), None)
+
+    def check_values(self) -> None:
+        """Refuse what no CA accepts before any key is generated (domain.md §1): a value that is
+        not printable ASCII (the manuals' most common mistake: a Chinese value), a C that is not two
+        characters, a SAN that is not ASCII.
+
+        Raises:
+            UsageError: naming the attribute (exit 2).
+        """
+        from twcactl.policy import printable_problem
+
+        for short, value in self.subject:
+            problem = printable_problem(value)
+            if problem:
+                raise UsageError(f"{short}: {problem}.", hint="every subject value must be English (printable ASCII)")
+        for short, value in self.subject:
+            if short == "C" and len(value) != 2:
+                raise UsageError("C must be a two-letter ISO 3166 code, such as TW.")
+        for san in (*self.dns_names, *self.emails):
+            problem = printable_problem(san)
+            if problem:
+                raise UsageError(f"SAN: {problem}.", hint="a SAN is an ASCII host name or e-mail address")
+
+
+def subject_options(*, cn: str | None, org: str | None, ous: Sequence[str], locality: str | None,
+                    state: str | None, country: str | None) -> dict[str, list[str]]:
+    """The subject command-line options as the ``subject`` argument of :meth:`RequestSpec.override`."""
+    def one(value: str | None) -> list[str]:
+        return [value] if value is not None else []
+
+    return {"C": one(country), "ST": one(state), "L": one(locality), "O": one(org), "OU": list(ous), "CN": one(cn)}
 
 
 def _replace_attribute(pairs: list[tuple[str, str]], short: str, values: list[str]) -> list[tuple[str, str]]:

@@ -298,22 +298,13 @@ def unblock(module: str | None, token_label: str | None, so_pin_source: str | No
 
 def _subject_pairs(cn: str, org: str | None, ous: tuple[str, ...], locality: str | None, state: str | None,
                    country: str | None) -> list[tuple[str, str]]:
-    from twcactl.errors import UsageError
-    from twcactl.policy import printable_problem
+    """The subject options as ``(short name, value)`` pairs, checked as ``csr new`` checks them."""
+    from twcactl.csr import RequestSpec, subject_options
 
-    pairs: list[tuple[str, str]] = []
-    for short, value in (("C", country), ("ST", state), ("L", locality), ("O", org)):
-        if value is not None:
-            pairs.append((short, value))
-    pairs.extend(("OU", ou) for ou in ous)
-    pairs.append(("CN", cn))
-    for short, value in pairs:
-        problem = printable_problem(value)
-        if problem:
-            raise UsageError(f"{short}: {problem}.", hint="every subject value must be English (printable ASCII)")
-    if country is not None and len(country) != 2:
-        raise UsageError("C must be a two-letter ISO 3166 code, such as TW.")
-    return pairs
+    spec = RequestSpec().override(subject=subject_options(cn=cn, org=org, ous=ous, locality=locality, state=state,
+                                                          country=country))
+    spec.check_values()
+    return list(spec.subject)
 
 
 def _cert_doc(cert: x509.Certificate, *, label: str, id_hex: str, record: Any = None, window: int = 30) -> dict[str, Any]:

@@ -75,13 +75,12 @@ def new(cn: str | None, org: str | None, ous: tuple[str, ...], locality: str | N
     from cryptography.hazmat.primitives import serialization
 
     from twcactl.cli.secrets import get_secret
-    from twcactl.csr import RequestSpec, build_csr, parse_template, spec_from_certificate
+    from twcactl.csr import RequestSpec, build_csr, parse_template, spec_from_certificate, subject_options
     from twcactl.errors import StateError, UsageError
     from twcactl.fsutil import read_input, write_file
     from twcactl.keys import generate_key, private_key_pem
     from twcactl.models import SSL_PROFILES
     from twcactl.pem import load_certificate
-    from twcactl.policy import printable_problem
 
     if no_passphrase and key_passphrase:
         raise UsageError("give --key-passphrase or --no-passphrase, not both.")
@@ -103,26 +102,14 @@ def new(cn: str | None, org: str | None, ous: tuple[str, ...], locality: str | N
     if template is not None:
         tmpl = parse_template(read_input(template, what="template"), name=str(template))
         spec = spec.override(subject=tmpl.subject, sans=tmpl.sans, key_type=tmpl.key_type, profile=tmpl.profile)
-    options = {"C": [country] if country is not None else [], "ST": [state] if state is not None else [],
-               "L": [locality] if locality is not None else [], "O": [org] if org is not None else [],
-               "OU": list(ous), "CN": [cn] if cn is not None else []}
+    options = subject_options(cn=cn, org=org, ous=ous, locality=locality, state=state, country=country)
     spec = spec.override(subject=options, sans=list(sans), key_type=key_type, profile=profile)
     profile_name = spec.profile or "ssl"
     key_type_name = spec.key_type or "rsa2048"
 
     if spec.cn is None:
         raise UsageError("--cn is required (unless --from-cert or --template gives a CN).")
-    for short, value in spec.subject:
-        problem = printable_problem(value)
-        if problem:
-            raise UsageError(f"{safe(short)}: {problem}.", hint="every subject value must be English (printable ASCII)")
-    for short, value in spec.subject:
-        if short == "C" and len(value) != 2:
-            raise UsageError("C must be a two-letter ISO 3166 code, such as TW.")
-    for san in (*spec.dns_names, *spec.emails):
-        problem = printable_problem(san)
-        if problem:
-            raise UsageError(f"SAN: {problem}.", hint="a SAN is an ASCII host name or e-mail address")
+    spec.check_values()
     for target in (key_out, out):
         if target is not None and str(target) != "-" and not force and (target.exists() or target.is_symlink()):
             raise StateError(f"{target} already exists.", hint="use --force to replace it")
