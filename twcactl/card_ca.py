@@ -38,12 +38,10 @@ from twcactl.store import Store
 
 
 def _checked_passphrase(store: Store, passphrase: PassphraseProvider) -> PassphraseProvider:
-    """Ask once and check the CA passphrase now, before the card is touched; later calls reuse it."""
-    if not store.ca_key_encrypted:
-        return lambda: None
-    value = passphrase()
-    load_ca_key(store.issuing_ca(), value)
-    return lambda: value
+    """Check the CA passphrase now, before the card is touched (the provider asks only once)."""
+    if store.ca_key_encrypted:
+        load_ca_key(store.issuing_ca(), passphrase())
+    return passphrase
 
 
 class LocalIssuer:

@@ -351,7 +351,7 @@ def reissue_with_new_key(store: Any, cert: x509.Certificate, *, early: bool, ope
         cert: the certificate being replaced (the PFX key's certificate).
         early: renew outside the renewal window.
         operator: who does it (a manager).
-        passphrase: the CA passphrase provider; asked at most once.
+        passphrase: the CA passphrase provider (``cli.context.ca_passphrase_provider`` reads it once).
         revoke_old: revoke the old certificate afterwards.
 
     Raises:
@@ -370,21 +370,14 @@ def reissue_with_new_key(store: Any, cert: x509.Certificate, *, early: bool, ope
     if record is None:
         raise NotFoundError("the PFX's certificate was not issued by this CA home.",
                             hint="run it with --home pointing at the CA that issued the certificate")
-    cache: list[Any] = []
-
-    def once() -> Any:
-        if not cache:
-            cache.append(passphrase())
-        return cache[0]
-
     key = new_key_like(cert.public_key())
     csr = CsrInput(name="replacement request", data=replacement_csr(key, cert))
     outcome = renew_certificate(store, record.serial, csr, validity=None, early=early, operator=operator,
-                                passphrase=once, note="pfx rekey --new-key")
+                                passphrase=passphrase, note="pfx rekey --new-key")
     new_record = outcome.certificate
     new_cert = x509.load_der_x509_certificate(new_record.der)
     if revoke_old:
-        revoke_certificate(store, record.serial, reason="superseded", operator=operator, passphrase=once)
+        revoke_certificate(store, record.serial, reason="superseded", operator=operator, passphrase=passphrase)
     chain = list(reversed(ca_chain_for(store, new_record)))
     return NewKeyOutcome(key, new_cert, chain, new_record.serial, record.serial, revoke_old,
                          outcome.balance_before, outcome.balance_after)

@@ -81,12 +81,20 @@ def ca_passphrase_option(f):  # type: ignore[no-untyped-def]
 
 
 def ca_passphrase_provider(source: str | None):  # type: ignore[no-untyped-def]
-    """A callable the core calls only when it needs the CA passphrase (after every cheaper check)."""
+    """A callable the core calls only when it needs the CA passphrase (after every cheaper check).
+
+    The secret is read at most once per command: a prompt is not repeated and a ``stdin`` or
+    ``fd:`` SOURCE is not read twice when one command signs twice (a re-key's renew and revoke).
+    """
     from twcactl.cli.secrets import get_secret
 
+    cache: list[str] = []
+
     def provide() -> str:
-        return get_secret(source, option="--ca-passphrase", what="CA key passphrase",
-                          env_default="TWCACTL_CA_PASSPHRASE_SOURCE")
+        if not cache:
+            cache.append(get_secret(source, option="--ca-passphrase", what="CA key passphrase",
+                                    env_default="TWCACTL_CA_PASSPHRASE_SOURCE"))
+        return cache[0]
 
     return provide
 
