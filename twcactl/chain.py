@@ -23,8 +23,8 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
-from twcactl.errors import InputError, PolicyError, StateError
-from twcactl.fsutil import write_file
+from twcactl.errors import InputError, PolicyError
+from twcactl.fsutil import write_files
 
 ZIP_NAME = "cert.zip"
 
@@ -75,14 +75,8 @@ def write_bundle(out_dir: Path, files: Sequence[tuple[str, bytes]], *, force: bo
         StateError: a target exists (exit 5).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    targets = [out_dir / name for name, _ in files] + [out_dir / ZIP_NAME]
-    if not force:
-        existing = [str(t) for t in targets if t.exists() or t.is_symlink()]
-        if existing:
-            raise StateError(f"{existing[0]} already exists.", hint="use --force to replace it")
-    written = [write_file(out_dir / name, data, force=force) for name, data in files]
-    written.append(write_file(out_dir / ZIP_NAME, zip_bytes(files), force=force))
-    return written
+    targets = [(out_dir / name, data, 0o644) for name, data in files]
+    return write_files([*targets, (out_dir / ZIP_NAME, zip_bytes(files), 0o644)], force=force)
 
 
 # ---------------------------------------------------------------- gathering certificates
@@ -345,15 +339,3 @@ def fullchain_pem(leaf: x509.Certificate, cas_issuer_first: Sequence[x509.Certif
     intermediates = [c for c in cas_issuer_first if not is_self_signed(c)]
     return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in [leaf, *intermediates])
 
-
-def write_files(targets: Sequence[tuple[Path, bytes]], *, force: bool = False) -> list[Path]:
-    """Write several files, none of them when any exists and ``force`` is False.
-
-    Raises:
-        StateError: a target exists (exit 5).
-    """
-    if not force:
-        for target, _data in targets:
-            if target.exists() or target.is_symlink():
-                raise StateError(f"{target} already exists.", hint="use --force to replace it")
-    return [write_file(target, data, force=force) for target, data in targets]

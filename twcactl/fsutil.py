@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -71,8 +71,7 @@ def atomic_writer(path: str | os.PathLike[str], *, mode: int = 0o644, force: boo
         InputError: the directory does not exist or is not writable (exit 3).
     """
     target = Path(path)
-    if not force and (target.exists() or target.is_symlink()):
-        raise StateError(f"{target} already exists.", hint="use --force to replace it")
+    ensure_free([target], force=force)
     directory = target.parent if str(target.parent) else Path(".")
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
@@ -101,6 +100,34 @@ def atomic_writer(path: str | os.PathLike[str], *, mode: int = 0o644, force: boo
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
+
+
+def ensure_free(paths: Iterable[str | os.PathLike[str] | None], *, force: bool) -> None:
+    """Refuse, before any work, output paths that exist or are symlinks (cli-contract.md, "Files").
+
+    ``None`` and ``-`` (stdout) are skipped; with ``force`` nothing is refused.
+
+    Raises:
+        StateError: naming the first path that exists (exit 5).
+    """
+    if force:
+        return
+    for path in paths:
+        if path is None or os.fspath(path) == "-":
+            continue
+        target = Path(path)
+        if target.exists() or target.is_symlink():
+            raise StateError(f"{target} already exists.", hint="use --force to replace it")
+
+
+def write_files(targets: Sequence[tuple[Path, bytes, int]], *, force: bool = False) -> list[Path]:
+    """Write several ``(path, data, mode)`` files atomically, none of them when any exists (unless ``force``).
+
+    Raises:
+        StateError: a target exists (exit 5).
+    """
+    ensure_free((target for target, _data, _mode in targets), force=force)
+    return [write_file(target, data, mode=mode, force=force) for target, data, mode in targets]
 
 
 def write_file(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644, force: bool = False,

@@ -87,14 +87,6 @@ def _pin(source: str | None, *, what: str = "card PIN", option: str = "--pin", n
     return get_secret(source, option=option, what=what, new=new)
 
 
-def _check_free(paths: list[Path], force: bool) -> None:
-    from twcactl.errors import StateError
-
-    for p in paths:
-        if not force and (p.exists() or p.is_symlink()):
-            raise StateError(f"{p} already exists.", hint="use --force to replace it")
-
-
 def _iso(value: Any) -> str | None:
     return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value is not None else None
 
@@ -379,6 +371,7 @@ def enroll(module: str | None, token_label: str | None, pin_source: str | None, 
     validity = Validity.from_options(years, days)
     pairs = _subject_pairs(cn, org, ous, locality, state, country)
     subject = card_mod.subject_from_options(pairs)
+    from twcactl.fsutil import ensure_free
     from twcactl.policy import printable_problem
 
     for san in sans:
@@ -400,7 +393,7 @@ def enroll(module: str | None, token_label: str | None, pin_source: str | None, 
         return [x509.RFC822Name(s) for s in sans]
 
     csr_files = _csr_paths(csr_out, pair) if csr_out is not None else []
-    _check_free(csr_files, force)
+    ensure_free(csr_files, force=force)
 
     store = None
     issuer = None
@@ -530,6 +523,7 @@ def renew(module: str | None, token_label: str | None, pin_source: str | None, y
     """
     from twcactl import card as card_mod
     from twcactl.errors import UsageError
+    from twcactl.fsutil import ensure_free
     from twcactl.issue import Validity
 
     if request_out is not None and (years is not None or days is not None or early):
@@ -548,7 +542,7 @@ def renew(module: str | None, token_label: str | None, pin_source: str | None, y
             submit = None
             if request_out is not None:
                 request_files = _request_paths(request_out, [t.label for t in targets])
-                _check_free(request_files, force)
+                ensure_free(request_files, force=force)
             else:
                 from twcactl.card_ca import LocalRenewer
 
@@ -636,7 +630,7 @@ def register(module: str | None, token_label: str | None, out_dir: Path, force: 
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
 
-    from twcactl.fsutil import write_file
+    from twcactl.fsutil import ensure_free, write_file
     from twcactl.store import Store
 
     token = _open_token(module, token_label)
@@ -649,7 +643,7 @@ def register(module: str | None, token_label: str | None, out_dir: Path, force: 
         except Exception:
             note(f"warning: skipping certificate object {o.id or o.label!r}: not a readable X.509 certificate")
     paths = [out_dir / f"{format(c.serial_number, 'x')}.cer" for _o, c in certs]
-    _check_free(paths, force)
+    ensure_free(paths, force=force)
     out_dir.mkdir(parents=True, exist_ok=True)
     home = app().resolved_home()
     records: list[Any] = [None] * len(certs)

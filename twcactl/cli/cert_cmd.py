@@ -69,8 +69,8 @@ def issue(csrs: tuple[Path, ...], account_id: str, profile: str, years: int | No
     Several CSRs (or a directory of them) are one batch: all or nothing,
     unless --keep-going.
     """
-    from twcactl.errors import StateError, TwcaError, UsageError
-    from twcactl.fsutil import read_input, write_file
+    from twcactl.errors import TwcaError, UsageError
+    from twcactl.fsutil import ensure_free, read_input, write_file
     from twcactl.issue import Validity
     from twcactl.lifecycle import CsrInput, issue_certificates
 
@@ -80,8 +80,7 @@ def issue(csrs: tuple[Path, ...], account_id: str, profile: str, years: int | No
         raise UsageError("no CSR files given (the directory is empty).")
     if out is not None and len(files) != 1:
         raise UsageError("--out takes one CSR; for a batch use the files under the CA home or cert export.")
-    if out is not None and str(out) != "-" and not force and (out.exists() or out.is_symlink()):
-        raise StateError(f"{out} already exists.", hint="use --force to replace it")
+    ensure_free([out], force=force)
     inputs: list[CsrInput] = []
     failed_reads: list[tuple[str, TwcaError]] = []
     for f in files:
@@ -174,8 +173,8 @@ def renew(serial: str, csr_file: Path | None, request_file: Path | None, years: 
     """
     from cryptography.hazmat.primitives import serialization
 
-    from twcactl.errors import StateError, UsageError
-    from twcactl.fsutil import read_input, write_file
+    from twcactl.errors import UsageError
+    from twcactl.fsutil import ensure_free, read_input, write_file
     from twcactl.issue import Validity
     from twcactl.lifecycle import CsrInput, renew_certificate
     from twcactl.timeutil import utcnow
@@ -183,8 +182,7 @@ def renew(serial: str, csr_file: Path | None, request_file: Path | None, years: 
     if (csr_file is None) == (request_file is None):
         raise UsageError("give exactly one of --csr or --request.")
     validity = Validity.from_options(years, days) if years is not None or days is not None else None
-    if out is not None and str(out) != "-" and not force and (out.exists() or out.is_symlink()):
-        raise StateError(f"{out} already exists.", hint="use --force to replace it")
+    ensure_free([out], force=force)
     signer_der = None
     if request_file is not None:
         from twcactl.renewal import verify_renewal_request

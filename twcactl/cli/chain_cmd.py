@@ -83,10 +83,10 @@ def build(leaf: Path, cert_sources: tuple[Path, ...], out_dir: Path | None, zip_
         fullchain_pem,
         gather_certificates,
         require_complete,
-        write_files,
         zip_bytes,
     )
     from twcactl.errors import PolicyError, UsageError
+    from twcactl.fsutil import write_files
 
     if fullchain is not None and str(fullchain) == "-" and app().json:
         raise UsageError("--fullchain - writes to stdout, which --json needs for its document.")
@@ -100,16 +100,16 @@ def build(leaf: Path, cert_sources: tuple[Path, ...], out_dir: Path | None, zip_
         raise PolicyError(f"{leaf} is self-signed: there is no chain to build.")
     files = bundle_files(leaf_cert, list(reversed(cas)))
 
-    targets: list[tuple[Path, bytes]] = []
+    targets: list[tuple[Path, bytes, int]] = []
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
-        targets += [(out_dir / name, data) for name, data in files]
+        targets += [(out_dir / name, data, 0o644) for name, data in files]
     if zip_file is not None:
-        targets.append((zip_file, zip_bytes(files)))
+        targets.append((zip_file, zip_bytes(files), 0o644))
     full = fullchain_pem(leaf_cert, cas)
     to_stdout = fullchain is not None and str(fullchain) == "-"
     if fullchain is not None and not to_stdout:
-        targets.append((fullchain, full))
+        targets.append((fullchain, full, 0o644))
     written = write_files(targets, force=force)
     if to_stdout:
         click.echo(full.decode("ascii"), nl=False)

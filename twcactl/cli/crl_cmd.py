@@ -7,7 +7,13 @@ from typing import TYPE_CHECKING
 
 import click
 
-from twcactl.cli.context import app, ca_passphrase_option, ca_passphrase_provider, current_operator, json_option
+from twcactl.cli.context import (
+    app,
+    ca_passphrase_option,
+    ca_passphrase_provider,
+    current_operator,
+    json_option,
+)
 from twcactl.cli.output import emit
 
 if TYPE_CHECKING:
@@ -31,13 +37,11 @@ def crl(out: Path | None, force: bool, full: bool, ca_passphrase: str | None) ->
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
 
-    from twcactl.errors import StateError
-    from twcactl.fsutil import write_file
+    from twcactl.fsutil import ensure_free, write_file
     from twcactl.lifecycle import generate_crl
     from twcactl.timeutil import rfc3339
 
-    if out is not None and not force and (out.exists() or out.is_symlink()):
-        raise StateError(f"{out} already exists.", hint="use --force to replace it")
+    ensure_free([out], force=force)
     store = app().open_store()
     try:
         result = generate_crl(store, operator=current_operator(), passphrase=ca_passphrase_provider(ca_passphrase),

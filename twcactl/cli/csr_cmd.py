@@ -75,9 +75,15 @@ def new(cn: str | None, org: str | None, ous: tuple[str, ...], locality: str | N
     from cryptography.hazmat.primitives import serialization
 
     from twcactl.cli.secrets import get_secret
-    from twcactl.csr import RequestSpec, build_csr, parse_template, spec_from_certificate, subject_options
-    from twcactl.errors import StateError, UsageError
-    from twcactl.fsutil import read_input, write_file
+    from twcactl.csr import (
+        RequestSpec,
+        build_csr,
+        parse_template,
+        spec_from_certificate,
+        subject_options,
+    )
+    from twcactl.errors import UsageError
+    from twcactl.fsutil import ensure_free, read_input, write_file
     from twcactl.keys import generate_key, private_key_pem
     from twcactl.models import SSL_PROFILES
     from twcactl.pem import load_certificate
@@ -110,9 +116,7 @@ def new(cn: str | None, org: str | None, ous: tuple[str, ...], locality: str | N
     if spec.cn is None:
         raise UsageError("--cn is required (unless --from-cert or --template gives a CN).")
     spec.check_values()
-    for target in (key_out, out):
-        if target is not None and str(target) != "-" and not force and (target.exists() or target.is_symlink()):
-            raise StateError(f"{target} already exists.", hint="use --force to replace it")
+    ensure_free([key_out, out], force=force)
     if profile_name in SSL_PROFILES:
         dns_names, emails = [spec.cn, *spec.dns_names], []
     else:

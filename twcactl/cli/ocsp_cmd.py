@@ -7,7 +7,13 @@ from typing import TYPE_CHECKING
 
 import click
 
-from twcactl.cli.context import app, ca_passphrase_option, ca_passphrase_provider, current_operator, json_option
+from twcactl.cli.context import (
+    app,
+    ca_passphrase_option,
+    ca_passphrase_provider,
+    current_operator,
+    json_option,
+)
 from twcactl.cli.output import emit
 
 if TYPE_CHECKING:
@@ -33,12 +39,10 @@ Example:
 @json_option
 def respond(request_file: Path, out: Path, force: bool, ca_passphrase: str | None) -> None:
     """Write a signed OCSP response (good / revoked / unknown) for a request."""
-    from twcactl.errors import StateError
-    from twcactl.fsutil import read_input, write_file
+    from twcactl.fsutil import ensure_free, read_input, write_file
     from twcactl.lifecycle import ocsp_respond
 
-    if not force and (out.exists() or out.is_symlink()):
-        raise StateError(f"{out} already exists.", hint="use --force to replace it")
+    ensure_free([out], force=force)
     data = read_input(request_file, what="OCSP request")
     store = app().open_store()
     try:

@@ -62,15 +62,14 @@ def export(cert_file: Path, key_file: Path, chain_files: tuple[Path, ...], out: 
     from cryptography.hazmat.primitives import hashes
 
     from twcactl.cli.secrets import get_secret
-    from twcactl.errors import PolicyError, StateError
-    from twcactl.fsutil import read_input, write_file
+    from twcactl.errors import PolicyError
+    from twcactl.fsutil import ensure_free, read_input, write_file
     from twcactl.keys import is_encrypted_key, load_private_key
     from twcactl.names import common_name
     from twcactl.pem import load_certificate, load_certificates
     from twcactl.pfx import check_password, export_pfx, key_matches
 
-    if not force and (out.exists() or out.is_symlink()):
-        raise StateError(f"{out} already exists.", hint="use --force to replace it")
+    ensure_free([out], force=force)
     cert = load_certificate(read_input(cert_file, what="certificate"), name=str(cert_file))
     key_data = read_input(key_file, what="key")
     chain: list[x509.Certificate] = []
@@ -269,8 +268,8 @@ def rekey(file: Path, out: Path | None, password: str | None, new_password: str 
     in the PKI sense: a new key pair and a replacement certificate.
     """
     from twcactl.cli.secrets import get_secret
-    from twcactl.errors import InputError, PolicyError, StateError, UsageError
-    from twcactl.fsutil import write_file
+    from twcactl.errors import InputError, PolicyError, UsageError
+    from twcactl.fsutil import ensure_free, write_file
     from twcactl.pfx import check_password, export_pfx, rekey_pfx
 
     if revoke_old and not new_key:
@@ -287,8 +286,7 @@ def rekey(file: Path, out: Path | None, password: str | None, new_password: str 
         target = out
         if _same_file(out, file):
             raise UsageError("--out is the input file; use --in-place to replace it.")
-        if not force and (out.exists() or out.is_symlink()):
-            raise StateError(f"{out} already exists.", hint="use --force to replace it")
+        ensure_free([out], force=force)
     directory = target.parent if str(target.parent) else Path(".")
     if not directory.is_dir() or not os.access(directory, os.W_OK):
         # checked before anything is renewed: a new key with nowhere to go would be lost
@@ -375,6 +373,7 @@ def split(file: Path, out_dir: Path, password: str | None, key_passphrase: str |
     """
     from twcactl.cli.secrets import get_secret
     from twcactl.errors import UsageError
+    from twcactl.fsutil import write_files
     from twcactl.pfx import split_pfx
 
     if key_passphrase is not None and no_passphrase:
@@ -392,7 +391,7 @@ def split(file: Path, out_dir: Path, password: str | None, key_passphrase: str |
         targets.append((out_dir / "cert.pem", files.cert_pem, 0o644))
     if files.chain_pem is not None:
         targets.append((out_dir / "chain.pem", files.chain_pem, 0o644))
-    written = _write_all(targets, force=force)
+    written = write_files(targets, force=force)
     doc = {"file": str(file), "files": [str(p) for p in written], "key_encrypted": passphrase is not None
            if files.key_pem is not None else None, "certificates": len(opened.certificates)}
 
@@ -404,15 +403,3 @@ def split(file: Path, out_dir: Path, password: str | None, key_passphrase: str |
             console.print("  note: key.pem is not encrypted")
 
     emit(doc, human)
-
-
-def _write_all(targets: list[tuple[Path, bytes, int]], *, force: bool) -> list[Path]:
-    """Write every target, none when one exists and not ``force``."""
-    from twcactl.errors import StateError
-    from twcactl.fsutil import write_file
-
-    if not force:
-        for target, _data, _mode in targets:
-            if target.exists() or target.is_symlink():
-                raise StateError(f"{target} already exists.", hint="use --force to replace it")
-    return [write_file(target, data, mode=mode, force=force) for target, data, mode in targets]
