@@ -35,11 +35,20 @@ from typing import Any
 # Run as a script (python bench/run.py): the helper modules sit next to this file.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import BenchError, Figure, Sample, Target, median, render_markdown, render_table, run_timed  # noqa: E402
+from harness import (  # noqa: E402
+    BenchError,
+    Figure,
+    Sample,
+    Target,
+    median,
+    render_markdown,
+    render_table,
+    run_timed,
+)
 from workloads import (  # noqa: E402
     ACCOUNT,
-    BulkRow,
     PASS_VAR,
+    BulkRow,
     Home,
     any_issued_der,
     bulk_rows,

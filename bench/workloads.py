@@ -29,7 +29,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
-
 from harness import BenchError, run_timed
 
 ACCOUNT = "70759028-01"

@@ -1,4 +1,4 @@
-"""CMS renewal requests (twcactl.renewal): built with cryptography, checked by OpenSSL,
+"""CMS renewal requests (twcactl.pkix.cms_request): built with cryptography, checked by OpenSSL,
 and accepted by ``cert renew --request`` only when signed with the old certificate's key."""
 
 from __future__ import annotations
@@ -13,8 +13,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from tests.conftest import ACCOUNT, CaHome, invoke, sh
 from twcactl.csr import build_csr
 from twcactl.errors import InputError, PolicyError
-from twcactl.keys import load_private_key
-from twcactl.renewal import build_renewal_request, request_pem, verify_renewal_request
+from twcactl.pkix.cms_request import (
+    build_renewal_request,
+    request_pem,
+    verify_renewal_request,
+)
+from twcactl.pkix.keys import load_private_key
 
 SUBJECT = [("C", "TW"), ("ST", "Taiwan"), ("L", "Taipei"), ("O", "TWCA"), ("CN", "www.twca.com.tw")]
 

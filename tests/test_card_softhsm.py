@@ -19,7 +19,7 @@ from tests.card_support import (
     softhsm_directory,
 )
 from tests.conftest import ACCOUNT, CaHome, invoke, make_ca, require, sh
-from twcactl.timeutil import add_years
+from twcactl.rules.times import add_years
 
 HOLDER = ("--cn", "A123456789-01-YIRU", "--org", "TWCA", "--country", "TW")
 

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from tests.conftest import ACCOUNT, CaHome, issued_bundle, openssl_csr, require, sh
-from twcactl.chain import MAX_DEPTH, build_path, issued_by
+from twcactl.pkix.chain import MAX_DEPTH, build_path, issued_by
 
 
 @dataclass

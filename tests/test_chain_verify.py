@@ -13,9 +13,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.conftest import CaHome, issued_bundle, make_ca, require, sh
-from twcactl.ca import load_ca_key
+from twcactl.authority.home import load_ca_key
+from twcactl.pkix.verify import default_purpose
 from twcactl.store import Store
-from twcactl.verify import default_purpose
 
 
 @dataclass

@@ -10,8 +10,8 @@ import pytest
 from tests.conftest import ACCOUNT, CaHome, invoke, openssl_csr, require, sh
 from twcactl.errors import InputError
 from twcactl.models import AccountPolicy
-from twcactl.policy import rules_for
-from twcactl.policy_file import parse_account_policy
+from twcactl.policy.checks import rules_for
+from twcactl.policy.toml_policy import parse_account_policy
 
 POLICY_TOML = """\
 id = "70759028-01"

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from twcactl import csr as csr_mod
 from twcactl.errors import InputError
 from twcactl.models import AccountPolicy, RequestFacts, SubjectAttribute
-from twcactl.pem import load_certificates, load_csr
-from twcactl.policy import check_request
+from twcactl.pkix.pem import load_certificates, load_csr
+from twcactl.policy.checks import check_request
 
 _KEY = ec.generate_private_key(ec.SECP256R1())
 _NAME = x509.Name([x509.NameAttribute(x509.NameOID.COUNTRY_NAME, "TW"),
@@ -100,8 +100,8 @@ def test_policy_never_raises(subject: list[tuple[str, str]], sans: list[tuple[st
 def _pfx_and_crl() -> tuple[bytes, bytes]:
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-    from twcactl.crl import RevokedEntry, build_crl
     from twcactl.pfx import export_pfx
+    from twcactl.pkix.crl import RevokedEntry, build_crl
 
     cert = x509.load_der_x509_certificate(CERT_DER)
     pfx = export_pfx(_KEY, cert, [], password="fuzz-password")  # type: ignore[arg-type]
@@ -126,7 +126,7 @@ PFX_DER, CRL_DER = _pfx_and_crl()
 def test_mutated_pfx_files_are_input_or_auth_errors(flips: list[tuple[int, int]], cut: int, password: str) -> None:
     from twcactl.errors import AuthError, PolicyError
     from twcactl.pfx import open_pfx
-    from twcactl.pkcs12_info import parse_pfx
+    from twcactl.pkix.pkcs12_info import parse_pfx
 
     data = mutate(PFX_DER, flips, cut)
     try:
@@ -139,7 +139,7 @@ def test_mutated_pfx_files_are_input_or_auth_errors(flips: list[tuple[int, int]]
 @FUZZ
 @given(st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max_size=4), st.integers(0, 40))
 def test_mutated_crls_load_or_refuse(flips: list[tuple[int, int]], cut: int) -> None:
-    from twcactl.pem import load_crls
+    from twcactl.pkix.pem import load_crls
 
     try:
         for crl in load_crls(mutate(CRL_DER, flips, cut)):

@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from twcactl.errors import InputError
-from twcactl.pem import load_certificate, load_certificates, load_csr
+from twcactl.pkix.pem import load_certificate, load_certificates, load_csr
 
 
 @pytest.fixture(scope="module")

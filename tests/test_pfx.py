@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from tests.conftest import ACCOUNT, CaHome, make_ca, openssl_csr, require, sh
-from twcactl.pkcs12_info import (
+from twcactl.pkix.pkcs12_info import (
     MAX_ITERATIONS,
     bmp_password,
     mac_matches,
@@ -282,7 +282,7 @@ def test_absurd_iteration_counts_are_refused_before_any_work(tw, tmp_path: Path,
     path.write_bytes(_with_mac_iterations((VECTORS / "name-all-pwd.p12").read_bytes(), iterations))
     with pytest.MonkeyPatch.context() as mp:
         # any key derivation at all would be a failure of this rule
-        import twcactl.pkcs12_info as info
+        import twcactl.pkix.pkcs12_info as info
 
         def no_kdf(*_a: object, **_k: object) -> bytes:
             raise AssertionError("KDF called on a hostile file")

@@ -1,4 +1,4 @@
-"""Tests of the request policy (twcactl.policy) and the identifiers it uses.
+"""Tests of the request policy (twcactl.policy.checks) and the identifiers it uses.
 
 Every rule is exercised through check_request on hand-built RequestFacts,
 with at least one passing and one failing case; the examples of domain.md §2
@@ -14,14 +14,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from twcactl.errors import UsageError
-from twcactl.identifiers import (
-    is_valid_account_id,
-    is_valid_business_number,
-    is_valid_national_id,
-    parse_personal_cn,
+from twcactl.models import (
+    PROFILES,
+    AccountPolicy,
+    CheckResult,
+    Finding,
+    RequestFacts,
+    SubjectAttribute,
 )
-from twcactl.models import PROFILES, AccountPolicy, CheckResult, Finding, RequestFacts, SubjectAttribute
-from twcactl.policy import (
+from twcactl.policy.checks import (
     ISO_3166_ALPHA2,
     RULE_ORDER,
     check_request,
@@ -30,6 +31,12 @@ from twcactl.policy import (
     normalise_domain,
     printable_problem,
     rules_for,
+)
+from twcactl.rules.identifiers import (
+    is_valid_account_id,
+    is_valid_business_number,
+    is_valid_national_id,
+    parse_personal_cn,
 )
 
 ACCOUNT = AccountPolicy(

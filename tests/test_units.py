@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from twcactl.chain import bundle_names, zip_bytes
 from twcactl.cli.cert_cmd import _csv_cell
 from twcactl.cli.secrets import read_source
 from twcactl.errors import AuthError, InputError, StateError, UsageError
 from twcactl.fsutil import read_input, write_file
 from twcactl.issue import Validity, sequence_validity
-from twcactl.serials import format_serial, parse_serial
+from twcactl.pkix.chain import bundle_names, zip_bytes
+from twcactl.rules.serials import format_serial, parse_serial
 
 
 @pytest.mark.parametrize("text", ["5f1c0a9e3b7d2c41", "5F1C0A9E3B7D2C41", "0x5f1c0a9e3b7d2c41",

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 
 from twcactl.backends import PinState, TokenInfo, TokenObject
 from twcactl.errors import PolicyError, StateError, UsageError
-from twcactl.renewal import build_renewal_request
+from twcactl.pkix.cms_request import build_renewal_request
 
 if TYPE_CHECKING:
     from twcactl.backends.p11 import TokenECPrivateKey, TokenRSAPrivateKey
@@ -390,7 +390,7 @@ def subject_from_options(pairs: Sequence[tuple[str, str]]) -> x509.Name:
     Raises:
         UsageError: cryptography refuses a value (exit 2).
     """
-    from twcactl.names import build_name
+    from twcactl.pkix.names import build_name
 
     try:
         return build_name(pairs)

@@ -23,10 +23,10 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtensionOID
 
-from twcactl import names
 from twcactl.errors import InputError, UsageError
-from twcactl.keys import KEY_TYPES, PrivateKey, describe_public_key, key_label
 from twcactl.models import PROFILES, SSL_PROFILES, RequestFacts, SignatureState
+from twcactl.pkix import names
+from twcactl.pkix.keys import KEY_TYPES, PrivateKey, describe_public_key, key_label
 
 __all__ = [
     "TEMPLATE_KEYS",
@@ -316,7 +316,7 @@ def describe(csr: x509.CertificateSigningRequest) -> CsrDescription:
     that cryptography refuses (a duplicate, a multi-valued attribute) are
     still listed, read with asn1crypto, without values.
     """
-    from twcactl.ms_attributes import decode_attributes, raw_requested_extensions
+    from twcactl.pkix.ms_attributes import decode_attributes, raw_requested_extensions
 
     problems: list[dict[str, str]] = []
     try:
@@ -442,7 +442,7 @@ class RequestSpec:
         Raises:
             UsageError: naming the attribute (exit 2).
         """
-        from twcactl.policy import printable_problem
+        from twcactl.policy.checks import printable_problem
 
         for short, value in self.subject:
             problem = printable_problem(value)

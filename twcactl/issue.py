@@ -16,11 +16,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import AuthorityInformationAccessOID
 
-from twcactl import names
 from twcactl.errors import StateError, UsageError
-from twcactl.keys import PrivateKey
-from twcactl.profiles import Profile
-from twcactl.timeutil import add_years
+from twcactl.pkix import names
+from twcactl.pkix.keys import PrivateKey
+from twcactl.pkix.profiles import Profile
+from twcactl.rules.times import add_years
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,13 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from twcactl.errors import AuthError, InputError, PolicyError, UsageError
-from twcactl.keys import PrivateKey
-from twcactl.pkcs12_info import PfxStructure, decrypt_containers, mac_matches, parse_pfx
+from twcactl.pkix.keys import PrivateKey
+from twcactl.pkix.pkcs12_info import (
+    PfxStructure,
+    decrypt_containers,
+    mac_matches,
+    parse_pfx,
+)
 
 MIN_PASSWORD = 6
 #: PBKDF2 iterations for new files (OpenSSL 3's default is 2048; NIST SP 800-132 asks for more).
@@ -250,7 +255,7 @@ class SplitFiles:
 
 def ordered_others(opened: OpenedPfx) -> list[x509.Certificate]:
     """The certificates other than the key's: the path above it first (issuer first), then the rest in file order."""
-    from twcactl.chain import build_path, fingerprint
+    from twcactl.pkix.chain import build_path, fingerprint
 
     others = [e.certificate for e in opened.others]
     key_entry = opened.key_certificate
@@ -267,7 +272,7 @@ def split_pfx(opened: OpenedPfx, *, key_passphrase: str | None) -> SplitFiles:
     Raises:
         PolicyError: several keys (exit 1).
     """
-    from twcactl.keys import private_key_pem
+    from twcactl.pkix.keys import private_key_pem
 
     if opened.key_count > 1:
         raise PolicyError(f"the file holds {opened.key_count} private keys; refusing to write one and lose the others.")
@@ -302,7 +307,7 @@ def replacement_csr(key: PrivateKey, cert: x509.Certificate) -> bytes:
         InputError: the subject holds an attribute twcactl cannot write (exit 3).
     """
     from twcactl.csr import build_csr
-    from twcactl.names import attributes
+    from twcactl.pkix.names import attributes
 
     pairs = [(a.name, a.value) for a in attributes(cert.subject)]
     try:
@@ -358,13 +363,13 @@ def reissue_with_new_key(store: Any, cert: x509.Certificate, *, early: bool, ope
         NotFoundError: the CA home did not issue ``cert`` (exit 5).
         everything ``lifecycle.renew_certificate`` and ``revoke_certificate`` raise.
     """
-    from twcactl.errors import NotFoundError
-    from twcactl.lifecycle import (
+    from twcactl.authority.lifecycle import (
         CsrInput,
         ca_chain_for,
         renew_certificate,
         revoke_certificate,
     )
+    from twcactl.errors import NotFoundError
 
     record = store.find_certificate_by_der(cert.public_bytes(serialization.Encoding.DER))
     if record is None:

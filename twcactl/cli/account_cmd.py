@@ -12,7 +12,7 @@ from twcactl.cli.output import emit, safe
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from twcactl.records import Account
+    from twcactl.store.records import Account
 
 
 @click.group()
@@ -36,8 +36,8 @@ def add(account_id: str, org: str, org_aliases: tuple[str, ...], domains: tuple[
         note: str | None) -> None:
     """Register an account: ID is the 8-digit business number, a hyphen and a 2-digit sequence."""
     from twcactl.errors import UsageError
-    from twcactl.identifiers import is_valid_account_id
-    from twcactl.policy import normalise_domain, printable_problem
+    from twcactl.policy.checks import normalise_domain, printable_problem
+    from twcactl.rules.identifiers import is_valid_account_id
 
     if not is_valid_account_id(account_id):
         raise UsageError(f"{safe(account_id)!s} is not an account ID: expected NNNNNNNN-NN with a valid business number.")
@@ -77,7 +77,7 @@ def set_(account_id: str, org: str | None, add_domains: tuple[str, ...], remove_
          add_aliases: tuple[str, ...], remove_aliases: tuple[str, ...]) -> None:
     """Change an account's organisation name, agreed domains or O aliases (logged)."""
     from twcactl.errors import UsageError
-    from twcactl.policy import normalise_domain, printable_problem
+    from twcactl.policy.checks import normalise_domain, printable_problem
 
     if org is None and not (add_domains or remove_domains or add_aliases or remove_aliases):
         raise UsageError("nothing to change; give --org, --add-domain, --remove-domain, --add-alias or --remove-alias.")

@@ -50,7 +50,7 @@ def init(name: str, org: str | None, country: str | None, key_type: str, root_ke
     The operator running it ($TWCACTL_OPERATOR, else the login name) is
     recorded as the CA's first manager.
     """
-    from twcactl.ca import CaInitOptions, init_ca
+    from twcactl.authority.home import CaInitOptions, init_ca
     from twcactl.cli.secrets import get_secret
     from twcactl.errors import UsageError
     from twcactl.store import Store
@@ -105,7 +105,7 @@ Examples:
 def config(key: str | None, value: str | None) -> None:
     """Read or change CA settings (config.toml): renewal_window_days, refund_window_days,
     crl_days, crl_url, ocsp_url, ca_issuers_url."""
-    from twcactl.settings import parse_setting
+    from twcactl.authority.settings import parse_setting
 
     store = app().open_store()
     try:
@@ -148,7 +148,7 @@ def check(no_repair: bool) -> None:
     revocation records and its signature, the activity log's hash chain and
     head, and the key files' permissions.
     """
-    from twcactl.maintenance import check_home
+    from twcactl.authority.maintenance import check_home
 
     store = app().open_store()
     try:
@@ -180,7 +180,7 @@ Example:
 @json_option
 def backup(file: Path, force: bool) -> None:
     """Write a consistent backup (database via SQLite's online backup, plus the CA files) as one tar.gz."""
-    from twcactl.maintenance import backup_home
+    from twcactl.authority.maintenance import backup_home
 
     store = app().open_store()
     try:
@@ -203,7 +203,7 @@ Example:
 @json_option
 def restore(file: Path) -> None:
     """Unpack a backup into a new (empty) CA home given with --home, then check it."""
-    from twcactl.maintenance import check_home, restore_home
+    from twcactl.authority.maintenance import check_home, restore_home
     from twcactl.store import Store
 
     ctx = app()
@@ -228,9 +228,9 @@ def restore(file: Path) -> None:
 
 
 def _show(store: Any, *, created: bool) -> None:
-    from twcactl.names import rfc4514
-    from twcactl.serials import format_serial
-    from twcactl.timeutil import rfc3339
+    from twcactl.pkix.names import rfc4514
+    from twcactl.rules.serials import format_serial
+    from twcactl.rules.times import rfc3339
 
     cas = []
     for rec in store.cas():

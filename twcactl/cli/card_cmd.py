@@ -300,7 +300,7 @@ def _subject_pairs(cn: str, org: str | None, ous: tuple[str, ...], locality: str
 
 
 def _cert_doc(cert: x509.Certificate, *, label: str, id_hex: str, record: Any = None, window: int = 30) -> dict[str, Any]:
-    from twcactl.timeutil import utcnow
+    from twcactl.rules.times import utcnow
 
     doc: dict[str, Any] = {"serial": format(cert.serial_number, "x"), "subject": cert.subject.rfc4514_string(),
                            "not_before": _iso(cert.not_valid_before_utc), "not_after": _iso(cert.not_valid_after_utc),
@@ -372,7 +372,7 @@ def enroll(module: str | None, token_label: str | None, pin_source: str | None, 
     pairs = _subject_pairs(cn, org, ous, locality, state, country)
     subject = card_mod.subject_from_options(pairs)
     from twcactl.fsutil import ensure_free
-    from twcactl.policy import printable_problem
+    from twcactl.policy.checks import printable_problem
 
     for san in sans:
         problem = printable_problem(san)
@@ -399,7 +399,7 @@ def enroll(module: str | None, token_label: str | None, pin_source: str | None, 
     issuer = None
     if account_id is not None:
         store = app().open_store()
-        from twcactl.card_ca import prepare_issuer
+        from twcactl.authority.card_issuer import prepare_issuer
 
         issuer = prepare_issuer(store, specs, pairs, sans_for, account_id=account_id, validity=validity,
                                 key_type=key_type, operator=current_operator(),
@@ -469,7 +469,7 @@ def import_cert(cert_file: Path, module: str | None, token_label: str | None, pi
     """Write a certificate returned by a CA next to its key on the card (same ID)."""
     from twcactl import card as card_mod
     from twcactl.fsutil import read_input
-    from twcactl.pem import load_certificate
+    from twcactl.pkix.pem import load_certificate
 
     cert = load_certificate(read_input(cert_file, what="certificate"), name=str(cert_file))
     token = _open_token(module, token_label)
@@ -544,7 +544,7 @@ def renew(module: str | None, token_label: str | None, pin_source: str | None, y
                 request_files = _request_paths(request_out, [t.label for t in targets])
                 ensure_free(request_files, force=force)
             else:
-                from twcactl.card_ca import LocalRenewer
+                from twcactl.authority.card_issuer import LocalRenewer
 
                 assert store is not None
                 submit = LocalRenewer(store, targets, validity=validity, early=early, operator=current_operator(),
@@ -554,7 +554,7 @@ def renew(module: str | None, token_label: str | None, pin_source: str | None, y
             made = card_mod.renew(session, targets, key_type=key_type, submit=submit, keep_old=keep_old)
             if request_files:
                 from twcactl.fsutil import write_file
-                from twcactl.renewal import request_pem
+                from twcactl.pkix.cms_request import request_pem
 
                 try:
                     for path, item in zip(request_files, made):

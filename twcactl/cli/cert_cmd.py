@@ -20,8 +20,8 @@ from twcactl.cli.output import emit, note, safe
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from twcactl.records import CertRecord
     from twcactl.store import Store
+    from twcactl.store.records import CertRecord
 
 STATUS_CHOICES = ("valid", "expiring", "suspended", "revoked", "expired")
 
@@ -69,10 +69,10 @@ def issue(csrs: tuple[Path, ...], account_id: str, profile: str, years: int | No
     Several CSRs (or a directory of them) are one batch: all or nothing,
     unless --keep-going.
     """
+    from twcactl.authority.lifecycle import CsrInput, issue_certificates
     from twcactl.errors import TwcaError, UsageError
     from twcactl.fsutil import ensure_free, read_input, write_file
     from twcactl.issue import Validity
-    from twcactl.lifecycle import CsrInput, issue_certificates
 
     validity = Validity.from_options(years, days)
     files = _expand_inputs(csrs)
@@ -109,7 +109,7 @@ def issue(csrs: tuple[Path, ...], account_id: str, profile: str, years: int | No
         else:
             write_file(out, pem, force=force)
 
-    from twcactl.timeutil import utcnow
+    from twcactl.rules.times import utcnow
 
     now, window = utcnow(), int(settings["renewal_window_days"])
     doc = {
@@ -173,11 +173,11 @@ def renew(serial: str, csr_file: Path | None, request_file: Path | None, years: 
     """
     from cryptography.hazmat.primitives import serialization
 
+    from twcactl.authority.lifecycle import CsrInput, renew_certificate
     from twcactl.errors import UsageError
     from twcactl.fsutil import ensure_free, read_input, write_file
     from twcactl.issue import Validity
-    from twcactl.lifecycle import CsrInput, renew_certificate
-    from twcactl.timeutil import utcnow
+    from twcactl.rules.times import utcnow
 
     if (csr_file is None) == (request_file is None):
         raise UsageError("give exactly one of --csr or --request.")
@@ -185,7 +185,7 @@ def renew(serial: str, csr_file: Path | None, request_file: Path | None, years: 
     ensure_free([out], force=force)
     signer_der = None
     if request_file is not None:
-        from twcactl.renewal import verify_renewal_request
+        from twcactl.pkix.cms_request import verify_renewal_request
 
         renewal = verify_renewal_request(read_input(request_file, what="renewal request"), name=str(request_file))
         item = CsrInput(name=str(request_file), data=renewal.csr.public_bytes(serialization.Encoding.DER))
@@ -236,8 +236,8 @@ def revoke(serial: str, reason: str, invalidity_date: str | None, ca_passphrase:
     reason may be changed to keyCompromise). Within the refund window
     (default 30 days after issue) the certificate-years are refunded.
     """
-    from twcactl.crl import parse_reason
-    from twcactl.lifecycle import revoke_certificate
+    from twcactl.authority.lifecycle import revoke_certificate
+    from twcactl.pkix.crl import parse_reason
 
     canonical = parse_reason(reason)
     when = parse_time_option(invalidity_date, "--invalidity-date")
@@ -254,7 +254,7 @@ Example:
 @json_option
 def hold(serial: str, ca_passphrase: str | None) -> None:
     """Suspend a certificate (certificateHold on the CRL) until it is released."""
-    from twcactl.lifecycle import hold_certificate
+    from twcactl.authority.lifecycle import hold_certificate
 
     _state_change(serial, "Suspended", lambda store, s, op, pp: hold_certificate(
         store, s, operator=op, passphrase=pp), ca_passphrase)
@@ -269,14 +269,14 @@ Example:
 @json_option
 def release(serial: str, ca_passphrase: str | None) -> None:
     """Resume a suspended certificate: valid again and absent from the next CRL."""
-    from twcactl.lifecycle import release_certificate
+    from twcactl.authority.lifecycle import release_certificate
 
     _state_change(serial, "Resumed", lambda store, s, op, pp: release_certificate(
         store, s, operator=op, passphrase=pp), ca_passphrase)
 
 
 def _state_change(serial: str, verb: str, action: Any, ca_passphrase: str | None) -> None:
-    from twcactl.timeutil import utcnow
+    from twcactl.rules.times import utcnow
 
     store = app().open_store()
     try:
@@ -300,7 +300,7 @@ def _dir_hint(record: CertRecord) -> str:
 
 
 def _lookup(store: Store, serial_text: str) -> CertRecord:
-    from twcactl.serials import format_serial, parse_serial
+    from twcactl.rules.serials import format_serial, parse_serial
 
     return store.get_certificate(format_serial(parse_serial(serial_text)))
 
@@ -313,7 +313,7 @@ Example:
 @json_option
 def show(serial: str) -> None:
     """Show one certificate: status, subject, SANs, validity, chain and history."""
-    from twcactl.timeutil import utcnow
+    from twcactl.rules.times import utcnow
 
     store = app().open_store()
     try:
@@ -369,7 +369,7 @@ Examples:
 def list_(cn_glob: str | None, domain: str | None, account_id: str | None, status: str | None,
           expiring_within: int | None, limit: int | None, csv_file: Path | None, force: bool) -> None:
     """List certificates, newest expiry first, filtered by CN, domain, account, status or expiry."""
-    from twcactl.timeutil import utcnow
+    from twcactl.rules.times import utcnow
 
     now = utcnow()
     store = app().open_store()
@@ -415,7 +415,7 @@ def _write_csv(path: Path, records: list[CertRecord], now: Any, window: int, *, 
     import io
 
     from twcactl.fsutil import write_file
-    from twcactl.timeutil import rfc3339
+    from twcactl.rules.times import rfc3339
 
     buffer = io.StringIO()
     writer = csv.writer(buffer)
@@ -444,9 +444,9 @@ Example:
 @json_option
 def export(serial: str, out_dir: Path, force: bool) -> None:
     """Write the certificate bundle of the manuals: root.cer, uca.cer, server.cer and cert.zip (all PEM)."""
-    from twcactl.chain import bundle_files, write_bundle
-    from twcactl.lifecycle import ca_chain_for
-    from twcactl.pem import load_certificate
+    from twcactl.authority.lifecycle import ca_chain_for
+    from twcactl.pkix.chain import bundle_files, write_bundle
+    from twcactl.pkix.pem import load_certificate
 
     store = app().open_store()
     try:

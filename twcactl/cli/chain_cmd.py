@@ -37,14 +37,14 @@ def _home_cas() -> list[x509.Certificate]:
 def _load_leaf(path: Path) -> tuple[x509.Certificate, list[x509.Certificate]]:
     """The first certificate of LEAF, and any more it holds (a fullchain.pem)."""
     from twcactl.fsutil import read_input
-    from twcactl.pem import load_certificates
+    from twcactl.pkix.pem import load_certificates
 
     certs = load_certificates(read_input(path, what="certificate"), name=str(path))
     return certs[0], certs[1:]
 
 
 def _cert_json(cert: x509.Certificate, **extra: Any) -> dict[str, Any]:
-    from twcactl.timeutil import rfc3339
+    from twcactl.rules.times import rfc3339
 
     return {"subject": cert.subject.rfc4514_string(), "issuer": cert.issuer.rfc4514_string(),
             "serial": format(cert.serial_number, "x"), "not_after": rfc3339(cert.not_valid_after_utc), **extra}
@@ -77,7 +77,9 @@ def build(leaf: Path, cert_sources: tuple[Path, ...], out_dir: Path | None, zip_
     missing issuer (exit 1).  Output names are always the manual's own,
     never names taken from the input.
     """
-    from twcactl.chain import (
+    from twcactl.errors import PolicyError, UsageError
+    from twcactl.fsutil import write_files
+    from twcactl.pkix.chain import (
         build_path,
         bundle_files,
         fullchain_pem,
@@ -85,8 +87,6 @@ def build(leaf: Path, cert_sources: tuple[Path, ...], out_dir: Path | None, zip_
         require_complete,
         zip_bytes,
     )
-    from twcactl.errors import PolicyError, UsageError
-    from twcactl.fsutil import write_files
 
     if fullchain is not None and str(fullchain) == "-" and app().json:
         raise UsageError("--fullchain - writes to stdout, which --json needs for its document.")
@@ -142,7 +142,7 @@ def build(leaf: Path, cert_sources: tuple[Path, ...], out_dir: Path | None, zip_
 
 def _load_crls(paths: tuple[Path, ...]) -> list[x509.CertificateRevocationList]:
     from twcactl.fsutil import read_input
-    from twcactl.pem import load_crls
+    from twcactl.pkix.pem import load_crls
 
     return [crl for path in paths for crl in load_crls(read_input(path, what="CRL"), name=str(path))]
 
@@ -171,10 +171,10 @@ def verify(leaf: Path, root_files: tuple[Path, ...], untrusted_files: tuple[Path
 
     A failure names the certificate and the reason (exit 1).
     """
-    from twcactl.chain import gather_certificates, is_self_signed
     from twcactl.errors import UsageError
-    from twcactl.timeutil import rfc3339
-    from twcactl.verify import verify_chain
+    from twcactl.pkix.chain import gather_certificates, is_self_signed
+    from twcactl.pkix.verify import verify_chain
+    from twcactl.rules.times import rfc3339
 
     at = parse_time_option(at_text, "--at")
     leaf_cert, extra = _load_leaf(leaf)

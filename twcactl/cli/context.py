@@ -129,7 +129,7 @@ def parse_time_option(text: str | None, option: str):  # type: ignore[no-untyped
     if text is None:
         return None
     from twcactl.errors import UsageError
-    from twcactl.timeutil import parse_rfc3339
+    from twcactl.rules.times import parse_rfc3339
 
     try:
         return parse_rfc3339(text)

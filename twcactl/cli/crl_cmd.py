@@ -37,9 +37,9 @@ def crl(out: Path | None, force: bool, full: bool, ca_passphrase: str | None) ->
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
 
+    from twcactl.authority.lifecycle import generate_crl
     from twcactl.fsutil import ensure_free, write_file
-    from twcactl.lifecycle import generate_crl
-    from twcactl.timeutil import rfc3339
+    from twcactl.rules.times import rfc3339
 
     ensure_free([out], force=force)
     store = app().open_store()

@@ -84,9 +84,9 @@ def new(cn: str | None, org: str | None, ous: tuple[str, ...], locality: str | N
     )
     from twcactl.errors import UsageError
     from twcactl.fsutil import ensure_free, read_input, write_file
-    from twcactl.keys import generate_key, private_key_pem
     from twcactl.models import SSL_PROFILES
-    from twcactl.pem import load_certificate
+    from twcactl.pkix.keys import generate_key, private_key_pem
+    from twcactl.pkix.pem import load_certificate
 
     if no_passphrase and key_passphrase:
         raise UsageError("give --key-passphrase or --no-passphrase, not both.")
@@ -98,8 +98,8 @@ def new(cn: str | None, org: str | None, ous: tuple[str, ...], locality: str | N
     spec = RequestSpec()
     renewal_of: dict[str, str] | None = None
     if from_cert is not None:
-        from twcactl.names import rfc4514
-        from twcactl.serials import format_serial
+        from twcactl.pkix.names import rfc4514
+        from twcactl.rules.serials import format_serial
 
         cert = load_certificate(read_input(from_cert, what="certificate"), name=str(from_cert))
         spec = spec_from_certificate(cert)
@@ -136,8 +136,8 @@ def new(cn: str | None, org: str | None, ous: tuple[str, ...], locality: str | N
         write_file(out, pem, force=force)  # type: ignore[arg-type]
 
     from twcactl import csr as csr_mod
-    from twcactl.names import rfc4514, sans_json
-    from twcactl.policy import check_request
+    from twcactl.pkix.names import rfc4514, sans_json
+    from twcactl.policy.checks import check_request
 
     # The account-independent rules, as a warning: the request may be meant
     # for another CA, so they never stop it here (csr check / cert issue do).
@@ -217,7 +217,7 @@ def show(file: Path) -> None:
     """
     from twcactl.csr import describe
     from twcactl.fsutil import read_input
-    from twcactl.pem import load_csr
+    from twcactl.pkix.pem import load_csr
 
     request = load_csr(read_input(file, what="CSR"), name=str(file))
     desc = describe(request)
@@ -266,8 +266,8 @@ def check(file: Path, account_id: str | None, policy_file: Path | None, profile:
     from twcactl import csr as csr_mod
     from twcactl.errors import InputError, UsageError
     from twcactl.fsutil import read_input
-    from twcactl.pem import load_csr
-    from twcactl.policy import check_request
+    from twcactl.pkix.pem import load_csr
+    from twcactl.policy.checks import check_request
 
     if account_id is not None and policy_file is not None:
         raise UsageError("give --account or --policy, not both.")
@@ -277,7 +277,7 @@ def check(file: Path, account_id: str | None, policy_file: Path | None, profile:
     policy: AccountPolicy | None = None
     source: str | None = None
     if policy_file is not None:
-        from twcactl.policy_file import parse_account_policy
+        from twcactl.policy.toml_policy import parse_account_policy
 
         policy = parse_account_policy(read_input(policy_file, what="policy"), name=str(policy_file))
         source = str(policy_file)

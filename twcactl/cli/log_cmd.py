@@ -61,7 +61,7 @@ Example:
 @json_option
 def verify() -> None:
     """Check the hash chain of the activity log and its recorded head; exit 1 on any finding."""
-    from twcactl.audit import verify_log
+    from twcactl.authority.audit import verify_log
 
     store = app().open_store()
     try:

@@ -35,7 +35,7 @@ Examples:
 def add(name: str, role: str, update: bool) -> None:
     """Register an operator (managers only; every change is logged)."""
     from twcactl.errors import UsageError
-    from twcactl.policy import printable_problem
+    from twcactl.policy.checks import printable_problem
 
     problem = printable_problem(name)
     if problem:

@@ -64,10 +64,10 @@ def export(cert_file: Path, key_file: Path, chain_files: tuple[Path, ...], out: 
     from twcactl.cli.secrets import get_secret
     from twcactl.errors import PolicyError
     from twcactl.fsutil import ensure_free, read_input, write_file
-    from twcactl.keys import is_encrypted_key, load_private_key
-    from twcactl.names import common_name
-    from twcactl.pem import load_certificate, load_certificates
     from twcactl.pfx import check_password, export_pfx, key_matches
+    from twcactl.pkix.keys import is_encrypted_key, load_private_key
+    from twcactl.pkix.names import common_name
+    from twcactl.pkix.pem import load_certificate, load_certificates
 
     ensure_free([out], force=force)
     cert = load_certificate(read_input(cert_file, what="certificate"), name=str(cert_file))
@@ -117,7 +117,7 @@ def _home_chain(cert: x509.Certificate) -> list[x509.Certificate] | None:
     """The CA home's chain (issuer first, root last) when the home issued ``cert``, else None."""
     from cryptography.hazmat.primitives import serialization
 
-    from twcactl.lifecycle import ca_chain_for
+    from twcactl.authority.lifecycle import ca_chain_for
     from twcactl.store import Store
 
     home = app().resolved_home()
@@ -138,7 +138,7 @@ def _open(path: Path, source: str | None) -> tuple[bytes, OpenedPfx, str | None]
     from twcactl.cli.secrets import get_secret
     from twcactl.fsutil import read_input
     from twcactl.pfx import open_pfx
-    from twcactl.pkcs12_info import mac_matches, parse_pfx
+    from twcactl.pkix.pkcs12_info import mac_matches, parse_pfx
 
     data = read_input(path, what="PFX")
     structure = parse_pfx(data, name=str(path))
@@ -151,7 +151,7 @@ def _open(path: Path, source: str | None) -> tuple[bytes, OpenedPfx, str | None]
 def _cert_json(entry: object) -> dict[str, Any]:
     from cryptography.hazmat.primitives import hashes
 
-    from twcactl.timeutil import rfc3339
+    from twcactl.rules.times import rfc3339
 
     cert = entry.certificate  # type: ignore[attr-defined]
     return {
@@ -168,7 +168,7 @@ def _cert_json(entry: object) -> dict[str, Any]:
 
 
 def _key_json(opened: OpenedPfx) -> dict[str, Any] | None:
-    from twcactl.keys import describe_public_key
+    from twcactl.pkix.keys import describe_public_key
 
     if opened.key is None:
         return None
@@ -197,7 +197,7 @@ def show(file: Path, password: str | None) -> None:
     (exit 3) is told apart from a wrong password (exit 4), and absurd
     iteration counts are refused before any work.
     """
-    from twcactl.keys import key_label
+    from twcactl.pkix.keys import key_label
 
     _data, opened, _pw = _open(file, password)
     structure = opened.structure

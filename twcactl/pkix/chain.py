@@ -107,7 +107,7 @@ def _is_zip(data: bytes) -> bool:
 
 
 def _certs_in(data: bytes, name: str) -> list[x509.Certificate]:
-    from twcactl.pem import load_certificates
+    from twcactl.pkix.pem import load_certificates
 
     return load_certificates(data, name=name)
 

@@ -135,7 +135,7 @@ class Container:
 
 @dataclass(frozen=True)
 class PfxStructure:
-    """What a PFX file holds, as far as can be seen without the password.
+    """What a PFX file holds, as can be seen without the password.
 
     Attributes:
         mac: the MAC, or None when the file has no integrity MAC.

@@ -26,8 +26,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import pkcs7
 
 from twcactl.errors import InputError, PolicyError
-from twcactl.keys import PrivateKey
-from twcactl.pem import load_csr, pem_blocks
+from twcactl.pkix.keys import PrivateKey
+from twcactl.pkix.pem import load_csr, pem_blocks
 
 #: PEM labels a renewal request may carry: OpenSSL writes PKCS7 or CMS; certreq's
 #: base64 files often say NEW CERTIFICATE REQUEST around the PKCS#7.

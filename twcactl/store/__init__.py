@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from twcactl.errors import BusyError, InputError, NotFoundError, StateError
-from twcactl.records import Account, CertRecord, LedgerEntry, LogEntry
-from twcactl.timeutil import parse_rfc3339, rfc3339, utcnow
+from twcactl.rules.times import parse_rfc3339, rfc3339, utcnow
+from twcactl.store.records import Account, CertRecord, LedgerEntry, LogEntry
 
 SCHEMA_VERSION = 1
 DB_NAME = "twcactl.db"

@@ -18,21 +18,28 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
 from twcactl import csr as csr_mod
-from twcactl import names
-from twcactl.ca import load_ca_key
-from twcactl.crl import HOLD_REASON, RevokedEntry, build_crl, revoked_from_records
+from twcactl.authority.home import load_ca_key
 from twcactl.errors import InputError, PolicyError, QuotaError, StateError, TwcaError
 from twcactl.fsutil import write_file, write_new_file
-from twcactl.issue import CaUrls, Validity, build_leaf, check_within_issuer, leaf_sans, leaf_subject
-from twcactl.keys import PrivateKey
+from twcactl.issue import (
+    CaUrls,
+    Validity,
+    build_leaf,
+    check_within_issuer,
+    leaf_sans,
+    leaf_subject,
+)
 from twcactl.models import AccountPolicy
-from twcactl.pem import load_csr
-from twcactl.policy import check_request
-from twcactl.profiles import Profile, get_profile
-from twcactl.records import CertRecord
-from twcactl.serials import format_serial
+from twcactl.pkix import names
+from twcactl.pkix.crl import HOLD_REASON, RevokedEntry, build_crl, revoked_from_records
+from twcactl.pkix.keys import PrivateKey
+from twcactl.pkix.pem import load_csr
+from twcactl.pkix.profiles import Profile, get_profile
+from twcactl.policy.checks import check_request
+from twcactl.rules.serials import format_serial
+from twcactl.rules.times import add_years, parse_rfc3339, rfc3339, utcnow
 from twcactl.store import CaRecord, Store
-from twcactl.timeutil import add_years, parse_rfc3339, rfc3339, utcnow
+from twcactl.store.records import CertRecord
 
 PassphraseProvider = Callable[[], "str | None"]
 
@@ -579,7 +586,7 @@ def ocsp_respond(store: Store, request_der: bytes, *, operator: str, passphrase:
     Raises:
         InputError: not an OCSP request (exit 3).  StateError: not a manager (exit 5).
     """
-    from twcactl.ocsp import OcspStatus, build_response, load_request
+    from twcactl.pkix.ocsp import OcspStatus, build_response, load_request
 
     store.require_manager(operator)
     request = load_request(request_der, name=name)

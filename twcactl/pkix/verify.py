@@ -28,9 +28,9 @@ from typing import Any
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from twcactl.chain import MAX_DEPTH, build_path
 from twcactl.errors import PolicyError, UsageError
-from twcactl.timeutil import rfc3339, utcnow
+from twcactl.pkix.chain import MAX_DEPTH, build_path
+from twcactl.rules.times import rfc3339, utcnow
 
 PURPOSES = ("server", "client", "email", "any")
 

@@ -19,11 +19,23 @@ from cryptography.hazmat.primitives import serialization
 
 from twcactl.errors import AuthError, StateError, UsageError
 from twcactl.fsutil import write_file
-from twcactl.issue import CaUrls, build_ca_certificate, ca_subject, chain_names, sequence_validity
-from twcactl.keys import KEY_TYPES, PrivateKey, generate_key, load_private_key, private_key_pem
-from twcactl.serials import format_serial
+from twcactl.issue import (
+    CaUrls,
+    build_ca_certificate,
+    ca_subject,
+    chain_names,
+    sequence_validity,
+)
+from twcactl.pkix.keys import (
+    KEY_TYPES,
+    PrivateKey,
+    generate_key,
+    load_private_key,
+    private_key_pem,
+)
+from twcactl.rules.serials import format_serial
+from twcactl.rules.times import utcnow
 from twcactl.store import DEFAULT_SETTINGS, CaRecord, Store
-from twcactl.timeutil import utcnow
 
 MIN_CA_PASSPHRASE = 12
 

@@ -24,10 +24,10 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from twcactl.audit import verify_log
+from twcactl.authority.audit import verify_log
 from twcactl.errors import InputError, StateError
 from twcactl.fsutil import atomic_writer, ensure_private_dir
-from twcactl.serials import format_serial
+from twcactl.rules.serials import format_serial
 from twcactl.store import DB_NAME, Store
 
 _DERIVED_DIRS = ("certs", "crl")

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from twcactl.models import AccountPolicy
-from twcactl.timeutil import rfc3339
+from twcactl.rules.times import rfc3339
 
 #: Precedence of certificate status words (cli-contract.md, JSON shapes).
 STATUS_WORDS: tuple[str, ...] = ("revoked", "suspended", "expired", "expiring", "valid")

@@ -1,6 +1,6 @@
 """Taiwanese identifiers: national ID, unified business number, account ID.
 
-Pure functions, no I/O.  Used by :mod:`twcactl.policy` (``personal.identifier``)
+Pure functions, no I/O.  Used by :mod:`twcactl.policy.checks` (``personal.identifier``)
 and by the account commands (domain.md §2 account IDs, §7 personal subjects).
 
 Each check exists twice: ``*_problem`` returns a one-sentence reason (for

@@ -25,8 +25,19 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from twcactl.errors import UsageError
-from twcactl.identifiers import business_number_problem, national_id_problem, parse_personal_cn
-from twcactl.models import PROFILES, SSL_PROFILES, AccountPolicy, CheckResult, Finding, RequestFacts
+from twcactl.models import (
+    PROFILES,
+    SSL_PROFILES,
+    AccountPolicy,
+    CheckResult,
+    Finding,
+    RequestFacts,
+)
+from twcactl.rules.identifiers import (
+    business_number_problem,
+    national_id_problem,
+    parse_personal_cn,
+)
 
 __all__ = [
     "ISO_3166_ALPHA2",

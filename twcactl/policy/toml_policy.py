@@ -21,9 +21,9 @@ import tomllib
 from typing import Any
 
 from twcactl.errors import InputError, UsageError
-from twcactl.identifiers import is_valid_account_id
 from twcactl.models import AccountPolicy
-from twcactl.policy import normalise_domain, printable_problem
+from twcactl.policy.checks import normalise_domain, printable_problem
+from twcactl.rules.identifiers import is_valid_account_id
 
 __all__ = ["POLICY_KEYS", "parse_account_policy"]
 
@@ -55,7 +55,7 @@ def parse_account_policy(data: bytes, *, name: str = "policy file") -> AccountPo
 
     The org and aliases get inner whitespace collapsed as ``account add``
     stores them; domains are normalised (lower case, no trailing dot) and
-    de-duplicated by :func:`twcactl.policy.normalise_domain`.
+    de-duplicated by :func:`twcactl.policy.checks.normalise_domain`.
 
     Args:
         data: the file's bytes (UTF-8 TOML).

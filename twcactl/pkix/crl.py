@@ -18,8 +18,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from twcactl.errors import UsageError
-from twcactl.keys import PrivateKey
-from twcactl.timeutil import parse_rfc3339
+from twcactl.pkix.keys import PrivateKey
+from twcactl.rules.times import parse_rfc3339
 
 #: RFC 5280 §5.3.1 reason names accepted by ``cert revoke`` (certificateHold only through ``cert hold``).
 REVOKE_REASONS: tuple[str, ...] = (

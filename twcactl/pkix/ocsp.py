@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 
 from twcactl.errors import InputError
-from twcactl.keys import PrivateKey
+from twcactl.pkix.keys import PrivateKey
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,8 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from twcactl import names
-from twcactl.ca import load_ca_key
-from twcactl.errors import PolicyError, QuotaError, StateError
-from twcactl.issue import Validity
-from twcactl.lifecycle import (
+from twcactl.authority.home import load_ca_key
+from twcactl.authority.lifecycle import (
     CsrInput,
     PassphraseProvider,
     RenewalItem,
@@ -30,11 +27,14 @@ from twcactl.lifecycle import (
     old_validity,
     renew_certificates,
 )
+from twcactl.errors import PolicyError, QuotaError, StateError
+from twcactl.issue import Validity
 from twcactl.models import RequestFacts
-from twcactl.policy import check_request
-from twcactl.records import CertRecord
-from twcactl.renewal import verify_renewal_request
+from twcactl.pkix import names
+from twcactl.pkix.cms_request import verify_renewal_request
+from twcactl.policy.checks import check_request
 from twcactl.store import Store
+from twcactl.store.records import CertRecord
 
 
 def _checked_passphrase(store: Store, passphrase: PassphraseProvider) -> PassphraseProvider:
