@@ -31,9 +31,6 @@ PIN_MIN = 6
 PIN_MAX = 16
 DEFAULT_PIN = "12345678"
 
-#: Profiles of a signing + encryption pair (domain.md §7, §8).
-PAIR_PROFILES: tuple[str, str] = ("user-sign", "user-enc")
-
 
 class SessionLike(Protocol):
     """What the workflows need from an open token session (``P11Session``)."""
@@ -44,7 +41,6 @@ class SessionLike(Protocol):
                           id_hex: str | None = None) -> TokenKey: ...
     def write_certificate(self, cert: x509.Certificate, *, label: str, id_hex: str) -> None: ...
     def destroy(self, id_hex: str, *, kinds: Sequence[str] = ...) -> int: ...
-    def destroy_certificate_der(self, der: bytes) -> int: ...
 
 
 def check_new_pin(new_pin: str, *, current: str | None = None) -> None:

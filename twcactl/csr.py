@@ -24,9 +24,10 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtensionOID
 
 from twcactl.errors import InputError, UsageError
-from twcactl.models import PROFILES, SSL_PROFILES, RequestFacts, SignatureState
+from twcactl.models import RequestFacts, SignatureState
 from twcactl.pkix import names
-from twcactl.pkix.keys import KEY_TYPES, PrivateKey, describe_public_key, key_label
+from twcactl.pkix.keys import PrivateKey, describe_public_key, key_label
+from twcactl.rules.vocab import KEY_TYPES, PROFILES, SSL_PROFILES
 
 __all__ = [
     "TEMPLATE_KEYS",

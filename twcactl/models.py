@@ -9,10 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-#: Certificate profiles of ``cli-contract.md``; ``ssl`` is the default.
-PROFILES: tuple[str, ...] = ("ssl", "wildcard", "ev", "user-sign", "user-enc")
-SSL_PROFILES: frozenset[str] = frozenset({"ssl", "wildcard", "ev"})
-PERSONAL_PROFILES: frozenset[str] = frozenset({"user-sign", "user-enc"})
+from twcactl.rules.vocab import PROFILES, SSL_PROFILES
+
+__all__ = ["PROFILES", "SSL_PROFILES", "AccountPolicy", "CheckResult", "Finding", "RequestFacts", "SubjectAttribute"]
 
 SignatureState = Literal["valid", "invalid", "not checked"]
 

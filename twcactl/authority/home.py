@@ -27,7 +27,6 @@ from twcactl.issue import (
     sequence_validity,
 )
 from twcactl.pkix.keys import (
-    KEY_TYPES,
     PrivateKey,
     generate_key,
     load_private_key,
@@ -35,6 +34,7 @@ from twcactl.pkix.keys import (
 )
 from twcactl.rules.serials import format_serial
 from twcactl.rules.times import utcnow
+from twcactl.rules.vocab import KEY_TYPES
 from twcactl.store import DEFAULT_SETTINGS, CaRecord, Store
 
 MIN_CA_PASSPHRASE = 12

@@ -31,13 +31,14 @@ from twcactl.issue import (
 )
 from twcactl.models import AccountPolicy
 from twcactl.pkix import names
-from twcactl.pkix.crl import HOLD_REASON, RevokedEntry, build_crl, revoked_from_records
+from twcactl.pkix.crl import RevokedEntry, build_crl, revoked_from_records
 from twcactl.pkix.keys import PrivateKey
 from twcactl.pkix.pem import load_csr
 from twcactl.pkix.profiles import Profile, get_profile
 from twcactl.policy.checks import check_request
 from twcactl.rules.serials import format_serial
 from twcactl.rules.times import add_years, parse_rfc3339, rfc3339, utcnow
+from twcactl.rules.vocab import HOLD_REASON
 from twcactl.store import CaRecord, Store
 from twcactl.store.records import CertRecord
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from cryptography import x509
@@ -647,19 +647,6 @@ class P11Session:
                 count += 1
         return count
 
-    def destroy_certificate_der(self, der: bytes) -> int:
-        """Delete the certificate objects whose value is ``der``; returns how many."""
-        p11 = _p11()
-        count = 0
-        for obj in self._objects(p11.ObjectClass.CERTIFICATE):
-            if _attr(obj, p11.Attribute.VALUE, b"") == der:
-                try:
-                    obj.destroy()
-                except p11.PKCS11Error as exc:
-                    raise _wrap_device(exc, "deleting a certificate") from exc
-                count += 1
-        return count
-
 
 def _token_sign(obj: Any, data: bytes, mechanism_name: str) -> bytes:
     p11 = _p11()
@@ -811,13 +798,7 @@ def release_module(path: str) -> None:
         p11.lib(path).finalize()
 
 
-@contextlib.contextmanager
-def opened(module_path: str, label: str | None) -> Iterator[P11Token]:
-    """Load ``module_path`` and yield the token ``label`` (or the only one); see :meth:`Pkcs11Module.open_token`."""
-    yield Pkcs11Module(module_path).open_token(label)
-
-
 __all__ = [
     "MODULE_CANDIDATES", "TOKEN_KEY_TYPES", "P11Session", "P11Token", "Pkcs11Module", "TokenECPrivateKey",
-    "TokenRSAPrivateKey", "find_module", "opened", "release_module",
+    "TokenRSAPrivateKey", "find_module", "release_module",
 ]

@@ -360,7 +360,7 @@ def enroll(module: str | None, token_label: str | None, pin_source: str | None, 
     from twcactl import card as card_mod
     from twcactl.errors import UsageError
     from twcactl.issue import Validity
-    from twcactl.models import SSL_PROFILES
+    from twcactl.rules.vocab import SSL_PROFILES
 
     if pair and profile not in ("user-sign",):
         raise UsageError("--pair enrols user-sign and user-enc; do not give another --profile.")

@@ -84,9 +84,9 @@ def new(cn: str | None, org: str | None, ous: tuple[str, ...], locality: str | N
     )
     from twcactl.errors import UsageError
     from twcactl.fsutil import ensure_free, read_input, write_file
-    from twcactl.models import SSL_PROFILES
     from twcactl.pkix.keys import generate_key, private_key_pem
     from twcactl.pkix.pem import load_certificate
+    from twcactl.rules.vocab import SSL_PROFILES
 
     if no_passphrase and key_passphrase:
         raise UsageError("give --key-passphrase or --no-passphrase, not both.")

@@ -8,6 +8,7 @@ import click
 
 from twcactl.cli.context import app, current_operator, json_option
 from twcactl.cli.output import emit, safe
+from twcactl.rules.vocab import ROLES
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -29,7 +30,7 @@ Examples:
   twcactl operator add bob --role auditor --update     # change a role
 """)
 @click.argument("name")
-@click.option("--role", required=True, type=click.Choice(["manager", "auditor"]))
+@click.option("--role", required=True, type=click.Choice(ROLES))
 @click.option("--update", is_flag=True, help="Change the role of an existing operator.")
 @json_option
 def add(name: str, role: str, update: bool) -> None:

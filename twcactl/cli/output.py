@@ -42,13 +42,6 @@ def stdout_console() -> Console:
     return Console(markup=False, highlight=False, emoji=False, soft_wrap=True, width=width)
 
 
-def stderr_console() -> Console:
-    """A rich console on stderr that never interprets markup."""
-    from rich.console import Console
-
-    return Console(stderr=True, markup=False, highlight=False, emoji=False)
-
-
 def emit(doc: dict[str, Any], human: Callable[[Console], None]) -> None:
     """Print the command's result: ``doc`` under ``--json``, else ``human(console)``."""
     if app().json:

@@ -20,18 +20,7 @@ from cryptography.hazmat.primitives import hashes
 from twcactl.errors import UsageError
 from twcactl.pkix.keys import PrivateKey
 from twcactl.rules.times import parse_rfc3339
-
-#: RFC 5280 §5.3.1 reason names accepted by ``cert revoke`` (certificateHold only through ``cert hold``).
-REVOKE_REASONS: tuple[str, ...] = (
-    "unspecified",
-    "keyCompromise",
-    "cACompromise",
-    "affiliationChanged",
-    "superseded",
-    "cessationOfOperation",
-    "privilegeWithdrawn",
-)
-HOLD_REASON = "certificateHold"
+from twcactl.rules.vocab import REVOKE_REASONS
 
 
 def parse_reason(name: str) -> str:

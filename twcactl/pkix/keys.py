@@ -12,17 +12,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
 from twcactl.errors import AuthError, InputError, UsageError
+from twcactl.rules.vocab import KEY_TYPES
 
 PrivateKey = Union[rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey]
 
-#: The key types ``csr new --key-type`` and ``ca init --key-type`` accept.
-KEY_TYPES: dict[str, tuple[str, int]] = {
-    "rsa2048": ("rsa", 2048),
-    "rsa3072": ("rsa", 3072),
-    "rsa4096": ("rsa", 4096),
-    "ec-p256": ("ec", 256),
-    "ec-p384": ("ec", 384),
-}
 
 _CURVES: dict[int, ec.EllipticCurve] = {256: ec.SECP256R1(), 384: ec.SECP384R1()}
 

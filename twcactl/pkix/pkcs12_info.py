@@ -154,11 +154,6 @@ class PfxStructure:
         return [bag for c in self.containers for bag in (c.bags or ())]
 
     @property
-    def all_open(self) -> bool:
-        """True when every container's bags are known."""
-        return all(c.bags is not None for c in self.containers)
-
-    @property
     def certificate_protection(self) -> Protection:
         """The encryption of the contents that hold certificates (the first encrypted one, else none)."""
         for c in self.containers:

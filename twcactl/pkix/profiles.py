@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from twcactl.errors import UsageError
-from twcactl.models import PROFILES, SSL_PROFILES
+from twcactl.rules.vocab import PROFILES, SSL_PROFILES
 
 EV_POLICY_OID = x509.ObjectIdentifier("2.23.140.1.1")
 

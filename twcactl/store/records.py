@@ -9,9 +9,6 @@ from typing import Any
 from twcactl.models import AccountPolicy
 from twcactl.rules.times import rfc3339
 
-#: Precedence of certificate status words (cli-contract.md, JSON shapes).
-STATUS_WORDS: tuple[str, ...] = ("revoked", "suspended", "expired", "expiring", "valid")
-
 
 @dataclass(frozen=True)
 class LedgerEntry:
