@@ -187,7 +187,7 @@ def load_bulk(home: Home, rows: Sequence[BulkRow], der: bytes, *, now: dt.dateti
 
     store = Store.open(home.path)
     try:
-        return store.bulk_add_certificates(dicts())
+        return store.certificates.bulk_add(dicts())
     finally:
         store.close()
 

@@ -26,4 +26,9 @@ fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install -q --disable-pip-version-check -e '.[card,test]'
+# Lint and type-check before the tests: either failing fails the run.
+echo "ruff: $(.venv/bin/ruff --version)"
+.venv/bin/ruff check twcactl tests bench
+echo "mypy: $(.venv/bin/mypy --version)"
+.venv/bin/mypy
 exec .venv/bin/python -m pytest "$@"

@@ -33,7 +33,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     home, _bundle, serial = issued_bundle(base, "--intermediates", "2")
     store = Store.open(home.path)
     try:
-        ca = store.issuing_ca()
+        ca = store.cas.issuing()
         key = load_ca_key(ca, None)
         issuing = ca.certificate()
     finally:

@@ -10,27 +10,25 @@ leaves the card as it was: the old key and certificate stay usable.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
-from twcactl.backends import PinState, TokenInfo, TokenObject
-from twcactl.errors import PolicyError, StateError, UsageError
+from twcactl.backends import TokenInfo, TokenObject
+from twcactl.errors import PolicyError, StateError, TwcaError, UsageError
 from twcactl.pkix.cms_request import build_renewal_request
+from twcactl.pkix.parse_errors import X509_EXTENSION_ERRORS, X509_LOAD_ERRORS
+from twcactl.rules.pin import must_change_message, new_pin_problem
+from twcactl.rules.pin import pin_warnings as pin_warnings  # re-exported: card status, verify-pin
+from twcactl.rules.serials import format_serial
 
 if TYPE_CHECKING:
     from twcactl.backends.p11 import TokenECPrivateKey, TokenRSAPrivateKey
 
     TokenKey = TokenRSAPrivateKey | TokenECPrivateKey
-
-#: PIN rules of the card manuals (domain.md §8): 6 to 16 characters; the PIN letter's default must be replaced.
-PIN_MIN = 6
-PIN_MAX = 16
-DEFAULT_PIN = "12345678"
-
 
 class SessionLike(Protocol):
     """What the workflows need from an open token session (``P11Session``)."""
@@ -46,19 +44,17 @@ class SessionLike(Protocol):
 def check_new_pin(new_pin: str, *, current: str | None = None) -> None:
     """Check a new user PIN before the card is touched, so a typo never costs a try.
 
-    Rules (domain.md §8): 6 to 16 characters, not the PIN letter's default
-    ``12345678``, not equal to the current PIN.  A token with a narrower
-    range refuses the PIN itself (CKR_PIN_LEN_RANGE, exit 1, never retried).
+    The rules and their wording live in :func:`twcactl.rules.pin.new_pin_problem`
+    (domain.md §8: 6 to 16 characters, not the PIN letter's default, not the
+    current PIN).  A token with a narrower range refuses the PIN itself
+    (CKR_PIN_LEN_RANGE, exit 1, never retried).
 
     Raises:
         PolicyError: a rule is broken (exit 1); the message never contains the PIN.
     """
-    if not PIN_MIN <= len(new_pin) <= PIN_MAX:
-        raise PolicyError(f"the new PIN has {len(new_pin)} characters; it must have {PIN_MIN} to {PIN_MAX}.")
-    if new_pin == DEFAULT_PIN:
-        raise PolicyError("the new PIN is the PIN letter's default; choose another.")
-    if current is not None and new_pin == current:
-        raise PolicyError("the new PIN is the same as the current PIN.")
+    problem = new_pin_problem(new_pin, current=current)
+    if problem is not None:
+        raise PolicyError(problem)
 
 
 def require_pin_usable(info: TokenInfo, *, for_what: str) -> None:
@@ -68,22 +64,8 @@ def require_pin_usable(info: TokenInfo, *, for_what: str) -> None:
         StateError: the token's USER_PIN_TO_BE_CHANGED flag is set (exit 5).
     """
     if info.pin.to_be_changed:
-        raise StateError(f"the card says its PIN must be changed before {for_what}.",
-                         hint="twcactl card change-pin")
-
-
-def pin_warnings(pin: PinState) -> list[str]:
-    """Warnings a holder should see about the PIN flags, one sentence each."""
-    out: list[str] = []
-    if pin.to_be_changed:
-        out.append("the card says the PIN must be changed: twcactl card change-pin")
-    if pin.locked:
-        out.append("the PIN is locked: an administrator with the SO PIN can set a new one (twcactl card unblock)")
-    elif pin.final_try:
-        out.append("one more wrong PIN locks the card")
-    elif pin.count_low:
-        out.append("a wrong PIN was entered since the last good one: few tries are left")
-    return out
+        message, hint = must_change_message(for_what)
+        raise StateError(message, hint=hint)
 
 
 # --------------------------------------------------------------------------
@@ -109,7 +91,8 @@ class PendingKey:
     csr: x509.CertificateSigningRequest
 
 
-def build_token_csr(key: object, subject: x509.Name, sans: Sequence[x509.GeneralName]) -> x509.CertificateSigningRequest:
+def build_token_csr(key: object, subject: x509.Name,
+                    sans: Sequence[x509.GeneralName]) -> x509.CertificateSigningRequest:
     """A PKCS#10 request for ``subject`` and ``sans`` signed on the token (SHA-256)."""
     builder = x509.CertificateSigningRequestBuilder().subject_name(subject)
     if sans:
@@ -144,7 +127,7 @@ def discard(session: SessionLike, pending: Sequence[PendingKey]) -> None:
     for item in pending:
         try:
             session.destroy(item.id_hex)
-        except Exception:  # noqa: S112 - best effort cleanup while another error propagates
+        except TwcaError:  # best effort cleanup (DeviceError) while another error propagates
             continue
 
 
@@ -199,6 +182,98 @@ def enroll(session: SessionLike, specs: Sequence[KeySpec], subject: x509.Name,
     return pending
 
 
+#: The two keys of a personal holder (domain.md §7): a signing and an encryption certificate, both or neither.
+_PAIR = (("user-sign", "sign", False), ("user-enc", "enc", True))
+
+
+@dataclass(frozen=True)
+class EnrolmentPlan:
+    """What ``card enroll`` puts on the card, decided before the card is touched.
+
+    Attributes:
+        specs: the keys to make, in order (one, or the signing + encryption pair).
+        subject_pairs: the subject as ``(short name, value)`` pairs, C first, CN last.
+        subject: the same as an ``x509.Name``.
+        sans: the subjectAltName values as given (e-mail addresses or DNS names, by profile).
+    """
+
+    specs: tuple[KeySpec, ...]
+    subject_pairs: tuple[tuple[str, str], ...]
+    subject: x509.Name
+    sans: tuple[str, ...]
+
+    @property
+    def cn(self) -> str:
+        """The subject's CN (``card enroll`` requires one)."""
+        return next((v for n, v in self.subject_pairs if n == "CN"), "")
+
+    def sans_for(self, spec: KeySpec) -> list[x509.GeneralName]:
+        """The SAN entries of ``spec``'s request: for the SSL profiles the CN then each SAN as a DNS name
+        (duplicates dropped), for the personal profiles each SAN as an e-mail address (domain.md §2, §7)."""
+        from twcactl.rules.vocab import SSL_PROFILES
+
+        if spec.profile in SSL_PROFILES:
+            return [x509.DNSName(n) for n in dict.fromkeys((self.cn, *self.sans))]
+        return [x509.RFC822Name(s) for s in self.sans]
+
+
+def plan_enrolment(subject: Mapping[str, Sequence[str]], *, sans: Sequence[str], profile: str, pair: bool,
+                   key_type: str, label: str | None) -> EnrolmentPlan:
+    """Which keys, which profiles, which subject and SANs an enrolment makes (domain.md §7-§8).
+
+    Args:
+        subject: short name -> values, as :func:`twcactl.csr.subject_options` gives them (a CN is expected).
+        sans: subjectAltName values, printable ASCII.
+        profile: the certificate profile of a single key (a ``vocab.PROFILES`` name); with ``pair`` it
+            must be left at ``user-sign``.
+        pair: enrol ``user-sign`` and ``user-enc`` keys (labels ``LABEL sign`` / ``LABEL enc``).
+        key_type: a ``vocab.KEY_TYPES`` name, for every key.
+        label: CKA_LABEL of the key and its certificate (default: the profile name).
+
+    Raises:
+        UsageError: ``pair`` with another profile, a subject value or SAN that is not printable
+            ASCII, a C that is not two letters, or a subject cryptography refuses (exit 2).
+    """
+    from twcactl.csr import RequestSpec
+    from twcactl.policy.checks import printable_problem
+
+    if pair and profile != "user-sign":
+        raise UsageError("--pair enrols user-sign and user-enc; do not give another --profile.")
+    spec = RequestSpec().override(subject=subject)
+    spec.check_values()
+    pairs = tuple(spec.subject)
+    built = subject_from_options(pairs)
+    for san in sans:
+        problem = printable_problem(san)
+        if problem:
+            raise UsageError(f"--san: {problem}.")
+    if pair:
+        specs = tuple(KeySpec(p, f"{label} {suffix}" if label else p, key_type, enc) for p, suffix, enc in _PAIR)
+    else:
+        specs = (KeySpec(profile, label or profile, key_type, profile == "user-enc"),)
+    return EnrolmentPlan(specs, pairs, built, tuple(sans))
+
+
+def readable_certificates(objects: Sequence[TokenObject]) -> tuple[list[tuple[TokenObject, x509.Certificate]],
+                                                                    list[TokenObject]]:
+    """The certificate objects on a card, parsed, in token order (``card register``: every one, CA
+    certificates and those without a key included), and the objects that are not readable X.509.
+
+    Returns:
+        ``(readable (object, certificate) pairs, unreadable objects)``.
+    """
+    readable: list[tuple[TokenObject, x509.Certificate]] = []
+    unreadable: list[TokenObject] = []
+    for obj in objects:
+        if obj.kind != "certificate" or not obj.der:
+            continue
+        try:
+            readable.append((obj, x509.load_der_x509_certificate(obj.der)))
+        except X509_LOAD_ERRORS:
+            unreadable.append(obj)
+    return readable, unreadable
+
+
 # --------------------------------------------------------------------------
 # Renewal
 
@@ -215,7 +290,7 @@ class CardCertificate:
     @property
     def serial(self) -> str:
         """The serial as the contract prints it (lowercase hex)."""
-        return format(self.certificate.serial_number, "x")
+        return format_serial(self.certificate.serial_number)
 
 
 def card_certificates(objects: Sequence[TokenObject], *, with_keys: bool = True) -> list[CardCertificate]:
@@ -238,7 +313,7 @@ def card_certificates(objects: Sequence[TokenObject], *, with_keys: bool = True)
                 continue
         except x509.ExtensionNotFound:
             pass
-        except Exception:
+        except (*X509_LOAD_ERRORS, *X509_EXTENSION_ERRORS):  # a token object twcactl cannot read is skipped
             continue
         out.append(CardCertificate(label=obj.label, id_hex=obj.id, certificate=cert, key_type=obj.key_type))
     out.sort(key=lambda c: c.certificate.not_valid_after_utc, reverse=True)
@@ -332,7 +407,7 @@ def renew(session: SessionLike, targets: Sequence[CardCertificate], *, key_type:
         for item in made:
             try:
                 session.destroy(item.new_id_hex)
-            except Exception:  # noqa: S112 - best effort; the original error is the one to report
+            except TwcaError:  # best effort (DeviceError); the original error is the one to report
                 continue
         raise
     if not keep_old:

@@ -27,6 +27,7 @@ from twcactl.errors import InputError, UsageError
 from twcactl.models import RequestFacts, SignatureState
 from twcactl.pkix import names
 from twcactl.pkix.keys import PrivateKey, describe_public_key, key_label
+from twcactl.pkix.parse_errors import KEY_ERRORS, SIGNATURE_ERRORS, X509_EXTENSION_ERRORS, X509_LOAD_ERRORS
 from twcactl.rules.vocab import KEY_TYPES, PROFILES, SSL_PROFILES
 
 __all__ = [
@@ -94,7 +95,7 @@ def signature_hash_name(csr: x509.CertificateSigningRequest) -> str | None:
         return _WEAK_SIGNATURE_OIDS[dotted]
     try:
         algorithm = csr.signature_hash_algorithm
-    except Exception:  # UnsupportedAlgorithm, or a malformed parameter block
+    except KEY_ERRORS:  # UnsupportedAlgorithm, or a malformed parameter block
         return dotted
     return algorithm.name if algorithm is not None else None
 
@@ -148,7 +149,7 @@ def verify_signature(csr: x509.CertificateSigningRequest) -> tuple[SignatureStat
             return "invalid", f"{algorithm_name} cannot be verified: {hash_name.upper()} is obsolete"
         try:
             matches = _verify_with_hash(csr, weak)
-        except Exception:
+        except SIGNATURE_ERRORS:
             return "invalid", f"{algorithm_name} with this key cannot be verified"
         if not matches:
             return "invalid", "the signature does not verify with the request's own public key"
@@ -158,7 +159,7 @@ def verify_signature(csr: x509.CertificateSigningRequest) -> tuple[SignatureStat
         )
     try:
         valid = csr.is_signature_valid
-    except Exception:
+    except KEY_ERRORS:
         return "invalid", f"{algorithm_name} cannot be verified (unsupported algorithm or key)"
     if valid:
         return "valid", "the signature verifies with the request's own public key"
@@ -183,12 +184,18 @@ def requested_sans(csr: x509.CertificateSigningRequest) -> list[tuple[str, str]]
     return names.general_names(ext.value)  # type: ignore[arg-type]
 
 
+#: What :func:`facts` raises for a CSR that loaded but whose key or
+#: extensionRequest cannot be decoded; callers turn it into an InputError.
+FACTS_ERRORS: tuple[type[Exception], ...] = (*KEY_ERRORS, *X509_EXTENSION_ERRORS)
+
+
 def facts(csr: x509.CertificateSigningRequest) -> RequestFacts:
     """What the policy rules need to know about ``csr``.
 
     Raises:
-        ValueError: the extensionRequest cannot be decoded (callers turn it
-            into an InputError).
+        FACTS_ERRORS: the public key or the extensionRequest cannot be
+            decoded (ValueError, UnsupportedAlgorithm, DuplicateExtension,
+            UnsupportedGeneralNameType; callers turn it into an InputError).
     """
     kind, bits, curve = describe_public_key(csr.public_key())
     return RequestFacts(
@@ -323,7 +330,7 @@ def describe(csr: x509.CertificateSigningRequest) -> CsrDescription:
     try:
         subject = [{"name": a.name, "oid": a.oid, "value": a.value} for a in names.attributes(csr.subject)]
         subject_text = names.rfc4514(csr.subject)
-    except Exception as exc:
+    except X509_LOAD_ERRORS as exc:
         subject, subject_text = [], ""
         problems.append({"field": "subject", "reason": _reason(exc)})
     der = csr.public_bytes(Encoding.DER)
@@ -336,7 +343,7 @@ def describe(csr: x509.CertificateSigningRequest) -> CsrDescription:
                 "value": _extension_value(ext.value),
             })
         sans = names.sans_json(requested_sans(csr))
-    except Exception as exc:
+    except X509_EXTENSION_ERRORS as exc:
         problems.append({"field": "extensions", "reason": _reason(exc)})
         # Read again without cryptography, so the operator still sees what was asked for.
         extensions = [{"oid": e["oid"], "name": _dotted_name(e["oid"]), "critical": e["critical"],
@@ -354,7 +361,7 @@ def describe(csr: x509.CertificateSigningRequest) -> CsrDescription:
         public_key = csr.public_key()
         kind, bits, _curve = describe_public_key(public_key)
         label = key_label(public_key)
-    except Exception as exc:
+    except KEY_ERRORS as exc:
         kind, bits, label = "unknown", 0, "unknown"
         problems.append({"field": "public key", "reason": _reason(exc)})
     state, reason = verify_signature(csr)
@@ -498,7 +505,7 @@ def spec_from_certificate(cert: x509.Certificate) -> RequestSpec:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         san = None
-    except Exception as exc:
+    except X509_EXTENSION_ERRORS as exc:
         raise InputError("the certificate's extensions cannot be decoded.") from exc
     dns = tuple(san.get_values_for_type(x509.DNSName)) if san is not None else ()
     emails = tuple(san.get_values_for_type(x509.RFC822Name)) if san is not None else ()
@@ -506,12 +513,15 @@ def spec_from_certificate(cert: x509.Certificate) -> RequestSpec:
                        profile=_guess_profile(cert, subject, dns))
 
 
+_ABSENT_OR_UNDECODABLE: tuple[type[Exception], ...] = (x509.ExtensionNotFound, *X509_EXTENSION_ERRORS)
+
+
 def _guess_profile(cert: x509.Certificate, subject: Sequence[tuple[str, str]], dns: Sequence[str]) -> str:
     """The profile a certificate was most likely issued under (profiles.py's extensions, read back)."""
     def ext(cls: type[x509.ExtensionType]) -> Any:
         try:
             return cert.extensions.get_extension_for_class(cls).value
-        except Exception:  # absent or undecodable: no evidence either way
+        except _ABSENT_OR_UNDECODABLE:  # no evidence either way
             return None
 
     policies = ext(x509.CertificatePolicies)

@@ -8,7 +8,6 @@ The store decides serials, validity and records; this module only builds.
 from __future__ import annotations
 
 import datetime as dt
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -21,6 +20,7 @@ from twcactl.pkix import names
 from twcactl.pkix.keys import PrivateKey
 from twcactl.pkix.profiles import Profile
 from twcactl.rules.times import add_years
+from twcactl.rules.validity import Validity as Validity  # moved to its rule home; old imports keep working
 
 
 @dataclass(frozen=True)
@@ -30,54 +30,6 @@ class CaUrls:
     crl_url: str | None = None
     ocsp_url: str | None = None
     ca_issuers_url: str | None = None
-
-
-@dataclass(frozen=True)
-class Validity:
-    """A requested validity: ``years`` calendar years or ``days`` days (exactly one set)."""
-
-    years: int | None = None
-    days: int | None = None
-
-    @classmethod
-    def from_options(cls, years: int | None, days: int | None, *, default_years: int = 1) -> Validity:
-        """From ``--years`` / ``--days``; neither means ``default_years``.
-
-        Raises:
-            UsageError: both given, or a value below 1 (exit 2).
-        """
-        if years is not None and days is not None:
-            raise UsageError("give --years or --days, not both.")
-        if years is not None and years < 1 or days is not None and days < 1:
-            raise UsageError("the validity must be at least 1 year or 1 day.")
-        if years is None and days is None:
-            years = default_years
-        return cls(years=years, days=days)
-
-    def to_text(self) -> str:
-        """Compact form stored with a record: ``"2y"`` or ``"30d"``."""
-        return f"{self.years}y" if self.years is not None else f"{self.days}d"
-
-    @classmethod
-    def from_text(cls, text: str) -> Validity | None:
-        """Parse :meth:`to_text` output; None for an empty or unknown value."""
-        if len(text) >= 2 and text[:-1].isdigit() and text[-1] in "yd":
-            n = int(text[:-1])
-            return cls(years=n) if text[-1] == "y" else cls(days=n)
-        return None
-
-    @property
-    def cost(self) -> int:
-        """Certificate-years charged: N for ``--years N``, ceil(D/365) for ``--days D`` (cli-contract.md)."""
-        if self.years is not None:
-            return self.years
-        return math.ceil((self.days or 0) / 365)
-
-    def end(self, start: dt.datetime) -> dt.datetime:
-        """The notAfter for a validity starting at ``start``."""
-        if self.years is not None:
-            return add_years(start, self.years)
-        return start + dt.timedelta(days=self.days or 0)
 
 
 def check_within_issuer(not_after: dt.datetime, issuer: x509.Certificate) -> None:

@@ -95,6 +95,10 @@ class Finding:
     ok: bool
     message: str = ""
 
+    def to_json(self) -> dict[str, object]:
+        """``{"rule", "ok", "message"}``: one entry of a check document's or a policy error's ``findings``."""
+        return {"rule": self.rule, "ok": self.ok, "message": self.message}
+
 
 @dataclass(frozen=True)
 class CheckResult:
@@ -118,5 +122,5 @@ class CheckResult:
         return {
             "ok": self.ok,
             "profile": self.profile,
-            "findings": [{"rule": f.rule, "ok": f.ok, "message": f.message} for f in self.findings],
+            "findings": [f.to_json() for f in self.findings],
         }

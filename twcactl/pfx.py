@@ -9,13 +9,15 @@ with a SHA-1 MAC for old Windows and Java.
 the MAC checked with the password) so a wrong password (exit 4) is told
 apart from a damaged file (exit 3), then lets cryptography load the
 objects.  ``rekey_pfx`` writes the same key, certificates and friendly
-names under a new password; ``split_pfx`` gives PEM files.
+names under a new password (``change_password`` is the whole workflow;
+a new key from the CA home is :mod:`twcactl.authority.rekey`);
+``split_pfx`` gives PEM files.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +28,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 
 from twcactl.errors import AuthError, InputError, PolicyError, UsageError
 from twcactl.pkix.keys import PrivateKey
+from twcactl.pkix.parse_errors import KEY_ERRORS, X509_LOAD_ERRORS
 from twcactl.pkix.pkcs12_info import (
     PfxStructure,
     decrypt_containers,
@@ -178,7 +181,7 @@ def open_pfx(data: bytes, password: str | None, *, name: str = "PFX file") -> Op
             # some real files are BER; cryptography warns and reads them anyway
             warnings.simplefilter("ignore")
             loaded = pkcs12.load_pkcs12(data, pw)
-    except Exception as exc:
+    except (*X509_LOAD_ERRORS, *KEY_ERRORS) as exc:  # a wrong password and damage look alike here
         if matched is None:
             raise AuthError(f"{name} does not open with this password (the file has no MAC to tell a wrong "
                             "password from damage).") from exc
@@ -238,6 +241,73 @@ def rekey_pfx(opened: OpenedPfx, *, password: str, legacy: bool = False) -> byte
         friendly.encode("utf-8") if friendly else None, opened.key, cert, cas or None,
         _encryption(password, legacy=legacy, rounds=rounds),
     )
+
+
+@dataclass(frozen=True)
+class RepackedPfx:
+    """A PFX written anew (``pfx rekey``).
+
+    Attributes:
+        data: the new file's DER, to be written with mode 0600.
+        protection: the new file's protection, read back from ``data``.
+        was: the old file's protection.
+        certificates: how many certificates the new file holds.
+        has_key: whether it holds a private key.
+        same_password: the new password is the old one (worth a warning, not a refusal).
+    """
+
+    data: bytes
+    protection: PfxStructure
+    was: PfxStructure
+    certificates: int
+    has_key: bool
+    same_password: bool
+
+
+def check_rekeyable(opened: OpenedPfx, *, new_key: bool = False, name: str = "the file") -> None:
+    """Refuse what a rewrite would damage, before a new password is asked for.
+
+    Raises:
+        PolicyError: several keys (writing one would lose the others), or, with ``new_key``, no key
+            with its certificate (exit 1).
+    """
+    if opened.key_count > 1:
+        raise PolicyError(f"{name} holds {opened.key_count} private keys; refusing to write one and lose the others.")
+    if new_key and opened.key_certificate is None:
+        raise PolicyError(f"{name} holds no key with its certificate; --new-key needs both.")
+
+
+def repacked(opened: OpenedPfx, data: bytes, password: str, *, old_password: str | None, certificates: int,
+             name: str = "the file") -> RepackedPfx:
+    """Describe a rewrite of ``opened`` as ``data`` (opened again under ``password`` to read its protection)."""
+    written = open_pfx(data, password, name=name)
+    return RepackedPfx(data, written.structure, opened.structure, certificates, written.key is not None,
+                       password == old_password)
+
+
+def change_password(opened: OpenedPfx, *, old_password: str | None, new_password: Callable[[], str],
+                    legacy: bool = False, name: str = "the file") -> RepackedPfx:
+    """The "change PFX password" workflow (domain.md §7): the same key, certificates and friendly names under a new
+    password, AES-256 unless ``legacy`` (:func:`rekey_pfx`).
+
+    Args:
+        opened: the PFX, opened with ``old_password`` (None: it has the empty password or none).
+        new_password: asked only after the file passed :func:`check_rekeyable`; at least 6 characters.
+        legacy: 3DES and a SHA-1 MAC, for old Windows and Java.
+        name: the file's name for messages.
+
+    Returns:
+        The new file's bytes and a summary of old and new protection.
+
+    Raises:
+        PolicyError: several keys, or nothing in the file (exit 1).
+        UsageError: the new password is shorter than 6 characters (exit 2).
+    """
+    check_rekeyable(opened, name=name)
+    password = new_password()
+    data = rekey_pfx(opened, password=password, legacy=legacy)
+    return repacked(opened, data, password, old_password=old_password, certificates=len(opened.certificates),
+                    name=name)
 
 
 # ---------------------------------------------------------------- splitting
@@ -320,69 +390,3 @@ def replacement_csr(key: PrivateKey, cert: x509.Certificate) -> bytes:
     except (KeyError, ValueError) as exc:
         raise InputError(f"cannot rebuild the subject {cert.subject.rfc4514_string()} for a new request.") from exc
     return csr.public_bytes(serialization.Encoding.PEM)
-
-
-@dataclass(frozen=True)
-class NewKeyOutcome:
-    """What :func:`reissue_with_new_key` did.
-
-    Attributes:
-        key: the fresh private key.
-        certificate: the replacement certificate.
-        chain: its CA certificates, issuer first, root last.
-        serial / renewed: the new and the old serial (hex).
-        revoked: True when the old certificate was revoked as superseded.
-        balance_before / balance_after: the account's certificate-years.
-    """
-
-    key: PrivateKey
-    certificate: x509.Certificate
-    chain: list[x509.Certificate]
-    serial: str
-    renewed: str
-    revoked: bool
-    balance_before: int
-    balance_after: int
-
-
-def reissue_with_new_key(store: Any, cert: x509.Certificate, *, early: bool, operator: str, passphrase: Any,
-                         revoke_old: bool) -> NewKeyOutcome:
-    """A re-key in the PKI sense: a fresh key pair of the same type and size, and a replacement certificate
-    for the same subject issued under the ``cert renew`` rules (domain.md §4), by the CA home that issued
-    ``cert``; with ``revoke_old``, the old certificate is then revoked as ``superseded`` (RFC 5280 §5.3.1).
-
-    Args:
-        store: the open CA home (``twcactl.store.Store``).
-        cert: the certificate being replaced (the PFX key's certificate).
-        early: renew outside the renewal window.
-        operator: who does it (a manager).
-        passphrase: the CA passphrase provider (``cli.context.ca_passphrase_provider`` reads it once).
-        revoke_old: revoke the old certificate afterwards.
-
-    Raises:
-        NotFoundError: the CA home did not issue ``cert`` (exit 5).
-        everything ``lifecycle.renew_certificate`` and ``revoke_certificate`` raise.
-    """
-    from twcactl.authority.lifecycle import (
-        CsrInput,
-        ca_chain_for,
-        renew_certificate,
-        revoke_certificate,
-    )
-    from twcactl.errors import NotFoundError
-
-    record = store.find_certificate_by_der(cert.public_bytes(serialization.Encoding.DER))
-    if record is None:
-        raise NotFoundError("the PFX's certificate was not issued by this CA home.",
-                            hint="run it with --home pointing at the CA that issued the certificate")
-    key = new_key_like(cert.public_key())
-    csr = CsrInput(name="replacement request", data=replacement_csr(key, cert))
-    outcome = renew_certificate(store, record.serial, csr, validity=None, early=early, operator=operator,
-                                passphrase=passphrase, note="pfx rekey --new-key")
-    new_record = outcome.certificate
-    new_cert = x509.load_der_x509_certificate(new_record.der)
-    if revoke_old:
-        revoke_certificate(store, record.serial, reason="superseded", operator=operator, passphrase=passphrase)
-    chain = list(reversed(ca_chain_for(store, new_record)))
-    return NewKeyOutcome(key, new_cert, chain, new_record.serial, record.serial, revoke_old,
-                         outcome.balance_before, outcome.balance_after)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from twcactl.store import GENESIS_HASH, Store, log_hash
+from twcactl.store import Store
+from twcactl.store.log import GENESIS_HASH, log_hash
 
 
 @dataclass(frozen=True)
@@ -33,19 +34,20 @@ def verify_log(store: Store) -> tuple[int, list[LogProblem]]:
     expected_seq = 1
     hashes: dict[int, str] = {}
     count = 0
-    for row in store.raw_log():
+    for entry in store.log.raw():
         count += 1
-        seq = row["seq"]
+        seq = entry.seq
         if seq != expected_seq:
-            problems.append(LogProblem(seq, f"entry {seq} follows {expected_seq - 1}: entries are missing or reordered"))
-        if row["prev_hash"] != prev:
+            problems.append(LogProblem(seq, f"entry {seq} follows {expected_seq - 1}: "
+                                            "entries are missing or reordered"))
+        if entry.prev_hash != prev:
             problems.append(LogProblem(seq, f"entry {seq} does not chain to the entry before it"))
-        digest = log_hash(row["prev_hash"], seq, row["time"], row["operator"], row["action"], row["account"],
-                          row["serial"], row["details"])
-        if digest != row["hash"]:
-            problems.append(LogProblem(seq, f"entry {seq} ({row['action']}) was changed after it was written"))
-        prev = row["hash"]
-        hashes[seq] = row["hash"]
+        digest = log_hash(entry.prev_hash, seq, entry.time, entry.operator, entry.action, entry.account,
+                          entry.serial, entry.details)
+        if digest != entry.hash:
+            problems.append(LogProblem(seq, f"entry {seq} ({entry.action}) was changed after it was written"))
+        prev = entry.hash
+        hashes[seq] = entry.hash
         expected_seq = seq + 1
     last_seq = expected_seq - 1
     head = store.meta("log_head")
@@ -54,7 +56,7 @@ def verify_log(store: Store) -> tuple[int, list[LogProblem]]:
         if int(head_seq) != last_seq or (last_seq and hashes.get(last_seq) != head_hash):
             problems.append(LogProblem(int(head_seq), f"the recorded head is entry {head_seq}, the log ends at "
                                                       f"entry {last_seq}: the newest entries were removed or changed"))
-    for ca_name, number, anchor_seq, anchor_hash in store.crl_anchors():
+    for ca_name, number, anchor_seq, anchor_hash in store.crls.anchors():
         if anchor_seq and hashes.get(anchor_seq) != anchor_hash:
             problems.append(LogProblem(anchor_seq, f"entry {anchor_seq} does not match the log head recorded with "
                                                    f"CRL #{number} of {ca_name}"))

@@ -11,6 +11,7 @@ pair is issued or renewed in one transaction: both or neither.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from cryptography import x509
@@ -27,12 +28,13 @@ from twcactl.authority.lifecycle import (
     old_validity,
     renew_certificates,
 )
-from twcactl.errors import PolicyError, QuotaError, StateError
-from twcactl.issue import Validity
+from twcactl.errors import PolicyError, StateError
 from twcactl.models import RequestFacts
 from twcactl.pkix import names
 from twcactl.pkix.cms_request import verify_renewal_request
 from twcactl.policy.checks import check_request
+from twcactl.rules.quota import require_balance, require_balances
+from twcactl.rules.validity import Validity
 from twcactl.store import Store
 from twcactl.store.records import CertRecord
 
@@ -40,7 +42,7 @@ from twcactl.store.records import CertRecord
 def _checked_passphrase(store: Store, passphrase: PassphraseProvider) -> PassphraseProvider:
     """Check the CA passphrase now, before the card is touched (the provider asks only once)."""
     if store.ca_key_encrypted:
-        load_ca_key(store.issuing_ca(), passphrase())
+        load_ca_key(store.cas.issuing(), passphrase())
     return passphrase
 
 
@@ -58,11 +60,11 @@ class LocalIssuer:
 
     def __call__(self, pending: Sequence[Any]) -> list[x509.Certificate]:
         """Certificates for ``pending`` keys (each with ``csr`` and ``spec.profile`` / ``spec.label``), in order."""
-        account = self.store.get_account(self.account_id, ledger=False)
+        account = self.store.accounts.get(self.account_id, ledger=False)
         inputs = []
         for item in pending:
-            csr_input = CsrInput(name=f"card key {item.spec.label}", data=item.csr.public_bytes(serialization.Encoding.DER),
-                                 profile=item.spec.profile)
+            csr_input = CsrInput(name=f"card key {item.spec.label}",
+                                 data=item.csr.public_bytes(serialization.Encoding.DER), profile=item.spec.profile)
             check_csr(csr_input, account.policy(), item.spec.profile)
             inputs.append(csr_input)
         outcome = issue_certificates(self.store, inputs, account_id=self.account_id, profile=inputs[0].profile or "ssl",
@@ -91,8 +93,8 @@ def prepare_issuer(store: Store, specs: Sequence[Any], subject_pairs: Sequence[t
         StateError: not a manager, unknown account (exit 5).  PolicyError: a rule fails (exit 1).
         QuotaError: the balance is short (exit 5).  AuthError: CA passphrase (exit 4).
     """
-    store.require_manager(operator)
-    account = store.get_account(account_id, ledger=False)
+    store.operators.require_manager(operator)
+    account = store.accounts.get(account_id, ledger=False)
     family, size = ("ec", int(key_type[-3:])) if key_type.startswith("ec") else ("rsa", int(key_type[3:]))
     subject = names.build_name(subject_pairs)
     for spec in specs:
@@ -104,12 +106,8 @@ def prepare_issuer(store: Store, specs: Sequence[Any], subject_pairs: Sequence[t
             first = result.failed[0]
             raise PolicyError(f"{spec.profile}: {first.rule}: {first.message}",
                               hint="nothing was written to the card",
-                              details={"findings": result.to_json()["findings"], "profile": spec.profile})
-    total = validity.cost * len(specs)
-    if total > account.balance:
-        raise QuotaError(f"account {account_id} has {account.balance} certificate-years; "
-                         f"{len(specs)} certificate(s) of {validity.cost} year(s) need {total}.",
-                         hint=f"add more with: twcactl account credit {account_id} N")
+                              findings=result.findings, details={"profile": spec.profile})
+    require_balance(account_id, account.balance, validity.cost * len(specs))
     return LocalIssuer(store, account_id=account_id, validity=validity, operator=operator,
                        passphrase=_checked_passphrase(store, passphrase))
 
@@ -138,7 +136,7 @@ class LocalRenewer:
         """
         costs: dict[str, int] = {}
         for target in self.targets:
-            found = self.store.find_certificate_by_der(target.certificate.public_bytes(serialization.Encoding.DER))
+            found = self.store.certificates.find_by_der(target.certificate.public_bytes(serialization.Encoding.DER))
             if found is None:
                 raise StateError(f"certificate {target.serial} on the card was not issued by this CA.",
                                  hint="renew it at its CA with: twcactl card renew --request-out FILE")
@@ -146,11 +144,7 @@ class LocalRenewer:
             if record.account:
                 costs[record.account] = costs.get(record.account, 0) + (self.validity or old_validity(record)).cost
             self.records.append(record)
-        for account_id, cost in costs.items():
-            balance = self.store.get_account(account_id, ledger=False).balance
-            if cost > balance:
-                raise QuotaError(f"account {account_id} has {balance} certificate-years; renewing needs {cost}.",
-                                 hint=f"add more with: twcactl account credit {account_id} N")
+        require_balances(costs, lambda account_id: self.store.accounts.get(account_id, ledger=False).balance)
         self.passphrase = _checked_passphrase(self.store, self.passphrase)
 
     def __call__(self, made: Sequence[Any]) -> list[x509.Certificate]:
@@ -170,3 +164,43 @@ class LocalRenewer:
             self.renewed.append((cert, outcome.certificate, outcome.renewed))
             certs.append(cert)
         return certs
+
+
+@dataclass(frozen=True)
+class CardRegistration:
+    """What :func:`register_card` found.
+
+    Attributes:
+        records: per certificate given, in order, this CA's record of it, or None when another CA issued it.
+        renewal_window_days: the home's renewal window, for the status words of the records (domain.md §4).
+    """
+
+    records: list[CertRecord | None]
+    renewal_window_days: int
+
+
+def register_card(store: Store, certificates: Sequence[tuple[x509.Certificate, str]], *, token_label: str,
+                  token_serial: str, operator: str) -> CardRegistration:
+    """Link the certificates copied off a card to this CA's records ("moving to another computer",
+    domain.md §8): each one this CA issued gets a ``card.register`` log entry, all in one transaction.
+
+    No role is needed: registering copies public certificates and changes no record; the log entry
+    keeps who did it (3A audit, domain.md §3).
+
+    Args:
+        certificates: ``(certificate, file it is written to)`` pairs.
+        token_label / token_serial: the card, as its token reports it (kept in the log).
+        operator: who registers.
+
+    Returns:
+        The records found and the renewal window.
+    """
+    records = [store.certificates.find_by_der(cert.public_bytes(serialization.Encoding.DER))
+               for cert, _file in certificates]
+    linked = [(record, file) for record, (_cert, file) in zip(records, certificates) if record is not None]
+    if linked:
+        with store.transaction():
+            store.log.append_many([(operator, "card.register", record.account, record.serial,
+                                {"token": token_label, "token_serial": token_serial, "file": file})
+                               for record, file in linked])
+    return CardRegistration(records, store.settings().renewal_window_days)

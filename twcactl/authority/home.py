@@ -33,9 +33,10 @@ from twcactl.pkix.keys import (
     private_key_pem,
 )
 from twcactl.rules.serials import format_serial
+from twcactl.rules.settings import Settings
 from twcactl.rules.times import utcnow
 from twcactl.rules.vocab import KEY_TYPES
-from twcactl.store import DEFAULT_SETTINGS, CaRecord, Store
+from twcactl.store import CaRecord, Store
 
 MIN_CA_PASSPHRASE = 12
 
@@ -72,13 +73,35 @@ def _validate(opts: CaInitOptions, passphrase: str | None) -> None:
         raise UsageError(f"unknown key type; choose one of {', '.join(KEY_TYPES)}.")
     if opts.root_years < 1 or opts.uca_years < 1:
         raise UsageError("CA validity must be at least one year.")
-    if opts.country is not None and (len(opts.country) != 2 or not opts.country.isascii() or not opts.country.isupper()):
+    country = opts.country
+    if country is not None and (len(country) != 2 or not country.isascii() or not country.isupper()):
         raise UsageError("--country must be a two-letter upper-case ISO 3166 code, such as TW.")
     if passphrase is not None and len(passphrase) < MIN_CA_PASSPHRASE:
         raise UsageError(f"the CA passphrase must be at least {MIN_CA_PASSPHRASE} characters.")
     for text in (opts.name, opts.org or ""):
         if not text.isprintable() or text != text.strip():
             raise UsageError("CA names must be printable text without leading or trailing spaces.")
+    _initial_settings(opts)  # a bad URL is refused before any key is made
+
+
+def _initial_settings(opts: CaInitOptions) -> Settings:
+    """The new home's config.toml; the URLs obey ``ca config``'s rule.
+
+    Raises:
+        UsageError: ``--crl-url`` / ``--ocsp-url`` is not an http(s) URL (exit 2).
+    """
+    return Settings().with_value("crl_url", opts.crl_url or "").with_value("ocsp_url", opts.ocsp_url or "")
+
+
+def ensure_new_home(home: Path) -> None:
+    """Refuse to make a CA where one already is; ``ca init`` calls it before asking for a passphrase too,
+    so a user is not asked for one only to be refused.
+
+    Raises:
+        StateError: ``home`` already holds a CA (exit 5).
+    """
+    if Store.exists(home):
+        raise StateError(f"{home} already holds a CA.", hint="use another --home, or remove it first")
 
 
 def init_ca(home: Path, opts: CaInitOptions, *, passphrase: str | None, operator: str,
@@ -93,8 +116,7 @@ def init_ca(home: Path, opts: CaInitOptions, *, passphrase: str | None, operator
         StateError: ``home`` already holds a CA (exit 5).
     """
     _validate(opts, passphrase)
-    if Store.exists(home):
-        raise StateError(f"{home} already holds a CA.", hint="use another --home, or remove it first")
+    ensure_new_home(home)
     stems = chain_names(opts.intermediates)
     now = utcnow()
     periods = sequence_validity(now, [opts.root_years] + [opts.uca_years] * opts.intermediates)
@@ -102,7 +124,7 @@ def init_ca(home: Path, opts: CaInitOptions, *, passphrase: str | None, operator
 
     keys: list[PrivateKey] = []
     certs: list[x509.Certificate] = []
-    for position, stem in enumerate(stems):
+    for position in range(len(stems)):
         key = generate_key(opts.root_key_type if position == 0 else opts.key_type)
         if position == 0:
             common = f"{opts.name} Root CA"
@@ -133,12 +155,10 @@ def init_ca(home: Path, opts: CaInitOptions, *, passphrase: str | None, operator
     for stem, key, cert in zip(stems, keys, certs):
         write_file(store.private_dir / f"{stem}.key", private_key_pem(key, passphrase), mode=0o600)
         write_file(store.ca_dir / f"{stem}.cer", cert.public_bytes(serialization.Encoding.PEM))
-    settings = dict(DEFAULT_SETTINGS)
-    settings.update({"crl_url": opts.crl_url or "", "ocsp_url": opts.ocsp_url or ""})
-    store.write_settings(settings)
+    store.write_settings(_initial_settings(opts))
     with store.transaction():
         for position, (stem, cert) in enumerate(zip(stems, certs)):
-            store.add_ca(
+            store.cas.add(
                 name=stem, position=position, issuing=position == len(stems) - 1,
                 subject=cert.subject.rfc4514_string(), serial=format_serial(cert.serial_number),
                 not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
@@ -146,14 +166,14 @@ def init_ca(home: Path, opts: CaInitOptions, *, passphrase: str | None, operator
                 der=cert.public_bytes(serialization.Encoding.DER),
             )
         store.set_meta("ca_key_encrypted", "1" if passphrase is not None else "0")
-        store.add_operator(operator, "manager", by=operator)
-        store.append_log(operator=operator, action="ca.init", details={
+        store.operators.add(operator, "manager", by=operator)
+        store.log.append(operator=operator, action="ca.init", details={
             "intermediates": opts.intermediates,
             "root": certs[0].subject.rfc4514_string(),
             "issuing": certs[-1].subject.rfc4514_string(),
             "key_encrypted": passphrase is not None,
         })
-        store.append_log(operator=operator, action="operator.add", details={"name": operator, "role": "manager"})
+        store.log.append(operator=operator, action="operator.add", details={"name": operator, "role": "manager"})
     return store
 
 

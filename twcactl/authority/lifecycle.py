@@ -19,11 +19,10 @@ from cryptography.x509.oid import NameOID
 
 from twcactl import csr as csr_mod
 from twcactl.authority.home import load_ca_key
-from twcactl.errors import InputError, PolicyError, QuotaError, StateError, TwcaError
+from twcactl.errors import InputError, PolicyError, StateError, TwcaError
 from twcactl.fsutil import write_file, write_new_file
 from twcactl.issue import (
     CaUrls,
-    Validity,
     build_leaf,
     check_within_issuer,
     leaf_sans,
@@ -36,8 +35,11 @@ from twcactl.pkix.keys import PrivateKey
 from twcactl.pkix.pem import load_csr
 from twcactl.pkix.profiles import Profile, get_profile
 from twcactl.policy.checks import check_request
-from twcactl.rules.serials import format_serial
-from twcactl.rules.times import add_years, parse_rfc3339, rfc3339, utcnow
+from twcactl.rules import windows
+from twcactl.rules.quota import refund_due, require_balance, require_balances
+from twcactl.rules.serials import format_serial, parse_serial
+from twcactl.rules.times import parse_rfc3339, rfc3339, utcnow
+from twcactl.rules.validity import Validity, recorded_validity, renewal_end
 from twcactl.rules.vocab import HOLD_REASON
 from twcactl.store import CaRecord, Store
 from twcactl.store.records import CertRecord
@@ -91,7 +93,7 @@ class _Signer:
 
 
 def _unlock(store: Store, passphrase: PassphraseProvider, ca: CaRecord | None = None) -> _Signer:
-    ca = ca or store.issuing_ca()
+    ca = ca or store.cas.issuing()
     key = load_ca_key(ca, passphrase() if store.ca_key_encrypted else None)
     return _Signer(ca=ca, cert=ca.certificate(), key=key)
 
@@ -99,9 +101,9 @@ def _unlock(store: Store, passphrase: PassphraseProvider, ca: CaRecord | None = 
 def _urls(store: Store) -> CaUrls:
     settings = store.settings()
     return CaUrls(
-        crl_url=settings.get("crl_url") or None,
-        ocsp_url=settings.get("ocsp_url") or None,
-        ca_issuers_url=settings.get("ca_issuers_url") or None,
+        crl_url=settings.crl_url or None,
+        ocsp_url=settings.ocsp_url or None,
+        ca_issuers_url=settings.ca_issuers_url or None,
     )
 
 
@@ -110,12 +112,12 @@ def check_csr(item: CsrInput, account_policy: AccountPolicy, profile: str) -> x5
 
     Raises:
         InputError: missing or malformed CSR (exit 3).
-        PolicyError: a rule failed (exit 1); ``details["findings"]`` lists every rule.
+        PolicyError: a rule failed (exit 1); ``.findings`` lists every rule.
     """
     csr = load_csr(item.data, name=item.name)
     try:
         facts = csr_mod.facts(csr)
-    except Exception as exc:
+    except csr_mod.FACTS_ERRORS as exc:
         raise InputError(f"{item.name}: the CSR's public key or requested extensions cannot be decoded.") from exc
     result = check_request(facts, account_policy, profile)
     if not result.ok:
@@ -124,7 +126,7 @@ def check_csr(item: CsrInput, account_policy: AccountPolicy, profile: str) -> x5
         raise PolicyError(
             f"{item.name}: {first.rule}: {first.message}{more}",
             hint=f"see every rule with: twcactl csr check {item.name} --account {account_policy.id}",
-            details={"findings": result.to_json()["findings"], "profile": profile},
+            findings=result.findings, details={"profile": profile},
         )
     return csr
 
@@ -178,7 +180,7 @@ def _record(store: Store, built: _Built, *, ca_name: str, account_id: str, profi
     """Insert the record of a new certificate (inside a transaction); returns its serial."""
     cert = built.cert
     serial = format_serial(cert.serial_number)
-    store.add_certificate(
+    store.certificates.add(
         serial=serial, ca_name=ca_name, account_id=account_id, profile=profile,
         cn=built.cn, subject=built.subject, sans=built.sans,
         not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
@@ -221,14 +223,14 @@ def issue_certificates(
     Raises:
         StateError: operator not a manager, unknown account (exit 5).
         InputError: a CSR is missing or malformed (exit 3).
-        PolicyError: a CSR breaks the account's policy (exit 1), with ``details["findings"]``.
+        PolicyError: a CSR breaks the account's policy (exit 1), with ``.findings``.
         QuotaError: the balance cannot pay for the batch (exit 5).
         StateError: the validity would pass the issuing CA's notAfter (exit 5).
         AuthError: the CA passphrase is wrong or missing (exit 4).
         BusyError: the home stayed locked (exit 75).
     """
-    store.require_manager(operator)
-    account = store.get_account(account_id, ledger=False)
+    store.operators.require_manager(operator)
+    account = store.accounts.get(account_id, ledger=False)
     for item in requests:
         get_profile(item.profile or profile)
     outcome = IssueOutcome(balance_before=account.balance, balance_after=account.balance)
@@ -244,14 +246,8 @@ def issue_certificates(
     if not accepted:
         return outcome
 
-    total_cost = validity.cost * len(accepted)
-    if total_cost > account.balance:
-        raise QuotaError(
-            f"account {account_id} has {account.balance} certificate-years; "
-            f"{len(accepted)} certificate(s) of {validity.cost} year(s) need {total_cost}.",
-            hint=f"add more with: twcactl account credit {account_id} N",
-        )
-    ca = store.issuing_ca()
+    require_balance(account_id, account.balance, validity.cost * len(accepted))
+    ca = store.cas.issuing()
     not_before = utcnow()
     not_after = validity.end(not_before)
     check_within_issuer(not_after, ca.certificate())
@@ -264,26 +260,22 @@ def issue_certificates(
         serials = [_record(store, b, ca_name=ca.name, account_id=account_id, profile=item.profile or profile,
                            validity=validity, operator=operator, contact=contact, note=note, renewed_from=None)
                    for b, item in built]
-        outcome.balance_after = store.change_balance_many(
+        outcome.balance_after = store.accounts.change_balance_many(
             account_id, [(-validity.cost, serial) for serial in serials], action="issue", operator=operator, note=note)
-        store.append_logs([
+        store.log.append_many([
             (operator, "cert.issue", account_id, serial, {
                 "cn": b.cn, "profile": item.profile or profile, "cost": validity.cost,
                 "not_after": rfc3339(not_after), "csr": item.name})
             for serial, (b, item) in zip(serials, built)])
     _write_pems(store, [b for b, _item in built])
-    outcome.issued.extend(store.get_certificates([format_serial(b.cert.serial_number) for b, _item in built]))
+    outcome.issued.extend(store.certificates.get_many([format_serial(b.cert.serial_number) for b, _item in built]))
     return outcome
 
 
-def renewal_window_start(record: CertRecord, window_days: int) -> dt.datetime:
-    """The first instant ``record`` may be renewed without ``--early`` (domain.md §4)."""
-    return record.not_after - dt.timedelta(days=window_days)
-
-
 def old_validity(record: CertRecord) -> Validity:
-    """The validity ``record`` was issued with: the default for its renewal (issue 4)."""
-    return Validity.from_text(record.validity) or Validity(days=max(1, (record.not_after - record.not_before).days))
+    """The validity ``record`` was issued with, the default for its renewal;
+    see :func:`twcactl.rules.validity.recorded_validity`."""
+    return recorded_validity(record.validity, record.not_before, record.not_after)
 
 
 def check_renewable(store: Store, serial: str, *, early: bool, now: dt.datetime | None = None) -> CertRecord:
@@ -291,23 +283,17 @@ def check_renewable(store: Store, serial: str, *, early: bool, now: dt.datetime 
 
     Only a valid certificate (not expired, revoked or suspended), only inside
     the renewal window unless ``early``, only one that belongs to an account.
+    The decisions are :func:`twcactl.rules.windows.require_renewable_status` and
+    :func:`twcactl.rules.windows.require_renewal_window`; this reads the record and the window.
 
     Raises:
         NotFoundError / StateError: (exit 5), naming the date the window opens.
     """
-    old = store.get_certificate(serial)
+    old = store.certificates.get(serial)
     now = now or utcnow()
-    window = int(store.settings()["renewal_window_days"])
-    status = old.status(now, window)
-    if status in ("revoked", "suspended", "expired"):
-        raise StateError(f"certificate {serial} is {status}; only a valid certificate can be renewed.",
-                         hint="apply for a new certificate with: twcactl cert issue" if status == "expired" else None)
-    if not early and now < renewal_window_start(old, window):
-        raise StateError(
-            f"certificate {serial} can be renewed from {renewal_window_start(old, window):%Y-%m-%d} "
-            f"({window} days before its notAfter {old.not_after:%Y-%m-%d}).",
-            hint="renew now anyway with --early",
-        )
+    window = store.settings().renewal_window_days
+    windows.require_renewable_status(serial, old.status(now, window))
+    windows.require_renewal_window(serial, old.not_after, now, window, early=early)
     if old.account is None:
         raise StateError(f"certificate {serial} belongs to no account and cannot be renewed here.")
     return old
@@ -364,7 +350,7 @@ def renew_certificates(
             another certificate (exit 1).
         InputError, AuthError, BusyError: as for issuing.
     """
-    store.require_manager(operator)
+    store.operators.require_manager(operator)
     now = utcnow()
     plans = []
     costs: dict[str, int] = {}
@@ -372,29 +358,22 @@ def renew_certificates(
         old = check_renewable(store, item.serial, early=early, now=now)
         if item.signer_der is not None and item.signer_der != old.der:
             raise PolicyError(f"the renewal request is not signed by certificate {item.serial}.")
-        account = store.get_account(old.account or "", ledger=False)
+        account = store.accounts.get(old.account or "", ledger=False)
         request = check_csr(item.csr, account.policy(), old.profile)
         new_cn = names.common_name(request.subject) or ""
         if new_cn.lower() != (old.cn or "").lower():
             raise PolicyError(f"the new CSR's CN {new_cn!r} differs from the certificate's CN {old.cn!r}.",
                               hint="a renewal keeps the CN; apply for a new certificate instead")
         chosen = validity or old_validity(old)
-        if chosen.years is not None:
-            not_after = add_years(old.not_after, chosen.years)
-        else:
-            not_after = old.not_after + dt.timedelta(days=chosen.days or 0)
-        ca = store.ca_by_name(old.ca_name)
+        not_after = renewal_end(old.not_after, chosen)
+        ca = store.cas.by_name(old.ca_name)
         check_within_issuer(not_after, ca.certificate())
         costs[account.id] = costs.get(account.id, 0) + chosen.cost
         plans.append((item, old, account, request, chosen, not_after, ca))
-    for account_id, cost in costs.items():
-        balance = store.get_account(account_id, ledger=False).balance
-        if cost > balance:
-            raise QuotaError(f"account {account_id} has {balance} certificate-years; renewing needs {cost}.",
-                             hint=f"add more with: twcactl account credit {account_id} N")
+    require_balances(costs, lambda account_id: store.accounts.get(account_id, ledger=False).balance)
     signers: dict[str, _Signer] = {}
     built = []
-    for item, old, account, request, chosen, not_after, ca in plans:
+    for _item, old, account, request, _chosen, not_after, ca in plans:
         if ca.name not in signers:
             signers[ca.name] = _unlock(store, passphrase, ca)
         built.append(_build(signers[ca.name], request, profile=old.profile, account_id=account.id, not_before=now,
@@ -402,19 +381,19 @@ def renew_certificates(
     results: list[tuple[str, str, int, int]] = []
     with store.transaction():
         for b, (item, old, account, _request, chosen, not_after, ca) in zip(built, plans):
-            before = store.get_account(account.id, ledger=False).balance
+            before = store.accounts.get(account.id, ledger=False).balance
             new_serial = _record(store, b, ca_name=ca.name, account_id=account.id, profile=old.profile,
                                  validity=chosen, operator=operator, contact=old.contact, note=note or old.note,
                                  renewed_from=old.serial)
-            balance = store.change_balance(account.id, -chosen.cost, action="renew", operator=operator,
+            balance = store.accounts.change_balance(account.id, -chosen.cost, action="renew", operator=operator,
                                            serial=new_serial, note=note)
-            store.append_log(operator=operator, action="cert.renew", account=account.id, serial=new_serial, details={
+            store.log.append(operator=operator, action="cert.renew", account=account.id, serial=new_serial, details={
                 "renewed": old.serial, "cn": old.cn, "cost": chosen.cost, "not_after": rfc3339(not_after),
                 "early": early, "signed_request": item.signer_der is not None,
             })
             results.append((new_serial, old.serial, before, balance))
     _write_pems(store, built)
-    records = store.get_certificates([r[0] for r in results])
+    records = store.certificates.get_many([r[0] for r in results])
     return [RenewOutcome(certificate=rec, renewed=old_serial, balance_before=before, balance_after=after)
             for rec, (_new, old_serial, before, after) in zip(records, results)]
 
@@ -431,23 +410,23 @@ def _regenerate_crl(store: Store, signer: _Signer, now: dt.datetime, *, add: Seq
     rebuilt from the records.
     """
     entries: list[RevokedEntry | x509.RevokedCertificate] | None = None
-    previous = None if full else store.latest_crl(signer.ca.name)
+    previous = None if full else store.crls.latest(signer.ca.name)
     if previous is not None and previous.get("der"):
         old = x509.load_der_x509_crl(previous["der"])
         drop = remove | {e.serial for e in add}
         kept: list[RevokedEntry | x509.RevokedCertificate] = (
             [r for r in old if r.serial_number not in drop] if drop else list(old))
         kept.extend(add)
-        if len(kept) == store.count_revoked(signer.ca.name):
+        if len(kept) == store.certificates.count_revoked(signer.ca.name):
             entries = kept
     if entries is None:
-        entries = list(revoked_from_records(store.revoked_entries(signer.ca.name)))
-    number = store.next_crl_number(signer.ca.name)
-    next_update = now + dt.timedelta(days=int(store.settings()["crl_days"]))
+        entries = list(revoked_from_records(store.certificates.revoked_entries(signer.ca.name)))
+    number = store.crls.next_number(signer.ca.name)
+    next_update = now + dt.timedelta(days=store.settings().crl_days)
     crl = build_crl(issuer_cert=signer.cert, issuer_key=signer.key, entries=entries, number=number,
                     this_update=now, next_update=next_update)
     der = crl.public_bytes(serialization.Encoding.DER)
-    store.add_crl(ca_name=signer.ca.name, number=number, this_update=now, next_update=next_update,
+    store.crls.add(ca_name=signer.ca.name, number=number, this_update=now, next_update=next_update,
                   entries=len(entries), der=der)
     return crl
 
@@ -455,15 +434,17 @@ def _regenerate_crl(store: Store, signer: _Signer, now: dt.datetime, *, add: Seq
 def write_current_crl(store: Store, ca_name: str) -> None:
     """Write ``crl/<ca>.crl`` from the newest CRL record (under the files lock, so the newest wins)."""
     with store.files_lock():
-        latest = store.latest_crl(ca_name)
+        latest = store.crls.latest(ca_name)
         if latest is not None and latest.get("der"):
             write_file(store.crl_path(ca_name), latest["der"], force=True)
 
 
-
-def _refund_due(record: CertRecord, now: dt.datetime, refund_days: int) -> bool:
-    """Revoking a newly issued certificate refunds it (domain.md §3): within the refund window of issue."""
-    return record.cost > 0 and now <= parse_rfc3339(record.issued_at) + dt.timedelta(days=refund_days)
+def _refund(record: CertRecord, now: dt.datetime, refund_days: int, store: Store) -> int:
+    """Certificate-years revoking ``record`` now gives back; the rule is :func:`twcactl.rules.quota.refund_due`."""
+    if record.account is None:
+        return 0
+    return refund_due(cost=record.cost, state=record.state, issued_at=parse_rfc3339(record.issued_at), now=now,
+                      refund_window_days=refund_days, renewed=bool(store.certificates.renewals_of(record.serial)))
 
 
 def revoke_certificate(
@@ -486,31 +467,31 @@ def revoke_certificate(
         NotFoundError / StateError: unknown, already revoked (exit 5).
         AuthError: CA passphrase (exit 4).
     """
-    store.require_manager(operator)
-    record = store.get_certificate(serial)
+    store.operators.require_manager(operator)
+    record = store.certificates.get(serial)
     now = utcnow()
     if record.state == "revoked" and not (reason == "keyCompromise" and record.reason != "keyCompromise"):
         raise StateError(f"certificate {serial} is already revoked ({record.reason}); revocation is final.",
                          hint="only the reason may still be changed to keyCompromise")
-    signer = _unlock(store, passphrase, store.ca_by_name(record.ca_name))
-    refund = record.state != "revoked" and _refund_due(record, now, int(store.settings()["refund_window_days"]))
+    signer = _unlock(store, passphrase, store.cas.by_name(record.ca_name))
+    refund = _refund(record, now, store.settings().refund_window_days, store)
     with store.transaction():
         revoked_at = parse_rfc3339(record.revoked_at) if record.state == "revoked" and record.revoked_at else now
-        store.set_certificate_state(serial, "revoked", revoked_at=revoked_at, reason=reason,
+        store.certificates.set_state(serial, "revoked", revoked_at=revoked_at, reason=reason,
                                     invalidity_date=invalidity_date)
         if refund and record.account:
-            store.change_balance(record.account, record.cost, action="refund", operator=operator, serial=serial,
+            store.accounts.change_balance(record.account, refund, action="refund", operator=operator, serial=serial,
                                  note=f"revoked ({reason}) within the refund window")
-        store.append_log(operator=operator, action="cert.revoke", account=record.account, serial=serial, details={
+        store.log.append(operator=operator, action="cert.revoke", account=record.account, serial=serial, details={
             "reason": reason, "previous_state": record.state, "previous_reason": record.reason,
             "invalidity_date": rfc3339(invalidity_date) if invalidity_date else None,
-            "refund": record.cost if refund else 0,
+            "refund": refund,
         })
-        entry = RevokedEntry(serial=int(serial, 16), revoked_at=revoked_at, reason=reason,
+        entry = RevokedEntry(serial=parse_serial(serial), revoked_at=revoked_at, reason=reason,
                              invalidity_date=invalidity_date)
         _regenerate_crl(store, signer, now, add=[entry])
     write_current_crl(store, signer.ca.name)
-    return store.get_certificate(serial)
+    return store.certificates.get(serial)
 
 
 def hold_certificate(store: Store, serial: str, *, operator: str, passphrase: PassphraseProvider) -> CertRecord:
@@ -519,19 +500,19 @@ def hold_certificate(store: Store, serial: str, *, operator: str, passphrase: Pa
     Raises:
         StateError: not valid (already held, revoked or expired) (exit 5).
     """
-    store.require_manager(operator)
-    record = store.get_certificate(serial)
+    store.operators.require_manager(operator)
+    record = store.certificates.get(serial)
     now = utcnow()
-    status = record.status(now, int(store.settings()["renewal_window_days"]))
+    status = record.status(now, store.settings().renewal_window_days)
     if status not in ("valid", "expiring"):
         raise StateError(f"certificate {serial} is {status}; only a valid certificate can be suspended.")
-    signer = _unlock(store, passphrase, store.ca_by_name(record.ca_name))
+    signer = _unlock(store, passphrase, store.cas.by_name(record.ca_name))
     with store.transaction():
-        store.set_certificate_state(serial, "suspended", revoked_at=now, reason=HOLD_REASON)
-        store.append_log(operator=operator, action="cert.hold", account=record.account, serial=serial, details={})
-        _regenerate_crl(store, signer, now, add=[RevokedEntry(int(serial, 16), now, HOLD_REASON)])
+        store.certificates.set_state(serial, "suspended", revoked_at=now, reason=HOLD_REASON)
+        store.log.append(operator=operator, action="cert.hold", account=record.account, serial=serial, details={})
+        _regenerate_crl(store, signer, now, add=[RevokedEntry(parse_serial(serial), now, HOLD_REASON)])
     write_current_crl(store, signer.ca.name)
-    return store.get_certificate(serial)
+    return store.certificates.get(serial)
 
 
 def release_certificate(store: Store, serial: str, *, operator: str, passphrase: PassphraseProvider) -> CertRecord:
@@ -540,21 +521,21 @@ def release_certificate(store: Store, serial: str, *, operator: str, passphrase:
     Raises:
         StateError: not suspended, or expired meanwhile (exit 5).
     """
-    store.require_manager(operator)
-    record = store.get_certificate(serial)
+    store.operators.require_manager(operator)
+    record = store.certificates.get(serial)
     now = utcnow()
     if record.state != "suspended":
         raise StateError(f"certificate {serial} is not suspended.")
     if record.not_after <= now:
         raise StateError(f"certificate {serial} expired on {record.not_after:%Y-%m-%d}; it cannot be resumed.")
-    signer = _unlock(store, passphrase, store.ca_by_name(record.ca_name))
+    signer = _unlock(store, passphrase, store.cas.by_name(record.ca_name))
     with store.transaction():
-        store.set_certificate_state(serial, "valid")
-        store.append_log(operator=operator, action="cert.release", account=record.account, serial=serial,
+        store.certificates.set_state(serial, "valid")
+        store.log.append(operator=operator, action="cert.release", account=record.account, serial=serial,
                          details={"held_since": record.revoked_at})
-        _regenerate_crl(store, signer, now, remove=frozenset({int(serial, 16)}))
+        _regenerate_crl(store, signer, now, remove=frozenset({parse_serial(serial)}))
     write_current_crl(store, signer.ca.name)
-    return store.get_certificate(serial)
+    return store.certificates.get(serial)
 
 
 def generate_crl(store: Store, *, operator: str, passphrase: PassphraseProvider,
@@ -564,13 +545,13 @@ def generate_crl(store: Store, *, operator: str, passphrase: PassphraseProvider,
     Raises:
         StateError: not a manager (exit 5).  AuthError: CA passphrase (exit 4).
     """
-    store.require_manager(operator)
+    store.operators.require_manager(operator)
     signer = _unlock(store, passphrase)
     now = utcnow()
     with store.transaction():
         crl = _regenerate_crl(store, signer, now, full=full)
         number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
-        store.append_log(operator=operator, action="crl.generate", details={
+        store.log.append(operator=operator, action="crl.generate", details={
             "ca": signer.ca.name, "number": number, "entries": len(crl), "full": full})
     write_current_crl(store, signer.ca.name)
     return crl
@@ -589,7 +570,7 @@ def ocsp_respond(store: Store, request_der: bytes, *, operator: str, passphrase:
     """
     from twcactl.pkix.ocsp import OcspStatus, build_response, load_request
 
-    store.require_manager(operator)
+    store.operators.require_manager(operator)
     request = load_request(request_der, name=name)
     signer = _unlock(store, passphrase)
     now = utcnow()
@@ -597,7 +578,7 @@ def ocsp_respond(store: Store, request_der: bytes, *, operator: str, passphrase:
 
     def lookup(serial_number: int) -> OcspStatus:
         try:
-            record = store.get_certificate(format_serial(serial_number))
+            record = store.certificates.get(format_serial(serial_number))
         except StateError:
             seen["status"] = "unknown"
             return OcspStatus("unknown")
@@ -611,10 +592,10 @@ def ocsp_respond(store: Store, request_der: bytes, *, operator: str, passphrase:
         return OcspStatus("good")
 
     response = build_response(request, issuer_cert=signer.cert, issuer_key=signer.key, lookup=lookup, now=now,
-                              validity=dt.timedelta(days=int(store.settings()["crl_days"])))
+                              validity=dt.timedelta(days=store.settings().crl_days))
     status = seen.get("status", "unauthorized")
     with store.transaction():
-        store.append_log(operator=operator, action="ocsp.respond", serial=format_serial(request.serial_number),
+        store.log.append(operator=operator, action="ocsp.respond", serial=format_serial(request.serial_number),
                          details={"status": status})
     return response.public_bytes(serialization.Encoding.DER), status
 
@@ -622,7 +603,7 @@ def ocsp_respond(store: Store, request_der: bytes, *, operator: str, passphrase:
 def ca_chain_for(store: Store, record: CertRecord) -> list[x509.Certificate]:
     """The CA certificates above ``record``, root first (its issuing CA last)."""
     chain: list[x509.Certificate] = []
-    for ca in store.cas():
+    for ca in store.cas.all():
         chain.append(ca.certificate())
         if ca.name == record.ca_name:
             break

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sqlite3
 import stat
 import tarfile
 import tempfile
@@ -26,9 +25,10 @@ from cryptography.hazmat.primitives import serialization
 
 from twcactl.authority.audit import verify_log
 from twcactl.errors import InputError, StateError
-from twcactl.fsutil import atomic_writer, ensure_private_dir
+from twcactl.fsutil import atomic_writer
 from twcactl.rules.serials import format_serial
-from twcactl.store import DB_NAME, Store
+from twcactl.store import Store
+from twcactl.store.home import DB_NAME, HomeLayout
 
 _DERIVED_DIRS = ("certs", "crl")
 
@@ -50,7 +50,8 @@ class CheckReport:
 def check_home(store: Store, *, repair: bool = True, progress: Callable[[int], None] | None = None) -> CheckReport:
     """Verify the whole CA home and repair its derived files.
 
-    Checks: SQLite integrity; every certificate record's stored hash and
+    Checks: SQLite integrity; config.toml's keys, types and ranges
+    (``twcactl.rules.settings``); every certificate record's stored hash and
     serial against its DER, and its PEM file; files in ``certs/`` without a
     record; each account's ledger against its balance; each CA's newest CRL
     (signature, entries equal to the revoked and held records, the file on
@@ -63,9 +64,11 @@ def check_home(store: Store, *, repair: bool = True, progress: Callable[[int], N
         progress: called with the number of certificate records checked so far.
     """
     report = CheckReport()
-    row = store.conn.execute("PRAGMA integrity_check").fetchone()
-    if row is None or row[0] != "ok":
-        report.findings.append(f"the database fails SQLite's integrity check: {row[0] if row else 'no answer'}")
+    complaint = store.engine.integrity_check()
+    if complaint is not None:
+        report.findings.append(f"the database fails SQLite's integrity check: {complaint}")
+    # every other command refuses a bad config.toml; here it is one finding among the rest
+    report.findings.extend(store.settings_problems())
     with store.files_lock():
         _check_certificates(store, report, repair, progress)
         _check_crls(store, report, repair)
@@ -82,7 +85,8 @@ def _check_certificates(store: Store, report: CheckReport, repair: bool,
                         progress: Callable[[int], None] | None) -> None:
     known: set[str] = set()
     count = 0
-    for serial, sha, der in store.conn.execute("SELECT serial, sha256, der FROM certificates"):
+    for stored in store.certificates.stored():
+        serial, sha, der = stored.serial, stored.sha256, stored.der
         count += 1
         if progress is not None and count % 1000 == 0:
             progress(count)
@@ -124,9 +128,9 @@ def _check_certificates(store: Store, report: CheckReport, repair: bool,
 
 def _check_crls(store: Store, report: CheckReport, repair: bool) -> None:
     checked = 0
-    for ca in store.cas():
-        latest = store.latest_crl(ca.name)
-        revoked = store.count_revoked(ca.name)
+    for ca in store.cas.all():
+        latest = store.crls.latest(ca.name)
+        revoked = store.certificates.count_revoked(ca.name)
         if latest is None or not latest.get("der"):
             if revoked:
                 report.findings.append(f"CA {ca.name} has {revoked} revoked or held certificates but no CRL")
@@ -136,7 +140,7 @@ def _check_crls(store: Store, report: CheckReport, repair: bool) -> None:
         ca_cert = ca.certificate()
         if not crl.is_signature_valid(ca_cert.public_key()):  # type: ignore[arg-type]
             report.findings.append(f"CRL #{latest['number']} of {ca.name} does not verify with the CA's key")
-        expected = {int(s, 16): reason for s, _at, reason, _inv in store.revoked_entries(ca.name)}
+        expected = {int(s, 16): reason for s, _at, reason, _inv in store.certificates.revoked_entries(ca.name)}
         listed: dict[int, str] = {}
         for entry in crl:
             try:
@@ -186,17 +190,15 @@ def _remove_temporary_files(store: Store, report: CheckReport, repair: bool) -> 
 
 
 def _check_ledgers(store: Store, report: CheckReport) -> None:
-    rows = store.conn.execute(
-        "SELECT a.id, a.balance, COALESCE(SUM(l.delta), 0),"
-        " (SELECT balance FROM ledger WHERE account_id = a.id ORDER BY id DESC LIMIT 1)"
-        " FROM accounts a LEFT JOIN ledger l ON l.account_id = a.id GROUP BY a.id"
-    ).fetchall()
-    for account_id, balance, total, last in rows:
-        if total != balance:
-            report.findings.append(f"account {account_id}: the ledger adds up to {total}, the balance is {balance}")
-        elif last is not None and last != balance:
-            report.findings.append(f"account {account_id}: the newest ledger entry says {last}, the balance is {balance}")
-    report.checked["accounts"] = len(rows)
+    totals = store.accounts.ledger_totals()
+    for t in totals:
+        if t.total != t.balance:
+            report.findings.append(f"account {t.account_id}: the ledger adds up to {t.total}, "
+                                   f"the balance is {t.balance}")
+        elif t.last is not None and t.last != t.balance:
+            report.findings.append(f"account {t.account_id}: the newest ledger entry says {t.last}, "
+                                   f"the balance is {t.balance}")
+    report.checked["accounts"] = len(totals)
 
 
 def _check_permissions(store: Store, report: CheckReport, repair: bool) -> None:
@@ -206,7 +208,7 @@ def _check_permissions(store: Store, report: CheckReport, repair: bool) -> None:
         if repair:
             os.chmod(private, 0o700)
             report.repairs.append(f"set {private} to mode 700")
-    for ca in store.cas():
+    for ca in store.cas.all():
         try:
             mode = stat.S_IMODE(ca.key_file.stat().st_mode)
         except FileNotFoundError:
@@ -244,13 +246,7 @@ def backup_home(store: Store, out: Path, *, force: bool = False) -> dict[str, in
     files = 0
     with tempfile.TemporaryDirectory(prefix="twcactl-backup-") as tmp:
         copy_path = Path(tmp) / DB_NAME
-        target = sqlite3.connect(copy_path)
-        try:
-            store.conn.backup(target)
-            certificates = target.execute("SELECT COUNT(*) FROM certificates").fetchone()[0]
-            target.execute("PRAGMA journal_mode=DELETE")
-        finally:
-            target.close()
+        certificates = store.engine.backup_to(copy_path)
         with atomic_writer(out, mode=0o600, force=force) as fh:
             with tarfile.open(fileobj=fh, mode="w:gz") as archive:
                 archive.add(copy_path, arcname=DB_NAME)
@@ -305,10 +301,7 @@ def restore_home(archive_path: Path, home: Path) -> int:
             if (not m.isfile() or m.name.startswith("/") or ".." in parts
                     or not (m.name in (DB_NAME, "config.toml") or parts[0] in ("ca", "certs", "crl"))):
                 raise InputError(f"{archive_path} holds an unexpected member {m.name!r}; refusing to restore.")
-        home.mkdir(parents=True, exist_ok=True)
-        for sub in ("ca", "certs", "crl"):
-            (home / sub).mkdir(exist_ok=True)
-        ensure_private_dir(home / "ca" / "private")
+        HomeLayout(home).make_dirs()
         for m in members:
             source = archive.extractfile(m)
             assert source is not None

@@ -1,61 +1,50 @@
-"""CA settings kept in config.toml, with their types and limits (issue 4, domain.md §4-§5)."""
+"""The ``ca config`` workflow: read the CA's settings, change one (managers only; logged).
+
+The settings' types and limits live in :mod:`twcactl.rules.settings`; this
+module is the workflow around them (role check, transaction, log entry).
+"""
 
 from __future__ import annotations
 
-from typing import Any, Literal
-from urllib.parse import urlsplit
-
-from twcactl.errors import UsageError
-from twcactl.store import DEFAULT_SETTINGS
-
-Kind = Literal["days", "url", "path"]
-
-#: key -> (kind, minimum for day counts)
-_SPEC: dict[str, tuple[Kind, int]] = {
-    "renewal_window_days": ("days", 0),
-    "refund_window_days": ("days", 0),
-    "crl_days": ("days", 1),
-    "crl_url": ("url", 0),
-    "ocsp_url": ("url", 0),
-    "ca_issuers_url": ("url", 0),
-    "pkcs11_module": ("path", 0),
-}
-assert set(_SPEC) == set(DEFAULT_SETTINGS)
+from twcactl.rules.settings import SettingValue, check_key
+from twcactl.store import Store
 
 
-def parse_setting(key: str, value: str | None) -> Any:
-    """Validate ``key`` and convert ``value`` (text from the command line) to its type.
-
-    Day settings are whole numbers at or above their minimum; URL settings
-    are ``http``/``https`` URLs; ``pkcs11_module`` is an absolute path to a
-    PKCS#11 module; ``""`` clears a URL or path.
-
-    Returns:
-        The typed value, or None when ``value`` is None (a key check only).
+def current_settings(store: Store, key: str | None = None) -> dict[str, SettingValue]:
+    """The settings of ``store`` as key -> value; only ``key`` when given.
 
     Raises:
-        UsageError: unknown key or bad value (exit 2).
+        UsageError: ``key`` is not a setting (exit 2), checked before the file is read.
+        InputError: config.toml is unreadable or holds a bad key or value (exit 3).
     """
-    if key not in _SPEC:
-        raise UsageError(f"unknown setting {key!r}; settings are: {', '.join(_SPEC)}.")
-    if value is None:
-        return None
-    kind, minimum = _SPEC[key]
-    if kind == "days":
-        try:
-            number = int(value)
-        except ValueError as exc:
-            raise UsageError(f"{key} takes a whole number of days.") from exc
-        if number < minimum:
-            raise UsageError(f"{key} must be at least {minimum}.")
-        return number
-    if value == "":
-        return ""
-    if kind == "path":
-        if not value.startswith("/") or not value.isprintable():
-            raise UsageError(f"{key} must be an absolute path (or \"\" to clear).")
-        return value
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc or not value.isascii() or any(c.isspace() for c in value):
-        raise UsageError(f"{key} must be an http:// or https:// URL (or \"\" to clear).")
-    return value
+    if key is not None:
+        check_key(key)
+    settings = store.settings()
+    return {key: settings.value(key)} if key is not None else settings.to_mapping()
+
+
+def change_setting(store: Store, key: str, value_text: str, operator: str) -> tuple[SettingValue, SettingValue]:
+    """Set ``key`` from command-line text, as ``operator`` (a manager), and log it.
+
+    The value is range-checked (``Settings.with_value``) before anything is
+    written; the ``ca.config`` log entry (details ``{"key", "old", "new"}``)
+    and the rewrite of config.toml happen in one transaction, the log first,
+    so a failed write rolls the entry back.
+
+    Returns:
+        ``(old, new)``: the value before and after (int or str).
+
+    Raises:
+        UsageError: unknown key or a value outside its rule (exit 2).
+        StateError: ``operator`` is not a manager (exit 5).
+        InputError: config.toml is already bad (exit 3); fix it by hand first.
+    """
+    check_key(key)
+    store.operators.require_manager(operator)
+    current = store.settings()
+    changed = current.with_value(key, value_text)
+    old, new = current.value(key), changed.value(key)
+    with store.transaction():
+        store.log.append(operator=operator, action="ca.config", details={"key": key, "old": old, "new": new})
+        store.write_settings(changed)
+    return old, new

@@ -5,8 +5,9 @@
 their library lazily, so ``twcactl --help`` and the file-only commands work
 on a machine with neither (architecture.md, "Layers").  This package's
 ``__init__`` holds only library-free values shared by the adapters and the
-card workflows (``twcactl.card``), and the wording of PIN failures, so every
-command says the same thing about the same token flags (ux.md, "A wrong PIN").
+card workflows (``twcactl.card``), and the constructors of PIN errors
+(:class:`twcactl.errors.PinError`), whose wording lives in ``twcactl.rules.pin``
+so every command says the same thing about the same token flags (ux.md, "A wrong PIN").
 """
 
 from __future__ import annotations
@@ -14,55 +15,11 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from twcactl.errors import AuthError
-
-
-@dataclass(frozen=True)
-class PinState:
-    """The user-PIN flags of CK_TOKEN_INFO (PKCS#11 v2.40 §3.2, ``CKF_USER_PIN_*``).
-
-    Tokens report flags, not counts (architecture.md, library facts):
-    ``count_low`` means at least one wrong PIN since the last good login,
-    ``final_try`` that the next wrong PIN locks the PIN, ``locked`` that it
-    is locked, ``to_be_changed`` that the token wants a new PIN (the
-    ``12345678`` of the PIN letter, domain.md §8).  ``so_locked`` and
-    ``so_to_be_changed`` are the same for the SO PIN.
-    """
-
-    count_low: bool = False
-    final_try: bool = False
-    locked: bool = False
-    to_be_changed: bool = False
-    initialized: bool = True
-    so_locked: bool = False
-    so_to_be_changed: bool = False
-
-    def words(self) -> list[str]:
-        """The flags that are set, in plain words, worst first (empty when none is)."""
-        out: list[str] = []
-        if not self.initialized:
-            out.append("no user PIN set")
-        if self.locked:
-            out.append("locked after too many wrong tries")
-        elif self.final_try:
-            out.append("final try: one more wrong PIN locks it")
-        elif self.count_low:
-            out.append("a wrong PIN was entered: few tries left")
-        if self.to_be_changed:
-            out.append("must be changed")
-        return out
-
-    def to_json(self) -> dict[str, bool]:
-        """``{"count_low", "final_try", "locked", "to_be_changed", "initialized", "so_locked", "so_to_be_changed"}``."""
-        return {
-            "count_low": self.count_low,
-            "final_try": self.final_try,
-            "locked": self.locked,
-            "to_be_changed": self.to_be_changed,
-            "initialized": self.initialized,
-            "so_locked": self.so_locked,
-            "so_to_be_changed": self.so_to_be_changed,
-        }
+from twcactl.errors import PinError
+from twcactl.rules.pin import UNBLOCK_HINT as UNBLOCK_HINT
+from twcactl.rules.pin import PinFailure, PinRole, locked_message, refused_message
+from twcactl.rules.pin import PinState as PinState
+from twcactl.rules.times import rfc3339
 
 
 @dataclass(frozen=True)
@@ -142,7 +99,7 @@ class TokenObject:
                                   "key_bits": self.key_bits}
         if self.kind == "certificate":
             doc.update(subject=self.subject, serial=self.serial,
-                       not_after=self.not_after.strftime("%Y-%m-%dT%H:%M:%SZ") if self.not_after else None)
+                       not_after=rfc3339(self.not_after) if self.not_after else None)
         if self.kind == "private-key":
             doc.update(sensitive=self.sensitive, never_extractable=self.never_extractable)
         return doc
@@ -161,29 +118,34 @@ class ReaderInfo:
         return {"name": self.name, "card_present": self.card_present, "atr": self.atr}
 
 
-UNBLOCK_HINT = "an administrator with the SO PIN can set a new one: twcactl card unblock"
-
-
-def wrong_pin_error(state: PinState, *, what: str = "PIN") -> AuthError:
-    """The error for a PIN the token refused, worded from its flags (ux.md, "A wrong PIN").
+def wrong_pin_error(state: PinState, *, what: str = "PIN",
+                    failure: PinFailure = PinFailure.INCORRECT) -> PinError:
+    """The error for a PIN the token refused, worded from its flags (``rules.pin.refused_message``).
 
     ``state`` must be read from the token *after* the refusal (python-pkcs11's
-    ``Token.flags`` is a snapshot).
+    ``Token.flags`` is a snapshot).  ``what`` is ``PIN``, ``current PIN`` or
+    ``SO PIN`` (the SO PIN's flags in ``state``); a locked state gives
+    ``failure=locked``.
+
+    Returns:
+        A :class:`PinError` (exit 4) carrying ``state``.
     """
+    role: PinRole = "so" if what == "SO PIN" else "user"
+    message, hint = refused_message(state, what=what)
     if state.locked:
-        return locked_pin_error(what=what)
-    if state.final_try:
-        return AuthError(f"wrong {what}; the card says the next wrong {what} locks it (final try).",
-                         hint="check the PIN letter before trying again")
-    if state.count_low:
-        return AuthError(f"wrong {what}; the card says few tries are left before it locks.",
-                         hint="check the PIN letter before trying again")
-    return AuthError(f"wrong {what}.")
+        failure = PinFailure.LOCKED
+    return PinError(message, hint=hint, failure=failure, pin_state=state, role=role)
 
 
-def locked_pin_error(*, what: str = "PIN") -> AuthError:
-    """The error for a locked user PIN, pointing at ``card unblock`` (ux.md)."""
-    if what == "SO PIN":
-        return AuthError("the SO PIN is locked after too many wrong tries.",
-                         hint="the card cannot be unblocked any more; ask the card issuer for a new card")
-    return AuthError("the PIN is locked after too many wrong tries.", hint=UNBLOCK_HINT)
+def locked_pin_error(state: PinState | None = None, *, what: str = "PIN") -> PinError:
+    """The error for a locked PIN that is not tried at all: the user PIN points at ``card unblock``.
+
+    ``state`` is the token's flags when known (else only ``locked`` is set).
+
+    Returns:
+        A :class:`PinError` (exit 4, ``failure=locked``).
+    """
+    role: PinRole = "so" if what == "SO PIN" else "user"
+    message, hint = locked_message(role)
+    return PinError(message, hint=hint, failure=PinFailure.LOCKED, role=role,
+                    pin_state=state if state is not None else PinState(locked=True))

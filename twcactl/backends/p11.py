@@ -8,8 +8,9 @@ which are cryptography private keys whose ``sign()`` runs on the token
 (architecture.md, "A token key is a cryptography key").
 
 Every ``pkcs11`` exception is wrapped where it enters, into the error tree of
-``twcactl.errors``: a wrong or locked PIN is :class:`AuthError` (exit 4) worded
-from the token's flags read *after* the refusal, a PIN length or value the
+``twcactl.errors``: a wrong or locked PIN is :class:`PinError` (exit 4) carrying
+the token's flags read *after* the refusal and worded from them by
+``twcactl.rules.pin``, a new PIN's length or value the
 token refuses is :class:`PolicyError` (exit 1), anything about the module,
 slot or token is :class:`DeviceError` (exit 6).  No PIN is ever retried here.
 """
@@ -38,6 +39,9 @@ from twcactl.backends import (
     wrong_pin_error,
 )
 from twcactl.errors import DeviceError, PolicyError, TwcaError, UsageError
+from twcactl.pkix.parse_errors import ASN1_ERRORS, KEY_ERRORS, X509_LOAD_ERRORS
+from twcactl.rules.pin import NEW_PIN_LENGTH_HINT, PinFailure, new_pin_refused_message
+from twcactl.rules.serials import format_serial
 
 if TYPE_CHECKING:
     import pkcs11 as _pkcs11_types  # noqa: F401
@@ -275,19 +279,20 @@ class P11Token:
         A PIN the token already reports as locked is not tried at all.
 
         Raises:
-            AuthError: wrong PIN (worded from the flags after the refusal) or locked (exit 4).
+            PinError: wrong PIN, a length the token refuses, or locked (exit 4), with the flags after the refusal.
             DeviceError: the token fails otherwise (exit 6).
         """
         p11 = _p11()
         if pin is not None and self.refresh().pin.locked:
-            raise locked_pin_error()
+            raise locked_pin_error(self.info.pin)
         try:
             session = self._token.open(rw=rw, user_pin=pin)
         except p11.exceptions.PinLocked as exc:
-            self._after_refusal()
-            raise locked_pin_error() from exc
-        except (p11.exceptions.PinIncorrect, p11.exceptions.PinLenRange, p11.exceptions.PinInvalid) as exc:
+            raise locked_pin_error(self._after_refusal().pin) from exc
+        except (p11.exceptions.PinIncorrect, p11.exceptions.PinInvalid) as exc:
             raise wrong_pin_error(self._after_refusal().pin) from exc
+        except p11.exceptions.PinLenRange as exc:
+            raise wrong_pin_error(self._after_refusal().pin, failure=PinFailure.LENGTH_INVALID) from exc
         except p11.exceptions.UserPinNotInitialized as exc:
             raise DeviceError("the token has no user PIN yet.",
                               hint="set one with the SO PIN: twcactl card unblock") from exc
@@ -301,14 +306,14 @@ class P11Token:
         The caller checks the new PIN first (``card.check_new_pin``).
 
         Raises:
-            AuthError: the old PIN is wrong or locked (exit 4).
+            PinError: the old PIN is wrong or locked (exit 4).
             PolicyError: the token refuses the new PIN's length or value
                 (CKR_PIN_LEN_RANGE / CKR_PIN_INVALID), never retried (exit 1).
             DeviceError: any other failure (exit 6).
         """
         p11 = _p11()
         if self.refresh().pin.locked:
-            raise locked_pin_error()
+            raise locked_pin_error(self.info.pin)
         try:
             session = self._token.open(rw=True)
         except p11.PKCS11Error as exc:
@@ -316,18 +321,16 @@ class P11Token:
         try:
             session.set_pin(old_pin, new_pin)
         except p11.exceptions.PinLocked as exc:
-            self._after_refusal()
-            raise locked_pin_error() from exc
+            raise locked_pin_error(self._after_refusal().pin) from exc
         except p11.exceptions.PinIncorrect as exc:
             raise wrong_pin_error(self._after_refusal().pin, what="current PIN") from exc
         except p11.exceptions.PinLenRange as exc:
             self._after_refusal()
-            raise PolicyError("the card refuses a new PIN of this length; the PIN was not changed.",
-                              hint="choose a PIN of a length this card accepts") from exc
+            raise PolicyError(new_pin_refused_message(PinFailure.LENGTH_INVALID, action="changed"),
+                              hint=NEW_PIN_LENGTH_HINT) from exc
         except p11.exceptions.PinInvalid as exc:
             self._after_refusal()
-            raise PolicyError("the card refuses this new PIN (invalid characters or a value it forbids); "
-                              "the PIN was not changed.") from exc
+            raise PolicyError(new_pin_refused_message(PinFailure.INCORRECT, action="changed")) from exc
         except p11.PKCS11Error as exc:
             self._after_refusal()
             raise _wrap_device(exc, "changing the PIN") from exc
@@ -338,7 +341,7 @@ class P11Token:
         """Log in as the security officer and C_InitPIN ``new_pin``: unlocks a locked user PIN.
 
         Raises:
-            AuthError: the SO PIN is wrong or locked (exit 4).
+            PinError: the SO PIN is wrong or locked (exit 4), with the SO flags.
             PolicyError: the token refuses the new PIN (exit 1).
             DeviceError: any other failure (exit 6).
         """
@@ -346,13 +349,14 @@ class P11Token:
         # A leftover read-only session (e.g. from a failed user login earlier in this process) blocks SO login.
         self.module.reinitialize()
         token = self._refetch()
-        if _so_state(self.info, token).locked:
-            raise locked_pin_error(what="SO PIN")
+        so_state = _so_state(self.info, token)
+        if so_state.locked:
+            raise locked_pin_error(so_state, what="SO PIN")
         try:
             session = token.open(rw=True, so_pin=so_pin)
         except p11.exceptions.PinLocked as exc:
             self._after_refusal()
-            raise locked_pin_error(what="SO PIN") from exc
+            raise locked_pin_error(_so_state(self.info, self._token), what="SO PIN") from exc
         except (p11.exceptions.PinIncorrect, p11.exceptions.PinLenRange, p11.exceptions.PinInvalid) as exc:
             self._after_refusal()
             raise wrong_pin_error(_so_state(self.info, self._token), what="SO PIN") from exc
@@ -361,9 +365,9 @@ class P11Token:
         try:
             session.init_pin(new_pin)
         except p11.exceptions.PinLenRange as exc:
-            raise PolicyError("the card refuses a new PIN of this length; the PIN was not set.") from exc
+            raise PolicyError(new_pin_refused_message(PinFailure.LENGTH_INVALID, action="set")) from exc
         except p11.exceptions.PinInvalid as exc:
-            raise PolicyError("the card refuses this new PIN; the PIN was not set.") from exc
+            raise PolicyError(new_pin_refused_message(PinFailure.INCORRECT, action="set")) from exc
         except p11.PKCS11Error as exc:
             raise _wrap_device(exc, "setting the new PIN") from exc
         finally:
@@ -396,7 +400,7 @@ def _ec_curve(params: bytes) -> ec.EllipticCurve:
     try:
         parsed = ECDomainParameters.load(params)
         name = parsed.chosen.native if parsed.name == "named" else None
-    except Exception as exc:
+    except ASN1_ERRORS as exc:
         raise DeviceError("the token's EC key has parameters twcactl cannot read.") from exc
     if name not in _CURVES:
         raise DeviceError(f"the token's EC key is on curve {name!r}, which twcactl does not support.")
@@ -498,9 +502,9 @@ class P11Session:
                 key_type, bits = _describe_public(cert_public)
                 out.append(TokenObject(
                     kind="certificate", label=label, id=id_hex, key_type=key_type, key_bits=bits,
-                    subject=cert.subject.rfc4514_string(), serial=format(cert.serial_number, "x"),
+                    subject=cert.subject.rfc4514_string(), serial=format_serial(cert.serial_number),
                     not_after=cert.not_valid_after_utc, der=der, public_der=_spki(cert_public)))
-            except Exception:  # a certificate object twcactl cannot parse is listed, not fatal
+            except (*X509_LOAD_ERRORS, *KEY_ERRORS):  # a certificate object twcactl cannot parse is listed, not fatal
                 out.append(TokenObject(kind="certificate", label=label, id=id_hex, der=der))
         return out
 
@@ -696,7 +700,8 @@ class TokenRSAPrivateKey(rsa.RSAPrivateKey):
         """
         if not isinstance(padding_, padding.PKCS1v15):
             raise ValueError("token RSA keys sign with PKCS#1 v1.5 padding only.")
-        if not isinstance(algorithm, Prehashed) and algorithm.name == "sha256" and "SHA256_RSA_PKCS" in self._mechanisms:
+        on_token = "SHA256_RSA_PKCS" in self._mechanisms
+        if not isinstance(algorithm, Prehashed) and algorithm.name == "sha256" and on_token:
             return _token_sign(self._obj, data, "SHA256_RSA_PKCS")
         digest, hash_alg = _host_digest(data, algorithm)
         prefix = _DIGEST_INFO_PREFIX.get(hash_alg.name)

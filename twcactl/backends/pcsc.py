@@ -34,7 +34,7 @@ class _Context:
         self.scard = scard
         try:
             hresult, self.handle = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
-        except Exception as exc:  # pyscard raises on some platforms instead of returning a code
+        except (scard.error, OSError) as exc:  # pyscard raises on some platforms instead of returning a code
             raise DeviceError("the PC/SC service is not available.", hint=_SERVICE_HINT) from exc
         if hresult != scard.SCARD_S_SUCCESS:
             raise DeviceError(f"the PC/SC service is not available ({_message(scard, hresult)}).", hint=_SERVICE_HINT)
@@ -54,7 +54,8 @@ class _Context:
             raise DeviceError(f"cannot list the PC/SC readers ({_message(scard, hresult)}).", hint=_SERVICE_HINT)
         return list(names)
 
-    def states(self, names: list[str], known: list[tuple[str, int]] | None, timeout_ms: int) -> list[tuple[str, int, list[int]]]:
+    def states(self, names: list[str], known: list[tuple[str, int]] | None,
+               timeout_ms: int) -> list[tuple[str, int, list[int]]]:
         scard = self.scard
         query = known if known is not None else [(n, scard.SCARD_STATE_UNAWARE) for n in names]
         hresult, states = scard.SCardGetStatusChange(self.handle, timeout_ms, query)
@@ -68,7 +69,7 @@ class _Context:
 def _message(scard: Any, hresult: int) -> str:
     try:
         return str(scard.SCardGetErrorMessage(hresult)).strip().rstrip(".")
-    except Exception:
+    except (scard.error, OverflowError, TypeError):  # SWIG: a code outside the C type's range
         return f"0x{hresult & 0xFFFFFFFF:08X}"
 
 

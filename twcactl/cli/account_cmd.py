@@ -26,7 +26,8 @@ Example:
 """)
 @click.argument("account_id", metavar="ID")
 @click.option("--org", required=True, help="The organisation's registered English name (must equal subject O).")
-@click.option("--org-alias", "org_aliases", multiple=True, metavar="NAME", help="Another accepted O value (repeatable).")
+@click.option("--org-alias", "org_aliases", multiple=True, metavar="NAME",
+              help="Another accepted O value (repeatable).")
 @click.option("--domain", "domains", multiple=True, required=True, metavar="D", help="An agreed domain (repeatable).")
 @click.option("--quota", type=click.IntRange(min=0), default=0, show_default=True,
               help="Initial balance in certificate-years (the first ledger entry).")
@@ -35,28 +36,12 @@ Example:
 def add(account_id: str, org: str, org_aliases: tuple[str, ...], domains: tuple[str, ...], quota: int,
         note: str | None) -> None:
     """Register an account: ID is the 8-digit business number, a hyphen and a 2-digit sequence."""
-    from twcactl.errors import UsageError
-    from twcactl.policy.checks import normalise_domain, printable_problem
-    from twcactl.rules.identifiers import is_valid_account_id
+    from twcactl.authority.accounts import NewAccount, add_account
 
-    if not is_valid_account_id(account_id):
-        raise UsageError(f"{safe(account_id)!s} is not an account ID: expected NNNNNNNN-NN with a valid business number.")
-    for label, value in [("--org", org), *(("--org-alias", a) for a in org_aliases)]:
-        problem = printable_problem(value)
-        if problem:
-            raise UsageError(f"{label}: {problem}.")
-    normalised = list(dict.fromkeys(normalise_domain(d) for d in domains))
-    operator = current_operator()
+    new = NewAccount(account_id, org, domains=domains, aliases=org_aliases, quota=quota, note=note)
     store = app().open_store()
     try:
-        store.require_manager(operator)
-        with store.transaction():
-            store.add_account(account_id, " ".join(org.split()), aliases=org_aliases, domains=normalised)
-            if quota:
-                store.change_balance(account_id, quota, action="credit", operator=operator, note=note or "initial quota")
-            store.append_log(operator=operator, action="account.add", account=account_id, details={
-                "org": org, "org_aliases": list(org_aliases), "domains": normalised, "quota": quota})
-        _render(store.get_account(account_id))
+        _render(add_account(store, new, operator=current_operator()))
     finally:
         store.close()
 
@@ -76,30 +61,13 @@ Examples:
 def set_(account_id: str, org: str | None, add_domains: tuple[str, ...], remove_domains: tuple[str, ...],
          add_aliases: tuple[str, ...], remove_aliases: tuple[str, ...]) -> None:
     """Change an account's organisation name, agreed domains or O aliases (logged)."""
-    from twcactl.errors import UsageError
-    from twcactl.policy.checks import normalise_domain, printable_problem
+    from twcactl.authority.accounts import AccountChange, update_account
 
-    if org is None and not (add_domains or remove_domains or add_aliases or remove_aliases):
-        raise UsageError("nothing to change; give --org, --add-domain, --remove-domain, --add-alias or --remove-alias.")
-    for label, value in [("--org", org or "x"), *(("--add-alias", a) for a in add_aliases)]:
-        problem = printable_problem(value)
-        if problem:
-            raise UsageError(f"{label}: {problem}.")
-    adds = [normalise_domain(d) for d in add_domains]
-    removes = [d.lower().rstrip(".") for d in remove_domains]
-    operator = current_operator()
+    change = AccountChange(org=org, add_domains=add_domains, remove_domains=remove_domains, add_aliases=add_aliases,
+                           remove_aliases=remove_aliases)
     store = app().open_store()
     try:
-        store.require_manager(operator)
-        with store.transaction():
-            store.update_account(account_id, org=" ".join(org.split()) if org else None, add_domains=adds,
-                                 remove_domains=removes, add_aliases=add_aliases, remove_aliases=remove_aliases)
-            if not store.get_account(account_id, ledger=False).domains:
-                raise UsageError("an account needs at least one agreed domain.")
-            store.append_log(operator=operator, action="account.set", account=account_id, details={
-                "org": org, "add_domains": adds, "remove_domains": removes, "add_aliases": list(add_aliases),
-                "remove_aliases": list(remove_aliases)})
-        _render(store.get_account(account_id))
+        _render(update_account(store, account_id, change, operator=current_operator()))
     finally:
         store.close()
 
@@ -115,19 +83,12 @@ Examples:
 @json_option
 def credit(account_id: str, amount: int, note: str | None) -> None:
     """Add N certificate-years to an account's balance (a ledger entry and a log entry)."""
-    from twcactl.errors import UsageError
+    from twcactl.authority.accounts import Credit, credit_account
 
-    if amount == 0:
-        raise UsageError("N must not be 0.")
-    operator = current_operator()
+    change = Credit(account_id, amount, note)
     store = app().open_store()
     try:
-        store.require_manager(operator)
-        with store.transaction():
-            balance = store.change_balance(account_id, amount, action="credit", operator=operator, note=note)
-            store.append_log(operator=operator, action="account.credit", account=account_id,
-                             details={"delta": amount, "balance": balance, "note": note})
-        _render(store.get_account(account_id))
+        _render(credit_account(store, change, operator=current_operator()))
     finally:
         store.close()
 
@@ -142,7 +103,7 @@ def show(account_id: str) -> None:
     """Show an account: organisation, aliases, domains, balance and ledger (newest first)."""
     store = app().open_store()
     try:
-        _render(store.get_account(account_id))
+        _render(store.accounts.get(account_id))
     finally:
         store.close()
 
@@ -156,7 +117,7 @@ def list_() -> None:
     """List every account with its balance."""
     store = app().open_store()
     try:
-        accounts = store.list_accounts()
+        accounts = store.accounts.all()
     finally:
         store.close()
 

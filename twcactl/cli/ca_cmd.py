@@ -50,19 +50,15 @@ def init(name: str, org: str | None, country: str | None, key_type: str, root_ke
     The operator running it ($TWCACTL_OPERATOR, else the login name) is
     recorded as the CA's first manager.
     """
-    from twcactl.authority.home import CaInitOptions, init_ca
+    from twcactl.authority.home import CaInitOptions, ensure_new_home, init_ca
     from twcactl.cli.secrets import get_secret
     from twcactl.errors import UsageError
-    from twcactl.store import Store
 
     ctx = app()
     home = ctx.resolved_home()
     if no_passphrase and ca_passphrase:
         raise UsageError("give --ca-passphrase or --no-passphrase, not both.")
-    if Store.exists(home):
-        from twcactl.errors import StateError
-
-        raise StateError(f"{home} already holds a CA.", hint="use another --home, or remove it first")
+    ensure_new_home(home)  # before the prompt: nobody types a passphrase only to be refused
     passphrase = None if no_passphrase else get_secret(
         ca_passphrase, option="--ca-passphrase", what="new CA key passphrase", new=True,
         env_default="TWCACTL_CA_PASSPHRASE_SOURCE")
@@ -104,27 +100,16 @@ Examples:
 @json_option
 def config(key: str | None, value: str | None) -> None:
     """Read or change CA settings (config.toml): renewal_window_days, refund_window_days,
-    crl_days, crl_url, ocsp_url, ca_issuers_url."""
-    from twcactl.authority.settings import parse_setting
+    crl_days (whole days, at most 36500), crl_url, ocsp_url, ca_issuers_url (http/https), pkcs11_module."""
+    from twcactl.authority.settings import change_setting, current_settings
 
     store = app().open_store()
     try:
-        settings = dict(store.settings())
-        if key is not None:
-            parse_setting(key, None)  # unknown keys are a usage error even when only reading
         if key is not None and value is not None:
-            operator = current_operator()
-            store.require_manager(operator)
-            new_value = parse_setting(key, value)
-            old_value = settings.get(key)
-            settings[key] = new_value
-            with store.transaction():
-                store.append_log(operator=operator, action="ca.config",
-                                 details={"key": key, "old": old_value, "new": new_value})
-                store.write_settings(settings)
+            change_setting(store, key, value, current_operator())
+        doc = current_settings(store, key)
     finally:
         store.close()
-    doc = {key: settings[key]} if key is not None else settings
 
     def human(console: Console) -> None:
         for k, v in doc.items():
@@ -233,7 +218,7 @@ def _show(store: Any, *, created: bool) -> None:
     from twcactl.rules.times import rfc3339
 
     cas = []
-    for rec in store.cas():
+    for rec in store.cas.all():
         cert = rec.certificate()
         cas.append({
             "name": rec.name,
@@ -249,8 +234,8 @@ def _show(store: Any, *, created: bool) -> None:
         "schema_version": store.schema_version(),
         "key_encrypted": store.ca_key_encrypted,
         "cas": cas,
-        "settings": store.settings(),
-        "operators": [{"name": o["name"], "role": o["role"]} for o in store.operators()],
+        "settings": store.settings().to_mapping(),
+        "operators": [{"name": o["name"], "role": o["role"]} for o in store.operators.all()],
     }
 
     def human(console: Console) -> None:

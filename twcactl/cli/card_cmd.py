@@ -25,13 +25,20 @@ from twcactl.cli.context import (
     subject_options,
 )
 from twcactl.cli.output import emit, note, safe
+from twcactl.rules.serials import format_serial
+from twcactl.rules.settings import Settings
+from twcactl.rules.times import rfc3339
 
 if TYPE_CHECKING:
     from cryptography import x509
     from rich.console import Console
 
+    from twcactl.authority.card_issuer import LocalIssuer, LocalRenewer
     from twcactl.backends import TokenInfo, TokenObject
     from twcactl.backends.p11 import P11Token
+    from twcactl.card import EnrolmentPlan
+    from twcactl.rules.validity import Validity
+    from twcactl.store import Store
 
 PROFILE_CHOICES = ("user-sign", "user-enc", "ssl", "wildcard", "ev")
 KEY_TYPE_CHOICES = ("rsa2048", "rsa3072", "rsa4096", "ec-p256", "ec-p384")
@@ -65,14 +72,10 @@ def _module_path(module: str | None) -> str:
 
 
 def _configured_module() -> str | None:
-    import tomllib
+    from twcactl.store import read_settings
 
-    config = app().resolved_home() / "config.toml"
-    try:
-        value = tomllib.loads(config.read_text("utf-8")).get("pkcs11_module")
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
-        return None
-    return str(value) if value else None
+    # the home may not exist (card commands need no CA): then the defaults apply
+    return read_settings(app().resolved_home() / "config.toml").pkcs11_module or None
 
 
 def _open_token(module: str | None, token_label: str | None) -> P11Token:
@@ -88,11 +91,12 @@ def _pin(source: str | None, *, what: str = "card PIN", option: str = "--pin", n
 
 
 def _iso(value: Any) -> str | None:
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value is not None else None
+    return rfc3339(value) if value is not None else None
 
 
 def _token_lines(console: Console, info: TokenInfo) -> None:
-    console.print(f"Token  {safe(info.label)}  ({safe(info.manufacturer)} {safe(info.model)}, serial {safe(info.serial)})")
+    console.print(f"Token  {safe(info.label)}  ({safe(info.manufacturer)} {safe(info.model)}, "
+                  f"serial {safe(info.serial)})")
     console.print(f"  module  {safe(info.module)}")
     console.print(f"  slot    {info.slot_id}  {safe(info.slot_description)}")
     words = info.pin.words()
@@ -202,7 +206,7 @@ def verify_pin(module: str | None, token_label: str | None, pin_source: str | No
 
     token = _open_token(module, token_label)
     if token.info.pin.locked:
-        raise locked_pin_error()
+        raise locked_pin_error(token.info.pin)
     pin = _pin(pin_source)
     with token.session(pin):
         pass
@@ -230,7 +234,8 @@ Examples:
 """)
 @_token_options
 @click.option("--pin", "pin_source", metavar="SOURCE", help="The current PIN (default: prompt).")
-@click.option("--new-pin", "new_pin_source", metavar="SOURCE", help="The new PIN, 6 to 16 characters (default: prompt twice).")
+@click.option("--new-pin", "new_pin_source", metavar="SOURCE",
+              help="The new PIN, 6 to 16 characters (default: prompt twice).")
 @json_option
 def change_pin(module: str | None, token_label: str | None, pin_source: str | None, new_pin_source: str | None) -> None:
     """Change the user PIN: current PIN, then the new PIN twice.
@@ -246,7 +251,7 @@ def change_pin(module: str | None, token_label: str | None, pin_source: str | No
     check_new_pin(new, current=current)
     token = _open_token(module, token_label)
     if token.info.pin.locked:
-        raise locked_pin_error()
+        raise locked_pin_error(token.info.pin)
     token.change_pin(current, new)
     info = token.refresh()
     doc = {"changed": True, "token": info.to_json()}
@@ -288,21 +293,11 @@ def unblock(module: str | None, token_label: str | None, so_pin_source: str | No
 # enroll, import-cert
 
 
-def _subject_pairs(cn: str, org: str | None, ous: tuple[str, ...], locality: str | None, state: str | None,
-                   country: str | None) -> list[tuple[str, str]]:
-    """The subject options as ``(short name, value)`` pairs, checked as ``csr new`` checks them."""
-    from twcactl.csr import RequestSpec, subject_options
-
-    spec = RequestSpec().override(subject=subject_options(cn=cn, org=org, ous=ous, locality=locality, state=state,
-                                                          country=country))
-    spec.check_values()
-    return list(spec.subject)
-
-
-def _cert_doc(cert: x509.Certificate, *, label: str, id_hex: str, record: Any = None, window: int = 30) -> dict[str, Any]:
+def _cert_doc(cert: x509.Certificate, *, label: str, id_hex: str, record: Any = None,
+              window: int = 30) -> dict[str, Any]:
     from twcactl.rules.times import utcnow
 
-    doc: dict[str, Any] = {"serial": format(cert.serial_number, "x"), "subject": cert.subject.rfc4514_string(),
+    doc: dict[str, Any] = {"serial": format_serial(cert.serial_number), "subject": cert.subject.rfc4514_string(),
                            "not_before": _iso(cert.not_valid_before_utc), "not_after": _iso(cert.not_valid_after_utc),
                            "label": label, "id": id_hex}
     if record is not None:
@@ -329,7 +324,8 @@ Examples:
 @click.option("--account", "account_id", metavar="ID", help="The account that pays (needed unless --csr-out).")
 @click.option("--profile", type=click.Choice(PROFILE_CHOICES), default="user-sign", show_default=True,
               help="The certificate's profile (ignored with --pair).")
-@click.option("--pair", is_flag=True, help="Enrol a signing and an encryption key (user-sign + user-enc): both or neither.")
+@click.option("--pair", is_flag=True,
+              help="Enrol a signing and an encryption key (user-sign + user-enc): both or neither.")
 @click.option("--csr-out", type=click.Path(path_type=Path, dir_okay=False),
               help="Write the CSR for an outside CA instead of issuing (with --pair: NAME-sign / NAME-enc).")
 @click.option("--years", type=int, help="Validity in calendar years (default 1).")
@@ -354,78 +350,64 @@ def enroll(module: str | None, token_label: str | None, pin_source: str | None, 
     an outside CA, and `card import-cert` stores the answer later.
     Refused while the card says its PIN must be changed.
     """
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
-
     from twcactl import card as card_mod
+    from twcactl.csr import subject_options as subject_fields
     from twcactl.errors import UsageError
-    from twcactl.issue import Validity
-    from twcactl.rules.vocab import SSL_PROFILES
+    from twcactl.fsutil import ensure_free
+    from twcactl.rules.validity import Validity
 
-    if pair and profile not in ("user-sign",):
-        raise UsageError("--pair enrols user-sign and user-enc; do not give another --profile.")
     if csr_out is None and account_id is None:
         raise UsageError("give --account ID to issue from the local CA, or --csr-out FILE for an outside CA.")
     if csr_out is not None and account_id is not None:
         raise UsageError("give --account or --csr-out, not both.")
     validity = Validity.from_options(years, days)
-    pairs = _subject_pairs(cn, org, ous, locality, state, country)
-    subject = card_mod.subject_from_options(pairs)
-    from twcactl.fsutil import ensure_free
-    from twcactl.policy.checks import printable_problem
-
-    for san in sans:
-        problem = printable_problem(san)
-        if problem:
-            raise UsageError(f"--san: {problem}.")
-    if pair:
-        specs = [card_mod.KeySpec("user-sign", f"{label} sign" if label else "user-sign", key_type, False),
-                 card_mod.KeySpec("user-enc", f"{label} enc" if label else "user-enc", key_type, True)]
-    else:
-        specs = [card_mod.KeySpec(profile, label or profile, key_type, profile == "user-enc")]
-
-    def sans_for(spec: card_mod.KeySpec) -> list[x509.GeneralName]:
-        if spec.profile in SSL_PROFILES:
-            seen: dict[str, None] = {}
-            for name in (cn, *sans):
-                seen.setdefault(name, None)
-            return [x509.DNSName(n) for n in seen]
-        return [x509.RFC822Name(s) for s in sans]
-
+    plan = card_mod.plan_enrolment(subject_fields(cn=cn, org=org, ous=ous, locality=locality, state=state,
+                                                  country=country),
+                                   sans=sans, profile=profile, pair=pair, key_type=key_type, label=label)
     csr_files = _csr_paths(csr_out, pair) if csr_out is not None else []
     ensure_free(csr_files, force=force)
-
-    store = None
-    issuer = None
-    if account_id is not None:
-        store = app().open_store()
-        from twcactl.authority.card_issuer import prepare_issuer
-
-        issuer = prepare_issuer(store, specs, pairs, sans_for, account_id=account_id, validity=validity,
-                                key_type=key_type, operator=current_operator(),
-                                passphrase=ca_passphrase_provider(ca_passphrase))
+    store = app().open_store() if account_id is not None else None
     try:
-        token = _open_token(module, token_label)
-        card_mod.require_pin_usable(token.info, for_what="a key is made on it")
-        pin = _pin(pin_source)
-        with token.session(pin, rw=True) as session:
-            note(f"Generating {len(specs)} {key_type} key pair(s) on the card ...")
-            pending = card_mod.enroll(session, specs, subject, sans_for, issuer)
-            if csr_files:
-                try:
-                    for path, item in zip(csr_files, pending):
-                        from twcactl.fsutil import write_file
+        issuer = None
+        if store is not None and account_id is not None:
+            from twcactl.authority.card_issuer import prepare_issuer
 
-                        write_file(path, item.csr.public_bytes(serialization.Encoding.PEM), force=force)
-                except BaseException:
-                    card_mod.discard(session, pending)
-                    raise
-        window = int(store.settings()["renewal_window_days"]) if store is not None else 30
-        issued = getattr(issuer, "issued", []) if issuer is not None else []
+            issuer = prepare_issuer(store, plan.specs, plan.subject_pairs, plan.sans_for, account_id=account_id,
+                                    validity=validity, key_type=key_type, operator=current_operator(),
+                                    passphrase=ca_passphrase_provider(ca_passphrase))
+        token, pending = _enroll_on_card(module, token_label, pin_source, plan, issuer, csr_files, force=force)
+        window = (store.settings() if store is not None else Settings()).renewal_window_days
     finally:
         if store is not None:
             store.close()
-    info = token.refresh()
+    _render_enrolment(token.refresh(), pending, csr_files, issuer.issued if issuer is not None else [], window)
+
+
+def _enroll_on_card(module: str | None, token_label: str | None, pin_source: str | None, plan: EnrolmentPlan,
+                    issuer: LocalIssuer | None, csr_files: list[Path], *, force: bool) -> tuple[P11Token, list[Any]]:
+    """Make the plan's keys on the card (certified by ``issuer``, or their CSRs written to ``csr_files``)."""
+    from cryptography.hazmat.primitives import serialization
+
+    from twcactl import card as card_mod
+    from twcactl.fsutil import write_file
+
+    token = _open_token(module, token_label)
+    card_mod.require_pin_usable(token.info, for_what="a key is made on it")
+    pin = _pin(pin_source)
+    with token.session(pin, rw=True) as session:
+        note(f"Generating {len(plan.specs)} {plan.specs[0].key_type} key pair(s) on the card ...")
+        pending = card_mod.enroll(session, plan.specs, plan.subject, plan.sans_for, issuer)
+        try:
+            for path, item in zip(csr_files, pending):
+                write_file(path, item.csr.public_bytes(serialization.Encoding.PEM), force=force)
+        except BaseException:
+            card_mod.discard(session, pending)
+            raise
+    return token, pending
+
+
+def _render_enrolment(info: TokenInfo, pending: list[Any], csr_files: list[Path],
+                      issued: list[tuple[x509.Certificate, Any]], window: int) -> None:
     keys = []
     for i, item in enumerate(pending):
         entry: dict[str, Any] = {"profile": item.spec.profile, "label": item.spec.label, "id": item.id_hex,
@@ -521,10 +503,8 @@ def renew(module: str | None, token_label: str | None, pin_source: str | None, y
     records.  All certificates on the card renew, or none: any failure
     deletes the new keys and leaves the old ones usable.
     """
-    from twcactl import card as card_mod
     from twcactl.errors import UsageError
-    from twcactl.fsutil import ensure_free
-    from twcactl.issue import Validity
+    from twcactl.rules.validity import Validity
 
     if request_out is not None and (years is not None or days is not None or early):
         raise UsageError("--years, --days and --early are for the local CA; not with --request-out.")
@@ -532,41 +512,61 @@ def renew(module: str | None, token_label: str | None, pin_source: str | None, y
     store = None if request_out is not None else app().open_store()
     try:
         if store is not None:
-            store.require_manager(current_operator())
+            store.operators.require_manager(current_operator())
         token = _open_token(module, token_label)
-        card_mod.require_pin_usable(token.info, for_what="a key is made on it")
-        pin = _pin(pin_source)
-        with token.session(pin, rw=True) as session:
-            targets = card_mod.renewal_targets(session.objects(), label=only_label)
-            request_files: list[Path] = []
-            submit = None
-            if request_out is not None:
-                request_files = _request_paths(request_out, [t.label for t in targets])
-                ensure_free(request_files, force=force)
-            else:
-                from twcactl.authority.card_issuer import LocalRenewer
-
-                assert store is not None
-                submit = LocalRenewer(store, targets, validity=validity, early=early, operator=current_operator(),
-                                      passphrase=ca_passphrase_provider(ca_passphrase))
-                submit.precheck()
-            note(f"Generating {len(targets)} new key pair(s) on the card ...")
-            made = card_mod.renew(session, targets, key_type=key_type, submit=submit, keep_old=keep_old)
-            if request_files:
-                from twcactl.fsutil import write_file
-                from twcactl.pkix.cms_request import request_pem
-
-                try:
-                    for path, item in zip(request_files, made):
-                        write_file(path, request_pem(item.request_der), force=force)
-                except BaseException:
-                    for item in made:
-                        session.destroy(item.new_id_hex)
-                    raise
-        window = int(store.settings()["renewal_window_days"]) if store is not None else 30
+        made, request_files, submit = _renew_on_card(
+            token, pin_source, store, only_label=only_label, request_out=request_out, force=force,
+            validity=validity, early=early, key_type=key_type, keep_old=keep_old, ca_passphrase=ca_passphrase)
+        window = (store.settings() if store is not None else Settings()).renewal_window_days
     finally:
         if store is not None:
             store.close()
+    _render_renewals(token.info, made, request_files, submit, window=window, old_kept=keep_old or submit is None)
+
+
+def _renew_on_card(token: P11Token, pin_source: str | None, store: Store | None, *, only_label: str | None,
+                   request_out: Path | None, force: bool, validity: Validity | None, early: bool,
+                   key_type: str | None, keep_old: bool, ca_passphrase: str | None
+                   ) -> tuple[list[Any], list[Path], LocalRenewer | None]:
+    """New keys on the card for its certificates, renewed by the local CA (``store``) or written as
+    renewal requests next to ``request_out``; returns the renewals, the request files and the renewer."""
+    from twcactl import card as card_mod
+    from twcactl.fsutil import ensure_free
+
+    card_mod.require_pin_usable(token.info, for_what="a key is made on it")
+    pin = _pin(pin_source)
+    with token.session(pin, rw=True) as session:
+        targets = card_mod.renewal_targets(session.objects(), label=only_label)
+        request_files: list[Path] = []
+        submit = None
+        if request_out is not None:
+            request_files = _request_paths(request_out, [t.label for t in targets])
+            ensure_free(request_files, force=force)
+        else:
+            from twcactl.authority.card_issuer import LocalRenewer
+
+            assert store is not None
+            submit = LocalRenewer(store, targets, validity=validity, early=early, operator=current_operator(),
+                                  passphrase=ca_passphrase_provider(ca_passphrase))
+            submit.precheck()
+        note(f"Generating {len(targets)} new key pair(s) on the card ...")
+        made = card_mod.renew(session, targets, key_type=key_type, submit=submit, keep_old=keep_old)
+        if request_files:
+            from twcactl.fsutil import write_file
+            from twcactl.pkix.cms_request import request_pem
+
+            try:
+                for path, item in zip(request_files, made):
+                    write_file(path, request_pem(item.request_der), force=force)
+            except BaseException:
+                for item in made:
+                    session.destroy(item.new_id_hex)
+                raise
+    return made, request_files, submit
+
+
+def _render_renewals(info: TokenInfo, made: list[Any], request_files: list[Path], submit: LocalRenewer | None, *,
+                     window: int, old_kept: bool) -> None:
     entries = []
     for i, item in enumerate(made):
         entry: dict[str, Any] = {"label": item.old.label, "old_serial": item.old.serial, "old_id": item.old.id_hex,
@@ -579,8 +579,7 @@ def renew(module: str | None, token_label: str | None, pin_source: str | None, y
                                              window=window)
             entry["renewed"] = renewed
         entries.append(entry)
-    doc = {"token": {"label": token.info.label, "serial": token.info.serial}, "renewals": entries,
-           "old_kept": keep_old or submit is None}
+    doc = {"token": {"label": info.label, "serial": info.serial}, "renewals": entries, "old_kept": old_kept}
 
     def human(console: Console) -> None:
         for entry in entries:
@@ -627,43 +626,20 @@ def register(module: str | None, token_label: str | None, out_dir: Path, force: 
     The private keys never leave the card; "moving to another computer" is
     copying the certificates (domain.md §8).  No PIN is needed.
     """
-    from cryptography import x509
     from cryptography.hazmat.primitives import serialization
 
+    from twcactl.card import readable_certificates
     from twcactl.fsutil import ensure_free, write_file
-    from twcactl.store import Store
 
     token = _open_token(module, token_label)
     with token.session(None) as session:
-        objects = [o for o in session.objects() if o.kind == "certificate" and o.der]
-    certs = []
-    for o in objects:
-        try:
-            certs.append((o, x509.load_der_x509_certificate(o.der)))
-        except Exception:
-            note(f"warning: skipping certificate object {o.id or o.label!r}: not a readable X.509 certificate")
-    paths = [out_dir / f"{format(c.serial_number, 'x')}.cer" for _o, c in certs]
+        certs, unreadable = readable_certificates(session.objects())
+    for o in unreadable:
+        note(f"warning: skipping certificate object {o.id or o.label!r}: not a readable X.509 certificate")
+    paths = [out_dir / f"{format_serial(c.serial_number)}.cer" for _o, c in certs]
     ensure_free(paths, force=force)
     out_dir.mkdir(parents=True, exist_ok=True)
-    home = app().resolved_home()
-    records: list[Any] = [None] * len(certs)
-    window = 30
-    if Store.exists(home):
-        store = app().open_store()
-        try:
-            window = int(store.settings()["renewal_window_days"])
-            for i, (_o, c) in enumerate(certs):
-                records[i] = store.find_certificate_by_der(c.public_bytes(serialization.Encoding.DER))
-            linked = [(r, paths[i]) for i, r in enumerate(records) if r is not None]
-            if linked:
-                with store.transaction():
-                    for record, path in linked:
-                        store.append_log(operator=current_operator(), action="card.register", account=record.account,
-                                         serial=record.serial, details={"token": token.info.label,
-                                                                        "token_serial": token.info.serial,
-                                                                        "file": str(path)})
-        finally:
-            store.close()
+    records, window = _register_in_home(token.info, [(c, str(p)) for (_o, c), p in zip(certs, paths)])
     for path, (_o, c) in zip(paths, certs):
         write_file(path, c.public_bytes(serialization.Encoding.PEM), force=force)
     entries = []
@@ -682,3 +658,20 @@ def register(module: str | None, token_label: str | None, out_dir: Path, force: 
             console.print(f"{e['file']}  {safe(e['subject'])}  until {e['not_after'][:10]}  ({linked})")
 
     emit(doc, human)
+
+
+def _register_in_home(info: TokenInfo, certificates: list[tuple[x509.Certificate, str]]
+                      ) -> tuple[list[Any], int]:
+    """This CA's records of ``certificates`` (None each when the home holds no CA) and the renewal window."""
+    from twcactl.authority.card_issuer import register_card
+    from twcactl.store import Store
+
+    if not Store.exists(app().resolved_home()):
+        return [None] * len(certificates), Settings().renewal_window_days
+    store = app().open_store()
+    try:
+        found = register_card(store, certificates, token_label=info.label, token_serial=info.serial,
+                              operator=current_operator())
+    finally:
+        store.close()
+    return list(found.records), found.renewal_window_days

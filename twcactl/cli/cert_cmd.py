@@ -20,6 +20,8 @@ from twcactl.cli.output import emit, note, safe
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from twcactl.authority.lifecycle import CsrInput, IssueOutcome
+    from twcactl.errors import TwcaError
     from twcactl.store import Store
     from twcactl.store.records import CertRecord
 
@@ -69,10 +71,10 @@ def issue(csrs: tuple[Path, ...], account_id: str, profile: str, years: int | No
     Several CSRs (or a directory of them) are one batch: all or nothing,
     unless --keep-going.
     """
-    from twcactl.authority.lifecycle import CsrInput, issue_certificates
-    from twcactl.errors import TwcaError, UsageError
-    from twcactl.fsutil import ensure_free, read_input, write_file
-    from twcactl.issue import Validity
+    from twcactl.authority.lifecycle import issue_certificates
+    from twcactl.errors import UsageError
+    from twcactl.fsutil import ensure_free
+    from twcactl.rules.validity import Validity
 
     validity = Validity.from_options(years, days)
     files = _expand_inputs(csrs)
@@ -81,18 +83,8 @@ def issue(csrs: tuple[Path, ...], account_id: str, profile: str, years: int | No
     if out is not None and len(files) != 1:
         raise UsageError("--out takes one CSR; for a batch use the files under the CA home or cert export.")
     ensure_free([out], force=force)
-    inputs: list[CsrInput] = []
-    failed_reads: list[tuple[str, TwcaError]] = []
-    for f in files:
-        try:
-            inputs.append(CsrInput(name=str(f), data=read_input(f, what="CSR")))
-        except TwcaError as exc:
-            if not keep_going:
-                raise
-            failed_reads.append((str(f), exc))
-
-    ctx = app()
-    store = ctx.open_store()
+    inputs, failed_reads = _read_csrs(files, keep_going=keep_going)
+    store = app().open_store()
     try:
         outcome = issue_certificates(
             store, inputs, account_id=account_id, profile=profile, validity=validity, operator=current_operator(),
@@ -103,15 +95,45 @@ def issue(csrs: tuple[Path, ...], account_id: str, profile: str, years: int | No
         store.close()
     outcome.failed[:0] = failed_reads
     if out is not None and outcome.issued:
-        pem = Path(outcome.issued[0].path).read_bytes()
-        if str(out) == "-":
-            click.echo(pem.decode("ascii"), nl=False, err=ctx.json)
-        else:
-            write_file(out, pem, force=force)
+        _copy_out(Path(outcome.issued[0].path), out, force=force)
+    _render_issue(outcome, account_id, settings.renewal_window_days)
+    if outcome.failed:
+        raise SystemExit(outcome.failed[0][1].exit_code)
 
+
+def _read_csrs(files: list[Path], *, keep_going: bool) -> tuple[list[CsrInput], list[tuple[str, TwcaError]]]:
+    """The CSR files as inputs; with ``keep_going`` an unreadable one is set aside instead of stopping the batch."""
+    from twcactl.authority.lifecycle import CsrInput
+    from twcactl.errors import TwcaError
+    from twcactl.fsutil import read_input
+
+    inputs: list[CsrInput] = []
+    failed_reads: list[tuple[str, TwcaError]] = []
+    for f in files:
+        try:
+            inputs.append(CsrInput(name=str(f), data=read_input(f, what="CSR")))
+        except TwcaError as exc:
+            if not keep_going:
+                raise
+            failed_reads.append((str(f), exc))
+    return inputs, failed_reads
+
+
+def _copy_out(path: Path, out: Path, *, force: bool) -> None:
+    """``--out``: the new certificate's PEM again, to a file or to stdout ("-"; stderr under --json)."""
+    from twcactl.fsutil import write_file
+
+    pem = path.read_bytes()
+    if str(out) == "-":
+        click.echo(pem.decode("ascii"), nl=False, err=app().json)
+    else:
+        write_file(out, pem, force=force)
+
+
+def _render_issue(outcome: IssueOutcome, account_id: str, window: int) -> None:
     from twcactl.rules.times import utcnow
 
-    now, window = utcnow(), int(settings["renewal_window_days"])
+    now = utcnow()
     doc = {
         "certificates": [r.to_json(now, window) for r in outcome.issued],
         "failed": [{"file": name, "error": err.message, "code": err.exit_code} for name, err in outcome.failed],
@@ -131,8 +153,6 @@ def issue(csrs: tuple[Path, ...], account_id: str, profile: str, years: int | No
             console.print(f"Refused {safe(name)}: {safe(err.message)}")
 
     emit(doc, human)
-    if outcome.failed:
-        raise SystemExit(outcome.failed[0][1].exit_code)
 
 
 def _cert_human(verb: str, record: CertRecord, extra: list[str] | None = None):  # type: ignore[no-untyped-def]
@@ -171,42 +191,27 @@ def renew(serial: str, csr_file: Path | None, request_file: Path | None, years: 
     Allowed from the renewal window (ca config renewal_window_days, default
     30 days before notAfter) unless --early; costs like an issue.
     """
-    from cryptography.hazmat.primitives import serialization
-
-    from twcactl.authority.lifecycle import CsrInput, renew_certificate
+    from twcactl.authority.lifecycle import renew_certificate
     from twcactl.errors import UsageError
-    from twcactl.fsutil import ensure_free, read_input, write_file
-    from twcactl.issue import Validity
+    from twcactl.fsutil import ensure_free
     from twcactl.rules.times import utcnow
+    from twcactl.rules.validity import Validity
 
     if (csr_file is None) == (request_file is None):
         raise UsageError("give exactly one of --csr or --request.")
     validity = Validity.from_options(years, days) if years is not None or days is not None else None
     ensure_free([out], force=force)
-    signer_der = None
-    if request_file is not None:
-        from twcactl.pkix.cms_request import verify_renewal_request
-
-        renewal = verify_renewal_request(read_input(request_file, what="renewal request"), name=str(request_file))
-        item = CsrInput(name=str(request_file), data=renewal.csr.public_bytes(serialization.Encoding.DER))
-        signer_der = renewal.signer.public_bytes(serialization.Encoding.DER)
-    else:
-        assert csr_file is not None
-        item = CsrInput(name=str(csr_file), data=read_input(csr_file, what="CSR"))
+    item, signer_der = _renewal_input(csr_file, request_file)
     store = app().open_store()
     try:
         outcome = renew_certificate(store, _lookup(store, serial).serial, item, validity=validity, early=early,
                                     operator=current_operator(), passphrase=ca_passphrase_provider(ca_passphrase),
                                     note=note, signer_der=signer_der)
-        window = int(store.settings()["renewal_window_days"])
+        window = store.settings().renewal_window_days
     finally:
         store.close()
     if out is not None:
-        pem = Path(outcome.certificate.path).read_bytes()
-        if str(out) == "-":
-            click.echo(pem.decode("ascii"), nl=False, err=app().json)
-        else:
-            write_file(out, pem, force=force)
+        _copy_out(Path(outcome.certificate.path), out, force=force)
     record = outcome.certificate
     doc = {"certificate": record.to_json(utcnow(), window), "renewed": outcome.renewed,
            "account": {"id": record.account, "balance": outcome.balance_after, "was": outcome.balance_before}}
@@ -214,6 +219,23 @@ def renew(serial: str, csr_file: Path | None, request_file: Path | None, years: 
         f"replaces {outcome.renewed}",
         f"account {record.account} balance {outcome.balance_after} certificate-years (was {outcome.balance_before})",
         f"file    {record.path}"]))
+
+
+def _renewal_input(csr_file: Path | None, request_file: Path | None) -> tuple[CsrInput, bytes | None]:
+    """The new CSR of a renewal and, for a CMS request (signed by the old key), the signer's certificate DER."""
+    from cryptography.hazmat.primitives import serialization
+
+    from twcactl.authority.lifecycle import CsrInput
+    from twcactl.fsutil import read_input
+
+    if request_file is not None:
+        from twcactl.pkix.cms_request import verify_renewal_request
+
+        renewal = verify_renewal_request(read_input(request_file, what="renewal request"), name=str(request_file))
+        return (CsrInput(name=str(request_file), data=renewal.csr.public_bytes(serialization.Encoding.DER)),
+                renewal.signer.public_bytes(serialization.Encoding.DER))
+    assert csr_file is not None
+    return CsrInput(name=str(csr_file), data=read_input(csr_file, what="CSR")), None
 
 
 @cert.command("revoke", epilog="""\b
@@ -281,8 +303,8 @@ def _state_change(serial: str, verb: str, action: Any, ca_passphrase: str | None
     store = app().open_store()
     try:
         record = action(store, _lookup(store, serial).serial, current_operator(), ca_passphrase_provider(ca_passphrase))
-        window = int(store.settings()["renewal_window_days"])
-        crl = store.latest_crl(record.ca_name)
+        window = store.settings().renewal_window_days
+        crl = store.crls.latest(record.ca_name)
         crl_path = str(store.crl_path(record.ca_name))
     finally:
         store.close()
@@ -302,7 +324,7 @@ def _dir_hint(record: CertRecord) -> str:
 def _lookup(store: Store, serial_text: str) -> CertRecord:
     from twcactl.rules.serials import format_serial, parse_serial
 
-    return store.get_certificate(format_serial(parse_serial(serial_text)))
+    return store.certificates.get(format_serial(parse_serial(serial_text)))
 
 
 @cert.command("show", epilog="""\b
@@ -318,10 +340,10 @@ def show(serial: str) -> None:
     store = app().open_store()
     try:
         record = _lookup(store, serial)
-        history = [e.to_json() for e in reversed(store.log_entries(serial=record.serial))]
-        renewed_by = store.renewals_of(record.serial)
-        window = int(store.settings()["renewal_window_days"])
-        chain = [{"name": ca.name, "subject": ca.certificate().subject.rfc4514_string()} for ca in store.cas()]
+        history = [e.to_json() for e in reversed(store.log.entries(serial=record.serial))]
+        renewed_by = store.certificates.renewals_of(record.serial)
+        window = store.settings().renewal_window_days
+        chain = [{"name": ca.name, "subject": ca.certificate().subject.rfc4514_string()} for ca in store.cas.all()]
     finally:
         store.close()
     now = utcnow()
@@ -374,8 +396,8 @@ def list_(cn_glob: str | None, domain: str | None, account_id: str | None, statu
     now = utcnow()
     store = app().open_store()
     try:
-        window = int(store.settings()["renewal_window_days"])
-        records = store.find_certificates(now=now, status=status, expiring_within=expiring_within,
+        window = store.settings().renewal_window_days
+        records = store.certificates.find(now=now, status=status, expiring_within=expiring_within,
                                           account=account_id, cn_glob=cn_glob, domain=domain, limit=limit)
     finally:
         store.close()

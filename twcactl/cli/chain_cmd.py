@@ -9,10 +9,13 @@ import click
 
 from twcactl.cli.context import app, json_option, parse_time_option
 from twcactl.cli.output import emit, note, safe
+from twcactl.rules.serials import format_serial
 
 if TYPE_CHECKING:
     from cryptography import x509
     from rich.console import Console
+
+    from twcactl.pkix.chain import ChainPath
 
 
 @click.group()
@@ -29,7 +32,7 @@ def _home_cas() -> list[x509.Certificate]:
         return []
     store = Store.open(home, lock_timeout=app().lock_timeout)
     try:
-        return [ca.certificate() for ca in store.cas()]
+        return [ca.certificate() for ca in store.cas.all()]
     finally:
         store.close()
 
@@ -47,7 +50,7 @@ def _cert_json(cert: x509.Certificate, **extra: Any) -> dict[str, Any]:
     from twcactl.rules.times import rfc3339
 
     return {"subject": cert.subject.rfc4514_string(), "issuer": cert.issuer.rfc4514_string(),
-            "serial": format(cert.serial_number, "x"), "not_after": rfc3339(cert.not_valid_after_utc), **extra}
+            "serial": format_serial(cert.serial_number), "not_after": rfc3339(cert.not_valid_after_utc), **extra}
 
 
 @chain.command("build", epilog="""\b
@@ -85,7 +88,6 @@ def build(leaf: Path, cert_sources: tuple[Path, ...], out_dir: Path | None, zip_
         fullchain_pem,
         gather_certificates,
         require_complete,
-        zip_bytes,
     )
 
     if fullchain is not None and str(fullchain) == "-" and app().json:
@@ -99,6 +101,24 @@ def build(leaf: Path, cert_sources: tuple[Path, ...], out_dir: Path | None, zip_
     if not cas:
         raise PolicyError(f"{leaf} is self-signed: there is no chain to build.")
     files = bundle_files(leaf_cert, list(reversed(cas)))
+    full = fullchain_pem(leaf_cert, cas)
+    to_stdout = fullchain is not None and str(fullchain) == "-"
+    written = write_files(_bundle_targets(files, full, out_dir=out_dir, zip_file=zip_file,
+                                          fullchain=None if to_stdout else fullchain), force=force)
+    if to_stdout:
+        click.echo(full.decode("ascii"), nl=False)
+        return
+    for skipped in gathered.skipped:
+        note(f"skipped {safe(skipped)}: no certificate in it")
+    names = [name for name, _ in files]  # root first
+    ordered = list(reversed(list(zip(names, [*reversed(cas), leaf_cert]))))  # leaf first
+    _render_build(ordered, path, gathered.skipped, written, home_count=len(home))
+
+
+def _bundle_targets(files: list[tuple[str, bytes]], full: bytes, *, out_dir: Path | None, zip_file: Path | None,
+                    fullchain: Path | None) -> list[tuple[Path, bytes, int]]:
+    """The files ``chain build`` writes: the manual's names in ``out_dir``, a cert.zip, a fullchain PEM."""
+    from twcactl.pkix.chain import zip_bytes
 
     targets: list[tuple[Path, bytes, int]] = []
     if out_dir is not None:
@@ -106,27 +126,21 @@ def build(leaf: Path, cert_sources: tuple[Path, ...], out_dir: Path | None, zip_
         targets += [(out_dir / name, data, 0o644) for name, data in files]
     if zip_file is not None:
         targets.append((zip_file, zip_bytes(files), 0o644))
-    full = fullchain_pem(leaf_cert, cas)
-    to_stdout = fullchain is not None and str(fullchain) == "-"
-    if fullchain is not None and not to_stdout:
+    if fullchain is not None:
         targets.append((fullchain, full, 0o644))
-    written = write_files(targets, force=force)
-    if to_stdout:
-        click.echo(full.decode("ascii"), nl=False)
-        return
-    for skipped in gathered.skipped:
-        note(f"skipped {safe(skipped)}: no certificate in it")
+    return targets
 
-    names = [name for name, _ in files]  # root first
-    ordered = list(reversed(list(zip(names, [*reversed(cas), leaf_cert]))))  # leaf first
+
+def _render_build(ordered: list[tuple[str, x509.Certificate]], path: ChainPath, skipped: list[str],
+                  written: list[Path], *, home_count: int) -> None:
     doc = {
         "complete": True,
         "chain": [_cert_json(cert, file=name) for name, cert in ordered],
         "ignored": len(path.unused),
         "duplicates": path.duplicates,
-        "skipped": gathered.skipped,
+        "skipped": skipped,
         "files": [str(p) for p in written],
-        "ca_home_certificates": len(home),
+        "ca_home_certificates": home_count,
     }
 
     def human(console: Console) -> None:
@@ -138,6 +152,23 @@ def build(leaf: Path, cert_sources: tuple[Path, ...], out_dir: Path | None, zip_
             console.print(f"  wrote {safe(p)}")
 
     emit(doc, human)
+
+
+def _trust_anchors(root_files: tuple[Path, ...]) -> tuple[list[x509.Certificate], list[x509.Certificate], str]:
+    """``(roots, intermediates, source)``: the --root files, else the CA home's root and intermediates.
+
+    Raises:
+        UsageError: no --root and no CA home (exit 2).
+    """
+    from twcactl.errors import UsageError
+    from twcactl.pkix.chain import gather_certificates, is_self_signed
+
+    if root_files:
+        return [c for _s, c in gather_certificates(list(root_files)).certificates], [], "files"
+    home = _home_cas()
+    if not home:
+        raise UsageError("no trusted root: give --root FILE, or use a CA home (--home).")
+    return [c for c in home if is_self_signed(c)], [c for c in home if not is_self_signed(c)], "ca-home"
 
 
 def _load_crls(paths: tuple[Path, ...]) -> list[x509.CertificateRevocationList]:
@@ -171,24 +202,15 @@ def verify(leaf: Path, root_files: tuple[Path, ...], untrusted_files: tuple[Path
 
     A failure names the certificate and the reason (exit 1).
     """
-    from twcactl.errors import UsageError
-    from twcactl.pkix.chain import gather_certificates, is_self_signed
+    from twcactl.pkix.chain import gather_certificates
     from twcactl.pkix.verify import verify_chain
     from twcactl.rules.times import rfc3339
 
     at = parse_time_option(at_text, "--at")
     leaf_cert, extra = _load_leaf(leaf)
     untrusted = [*extra, *(c for _s, c in gather_certificates(list(untrusted_files)).certificates)]
-    if root_files:
-        roots = [c for _s, c in gather_certificates(list(root_files)).certificates]
-        roots_source = "files"
-    else:
-        home = _home_cas()
-        if not home:
-            raise UsageError("no trusted root: give --root FILE, or use a CA home (--home).")
-        roots = [c for c in home if is_self_signed(c)]
-        untrusted += [c for c in home if not is_self_signed(c)]
-        roots_source = "ca-home"
+    roots, more_untrusted, roots_source = _trust_anchors(root_files)
+    untrusted += more_untrusted
     crls = _load_crls(crl_files)
     result = verify_chain(leaf_cert, roots=roots, untrusted=untrusted, purpose=purpose, hostname=hostname,
                           at=at, crls=crls)

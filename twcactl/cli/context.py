@@ -58,7 +58,7 @@ def current_operator() -> str:
         return name
     try:
         return getpass.getuser()
-    except Exception:  # no passwd entry, e.g. in some containers
+    except (KeyError, OSError):  # no passwd entry, e.g. in some containers (KeyError before 3.13, OSError after)
         return f"uid-{os.getuid()}"
 
 

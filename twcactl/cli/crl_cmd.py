@@ -46,7 +46,7 @@ def crl(out: Path | None, force: bool, full: bool, ca_passphrase: str | None) ->
     try:
         result = generate_crl(store, operator=current_operator(), passphrase=ca_passphrase_provider(ca_passphrase),
                               full=full)
-        path = store.crl_path(store.issuing_ca().name)
+        path = store.crl_path(store.cas.issuing().name)
     finally:
         store.close()
     if out is not None:

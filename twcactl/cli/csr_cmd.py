@@ -11,10 +11,12 @@ from twcactl.cli.context import app, json_option, subject_options
 from twcactl.cli.output import emit, note, safe
 
 if TYPE_CHECKING:
+    from cryptography import x509
     from rich.console import Console
 
-    from twcactl.csr import CsrDescription
+    from twcactl.csr import CsrDescription, RequestSpec
     from twcactl.models import AccountPolicy, CheckResult
+    from twcactl.pkix.keys import PrivateKey
 
 PROFILE_CHOICES = ("ssl", "wildcard", "ev", "user-sign", "user-enc")
 KEY_TYPE_CHOICES = ("rsa2048", "rsa3072", "rsa4096", "ec-p256", "ec-p384")
@@ -75,18 +77,10 @@ def new(cn: str | None, org: str | None, ous: tuple[str, ...], locality: str | N
     from cryptography.hazmat.primitives import serialization
 
     from twcactl.cli.secrets import get_secret
-    from twcactl.csr import (
-        RequestSpec,
-        build_csr,
-        parse_template,
-        spec_from_certificate,
-        subject_options,
-    )
+    from twcactl.csr import subject_options
     from twcactl.errors import UsageError
-    from twcactl.fsutil import ensure_free, read_input, write_file
-    from twcactl.pkix.keys import generate_key, private_key_pem
-    from twcactl.pkix.pem import load_certificate
-    from twcactl.rules.vocab import SSL_PROFILES
+    from twcactl.fsutil import ensure_free, write_file
+    from twcactl.pkix.keys import private_key_pem
 
     if no_passphrase and key_passphrase:
         raise UsageError("give --key-passphrase or --no-passphrase, not both.")
@@ -95,19 +89,7 @@ def new(cn: str | None, org: str | None, ous: tuple[str, ...], locality: str | N
     if from_cert is not None and template is not None and str(from_cert) == "-" and str(template) == "-":
         raise UsageError("--from-cert and --template cannot both read stdin.")
 
-    spec = RequestSpec()
-    renewal_of: dict[str, str] | None = None
-    if from_cert is not None:
-        from twcactl.pkix.names import rfc4514
-        from twcactl.rules.serials import format_serial
-
-        cert = load_certificate(read_input(from_cert, what="certificate"), name=str(from_cert))
-        spec = spec_from_certificate(cert)
-        renewal_of = {"file": str(from_cert), "serial": format_serial(cert.serial_number),
-                      "subject": rfc4514(cert.subject)}
-    if template is not None:
-        tmpl = parse_template(read_input(template, what="template"), name=str(template))
-        spec = spec.override(subject=tmpl.subject, sans=tmpl.sans, key_type=tmpl.key_type, profile=tmpl.profile)
+    spec, renewal_of = _base_spec(from_cert, template)
     options = subject_options(cn=cn, org=org, ous=ous, locality=locality, state=state, country=country)
     spec = spec.override(subject=options, sans=list(sans), key_type=key_type, profile=profile)
     profile_name = spec.profile or "ssl"
@@ -117,55 +99,16 @@ def new(cn: str | None, org: str | None, ous: tuple[str, ...], locality: str | N
         raise UsageError("--cn is required (unless --from-cert or --template gives a CN).")
     spec.check_values()
     ensure_free([key_out, out], force=force)
-    if profile_name in SSL_PROFILES:
-        dns_names, emails = [spec.cn, *spec.dns_names], []
-    else:
-        dns_names, emails = list(spec.dns_names), list(spec.emails)
     passphrase = None if no_passphrase else get_secret(
         key_passphrase, option="--key-passphrase", what="new key passphrase", new=True)
-
-    note(f"Generating a {key_type_name} key ...")
-    key = generate_key(key_type_name)
-    try:
-        request = build_csr(key, spec.subject, dns_names=dns_names, emails=emails)
-    except ValueError as exc:
-        raise UsageError(f"cannot build the CSR: {exc}.") from exc
+    key, request = _make_request(spec, profile_name, key_type_name)
     pem = request.public_bytes(serialization.Encoding.PEM)
     write_file(key_out, private_key_pem(key, passphrase), mode=0o600, force=force)
     if not _is_stdout(out):
         write_file(out, pem, force=force)  # type: ignore[arg-type]
 
-    from twcactl import csr as csr_mod
-    from twcactl.pkix.names import rfc4514, sans_json
-    from twcactl.policy.checks import check_request
-
-    # The account-independent rules, as a warning: the request may be meant
-    # for another CA, so they never stop it here (csr check / cert issue do).
-    result = check_request(csr_mod.facts(request), None, profile_name)
-    for finding in result.failed:
-        note(f"warning: {finding.rule}: {safe(finding.message)}")
-    doc = {
-        "subject": rfc4514(request.subject),
-        "sans": sans_json(csr_mod.requested_sans(request)),
-        "profile": profile_name,
-        "key_type": key_type_name,
-        "key_file": str(key_out),
-        "key_encrypted": passphrase is not None,
-        "csr_file": None if _is_stdout(out) else str(out),
-        "csr": pem.decode("ascii"),
-        "warnings": [{"rule": f.rule, "message": f.message} for f in result.failed],
-        "from_cert": renewal_of,
-    }
-
-    def human(console: Console) -> None:
-        if doc["csr_file"] is None:
-            click.echo(pem.decode("ascii"), nl=False)
-        else:
-            console.print(f"CSR  {doc['csr_file']}  {safe(doc['subject'])}")
-            console.print(f"key  {doc['key_file']}  ({key_type_name}, "
-                          f"{'encrypted' if passphrase else 'NOT encrypted'}, 0600)")
-
-    emit(doc, human)
+    _render_new(request, profile_name, key_type_name, key_out=key_out, out=out, encrypted=passphrase is not None,
+                renewal_of=renewal_of)
 
 
 def _value_text(value: Any) -> str:
@@ -199,6 +142,87 @@ def _render_description(console: Console, file: str, desc: CsrDescription) -> No
             console.print(f"    {safe(attr['name'])}: {safe(text)}")
     for problem in desc.problems:
         console.print(f"  cannot decode {safe(problem['field'])}: {safe(problem['reason'])}")
+
+
+def _make_request(spec: RequestSpec, profile_name: str, key_type_name: str
+                  ) -> tuple[PrivateKey, x509.CertificateSigningRequest]:
+    """A new key and its CSR: SSL profiles list the CN first among the DNS SANs, the others e-mail SANs."""
+    from twcactl.csr import build_csr
+    from twcactl.errors import UsageError
+    from twcactl.pkix.keys import generate_key
+    from twcactl.rules.vocab import SSL_PROFILES
+
+    assert spec.cn is not None
+    if profile_name in SSL_PROFILES:
+        dns_names, emails = [spec.cn, *spec.dns_names], []
+    else:
+        dns_names, emails = list(spec.dns_names), list(spec.emails)
+    note(f"Generating a {key_type_name} key ...")
+    key = generate_key(key_type_name)
+    try:
+        return key, build_csr(key, spec.subject, dns_names=dns_names, emails=emails)
+    except ValueError as exc:
+        raise UsageError(f"cannot build the CSR: {exc}.") from exc
+
+
+def _base_spec(from_cert: Path | None, template: Path | None) -> tuple[RequestSpec, dict[str, str] | None]:
+    """The values of --from-cert, then --template (the later wins), and the certificate being renewed."""
+    from twcactl.csr import RequestSpec, parse_template, spec_from_certificate
+    from twcactl.fsutil import read_input
+    from twcactl.pkix.pem import load_certificate
+
+    spec = RequestSpec()
+    renewal_of: dict[str, str] | None = None
+    if from_cert is not None:
+        from twcactl.pkix.names import rfc4514
+        from twcactl.rules.serials import format_serial
+
+        cert = load_certificate(read_input(from_cert, what="certificate"), name=str(from_cert))
+        spec = spec_from_certificate(cert)
+        renewal_of = {"file": str(from_cert), "serial": format_serial(cert.serial_number),
+                      "subject": rfc4514(cert.subject)}
+    if template is not None:
+        tmpl = parse_template(read_input(template, what="template"), name=str(template))
+        spec = spec.override(subject=tmpl.subject, sans=tmpl.sans, key_type=tmpl.key_type, profile=tmpl.profile)
+    return spec, renewal_of
+
+
+def _render_new(request: x509.CertificateSigningRequest, profile_name: str, key_type_name: str, *, key_out: Path,
+                out: Path | None, encrypted: bool, renewal_of: dict[str, str] | None) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    from twcactl import csr as csr_mod
+    from twcactl.pkix.names import rfc4514, sans_json
+    from twcactl.policy.checks import check_request
+
+    pem = request.public_bytes(serialization.Encoding.PEM)
+    # The account-independent rules, as a warning: the request may be meant
+    # for another CA, so they never stop it here (csr check / cert issue do).
+    result = check_request(csr_mod.facts(request), None, profile_name)
+    for finding in result.failed:
+        note(f"warning: {finding.rule}: {safe(finding.message)}")
+    doc = {
+        "subject": rfc4514(request.subject),
+        "sans": sans_json(csr_mod.requested_sans(request)),
+        "profile": profile_name,
+        "key_type": key_type_name,
+        "key_file": str(key_out),
+        "key_encrypted": encrypted,
+        "csr_file": None if _is_stdout(out) else str(out),
+        "csr": pem.decode("ascii"),
+        "warnings": [{"rule": f.rule, "message": f.message} for f in result.failed],
+        "from_cert": renewal_of,
+    }
+
+    def human(console: Console) -> None:
+        if doc["csr_file"] is None:
+            click.echo(pem.decode("ascii"), nl=False)
+        else:
+            console.print(f"CSR  {doc['csr_file']}  {safe(doc['subject'])}")
+            console.print(f"key  {doc['key_file']}  ({key_type_name}, "
+                          f"{'encrypted' if encrypted else 'NOT encrypted'}, 0600)")
+
+    emit(doc, human)
 
 
 @csr.command("show", epilog="""\b
@@ -274,22 +298,10 @@ def check(file: Path, account_id: str | None, policy_file: Path | None, profile:
     if policy_file is not None and str(policy_file) == "-" and str(file) == "-":
         raise UsageError("the CSR and --policy cannot both read stdin.")
     request = load_csr(read_input(file, what="CSR"), name=str(file))
-    policy: AccountPolicy | None = None
-    source: str | None = None
-    if policy_file is not None:
-        from twcactl.policy.toml_policy import parse_account_policy
-
-        policy = parse_account_policy(read_input(policy_file, what="policy"), name=str(policy_file))
-        source = str(policy_file)
-    elif account_id is not None:
-        store = app().open_store()
-        try:
-            policy = store.get_account(account_id, ledger=False).policy()
-        finally:
-            store.close()
+    policy, source = _check_policy(account_id, policy_file)
     try:
         request_facts = csr_mod.facts(request)
-    except Exception as exc:  # cryptography's ValueError, or UnsupportedAlgorithm for an unknown key type
+    except csr_mod.FACTS_ERRORS as exc:
         raise InputError(f"{file}: the CSR's public key or requested extensions cannot be decoded.") from exc
     result = check_request(request_facts, policy, profile)
     desc = csr_mod.describe(request)
@@ -305,6 +317,23 @@ def check(file: Path, account_id: str | None, policy_file: Path | None, profile:
     emit(doc, lambda console: _render_check(console, desc, result, policy, source))
     if not result.ok:
         raise SystemExit(1)
+
+
+def _check_policy(account_id: str | None, policy_file: Path | None) -> tuple[AccountPolicy | None, str | None]:
+    """The account policy to check against (from --policy, or the CA home's --account) and its file, if any."""
+    from twcactl.fsutil import read_input
+
+    if policy_file is not None:
+        from twcactl.policy.toml_policy import parse_account_policy
+
+        return parse_account_policy(read_input(policy_file, what="policy"), name=str(policy_file)), str(policy_file)
+    if account_id is None:
+        return None, None
+    store = app().open_store()
+    try:
+        return store.accounts.get(account_id, ledger=False).policy(), None
+    finally:
+        store.close()
 
 
 def _render_check(console: Console, desc: CsrDescription, result: CheckResult, policy: AccountPolicy | None,

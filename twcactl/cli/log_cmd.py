@@ -33,7 +33,7 @@ def log(ctx: click.Context, account_id: str | None, action: str | None, operator
         return
     store = app().open_store()
     try:
-        entries = store.log_entries(account=account_id, action=action, operator=operator, limit=limit)
+        entries = store.log.entries(account=account_id, action=action, operator=operator, limit=limit)
     finally:
         store.close()
 

@@ -35,24 +35,13 @@ Examples:
 @json_option
 def add(name: str, role: str, update: bool) -> None:
     """Register an operator (managers only; every change is logged)."""
-    from twcactl.errors import UsageError
-    from twcactl.policy.checks import printable_problem
+    from twcactl.authority.operators import OperatorGrant, add_operator, set_operator_role
 
-    problem = printable_problem(name)
-    if problem:
-        raise UsageError(f"operator name: {problem}.")
-    me = current_operator()
+    grant = OperatorGrant(name, role)
     store = app().open_store()
     try:
-        store.require_manager(me)
-        with store.transaction():
-            if update:
-                store.set_operator_role(name, role)
-            else:
-                store.add_operator(name, role, by=me)
-            store.append_log(operator=me, action="operator.update" if update else "operator.add",
-                             details={"name": name, "role": role})
-        operators = store.operators()
+        workflow = set_operator_role if update else add_operator
+        operators = workflow(store, grant, by=current_operator())
     finally:
         store.close()
     _render(operators)
@@ -67,7 +56,7 @@ def list_() -> None:
     """List the operators and their roles."""
     store = app().open_store()
     try:
-        operators = store.operators()
+        operators = store.operators.all()
     finally:
         store.close()
     _render(operators)

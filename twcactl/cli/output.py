@@ -58,13 +58,17 @@ def note(message: str) -> None:
 
 
 def error_document(err: TwcaError) -> dict[str, Any]:
-    """The contract's error document, plus ``findings`` when a policy refused."""
+    """The contract's error document (cli-contract.md, "An error").
+
+    ``{"error": {"code", "kind", "message", "hint"?, ...err.error_fields()}, ...err.document_fields()}``:
+    e.g. ``error.pin`` for a refused PIN, ``findings`` beside ``error`` when a policy refused.
+    """
     body: dict[str, Any] = {"code": err.exit_code, "kind": err.kind, "message": err.message}
     if err.hint:
         body["hint"] = err.hint
+    body.update(err.error_fields())
     doc: dict[str, Any] = {"error": body}
-    for key, value in err.details.items():
-        doc[key] = value
+    doc.update(err.document_fields())
     return doc
 
 

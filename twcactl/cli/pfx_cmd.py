@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,12 +17,15 @@ from twcactl.cli.context import (
     json_option,
 )
 from twcactl.cli.output import emit, note, safe
+from twcactl.rules.serials import format_serial
 
 if TYPE_CHECKING:
     from cryptography import x509
     from rich.console import Console
 
-    from twcactl.pfx import OpenedPfx
+    from twcactl.authority.rekey import NewKeyOutcome
+    from twcactl.pfx import OpenedPfx, RepackedPfx
+    from twcactl.pkix.keys import PrivateKey
 
 PASSWORD_HELP = "The PFX password: env:NAME, file:PATH, fd:N, stdin, pass:TEXT (default: none if the file has " \
                 "an empty one, else prompt)."
@@ -43,7 +47,8 @@ Examples:
 @click.option("--key", "key_file", required=True, type=click.Path(path_type=Path, dir_okay=False),
               help="Its private key (PEM or DER, encrypted or not).")
 @click.option("--chain", "chain_files", multiple=True, type=click.Path(path_type=Path, dir_okay=False),
-              help="CA certificates to include (repeatable). Default: the CA home's chain when it issued the certificate.")
+              help="CA certificates to include (repeatable). Default: the CA home's chain when it issued the "
+                   "certificate.")
 @click.option("--out", required=True, type=click.Path(path_type=Path, dir_okay=False), help="The PFX file to write.")
 @click.option("--password", metavar="SOURCE", help="The new PFX password (at least 6 characters): env:NAME, file:PATH, "
               "fd:N, stdin, pass:TEXT (default: prompt twice).")
@@ -59,27 +64,47 @@ def export(cert_file: Path, key_file: Path, chain_files: tuple[Path, ...], out: 
     Strong protection by default: AES-256-CBC with PBKDF2-HMAC-SHA256 and a
     SHA-256 MAC.
     """
-    from cryptography.hazmat.primitives import hashes
-
     from twcactl.cli.secrets import get_secret
-    from twcactl.errors import PolicyError
     from twcactl.fsutil import ensure_free, read_input, write_file
-    from twcactl.pfx import check_password, export_pfx, key_matches
-    from twcactl.pkix.keys import is_encrypted_key, load_private_key
+    from twcactl.pfx import check_password, export_pfx
     from twcactl.pkix.names import common_name
-    from twcactl.pkix.pem import load_certificate, load_certificates
+    from twcactl.pkix.pem import load_certificate
 
     ensure_free([out], force=force)
     cert = load_certificate(read_input(cert_file, what="certificate"), name=str(cert_file))
     key_data = read_input(key_file, what="key")
+    chain, source = _export_chain(cert, chain_files)
+    key = _matching_key(key_data, key_passphrase, cert, key_file=key_file, cert_file=cert_file)
+    pfx_password = get_secret(password, option="--password", what="new PFX password", new=True)
+    check_password(pfx_password)
+    name = friendly_name or common_name(cert.subject)
+    data = export_pfx(key, cert, chain, password=pfx_password, friendly_name=name, legacy=legacy)
+    write_file(out, data, mode=0o600, force=force)
+    _render_export(out, cert, chain, source, name=name, legacy=legacy)
+
+
+def _export_chain(cert: x509.Certificate, chain_files: tuple[Path, ...]) -> tuple[list[x509.Certificate], str]:
+    """The CA certificates to include and where they came from: ``files``, ``ca-home`` or ``none``."""
+    from twcactl.fsutil import read_input
+    from twcactl.pkix.pem import load_certificates
+
     chain: list[x509.Certificate] = []
     for f in chain_files:
         chain.extend(load_certificates(read_input(f, what="chain"), name=str(f)))
-    source = "files" if chain_files else "none"
-    if not chain_files:
-        home_chain = _home_chain(cert)
-        if home_chain is not None:
-            chain, source = home_chain, "ca-home"
+    if chain_files:
+        return chain, "files"
+    home_chain = _home_chain(cert)
+    return (home_chain, "ca-home") if home_chain is not None else (chain, "none")
+
+
+def _matching_key(key_data: bytes, key_passphrase: str | None, cert: x509.Certificate, *, key_file: Path,
+                  cert_file: Path) -> PrivateKey:
+    """The private key in ``key_data`` (its passphrase asked only when it is encrypted); it must be ``cert``'s."""
+    from twcactl.cli.secrets import get_secret
+    from twcactl.errors import PolicyError
+    from twcactl.pfx import key_matches
+    from twcactl.pkix.keys import is_encrypted_key, load_private_key
+
     key_pass = None
     if is_encrypted_key(key_data):
         key_pass = get_secret(key_passphrase, option="--key-passphrase", what=f"passphrase of {key_file}")
@@ -87,11 +112,13 @@ def export(cert_file: Path, key_file: Path, chain_files: tuple[Path, ...], out: 
     if not key_matches(key, cert):
         raise PolicyError(f"the private key in {key_file} does not belong to the certificate in {cert_file}.",
                           hint="give the key the CSR was made with")
-    pfx_password = get_secret(password, option="--password", what="new PFX password", new=True)
-    check_password(pfx_password)
-    name = friendly_name or common_name(cert.subject)
-    data = export_pfx(key, cert, chain, password=pfx_password, friendly_name=name, legacy=legacy)
-    write_file(out, data, mode=0o600, force=force)
+    return key
+
+
+def _render_export(out: Path, cert: x509.Certificate, chain: list[x509.Certificate], source: str, *,
+                   name: str | None, legacy: bool) -> None:
+    from cryptography.hazmat.primitives import hashes
+
     doc = {
         "file": str(out),
         "friendly_name": name,
@@ -100,7 +127,7 @@ def export(cert_file: Path, key_file: Path, chain_files: tuple[Path, ...], out: 
         "encryption": "pbeWithSHA1And3-KeyTripleDES-CBC" if legacy else "PBES2 AES-256-CBC PBKDF2-HMAC-SHA256",
         "mac": "sha1" if legacy else "sha256",
         "subject": cert.subject.rfc4514_string(),
-        "serial": format(cert.serial_number, "x"),
+        "serial": format_serial(cert.serial_number),
         "fingerprint_sha256": cert.fingerprint(hashes.SHA256()).hex(),
     }
 
@@ -125,7 +152,7 @@ def _home_chain(cert: x509.Certificate) -> list[x509.Certificate] | None:
         return None
     store = Store.open(home, lock_timeout=app().lock_timeout)
     try:
-        record = store.find_certificate_by_der(cert.public_bytes(serialization.Encoding.DER))
+        record = store.certificates.find_by_der(cert.public_bytes(serialization.Encoding.DER))
         if record is None:
             return None
         return list(reversed(ca_chain_for(store, record)))
@@ -157,7 +184,7 @@ def _cert_json(entry: object) -> dict[str, Any]:
     return {
         "subject": cert.subject.rfc4514_string(),
         "issuer": cert.issuer.rfc4514_string(),
-        "serial": format(cert.serial_number, "x"),
+        "serial": format_serial(cert.serial_number),
         "not_before": rfc3339(cert.not_valid_before_utc),
         "not_after": rfc3339(cert.not_valid_after_utc),
         "friendly_name": entry.friendly_name,  # type: ignore[attr-defined]
@@ -178,7 +205,7 @@ def _key_json(opened: OpenedPfx) -> dict[str, Any] | None:
         "type": kind, "bits": bits, "curve": curve,
         "friendly_name": opened.key_friendly_name, "local_key_id": opened.key_local_key_id,
         "certificate": key_cert.certificate.subject.rfc4514_string() if key_cert else None,
-        "certificate_serial": format(key_cert.certificate.serial_number, "x") if key_cert else None,
+        "certificate_serial": format_serial(key_cert.certificate.serial_number) if key_cert else None,
     }
 
 
@@ -211,7 +238,6 @@ def show(file: Path, password: str | None) -> None:
 
     def human(console: Console) -> None:
         prot = structure.to_json()
-        mac = prot["mac"]
         console.print(f"PFX  {safe(file)}")
         if opened.key is not None:
             key_cert = opened.key_certificate
@@ -228,13 +254,7 @@ def show(file: Path, password: str | None) -> None:
             if c["friendly_name"] or c["local_key_id"]:
                 console.print(f"                friendly name {safe(c['friendly_name'] or '-')}  "
                               f"local key ID {c['local_key_id'] or '-'}")
-        cp, kp = prot["certificate_encryption"], prot["key_encryption"]
-        console.print(f"  certificates  {cp['scheme']}" + (f", {cp['iterations']} iterations" if cp["iterations"] else ""))
-        if kp is not None:
-            console.print(f"  key           {kp['scheme']}" + (f", {kp['iterations']} iterations" if kp["iterations"] else ""))
-        console.print(f"  MAC           {mac['algorithm']}, {mac['iterations']} iterations" if mac else "  MAC           none")
-        if any(p and p.get("legacy") for p in (cp, kp)):
-            console.print("  note: legacy encryption; `twcactl pfx rekey` writes AES-256 instead")
+        _protection_lines(console, prot)
 
     emit(doc, human)
 
@@ -246,9 +266,11 @@ Examples:
   twcactl pfx rekey www.pfx --out www-2026.pfx --new-key --revoke-old --password env:P --new-password env:P2
 """)
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), help="The new PFX (never FILE, unless --in-place).")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False),
+              help="The new PFX (never FILE, unless --in-place).")
 @click.option("--password", metavar="SOURCE", help=PASSWORD_HELP)
-@click.option("--new-password", metavar="SOURCE", help="The new password, at least 6 characters (default: prompt twice).")
+@click.option("--new-password", metavar="SOURCE",
+              help="The new password, at least 6 characters (default: prompt twice).")
 @click.option("--legacy", is_flag=True, help="Downgrade on purpose to 3DES and a SHA-1 MAC, for old Windows and Java.")
 @click.option("--in-place", is_flag=True, help="Replace FILE itself (atomically).")
 @click.option("--new-key", is_flag=True, help="A fresh key pair and a replacement certificate from the CA home "
@@ -267,15 +289,35 @@ def rekey(file: Path, out: Path | None, password: str | None, new_password: str 
     keys is refused rather than losing one.  With --new-key it is a re-key
     in the PKI sense: a new key pair and a replacement certificate.
     """
-    from twcactl.cli.secrets import get_secret
-    from twcactl.errors import InputError, PolicyError, UsageError
-    from twcactl.fsutil import ensure_free, write_file
-    from twcactl.pfx import check_password, export_pfx, rekey_pfx
+    from twcactl.errors import UsageError
+    from twcactl.fsutil import write_file
+    from twcactl.pfx import change_password
 
     if revoke_old and not new_key:
         raise UsageError("--revoke-old goes with --new-key.")
     if early and not new_key:
         raise UsageError("--early goes with --new-key.")
+    target = _rekey_target(file, out, in_place=in_place, force=force)
+    _data, opened, old_password = _open(file, password)
+    new_pw = _new_password_provider(new_password)
+    outcome = None
+    if new_key:
+        result, outcome = _rekey_with_new_key(opened, old_password, new_pw, legacy=legacy, early=early,
+                                              revoke_old=revoke_old, ca_passphrase=ca_passphrase, name=str(file))
+    else:
+        result = change_password(opened, old_password=old_password, new_password=new_pw, legacy=legacy,
+                                 name=str(file))
+        if result.same_password:
+            note("warning: the new password is the same as the old one.")
+    write_file(target, result.data, mode=0o600, force=force or in_place)
+    _render_rekey(file, target, result, outcome, in_place=in_place)
+
+
+def _rekey_target(file: Path, out: Path | None, *, in_place: bool, force: bool) -> Path:
+    """Where ``pfx rekey`` writes, checked before anything is renewed: a new key with nowhere to go would be lost."""
+    from twcactl.errors import InputError, UsageError
+    from twcactl.fsutil import ensure_free
+
     if in_place and out is not None and not _same_file(out, file):
         raise UsageError("give --out or --in-place, not both.")
     if in_place:
@@ -289,60 +331,74 @@ def rekey(file: Path, out: Path | None, password: str | None, new_password: str 
         ensure_free([out], force=force)
     directory = target.parent if str(target.parent) else Path(".")
     if not directory.is_dir() or not os.access(directory, os.W_OK):
-        # checked before anything is renewed: a new key with nowhere to go would be lost
         raise InputError(f"cannot write in {directory}.")
-    _data, opened, old_password = _open(file, password)
-    if opened.key_count > 1:
-        raise PolicyError(f"{file} holds {opened.key_count} private keys; refusing to write one and lose the others.")
-    if new_key and opened.key_certificate is None:
-        raise PolicyError(f"{file} holds no key with its certificate; --new-key needs both.")
-    new_pw = get_secret(new_password, option="--new-password", what="new PFX password", new=True)
-    check_password(new_pw)
-    if new_pw == old_password and not new_key:
-        note("warning: the new password is the same as the old one.")
+    return target
 
-    replaced: dict[str, Any] | None = None
-    if new_key:
-        from twcactl.pfx import reissue_with_new_key
 
-        key_entry = opened.key_certificate
-        assert key_entry is not None
-        store = app().open_store()
-        try:
-            outcome = reissue_with_new_key(store, key_entry.certificate, early=early, operator=current_operator(),
-                                           passphrase=ca_passphrase_provider(ca_passphrase), revoke_old=revoke_old)
-        finally:
-            store.close()
-        friendly = key_entry.friendly_name or opened.key_friendly_name
-        data = export_pfx(outcome.key, outcome.certificate, outcome.chain, password=new_pw,
-                          friendly_name=friendly, legacy=legacy)
-        replaced = {"serial": outcome.serial, "renewed": outcome.renewed, "old_revoked": outcome.revoked,
-                    "balance_before": outcome.balance_before, "balance_after": outcome.balance_after}
-    else:
-        data = rekey_pfx(opened, password=new_pw, legacy=legacy)
-    write_file(target, data, mode=0o600, force=force or in_place)
+def _new_password_provider(source: str | None) -> Callable[[], str]:
+    """The new PFX password, read from SOURCE (or prompted twice) only when the core asks for it."""
+    from twcactl.cli.secrets import get_secret
 
-    from twcactl.pfx import open_pfx
+    def provide() -> str:
+        return get_secret(source, option="--new-password", what="new PFX password", new=True)
 
-    written = open_pfx(data, new_pw, name=str(target)).structure.to_json()
+    return provide
+
+
+def _rekey_with_new_key(opened: OpenedPfx, old_password: str | None, new_password: Callable[[], str], *,
+                        legacy: bool, early: bool, revoke_old: bool, ca_passphrase: str | None,
+                        name: str) -> tuple[RepackedPfx, NewKeyOutcome]:
+    from twcactl.authority.rekey import rekey_with_new_key
+
+    store = app().open_store()
+    try:
+        return rekey_with_new_key(store, opened, old_password=old_password, new_password=new_password, legacy=legacy,
+                                  early=early, revoke_old=revoke_old, operator=current_operator(),
+                                  passphrase=ca_passphrase_provider(ca_passphrase), name=name)
+    finally:
+        store.close()
+
+
+def _render_rekey(file: Path, target: Path, result: RepackedPfx, outcome: NewKeyOutcome | None, *,
+                  in_place: bool) -> None:
+    written = result.protection.to_json()
+    replaced = None if outcome is None else {
+        "serial": outcome.serial, "renewed": outcome.renewed, "old_revoked": outcome.revoked,
+        "balance_before": outcome.balance_before, "balance_after": outcome.balance_after}
     doc: dict[str, Any] = {
         "file": str(target), "source": str(file), "in_place": in_place,
-        "certificates": len(opened.certificates) if not new_key else 1 + len(outcome.chain),
-        "key": opened.key is not None,
+        "certificates": result.certificates,
+        "key": result.has_key,
         "protection": written,
-        "was": opened.structure.to_json(),
+        "was": result.was.to_json(),
         "new_key": replaced,
     }
 
     def human(console: Console) -> None:
         console.print(f"Wrote {safe(target)}  ({written['certificate_encryption']['scheme']}, MAC "
                       f"{written['mac']['algorithm'] if written['mac'] else 'none'})")
-        console.print(f"  was  {opened.structure.certificate_protection.scheme}")
+        console.print(f"  was  {result.was.certificate_protection.scheme}")
         if replaced:
             console.print(f"  new key and certificate {replaced['serial']} (replaces {replaced['renewed']}"
                           + (", revoked as superseded)" if replaced["old_revoked"] else ")"))
 
     emit(doc, human)
+
+
+def _iterations(protection: dict[str, Any]) -> str:
+    return f", {protection['iterations']} iterations" if protection["iterations"] else ""
+
+
+def _protection_lines(console: Console, prot: dict[str, Any]) -> None:
+    """The schemes, iteration counts and MAC of ``pfx show``; a note when any part is legacy."""
+    cp, kp, mac = prot["certificate_encryption"], prot["key_encryption"], prot["mac"]
+    console.print(f"  certificates  {cp['scheme']}" + _iterations(cp))
+    if kp is not None:
+        console.print(f"  key           {kp['scheme']}" + _iterations(kp))
+    console.print(f"  MAC           {mac['algorithm']}, {mac['iterations']} iterations" if mac
+                  else "  MAC           none")
+    if any(p and p.get("legacy") for p in (cp, kp)):
+        console.print("  note: legacy encryption; `twcactl pfx rekey` writes AES-256 instead")
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -361,7 +417,8 @@ Examples:
 @click.option("--out-dir", required=True, type=click.Path(path_type=Path, file_okay=False),
               help="Directory for key.pem (mode 0600), cert.pem and chain.pem.")
 @click.option("--password", metavar="SOURCE", help=PASSWORD_HELP)
-@click.option("--key-passphrase", metavar="SOURCE", help="Encrypt key.pem with this passphrase (default: prompt twice).")
+@click.option("--key-passphrase", metavar="SOURCE",
+              help="Encrypt key.pem with this passphrase (default: prompt twice).")
 @click.option("--no-passphrase", is_flag=True, help="Write key.pem unencrypted.")
 @click.option("--force", is_flag=True, help="Replace existing files.")
 @json_option

@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 
 from twcactl.errors import InputError, PolicyError
 from twcactl.fsutil import write_files
+from twcactl.pkix.parse_errors import SIGNATURE_ERRORS
 
 ZIP_NAME = "cert.zip"
 
@@ -224,7 +225,7 @@ def issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
         return False
     try:
         cert.verify_directly_issued_by(issuer)
-    except Exception:  # noqa: BLE001 - InvalidSignature, ValueError (names), TypeError (key type): all mean no
+    except SIGNATURE_ERRORS:  # a wrong signature, or a key/algorithm pair that cannot have made it: no
         return False
     return True
 

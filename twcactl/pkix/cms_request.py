@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 
 from twcactl.errors import InputError, PolicyError
 from twcactl.pkix.keys import PrivateKey
+from twcactl.pkix.parse_errors import ASN1_ERRORS, KEY_ERRORS, X509_LOAD_ERRORS
 from twcactl.pkix.pem import load_csr, pem_blocks
 
 #: PEM labels a renewal request may carry: OpenSSL writes PKCS7 or CMS; certreq's
@@ -135,6 +136,7 @@ def verify_renewal_request(data: bytes, *, name: str = "request") -> RenewalRequ
     der = _request_der(data, name)
     try:
         info = cms.ContentInfo.load(der, strict=True)
+        info.native  # noqa: B018 - asn1crypto parses lazily: decode it all here, so damage is an InputError
         if info["content_type"].native != "signed_data":
             raise InputError(f"{name} is CMS {info['content_type'].native}, not signedData.")
         signed = info["content"]
@@ -147,9 +149,7 @@ def verify_renewal_request(data: bytes, *, name: str = "request") -> RenewalRequ
             raise InputError(f"{name} carries {encap['content_type'].native} content, not a CSR.")
         signer_infos = list(signed["signer_infos"])
         certificates = [c.chosen for c in (signed["certificates"] or []) if c.name == "certificate"]
-    except InputError:
-        raise
-    except Exception as exc:
+    except ASN1_ERRORS as exc:
         raise InputError(f"{name} is not a well-formed CMS SignedData.") from exc
     if len(signer_infos) != 1:
         raise InputError(f"{name} has {len(signer_infos)} signers; a renewal request has exactly one.")
@@ -198,7 +198,7 @@ def _find_signer(signer_info: object, certificates: list[object], name: str) -> 
         if match:
             try:
                 return x509.load_der_x509_certificate(cert.dump())  # type: ignore[attr-defined]
-            except Exception as exc:
+            except X509_LOAD_ERRORS as exc:
                 raise InputError(f"{name}: the signer's certificate is malformed.") from exc
     raise InputError(f"{name} does not carry the signer's certificate.")
 
@@ -206,7 +206,10 @@ def _find_signer(signer_info: object, certificates: list[object], name: str) -> 
 def _verify(signer: x509.Certificate, signature: bytes, data: bytes, hash_alg: hashes.HashAlgorithm,
             sig_algo: object, name: str) -> None:
     algo_name = sig_algo["algorithm"].native  # type: ignore[index]
-    public = signer.public_key()
+    try:
+        public = signer.public_key()
+    except KEY_ERRORS as exc:
+        raise InputError(f"{name}: the signer's certificate holds a key twcactl cannot read.") from exc
     try:
         if isinstance(public, rsa.RSAPublicKey):
             if algo_name == "rsassa_pss":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Union
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
@@ -110,7 +111,7 @@ def load_private_key(
         if is_encrypted_key(data) or (pw is not None and b"-----BEGIN" not in data):
             raise AuthError(f"the passphrase for {name} is wrong.") from exc
         raise InputError(f"{name} is not a readable private key.") from exc
-    except Exception as exc:  # unsupported algorithms raise UnsupportedAlgorithm
+    except UnsupportedAlgorithm as exc:
         raise InputError(f"{name} is not a supported private key.") from exc
     if not isinstance(key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
         raise InputError(f"{name} holds a {type(key).__name__}; only RSA and EC keys are supported.")

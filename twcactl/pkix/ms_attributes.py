@@ -22,6 +22,8 @@ from asn1crypto import core
 from asn1crypto import csr as asn1_csr
 from asn1crypto import x509 as asn1_x509
 
+from twcactl.pkix.parse_errors import ASN1_ERRORS
+
 __all__ = ["ATTRIBUTE_NAMES", "CsrAttribute", "decode_attributes", "raw_requested_extensions"]
 
 OID_OS_VERSION = "1.3.6.1.4.1.311.13.2.3"
@@ -164,7 +166,7 @@ def _general_name(names: core.Asn1Value, index: int) -> str:
         if gn.name == "other_name":
             return f"other:{gn.chosen['type_id'].dotted}"
         return f"{_GENERAL_NAME_PREFIX.get(gn.name, gn.name + ':')}{gn.native}"
-    except Exception as exc:
+    except ASN1_ERRORS as exc:
         return f"other:(not decoded: {_reason(exc)})"
 
 
@@ -189,7 +191,7 @@ def _extension_value(ext: asn1_x509.Extension) -> Any:
             return [_general_name(value, i) for i in range(len(value))]
         if kind == "key_identifier":
             return bytes(value.native).hex()
-    except Exception:
+    except ASN1_ERRORS:
         return None
     return None
 
@@ -227,7 +229,7 @@ def _decode_one(oid: str, values: core.Asn1Value) -> Any:
     for value in values:
         try:
             shown.append(_string(value))
-        except Exception:
+        except ASN1_ERRORS:
             shown.append(f"hex:{_hex(value.dump())}")
     if not shown:
         raise ValueError(f"{name} has no value")
@@ -255,7 +257,7 @@ def decode_attributes(der: bytes) -> tuple[list[CsrAttribute], str | None]:
     try:
         request = _Request.load(der)
         raw = request["info"]["attributes"]
-    except Exception as exc:
+    except ASN1_ERRORS as exc:
         return out, _reason(exc)
     try:
         for attr in raw:
@@ -263,9 +265,9 @@ def decode_attributes(der: bytes) -> tuple[list[CsrAttribute], str | None]:
             name = ATTRIBUTE_NAMES.get(oid, oid)
             try:
                 out.append(CsrAttribute(oid, name, value=_decode_one(oid, attr["values"])))
-            except Exception as exc:
+            except ASN1_ERRORS as exc:
                 out.append(CsrAttribute(oid, name, error=_reason(exc)))
-    except Exception as exc:
+    except ASN1_ERRORS as exc:
         return out, _reason(exc)
     return out, None
 

@@ -17,6 +17,7 @@ from cryptography.x509 import ocsp
 
 from twcactl.errors import InputError
 from twcactl.pkix.keys import PrivateKey
+from twcactl.pkix.parse_errors import X509_LOAD_ERRORS
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ def load_request(data: bytes, *, name: str = "request") -> ocsp.OCSPRequest:
     try:
         request = ocsp.load_der_ocsp_request(data)
         request.serial_number  # noqa: B018 - force the parse
-    except Exception as exc:
+    except X509_LOAD_ERRORS as exc:
         raise InputError(f"{name} is not a DER OCSP request (one certificate per request).") from exc
     return request
 

@@ -16,6 +16,7 @@ import re
 from cryptography import x509
 
 from twcactl.errors import InputError
+from twcactl.pkix.parse_errors import X509_LOAD_ERRORS
 
 _BLOCK = re.compile(
     rb"-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END ([A-Z0-9 ]+)-----",
@@ -82,13 +83,13 @@ def load_csr(data: bytes, *, name: str = "CSR") -> x509.CertificateSigningReques
             csr = x509.load_pem_x509_csr(data)
             csr.subject  # noqa: B018 - force the lazy parse
             return csr
-        except Exception:  # fall through to our reader, which names the problem
+        except X509_LOAD_ERRORS:  # fall through to our reader, which names the problem
             pass
     der = _single_der(data, CSR_LABELS, name=name, what="CSR")
     try:
         csr = x509.load_der_x509_csr(der)
         csr.subject  # noqa: B018 - force the lazy parse so malformed names fail here
-    except Exception as exc:  # cryptography raises ValueError and Rust panics as exceptions
+    except X509_LOAD_ERRORS as exc:
         raise InputError(f"{name} is not a well-formed CSR.") from exc
     return csr
 
@@ -110,7 +111,7 @@ def load_certificates(data: bytes, *, name: str = "certificate file") -> list[x5
         try:
             cert = x509.load_der_x509_certificate(der)
             cert.subject  # noqa: B018 - force the lazy parse
-        except Exception as exc:
+        except X509_LOAD_ERRORS as exc:
             raise InputError(f"{name} holds a malformed certificate.") from exc
         certs.append(cert)
     return certs
@@ -147,7 +148,7 @@ def load_crls(data: bytes, *, name: str = "CRL file") -> list[x509.CertificateRe
             crl.issuer  # noqa: B018 - force the parse
             for _entry in crl:  # entries are parsed lazily too; a bad one must fail here, not mid-check
                 pass
-        except Exception as exc:
+        except X509_LOAD_ERRORS as exc:
             raise InputError(f"{name} is not a well-formed CRL.") from exc
         crls.append(crl)
     return crls

@@ -30,7 +30,8 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any
 
-from twcactl.errors import InputError, TwcaError
+from twcactl.errors import InputError
+from twcactl.pkix.parse_errors import ASN1_ERRORS, KEY_ERRORS
 
 #: Iteration counts above this are refused before any work (a hostile file could ask for years of hashing).
 MAX_ITERATIONS = 10_000_000
@@ -235,9 +236,7 @@ def describe_algorithm(algorithm: Any, *, name: str, where: str) -> Protection:
         if isinstance(algo, str) and algo.startswith("pbes1_"):
             iterations = _check_iterations(algorithm.kdf_iterations, name=name, where=where)
             return Protection(algo, iterations, legacy=True)
-    except InputError:
-        raise
-    except Exception as exc:
+    except ASN1_ERRORS as exc:
         raise _bad(name, f"the {where} parameters cannot be read") from exc
     raise _bad(name, f"the {where} uses the unknown scheme {algo}")
 
@@ -268,7 +267,7 @@ def _parse_bags(content: bytes, *, name: str, container: int, depth: int = 0) ->
         raise _bad(name, "safe contents are nested too deeply")
     try:
         items = list(asn1_p12.SafeContents.load(content, strict=True))
-    except Exception as exc:
+    except ASN1_ERRORS as exc:
         raise _bad(name, "a SafeContents cannot be read") from exc
     if len(items) > MAX_BAGS:
         raise _bad(name, f"more than {MAX_BAGS} bags")
@@ -293,9 +292,7 @@ def _parse_bags(content: bytes, *, name: str, container: int, depth: int = 0) ->
             else:
                 kind = {"crl_bag": "crl", "secret_bag": "secret"}.get(str(bag_id), "other")
                 out.append(Bag(kind, friendly, local_id, None, None, container))
-        except InputError:
-            raise
-        except Exception as exc:
+        except ASN1_ERRORS as exc:
             raise _bad(name, "a SafeBag cannot be read") from exc
     if len(out) > MAX_BAGS:
         raise _bad(name, f"more than {MAX_BAGS} bags")
@@ -321,9 +318,7 @@ def parse_pfx(data: bytes, *, name: str = "PFX file") -> PfxStructure:
     """
     try:
         return _parse_pfx(data, name=name)
-    except TwcaError:
-        raise
-    except Exception as exc:  # asn1crypto parses lazily: a damaged field can fail at any access
+    except ASN1_ERRORS as exc:  # asn1crypto parses lazily: a damaged field can fail at any access
         raise _bad(name, "a field cannot be decoded") from exc
 
 
@@ -337,7 +332,7 @@ def _parse_pfx(data: bytes, *, name: str) -> PfxStructure:
         version = pfx["version"].native
         auth_safe = pfx["auth_safe"]
         content_type = auth_safe["content_type"].native
-    except Exception as exc:
+    except ASN1_ERRORS as exc:
         raise _bad(name, "the outer PFX structure cannot be read") from exc
     if version != "v3":
         raise _bad(name, f"version {version} (expected 3)")
@@ -349,7 +344,7 @@ def _parse_pfx(data: bytes, *, name: str) -> PfxStructure:
             raise TypeError("content is not an OCTET STRING")
         safe = asn1_p12.AuthenticatedSafe.load(auth_octets, strict=True)
         infos = list(safe)
-    except Exception as exc:
+    except ASN1_ERRORS as exc:
         raise _bad(name, "the AuthenticatedSafe cannot be read") from exc
 
     mac: MacInfo | None = None
@@ -361,7 +356,7 @@ def _parse_pfx(data: bytes, *, name: str) -> PfxStructure:
             mac_salt = bytes(mac_data["mac_salt"].native)
             mac_digest = bytes(mac_data["mac"]["digest"].native)
             iterations = mac_data["iterations"].native
-        except Exception as exc:
+        except ASN1_ERRORS as exc:
             raise _bad(name, "the MAC cannot be read") from exc
         if algo not in _DIGESTS:
             raise _bad(name, f"the MAC uses the unsupported digest {algo}")
@@ -371,14 +366,14 @@ def _parse_pfx(data: bytes, *, name: str) -> PfxStructure:
     for index, info in enumerate(infos):
         try:
             kind = info["content_type"].native
-        except Exception as exc:
+        except ASN1_ERRORS as exc:
             raise _bad(name, "a content of the AuthenticatedSafe cannot be read") from exc
         if kind == "data":
             try:
                 octets = info["content"].native
                 if not isinstance(octets, bytes):
                     raise TypeError("content is not an OCTET STRING")
-            except Exception as exc:
+            except ASN1_ERRORS as exc:
                 raise _bad(name, "a data content cannot be read") from exc
             containers.append(Container("data", NO_PROTECTION, _parse_bags(octets, name=name, container=index)))
         elif kind == "encrypted_data":
@@ -388,7 +383,7 @@ def _parse_pfx(data: bytes, *, name: str) -> PfxStructure:
                 ciphertext = eci["encrypted_content"].native
                 if not isinstance(ciphertext, bytes):
                     raise TypeError("no encrypted content")
-            except Exception as exc:
+            except ASN1_ERRORS as exc:
                 raise _bad(name, "an encrypted content cannot be read") from exc
             prot = describe_algorithm(algorithm, name=name, where="certificate encryption")
             containers.append(Container("encrypted", prot, None, algorithm, ciphertext))
@@ -545,7 +540,7 @@ def decrypt_containers(structure: PfxStructure, password: str | None, *, name: s
             continue
         try:
             plain = _decrypt(c._algorithm, c._ciphertext, password)
-        except Exception as exc:
+        except (*ASN1_ERRORS, *KEY_ERRORS) as exc:
             raise _bad(name, "an encrypted content does not decrypt") from exc
         if plain is None:
             opened.append(c)

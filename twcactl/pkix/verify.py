@@ -30,6 +30,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from twcactl.errors import PolicyError, UsageError
 from twcactl.pkix.chain import MAX_DEPTH, build_path
+from twcactl.rules.serials import format_serial
 from twcactl.rules.times import rfc3339, utcnow
 
 PURPOSES = ("server", "client", "email", "any")
@@ -94,7 +95,7 @@ def _subject(cert: x509.Certificate) -> str:
 
 def _refuse(cert: x509.Certificate, reason: str, *, code: str, hint: str | None = None) -> PolicyError:
     return PolicyError(f"{_subject(cert)}: {reason}", hint=hint,
-                       details={"failure": {"certificate": _subject(cert), "serial": format(cert.serial_number, "x"),
+                       details={"failure": {"certificate": _subject(cert), "serial": format_serial(cert.serial_number),
                                             "reason": code}})
 
 
@@ -247,7 +248,7 @@ def check_revocation(chain: Sequence[x509.Certificate], crls: Sequence[x509.Cert
             if index == 0:
                 raise _refuse(cert, f"no CRL from its issuer {cert.issuer.rfc4514_string()} among the --crl files.",
                               code="crl-missing")
-            statuses.append(RevocationStatus(_subject(cert), format(cert.serial_number, "x"), "unchecked"))
+            statuses.append(RevocationStatus(_subject(cert), format_serial(cert.serial_number), "unchecked"))
             continue
         ku = _key_usage(issuer)
         if ku is not None and not ku.crl_sign:
@@ -274,7 +275,7 @@ def check_revocation(chain: Sequence[x509.Certificate], crls: Sequence[x509.Cert
                 pass
             raise _refuse(cert, f"revoked on {rfc3339(entry.revocation_date_utc)} (reason: {reason}).",
                           code="revoked")
-        statuses.append(RevocationStatus(_subject(cert), format(cert.serial_number, "x"), "good",
+        statuses.append(RevocationStatus(_subject(cert), format_serial(cert.serial_number), "good",
                                          crl.issuer.rfc4514_string(), crl.last_update_utc, crl.next_update_utc))
     return statuses
 

@@ -1,13 +1,19 @@
-"""Typed records read from the store: accounts, ledger entries, certificates, log entries."""
+"""Typed records read from the store: accounts, ledger entries, certificates, CAs, CRL rows, log entries.
+
+These are what the repositories return (:mod:`twcactl.store.interface`):
+plain frozen values, the same whichever engine holds the data.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, NamedTuple
 
 from twcactl.models import AccountPolicy
 from twcactl.rules.times import rfc3339
+from twcactl.rules.windows import in_renewal_window
 
 
 @dataclass(frozen=True)
@@ -101,7 +107,7 @@ class CertRecord:
             return "suspended"
         if self.not_after <= now:
             return "expired"
-        if self.not_after - dt.timedelta(days=renewal_window_days) <= now:
+        if in_renewal_window(self.not_after, now, renewal_window_days):
             return "expiring"
         return "valid"
 
@@ -145,3 +151,77 @@ class LogEntry:
             "serial": self.serial,
             "details": self.details,
         }
+
+
+@dataclass(frozen=True)
+class RawLogEntry:
+    """One activity-log row as stored, hashes included (for verifying the chain).
+
+    ``details`` is the stored canonical JSON text: the hash covers that text,
+    not the parsed value.
+    """
+
+    seq: int
+    time: str
+    operator: str
+    action: str
+    account: str | None
+    serial: str | None
+    details: str
+    prev_hash: str
+    hash: str
+
+
+@dataclass(frozen=True)
+class CaRecord:
+    """One CA certificate of the home (root first: position 0)."""
+
+    name: str
+    position: int
+    issuing: bool
+    cert_file: Path
+    key_file: Path
+    der: bytes
+
+    def certificate(self) -> Any:
+        """The parsed ``x509.Certificate``."""
+        from cryptography import x509
+
+        return x509.load_der_x509_certificate(self.der)
+
+
+@dataclass(frozen=True)
+class StoredCertificate:
+    """A certificate record's serial, stored SHA-256 (hex) and DER, for ``ca check``'s scan."""
+
+    serial: str
+    sha256: str
+    der: bytes
+
+
+@dataclass(frozen=True)
+class LedgerTotal:
+    """An account's balance beside what its ledger adds up to and its newest entry's balance (None: no entry)."""
+
+    account_id: str
+    balance: int
+    total: int
+    last: int | None
+
+
+class RevokedRow(NamedTuple):
+    """A revoked or held certificate as its CRL lists it (RFC 3339 times; ``reason`` an RFC 5280 name)."""
+
+    serial: str
+    revoked_at: str
+    reason: str
+    invalidity_date: str | None
+
+
+class CrlAnchor(NamedTuple):
+    """The activity log's head recorded with CRL ``number`` of ``ca_name``."""
+
+    ca_name: str
+    number: int
+    log_seq: int
+    log_hash: str

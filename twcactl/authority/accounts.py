@@ -1,0 +1,195 @@
+"""RA accounts: register, change, credit (domain.md §2-§3).
+
+One function per workflow, each taking the open store and a typed request
+and returning the account as stored afterwards.  A request checks its own
+values when it is made (account ID, printable names, agreed domains), so a
+caller can refuse bad input before opening the CA home; the workflow then
+checks the operator's role, writes in one transaction, and logs the change
+(the balance's ledger entry and the hash-chained activity log together).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from twcactl.errors import UsageError
+from twcactl.policy.checks import normalise_domain, printable_problem
+from twcactl.rules.identifiers import is_valid_account_id
+from twcactl.store import Store
+from twcactl.store.records import Account
+
+__all__ = ["AccountChange", "Credit", "NewAccount", "add_account", "credit_account", "update_account"]
+
+
+def _require_printable(label: str, value: str) -> None:
+    """Refuse a name that is not printable ASCII (domain.md §1: every field English); ``label`` names it."""
+    problem = printable_problem(value)
+    if problem:
+        raise UsageError(f"{label}: {problem}.")
+
+
+def _one_space(text: str) -> str:
+    """An organisation name as stored: runs of whitespace become one space (O is compared to it)."""
+    return " ".join(text.split())
+
+
+@dataclass(frozen=True)
+class NewAccount:
+    """An account to register (``account add``).
+
+    Attributes:
+        id: the 8-digit unified business number, a hyphen, a 2-digit sequence (``70759028-01``, domain.md §2).
+        org: the registered English name; subject O must equal it (stored with single spaces).
+        domains: the agreed domains, normalised on creation (lower case, no trailing dot, duplicates dropped).
+        aliases: other accepted O values.
+        quota: the opening balance in certificate-years (>= 0; 0 writes no ledger entry).
+        note: the note of the opening ledger entry (default ``"initial quota"``).
+
+    Raises (on creation):
+        UsageError: a bad account ID, a name that is not printable ASCII, a bad domain, no domain,
+            or a negative quota (exit 2).
+    """
+
+    id: str
+    org: str
+    domains: tuple[str, ...]
+    aliases: tuple[str, ...] = ()
+    quota: int = 0
+    note: str | None = None
+
+    def __post_init__(self) -> None:
+        if not is_valid_account_id(self.id):
+            raise UsageError(f"{self.id} is not an account ID: expected NNNNNNNN-NN with a valid business number.")
+        _require_printable("--org", self.org)
+        for alias in self.aliases:
+            _require_printable("--org-alias", alias)
+        if not self.domains:
+            raise UsageError("an account needs at least one agreed domain.")
+        if self.quota < 0:
+            raise UsageError("the opening quota must not be negative.")
+        object.__setattr__(self, "domains", tuple(dict.fromkeys(normalise_domain(d) for d in self.domains)))
+        object.__setattr__(self, "aliases", tuple(self.aliases))
+
+
+@dataclass(frozen=True)
+class AccountChange:
+    """A change to an account's organisation, agreed domains or O aliases (``account set``).
+
+    Attributes:
+        org: the new registered English name, or None (an empty string also leaves it unchanged).
+        add_domains: domains to agree, normalised on creation (:func:`normalise_domain`).
+        remove_domains: domains to drop, compared in lower case without a trailing dot.
+        add_aliases / remove_aliases: O aliases to accept or drop.
+
+    Raises (on creation):
+        UsageError: nothing to change, a name that is not printable ASCII, a bad domain (exit 2).
+    """
+
+    org: str | None = None
+    add_domains: tuple[str, ...] = ()
+    remove_domains: tuple[str, ...] = ()
+    add_aliases: tuple[str, ...] = ()
+    remove_aliases: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if self.org is None and not (self.add_domains or self.remove_domains or self.add_aliases
+                                     or self.remove_aliases):
+            raise UsageError("nothing to change; give --org, --add-domain, --remove-domain, --add-alias or "
+                             "--remove-alias.")
+        if self.org:
+            _require_printable("--org", self.org)
+        for alias in self.add_aliases:
+            _require_printable("--add-alias", alias)
+        object.__setattr__(self, "add_domains", tuple(normalise_domain(d) for d in self.add_domains))
+        object.__setattr__(self, "remove_domains", tuple(d.lower().rstrip(".") for d in self.remove_domains))
+        object.__setattr__(self, "add_aliases", tuple(self.add_aliases))
+        object.__setattr__(self, "remove_aliases", tuple(self.remove_aliases))
+
+
+@dataclass(frozen=True)
+class Credit:
+    """Certificate-years added to (or, when negative, taken from) a balance (``account credit``).
+
+    Attributes:
+        account_id: the account.
+        amount: certificate-years, never 0.
+        note: why (an order number, a correction), kept in the ledger and the log.
+
+    Raises (on creation):
+        UsageError: ``amount`` is 0 (exit 2).
+    """
+
+    account_id: str
+    amount: int
+    note: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.amount == 0:
+            raise UsageError("N must not be 0.")
+
+
+def add_account(store: Store, new: NewAccount, *, operator: str) -> Account:
+    """Register ``new`` with its opening balance, logged as ``account.add`` (domain.md §2-§3).
+
+    One transaction: the account, the opening ledger entry (action ``credit``, when the quota is
+    not 0) and the log entry.
+
+    Returns:
+        The account as stored, with its ledger.
+
+    Raises:
+        StateError: ``operator`` is not a manager, or the account exists (exit 5).
+    """
+    store.operators.require_manager(operator)
+    with store.transaction():
+        store.accounts.add(new.id, _one_space(new.org), aliases=new.aliases, domains=new.domains)
+        if new.quota:
+            store.accounts.change_balance(new.id, new.quota, action="credit", operator=operator,
+                                 note=new.note or "initial quota")
+        store.log.append(operator=operator, action="account.add", account=new.id, details={
+            "org": new.org, "org_aliases": list(new.aliases), "domains": list(new.domains), "quota": new.quota})
+    return store.accounts.get(new.id)
+
+
+def update_account(store: Store, account_id: str, change: AccountChange, *, operator: str) -> Account:
+    """Apply ``change`` to an account, logged as ``account.set``; the account keeps at least one domain.
+
+    Returns:
+        The account as stored, with its ledger.
+
+    Raises:
+        StateError: ``operator`` is not a manager (exit 5).
+        NotFoundError: no such account, or a domain / alias to remove is not there (exit 5).
+        UsageError: the change would leave no agreed domain (exit 2); nothing is written.
+    """
+    store.operators.require_manager(operator)
+    with store.transaction():
+        store.accounts.update(account_id, org=_one_space(change.org) if change.org else None,
+                             add_domains=change.add_domains, remove_domains=change.remove_domains,
+                             add_aliases=change.add_aliases, remove_aliases=change.remove_aliases)
+        if not store.accounts.get(account_id, ledger=False).domains:
+            raise UsageError("an account needs at least one agreed domain.")
+        store.log.append(operator=operator, action="account.set", account=account_id, details={
+            "org": change.org, "add_domains": list(change.add_domains), "remove_domains": list(change.remove_domains),
+            "add_aliases": list(change.add_aliases), "remove_aliases": list(change.remove_aliases)})
+    return store.accounts.get(account_id)
+
+
+def credit_account(store: Store, credit: Credit, *, operator: str) -> Account:
+    """Add ``credit.amount`` certificate-years: a ledger entry (``credit``) and a log entry (``account.credit``).
+
+    Returns:
+        The account as stored, with its ledger.
+
+    Raises:
+        StateError: ``operator`` is not a manager (exit 5).
+        NotFoundError: no such account (exit 5).
+        QuotaError: a debit would take the balance below zero (exit 5).
+    """
+    store.operators.require_manager(operator)
+    with store.transaction():
+        balance = store.accounts.change_balance(credit.account_id, credit.amount, action="credit", operator=operator,
+                                       note=credit.note)
+        store.log.append(operator=operator, action="account.credit", account=credit.account_id,
+                         details={"delta": credit.amount, "balance": balance, "note": credit.note})
+    return store.accounts.get(credit.account_id)

@@ -1,0 +1,213 @@
+"""The CA's settings (``config.toml``) as one frozen, typed value.
+
+Every key of ``config.toml`` is a field of :class:`Settings`, with its type,
+its default and its limits, so a wrong type or a misspelt key is refused
+where the file is read (exit 3, naming the file and the key) instead of
+surfacing as a crash at the next CRL, and a value set with ``ca config`` is
+range-checked before it is written (exit 2).
+
+The day settings drive domain.md §4 (the renewal window: renew from 30 days
+before expiry), §3 (the refund window of a newly issued certificate) and §10
+(how long a CRL stays current).  The URL settings go into issued
+certificates (RFC 5280 §4.2.1.13 CRL Distribution Points, §4.2.2.1 Authority
+Information Access), so they must be ``http``/``https`` URLs.
+
+Pure: no cryptography, no store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from twcactl.errors import InputError, UsageError
+
+Kind = Literal["days", "url", "path"]
+SettingValue = int | str
+
+#: The largest day count any setting takes: 100 years.  Settings are added to
+#: "now" (the CRL's nextUpdate, the renewal horizon); 36,500 days keeps the
+#: sum about 7,800 years short of ``datetime.max`` (9999-12-31), so no setting
+#: can overflow a date while twcactl runs.
+MAX_DAYS = 36_500
+
+
+def _days(default: int, minimum: int) -> Any:
+    return field(default=default, metadata={"kind": "days", "minimum": minimum})
+
+
+def _text(kind: Kind) -> Any:
+    return field(default="", metadata={"kind": kind, "minimum": 0})
+
+
+class SettingsFileError(InputError):
+    """``config.toml`` holds an unknown key or a value of the wrong type or range (exit 3).
+
+    Attributes:
+        source: the file that was read (its path as text).
+        key: the offending key.
+    """
+
+    def __init__(self, source: str, key: str, reason: str) -> None:
+        super().__init__(f"{source}: {reason}.",
+                         hint="correct config.toml by hand; twcactl ca check lists every problem in it")
+        self.source = source
+        self.key = key
+
+
+class _Refused(ValueError):
+    """One value refused by a field's rule; ``reason`` names the key (internal)."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The settings of one CA home, as kept in ``config.toml`` (cli-contract.md, ``ca config``).
+
+    Attributes:
+        renewal_window_days: a valid certificate is ``expiring`` and renewable
+            from this many days before its notAfter (domain.md §4; 0..36,500).
+        refund_window_days: revoking a certificate issued less than this many
+            days ago refunds its certificate-years (domain.md §3; 0..36,500).
+        crl_days: a CRL's nextUpdate is thisUpdate plus this many days (1..36,500).
+        crl_url / ocsp_url / ca_issuers_url: put into issued certificates when
+            set; ``""`` or an ``http``/``https`` URL.
+        pkcs11_module: the PKCS#11 module the card commands use when neither
+            ``--module`` nor ``$TWCACTL_PKCS11_MODULE`` names one; ``""`` or an
+            absolute path.
+    """
+
+    renewal_window_days: int = _days(30, 0)
+    refund_window_days: int = _days(30, 0)
+    crl_days: int = _days(7, 1)
+    crl_url: str = _text("url")
+    ocsp_url: str = _text("url")
+    ca_issuers_url: str = _text("url")
+    pkcs11_module: str = _text("path")
+
+    @classmethod
+    def keys(cls) -> tuple[str, ...]:
+        """Every setting's name, in the order ``ca config`` lists them."""
+        return tuple(f.name for f in fields(cls))
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], *, source: str) -> Settings:
+        """The settings in ``data`` (parsed TOML) over the defaults.
+
+        Args:
+            data: key -> value as tomllib returned them; missing keys take their default.
+            source: the file ``data`` came from, named in the error.
+
+        Raises:
+            SettingsFileError: (an InputError, exit 3) the first unknown key, or a
+                value of the wrong type (``True`` is not a number) or out of range.
+        """
+        problems = settings_problems(data)
+        if problems:
+            key, reason = problems[0]
+            raise SettingsFileError(source, key, reason)
+        return cls(**dict(data))
+
+    def to_mapping(self) -> dict[str, SettingValue]:
+        """key -> value for every setting (what ``config.toml`` and ``ca config --json`` hold)."""
+        return {name: getattr(self, name) for name in self.keys()}
+
+    def value(self, key: str) -> SettingValue:
+        """One setting's value.
+
+        Raises:
+            UsageError: ``key`` is not a setting (exit 2).
+        """
+        check_key(key)
+        return getattr(self, key)  # type: ignore[no-any-return]
+
+    def with_value(self, key: str, text: str) -> Settings:
+        """A copy with ``key`` set from command-line ``text`` (``ca config KEY VALUE``).
+
+        Day settings take a whole number within their range (up to
+        :data:`MAX_DAYS`); URL settings an ``http``/``https`` URL; ``pkcs11_module``
+        an absolute path; ``""`` clears a URL or path.
+
+        Raises:
+            UsageError: unknown key, or a value that breaks the key's rule (exit 2).
+        """
+        check_key(key)
+        kind, minimum = _rule(key)
+        parsed: SettingValue = text
+        if kind == "days":
+            try:
+                parsed = int(text)
+            except ValueError as exc:
+                raise UsageError(f"{key} takes a whole number of days, not {text!r}.") from exc
+        try:
+            _check(key, parsed, kind, minimum)
+        except _Refused as exc:
+            raise UsageError(f"{exc}.") from exc
+        changes: dict[str, Any] = {key: parsed}  # the key is checked above; the value by its rule
+        return replace(self, **changes)
+
+
+def check_key(key: str) -> None:
+    """Refuse a name that is not a setting.
+
+    Raises:
+        UsageError: ``key`` is not a field of :class:`Settings` (exit 2).
+    """
+    if key not in Settings.keys():
+        raise UsageError(f"unknown setting {key!r}; settings are: {', '.join(Settings.keys())}.")
+
+
+def settings_problems(data: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Every unknown key and every refused value in ``data`` (parsed ``config.toml``).
+
+    Returns:
+        ``(key, reason)`` pairs in the file's key order; empty when ``data`` is sound.
+        ``reason`` is one clause naming the key, e.g.
+        ``"crl_days must be a whole number of days, not 'seven'"``.
+    """
+    problems: list[tuple[str, str]] = []
+    for key, value in data.items():
+        if key not in Settings.keys():
+            problems.append((key, f"unknown setting {key!r}; settings are: {', '.join(Settings.keys())}"))
+            continue
+        kind, minimum = _rule(key)
+        try:
+            _check(key, value, kind, minimum)
+        except _Refused as exc:
+            problems.append((key, str(exc)))
+    return problems
+
+
+def _rule(key: str) -> tuple[Kind, int]:
+    meta = next(f.metadata for f in fields(Settings) if f.name == key)
+    return meta["kind"], meta["minimum"]
+
+
+def _check(key: str, value: object, kind: Kind, minimum: int) -> None:
+    """Raise :class:`_Refused` when ``value`` breaks the rule of its ``kind``."""
+    if kind == "days":
+        # bool is an int subclass: `crl_days = true` must not read as 1 day
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise _Refused(f"{key} must be a whole number of days, not {value!r}")
+        if not minimum <= value <= MAX_DAYS:
+            raise _Refused(f"{key} must be from {minimum} to {MAX_DAYS} days, not {value}")
+        return
+    if not isinstance(value, str):
+        raise _Refused(f"{key} must be text, not {value!r}")
+    if value == "":
+        return
+    if kind == "path" and not (value.startswith("/") and value.isprintable()):
+        raise _Refused(f"{key} must be an absolute path (or \"\" to clear), not {value!r}")
+    if kind == "url" and not _is_web_url(value):
+        raise _Refused(f"{key} must be an http:// or https:// URL (or \"\" to clear), not {value!r}")
+
+
+def _is_web_url(value: str) -> bool:
+    if not value.isascii() or any(c.isspace() for c in value):
+        return False
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # e.g. an unbalanced "[" in the host
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.netloc)

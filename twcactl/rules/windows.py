@@ -1,0 +1,68 @@
+"""The CA's time windows: when a certificate may be renewed, and when its revocation is refunded.
+
+Pure decisions over timezone-aware UTC datetimes and status words (domain.md §3-§4);
+the window lengths are the home's settings ``renewal_window_days`` and
+``refund_window_days`` (``ca config``; defaults in :class:`twcactl.rules.settings.Settings`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from twcactl.errors import StateError
+
+#: Status words of a certificate that may be renewed (domain.md §4: only a valid certificate).
+RENEWABLE_STATUSES: tuple[str, ...] = ("valid", "expiring")
+
+
+def renewal_window_start(not_after: dt.datetime, window_days: int) -> dt.datetime:
+    """The first instant a certificate ending at ``not_after`` may be renewed without ``--early``.
+
+    ``window_days`` days (of 24 hours) before ``not_after`` (domain.md §4).
+    """
+    return not_after - dt.timedelta(days=window_days)
+
+
+def in_renewal_window(not_after: dt.datetime, now: dt.datetime, window_days: int) -> bool:
+    """True from :func:`renewal_window_start` on (inclusive), e.g. the ``expiring`` status word
+    (cli-contract.md "JSON shapes": valid and inside the renewal window)."""
+    return now >= renewal_window_start(not_after, window_days)
+
+
+def require_renewable_status(serial: str, status: str) -> None:
+    """Refuse to renew a certificate whose status word is not ``valid`` or ``expiring`` (domain.md §4).
+
+    Raises:
+        StateError: revoked, suspended or expired (exit 5); an expired one may only be
+            applied for anew, and the hint says so.
+    """
+    if status not in RENEWABLE_STATUSES:
+        raise StateError(f"certificate {serial} is {status}; only a valid certificate can be renewed.",
+                         hint="apply for a new certificate with: twcactl cert issue" if status == "expired" else None)
+
+
+def require_renewal_window(serial: str, not_after: dt.datetime, now: dt.datetime, window_days: int, *,
+                           early: bool) -> None:
+    """Refuse a renewal before the window opens unless ``early`` (domain.md §4).
+
+    Raises:
+        StateError: naming the date the window opens (exit 5), with ``--early`` as the hint.
+    """
+    if early or in_renewal_window(not_after, now, window_days):
+        return
+    raise StateError(
+        f"certificate {serial} can be renewed from {renewal_window_start(not_after, window_days):%Y-%m-%d} "
+        f"({window_days} days before its notAfter {not_after:%Y-%m-%d}).",
+        hint="renew now anyway with --early",
+    )
+
+
+def refund_window_end(issued_at: dt.datetime, refund_days: int) -> dt.datetime:
+    """The last instant a revocation of a certificate issued at ``issued_at`` is refunded (domain.md §3)."""
+    return issued_at + dt.timedelta(days=refund_days)
+
+
+def in_refund_window(issued_at: dt.datetime, now: dt.datetime, refund_days: int) -> bool:
+    """True up to and including :func:`refund_window_end`: the certificate is still "newly issued"
+    (domain.md §3: revoking a newly issued certificate refunds it)."""
+    return now <= refund_window_end(issued_at, refund_days)

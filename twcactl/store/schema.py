@@ -1,0 +1,132 @@
+"""The database schema and its forward migrations (architecture.md, "The store").
+
+The DDL is SQLite's; a PostgreSQL engine keeps its own DDL with the same
+tables and columns (``BLOB`` -> ``bytea``, ``INTEGER PRIMARY KEY`` -> an
+identity column) so that the repositories' SQL runs on both.  Changing a
+table here needs a migration: homes made before must keep opening.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+SCHEMA_VERSION = 1
+
+# Version 1: the whole lifecycle from the start (ledger, operators, hash-chained log, CRL numbers).
+SCHEMA_V1 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE cas (
+    name TEXT PRIMARY KEY,
+    position INTEGER NOT NULL UNIQUE,
+    issuing INTEGER NOT NULL DEFAULT 0,
+    subject TEXT NOT NULL,
+    serial TEXT NOT NULL,
+    not_before TEXT NOT NULL,
+    not_after TEXT NOT NULL,
+    cert_file TEXT NOT NULL,
+    key_file TEXT NOT NULL,
+    der BLOB NOT NULL
+);
+CREATE TABLE operators (
+    name TEXT PRIMARY KEY,
+    role TEXT NOT NULL CHECK (role IN ('manager', 'auditor')),
+    created_at TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    active INTEGER NOT NULL DEFAULT 1
+);
+CREATE TABLE accounts (
+    id TEXT PRIMARY KEY,
+    org TEXT NOT NULL,
+    balance INTEGER NOT NULL DEFAULT 0 CHECK (balance >= 0),
+    contact TEXT,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE account_aliases (
+    account_id TEXT NOT NULL REFERENCES accounts(id),
+    alias TEXT NOT NULL,
+    PRIMARY KEY (account_id, alias)
+);
+CREATE TABLE account_domains (
+    account_id TEXT NOT NULL REFERENCES accounts(id),
+    domain TEXT NOT NULL,
+    PRIMARY KEY (account_id, domain)
+);
+CREATE TABLE ledger (
+    id INTEGER PRIMARY KEY,
+    account_id TEXT NOT NULL REFERENCES accounts(id),
+    time TEXT NOT NULL,
+    delta INTEGER NOT NULL,
+    balance INTEGER NOT NULL,
+    action TEXT NOT NULL,
+    serial TEXT,
+    operator TEXT NOT NULL,
+    note TEXT
+);
+CREATE INDEX ledger_account ON ledger (account_id, id);
+CREATE TABLE certificates (
+    serial TEXT PRIMARY KEY,
+    ca_name TEXT NOT NULL REFERENCES cas(name),
+    account_id TEXT REFERENCES accounts(id),
+    profile TEXT NOT NULL,
+    cn TEXT,
+    cn_lower TEXT,
+    subject TEXT NOT NULL,
+    sans TEXT NOT NULL DEFAULT '[]',
+    not_before TEXT NOT NULL,
+    not_after TEXT NOT NULL,
+    issued_at TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'valid' CHECK (state IN ('valid', 'suspended', 'revoked')),
+    revoked_at TEXT,
+    reason TEXT,
+    invalidity_date TEXT,
+    cost INTEGER NOT NULL DEFAULT 0,
+    validity TEXT NOT NULL DEFAULT '',
+    contact TEXT,
+    note TEXT,
+    renewed_from TEXT REFERENCES certificates(serial),
+    operator TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    der BLOB NOT NULL
+);
+CREATE INDEX cert_account ON certificates (account_id, not_after);
+CREATE INDEX cert_cn ON certificates (cn_lower);
+CREATE INDEX cert_not_after ON certificates (not_after);
+CREATE INDEX cert_state ON certificates (state, not_after);
+CREATE INDEX cert_ca_state ON certificates (ca_name, state);
+CREATE INDEX cert_renewed_from ON certificates (renewed_from);
+CREATE TABLE activity_log (
+    seq INTEGER PRIMARY KEY,
+    time TEXT NOT NULL,
+    operator TEXT NOT NULL,
+    action TEXT NOT NULL,
+    account TEXT,
+    serial TEXT,
+    details TEXT NOT NULL DEFAULT '{}',
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE INDEX log_account ON activity_log (account, seq);
+CREATE INDEX log_serial ON activity_log (serial);
+CREATE TABLE crls (
+    id INTEGER PRIMARY KEY,
+    ca_name TEXT NOT NULL REFERENCES cas(name),
+    number INTEGER NOT NULL,
+    this_update TEXT NOT NULL,
+    next_update TEXT NOT NULL,
+    entries INTEGER NOT NULL,
+    log_seq INTEGER,
+    log_hash TEXT,
+    der BLOB,
+    UNIQUE (ca_name, number)
+);
+"""
+
+# Forward migrations: index N upgrades version N to N + 1.
+MIGRATIONS: tuple[str, ...] = ()
+
+
+def statements(script: str) -> Iterator[str]:
+    """The ``;``-separated statements of a DDL script (none holds a ``;`` inside)."""
+    for statement in script.split(";"):
+        if statement.strip():
+            yield statement
