@@ -35,7 +35,7 @@ def raw_issue_rate(ca_cert_pem: Path, ca_key_pem: Path, csr_pem: bytes, count: i
                               data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
                               encipher_only=False, decipher_only=False)
     eku = x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     start = time.perf_counter()
     for _ in range(count):
         (x509.CertificateBuilder()

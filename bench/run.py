@@ -187,7 +187,7 @@ def build_stores(work: Path, sizes: Sizes, rng: random.Random) -> Stores:
         build[f"init.{name}"] = time.perf_counter() - t0
     log("CA homes initialised (ca init, account add, one cert issue each)")
 
-    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     # Both big homes get the same rows (separate databases, separate CAs), and the openssl index mirrors them.
     big_rows = bulk_rows(sizes.records, rng=rng, revoked=False, now=now)
     for name in ("big", "big_enc"):
@@ -213,7 +213,7 @@ def build_stores(work: Path, sizes: Sizes, rng: random.Random) -> Stores:
 def bench_issue_one(st: Stores, sizes: Sizes) -> tuple[list[Figure], dict[str, Any]]:
     """One certificate per process: twcactl on an empty and a big store, openssl ca, x509 -req, easy-rsa."""
     log(f"one certificate per process, {sizes.issue_runs} rounds")
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     ossl_big = make_openssl_ca(st.work / "openssl-big", st.big, st.big_rows, now=now)
     ossl_empty = make_openssl_ca(st.work / "openssl-empty", st.big, [], now=now)
     ossl_enc = make_openssl_ca(st.work / "openssl-big-enc", st.big_enc, st.big_rows, now=now,
@@ -332,7 +332,7 @@ def bench_crl(st: Stores, sizes: Sizes) -> tuple[list[Figure], dict[str, Any]]:
     from cryptography import x509
 
     log(f"CRL: {sizes.revoked:,} revoked, {sizes.crl_runs} rounds of cert revoke / crl / crl --full / gencrl")
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     ossl = make_openssl_ca(st.work / "openssl-crl", st.crl, st.revoked_rows, now=now)
     has_full = _crl_has_full(st.crl)
     to_revoke = valid_serials(st.crl, sizes.crl_runs + 2)
@@ -346,7 +346,7 @@ def bench_crl(st: Stores, sizes: Sizes) -> tuple[list[Figure], dict[str, Any]]:
         sample = run_timed(st.crl.argv("cert", "revoke", serial, "--reason", "keyCompromise"), env=env, rss=True)
         revoked_now.append(serial)
         # the same entry for openssl, so both lists hold the same serials
-        t = dt.datetime.now(dt.timezone.utc).strftime("%y%m%d%H%M%SZ")
+        t = dt.datetime.now(dt.UTC).strftime("%y%m%d%H%M%SZ")
         padded = serial.upper() if len(serial) % 2 == 0 else "0" + serial.upper()
         with open(ossl.dir / "index.txt", "a", encoding="ascii") as index:
             index.write(f"R\t{(now + dt.timedelta(days=365)).strftime('%y%m%d%H%M%SZ')}\t{t},keyCompromise\t"
@@ -500,8 +500,8 @@ def machine_info(work: Path) -> dict[str, Any]:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-        mem_kb = int(next(l for l in Path("/proc/meminfo").read_text().splitlines()
-                          if l.startswith("MemTotal")).split()[1])
+        mem_kb = int(next(line for line in Path("/proc/meminfo").read_text().splitlines()
+                          if line.startswith("MemTotal")).split()[1])
     except (OSError, StopIteration, ValueError):
         mem_kb = 0
     fs = subprocess.run(["df", "-T", str(work)], capture_output=True, text=True).stdout.splitlines()
@@ -516,7 +516,8 @@ def machine_info(work: Path) -> dict[str, Any]:
         "cryptography": cryptography.__version__,
         "cryptography_openssl": backend.openssl_version_text(),
         "sqlite": sqlite3.sqlite_version,
-        "easyrsa": next((l.split(":", 1)[1].strip() for l in easyrsa.splitlines() if "Version" in l and ":" in l), ""),
+        "easyrsa": next((line.split(":", 1)[1].strip() for line in easyrsa.splitlines()
+                        if "Version" in line and ":" in line), ""),
         "work_filesystem": fs[-1].split()[1] if len(fs) > 1 else "unknown",
         "kernel": platform.release(),
         # other work on the machine shows up as noise in the figures; the load says how much there was
@@ -580,7 +581,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = {
             "benchmark": "twcactl issue 7",
             "mode": "quick" if args.quick else "full",
-            "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "duration_s": round(time.perf_counter() - started, 1),
             "machine": {**machine_info(work), "loadavg_at_start": load_at_start},
             "sizes": asdict(sizes),

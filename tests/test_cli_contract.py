@@ -11,7 +11,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from tests.conftest import ACCOUNT, CaHome, Result, invoke, require, sh
+from tests.conftest import ACCOUNT, CaHome, invoke, require, sh
 from twcactl.cli import cli
 
 COMMANDS = [

@@ -223,7 +223,7 @@ def test_from_cert_refuses_a_non_english_subject_before_keygen(tmp_path: Path) -
     name = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "TW"),
                       x509.NameAttribute(NameOID.ORGANIZATION_NAME, "台灣網路認證"),
                       x509.NameAttribute(NameOID.COMMON_NAME, "www.twca.com.tw")])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(1).not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
             .sign(key, hashes.SHA256()))
@@ -316,7 +316,7 @@ def test_renewal_of_a_personal_certificate_keeps_its_email_and_profile(tmp_path:
     name = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "TW"),
                       x509.NameAttribute(NameOID.ORGANIZATION_NAME, "TWCA"),
                       x509.NameAttribute(NameOID.COMMON_NAME, "A123456789-63-YIRU")])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(0x5F1C).not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
             .add_extension(x509.SubjectAlternativeName([x509.RFC822Name("yiru@twca.com.tw")]), critical=False)

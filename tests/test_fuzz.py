@@ -22,7 +22,7 @@ _NAME = x509.Name([x509.NameAttribute(x509.NameOID.COUNTRY_NAME, "TW"),
 CSR_DER = (x509.CertificateSigningRequestBuilder().subject_name(_NAME)
            .add_extension(x509.SubjectAlternativeName([x509.DNSName("www.twca.com.tw")]), critical=False)
            .sign(_KEY, hashes.SHA256()).public_bytes(serialization.Encoding.DER))
-_NOW = dt.datetime.now(dt.timezone.utc)
+_NOW = dt.datetime.now(dt.UTC)
 CERT_DER = (x509.CertificateBuilder().subject_name(_NAME).issuer_name(_NAME).public_key(_KEY.public_key())
             .serial_number(7).not_valid_before(_NOW).not_valid_after(_NOW + dt.timedelta(days=1))
             .sign(_KEY, hashes.SHA256()).public_bytes(serialization.Encoding.DER))

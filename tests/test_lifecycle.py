@@ -94,7 +94,7 @@ def test_renewal_rules(small: CaHome, tmp_path: Path) -> None:
     assert doc["renewed"] == short["serial"]
     assert _not_after(doc["certificate"]) == _not_after(short) + dt.timedelta(days=30)
     new = x509.load_pem_x509_certificate(Path(doc["certificate"]["path"]).read_bytes())
-    assert abs(new.not_valid_before_utc - dt.datetime.now(dt.timezone.utc)) < dt.timedelta(minutes=5)
+    assert abs(new.not_valid_before_utc - dt.datetime.now(dt.UTC)) < dt.timedelta(minutes=5)
     shown = small.run("--json", "cert", "show", doc["certificate"]["serial"]).json()
     assert shown["renewed_from"] == short["serial"]
     old_shown = small.run("--json", "cert", "show", short["serial"]).json()

@@ -65,7 +65,7 @@ def test_certificates_bundle_and_single() -> None:
     name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "t")])
     import datetime as dt
 
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(1).not_valid_before(now).not_valid_after(now + dt.timedelta(days=1)).sign(key, hashes.SHA256()))
     pem = cert.public_bytes(serialization.Encoding.PEM)

@@ -30,13 +30,13 @@ def test_bad_serial(text: str) -> None:
 
 
 def test_validity_cost_and_end() -> None:
-    start = dt.datetime(2024, 2, 29, tzinfo=dt.timezone.utc)
+    start = dt.datetime(2024, 2, 29, tzinfo=dt.UTC)
     assert Validity.from_options(None, None).cost == 1
     assert Validity.from_options(3, None).cost == 3
     assert Validity.from_options(None, 365).cost == 1
     assert Validity.from_options(None, 366).cost == 2
     assert Validity.from_options(None, 20).cost == 1
-    assert Validity(years=1).end(start) == dt.datetime(2025, 2, 28, tzinfo=dt.timezone.utc)
+    assert Validity(years=1).end(start) == dt.datetime(2025, 2, 28, tzinfo=dt.UTC)
     assert Validity(days=30).end(start) == start + dt.timedelta(days=30)
     with pytest.raises(UsageError):
         Validity.from_options(1, 30)
@@ -45,7 +45,7 @@ def test_validity_cost_and_end() -> None:
 
 
 def test_nested_ca_validity_never_outlives_issuer() -> None:
-    start = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     periods = sequence_validity(start, [5, 10, 3])
     assert periods[1][1] == periods[0][1]
     assert periods[2][1] <= periods[1][1]

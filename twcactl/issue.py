@@ -199,10 +199,12 @@ def _add_urls(builder: x509.CertificateBuilder, urls: CaUrls) -> x509.Certificat
         )
     access: list[x509.AccessDescription] = []
     if urls.ocsp_url:
-        access.append(x509.AccessDescription(AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(urls.ocsp_url)))
+        access.append(x509.AccessDescription(AuthorityInformationAccessOID.OCSP,
+                                             x509.UniformResourceIdentifier(urls.ocsp_url)))
     if urls.ca_issuers_url:
         access.append(
-            x509.AccessDescription(AuthorityInformationAccessOID.CA_ISSUERS, x509.UniformResourceIdentifier(urls.ca_issuers_url))
+            x509.AccessDescription(AuthorityInformationAccessOID.CA_ISSUERS,
+                                   x509.UniformResourceIdentifier(urls.ca_issuers_url))
         )
     if access:
         builder = builder.add_extension(x509.AuthorityInformationAccess(access), critical=False)

@@ -175,7 +175,8 @@ def backup(file: Path, force: bool) -> None:
     doc = {"file": str(file), **counts}
 
     def human(console: Console) -> None:
-        console.print(f"Backup {file}: {counts['files']} files, {counts['certificates']} certificate records (mode 600).")
+        console.print(f"Backup {file}: {counts['files']} files, "
+                      f"{counts['certificates']} certificate records (mode 600).")
 
     emit(doc, human)
 

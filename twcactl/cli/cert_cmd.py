@@ -50,7 +50,8 @@ Examples:
   twcactl cert issue requests/ --account 70759028-01 --days 90 --keep-going --json
 """)
 @click.argument("csrs", nargs=-1, required=True, type=click.Path(path_type=Path, allow_dash=True), metavar="CSR...|DIR")
-@click.option("--account", "account_id", required=True, metavar="ID", help="The account that pays and whose domains apply.")
+@click.option("--account", "account_id", required=True, metavar="ID",
+              help="The account that pays and whose domains apply.")
 @click.option("--profile", default="ssl", show_default=True,
               type=click.Choice(["ssl", "wildcard", "ev", "user-sign", "user-enc"]))
 @click.option("--years", type=int, help="Validity in calendar years (default 1; costs N certificate-years).")
@@ -148,7 +149,8 @@ def _render_issue(outcome: IssueOutcome, account_id: str, window: int) -> None:
                           f"(was {outcome.balance_before})")
             if len(outcome.issued) == 1:
                 console.print(f"  files   {outcome.issued[0].path}")
-                console.print(f"Next: twcactl cert export {outcome.issued[0].serial} --out-dir ./{_dir_hint(outcome.issued[0])}")
+                first = outcome.issued[0]
+                console.print(f"Next: twcactl cert export {first.serial} --out-dir ./{_dir_hint(first)}")
         for name, err in outcome.failed:
             console.print(f"Refused {safe(name)}: {safe(err.message)}")
 

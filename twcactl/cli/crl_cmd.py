@@ -29,7 +29,8 @@ Examples:
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False),
               help="Also write the CRL here: PEM when the name ends in .pem, else DER.")
 @click.option("--force", is_flag=True, help="Replace an existing --out file.")
-@click.option("--full", is_flag=True, help="Rebuild every entry from the records instead of reusing the previous CRL's.")
+@click.option("--full", is_flag=True,
+              help="Rebuild every entry from the records instead of reusing the previous CRL's.")
 @ca_passphrase_option
 @json_option
 def crl(out: Path | None, force: bool, full: bool, ca_passphrase: str | None) -> None:

@@ -31,9 +31,11 @@ Example:
   twcactl ocsp respond --request req.der --out resp.der
   openssl ocsp -respin resp.der -issuer uca.cer -VAfile uca.cer -text
 """)
-@click.option("--request", "request_file", required=True, type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
+@click.option("--request", "request_file", required=True,
+              type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
               help="A DER OCSP request.")
-@click.option("--out", required=True, type=click.Path(path_type=Path, dir_okay=False), help="The DER response to write.")
+@click.option("--out", required=True, type=click.Path(path_type=Path, dir_okay=False),
+              help="The DER response to write.")
 @click.option("--force", is_flag=True, help="Replace an existing --out file.")
 @ca_passphrase_option
 @json_option

@@ -256,7 +256,8 @@ class ChainPath:
     duplicates: int
 
 
-def build_path(leaf: x509.Certificate, candidates: Sequence[x509.Certificate], *, max_depth: int = MAX_DEPTH) -> ChainPath:
+def build_path(leaf: x509.Certificate, candidates: Sequence[x509.Certificate], *,
+               max_depth: int = MAX_DEPTH) -> ChainPath:
     """Order ``candidates`` into the path from ``leaf`` up to a self-signed root.
 
     Each step takes a candidate that :func:`issued_by` accepts, preferring

@@ -347,51 +347,56 @@ def _parse_pfx(data: bytes, *, name: str) -> PfxStructure:
     except ASN1_ERRORS as exc:
         raise _bad(name, "the AuthenticatedSafe cannot be read") from exc
 
-    mac: MacInfo | None = None
-    mac_salt = mac_digest = b""
-    mac_data = pfx["mac_data"]
-    if mac_data.native is not None:
-        try:
-            algo = mac_data["mac"]["digest_algorithm"]["algorithm"].native
-            mac_salt = bytes(mac_data["mac_salt"].native)
-            mac_digest = bytes(mac_data["mac"]["digest"].native)
-            iterations = mac_data["iterations"].native
-        except ASN1_ERRORS as exc:
-            raise _bad(name, "the MAC cannot be read") from exc
-        if algo not in _DIGESTS:
-            raise _bad(name, f"the MAC uses the unsupported digest {algo}")
-        mac = MacInfo(str(algo), _check_iterations(iterations, name=name, where="MAC"), len(mac_salt))
-
-    containers: list[Container] = []
-    for index, info in enumerate(infos):
-        try:
-            kind = info["content_type"].native
-        except ASN1_ERRORS as exc:
-            raise _bad(name, "a content of the AuthenticatedSafe cannot be read") from exc
-        if kind == "data":
-            try:
-                octets = info["content"].native
-                if not isinstance(octets, bytes):
-                    raise TypeError("content is not an OCTET STRING")
-            except ASN1_ERRORS as exc:
-                raise _bad(name, "a data content cannot be read") from exc
-            containers.append(Container("data", NO_PROTECTION, _parse_bags(octets, name=name, container=index)))
-        elif kind == "encrypted_data":
-            try:
-                eci = info["content"]["encrypted_content_info"]
-                algorithm = eci["content_encryption_algorithm"]
-                ciphertext = eci["encrypted_content"].native
-                if not isinstance(ciphertext, bytes):
-                    raise TypeError("no encrypted content")
-            except ASN1_ERRORS as exc:
-                raise _bad(name, "an encrypted content cannot be read") from exc
-            prot = describe_algorithm(algorithm, name=name, where="certificate encryption")
-            containers.append(Container("encrypted", prot, None, algorithm, ciphertext))
-        elif kind == "enveloped_data":
-            containers.append(Container("enveloped", Protection("public-key (EnvelopedData)"), None))
-        else:
-            raise _bad(name, f"a content of type {kind} in the AuthenticatedSafe")
+    mac, mac_salt, mac_digest = _parse_mac(pfx["mac_data"], name=name)
+    containers = [_parse_container(info, index, name=name) for index, info in enumerate(infos)]
     return PfxStructure(mac, tuple(containers), auth_octets, mac_salt, mac_digest)
+
+
+def _parse_mac(mac_data: Any, *, name: str) -> tuple[MacInfo | None, bytes, bytes]:
+    """The MacData of RFC 7292 §4: ``(mac info or None, salt, digest)``; iteration counts capped before any KDF."""
+    if mac_data.native is None:
+        return None, b"", b""
+    try:
+        algo = mac_data["mac"]["digest_algorithm"]["algorithm"].native
+        mac_salt = bytes(mac_data["mac_salt"].native)
+        mac_digest = bytes(mac_data["mac"]["digest"].native)
+        iterations = mac_data["iterations"].native
+    except ASN1_ERRORS as exc:
+        raise _bad(name, "the MAC cannot be read") from exc
+    if algo not in _DIGESTS:
+        raise _bad(name, f"the MAC uses the unsupported digest {algo}")
+    info = MacInfo(str(algo), _check_iterations(iterations, name=name, where="MAC"), len(mac_salt))
+    return info, mac_salt, mac_digest
+
+
+def _parse_container(info: Any, index: int, *, name: str) -> Container:
+    """One ContentInfo of the AuthenticatedSafe (RFC 7292 §4.1): plain data, password-encrypted or enveloped."""
+    try:
+        kind = info["content_type"].native
+    except ASN1_ERRORS as exc:
+        raise _bad(name, "a content of the AuthenticatedSafe cannot be read") from exc
+    if kind == "data":
+        try:
+            octets = info["content"].native
+            if not isinstance(octets, bytes):
+                raise TypeError("content is not an OCTET STRING")
+        except ASN1_ERRORS as exc:
+            raise _bad(name, "a data content cannot be read") from exc
+        return Container("data", NO_PROTECTION, _parse_bags(octets, name=name, container=index))
+    if kind == "encrypted_data":
+        try:
+            eci = info["content"]["encrypted_content_info"]
+            algorithm = eci["content_encryption_algorithm"]
+            ciphertext = eci["encrypted_content"].native
+            if not isinstance(ciphertext, bytes):
+                raise TypeError("no encrypted content")
+        except ASN1_ERRORS as exc:
+            raise _bad(name, "an encrypted content cannot be read") from exc
+        prot = describe_algorithm(algorithm, name=name, where="certificate encryption")
+        return Container("encrypted", prot, None, algorithm, ciphertext)
+    if kind == "enveloped_data":
+        return Container("enveloped", Protection("public-key (EnvelopedData)"), None)
+    raise _bad(name, f"a content of type {kind} in the AuthenticatedSafe")
 
 
 # ---------------------------------------------------------------- passwords and the PKCS#12 KDF

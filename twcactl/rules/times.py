@@ -7,12 +7,12 @@ import datetime as dt
 
 def utcnow() -> dt.datetime:
     """The current time, UTC, truncated to whole seconds (X.509 has no fractions)."""
-    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    return dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 
 def rfc3339(value: dt.datetime) -> str:
     """Render an aware datetime as ``YYYY-MM-DDTHH:MM:SSZ`` (cli-contract.md, JSON shapes)."""
-    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_rfc3339(text: str) -> dt.datetime:
@@ -23,8 +23,8 @@ def parse_rfc3339(text: str) -> dt.datetime:
     """
     value = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.timezone.utc)
-    return value.astimezone(dt.timezone.utc)
+        value = value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC)
 
 
 def add_years(value: dt.datetime, years: int) -> dt.datetime:
