@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 # The real components the tests drive: openssl, keytool (JRE), certtool (GnuTLS),
 # pk12util (NSS), SoftHSM2 / opencryptoki / OpenSC, pcscd + vpcd; gcc and headers for pyscard.
 packages=(openssl default-jre-headless gnutls-bin libnss3-tools softhsm2 opencryptoki opensc pcscd
-          vsmartcard-vpcd libpcsclite-dev gcc python3-dev python3-venv easy-rsa)
+          vsmartcard-vpcd libpcsclite-dev gcc python3-dev python3-venv easy-rsa lego
+          postgresql)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -25,7 +26,7 @@ if [ "${CI:-}" = "true" ]; then
 fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/pip install -q --disable-pip-version-check -e '.[card,test]'
+.venv/bin/pip install -q --disable-pip-version-check -e '.[card,test,serve]'
 # Lint and type-check before the tests: either failing fails the run.
 echo "ruff: $(.venv/bin/ruff --version)"
 .venv/bin/ruff check twcactl tests bench

@@ -187,3 +187,18 @@ def issued_bundle(base: Path, *init_args: str) -> tuple[CaHome, Path, str]:
     serial = result.json()["certificates"][0]["serial"]
     assert home.run("cert", "export", serial, "--out-dir", base / "bundle").code == 0
     return home, base / "bundle", serial
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[Any]:
+    """A real PostgreSQL server for the session (tests/pg_support.py); the test fails when it cannot start."""
+    from tests import pg_support
+
+    why = pg_support.available()
+    if why is not None:
+        pytest.fail(f"{why}; scripts/test.sh installs it")
+    server = pg_support.PgServer.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -51,7 +51,8 @@ def crl(pki: Pki, path: Path, *, revoked: list[int], this_update: dt.datetime | 
                for s in revoked]
     builder = x509.CertificateRevocationListBuilder(
         issuer_name=pki.issuing_cert.subject, last_update=this_update,
-        next_update=next_update or now + dt.timedelta(days=7), revoked_certificates=entries)
+        next_update=next_update or now + dt.timedelta(days=7), revoked_certificates=entries,
+        extensions=[x509.Extension(x509.CRLNumber.oid, False, x509.CRLNumber(1))])  # RFC 5280 5.2.3 (issue 19)
     signed = builder.sign(key or pki.issuing_key, hashes.SHA256())  # type: ignore[arg-type]
     path.write_bytes(signed.public_bytes(serialization.Encoding.PEM))
     return path

@@ -69,7 +69,8 @@ def test_json_flag_after_the_command(ca_home: CaHome) -> None:
     result = ca_home.run("account", "show", ACCOUNT, "--json")
     assert result.code == 0
     doc = result.json()
-    assert set(doc) == {"id", "org", "org_aliases", "domains", "balance", "ledger"}
+    assert set(doc) == {"id", "org", "org_aliases", "domains", "balance", "ledger",
+                        "business_number", "jurisdiction", "business_category"}  # issue 12 added the EV identity
     assert doc["domains"] == ["twca.com.tw"] and doc["balance"] == 10
     assert set(doc["ledger"][0]) == {"time", "delta", "balance", "action", "serial", "operator", "note"}
     assert doc["ledger"][0]["time"].endswith("Z")

@@ -138,7 +138,8 @@ AREAS: dict[str, tuple[str, ...]] = {
     "store": ("foundation",),
     "front": ("foundation", "policy", "pkix", "backends"),
     "authority": ("foundation", "policy", "pkix", "backends", "store", "front"),
-    "cli": ("foundation", "policy", "pkix", "backends", "store", "front", "authority"),
+    "serve": ("foundation", "policy", "pkix", "backends", "store", "front", "authority"),
+    "cli": ("foundation", "policy", "pkix", "backends", "store", "front", "authority", "serve"),
 }
 FRONT_DOORS = {"csr.py", "issue.py", "pfx.py", "card.py"}
 FOUNDATION = {"__init__.py", "errors.py", "models.py", "fsutil.py"}

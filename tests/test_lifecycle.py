@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from tests.conftest import ACCOUNT, CaHome, make_ca, openssl_csr, require, sh
@@ -100,9 +101,11 @@ def test_renewal_rules(small: CaHome, tmp_path: Path) -> None:
     old_shown = small.run("--json", "cert", "show", short["serial"]).json()
     assert old_shown["renewed_by"] == [doc["certificate"]["serial"]]
 
-    default = small.run("--json", "cert", "renew", short["serial"], "--csr", www)
+    # renewal is once per certificate (issue 12): the default validity is shown on another 20-day certificate
+    short2 = issue(small, www, "--days", "20")
+    default = small.run("--json", "cert", "renew", short2["serial"], "--csr", www)
     assert default.code == 0, default.stderr
-    assert _not_after(default.json()["certificate"]) == _not_after(short) + dt.timedelta(days=20)
+    assert _not_after(default.json()["certificate"]) == _not_after(short2) + dt.timedelta(days=20)
 
     year = issue(small, www, "--years", "1")
     too_early = small.run("cert", "renew", year["serial"], "--csr", www)
@@ -120,7 +123,8 @@ def test_renewal_refuses_revoked_and_past_ca(small: CaHome, tmp_path: Path) -> N
     cert = issue(small, www, "--days", "10")
     assert small.run("cert", "revoke", cert["serial"], "--reason", "keyCompromise").code == 0
     assert small.run("cert", "renew", cert["serial"], "--csr", www).code == 5
-    past = small.run("cert", "issue", www, "--account", ACCOUNT, "--years", "11")
+    fresh = csr_for(tmp_path, "www.twca.com.tw", name="fresh")  # www's key is blocked now (keyCompromise)
+    past = small.run("cert", "issue", fresh, "--account", ACCOUNT, "--years", "11")
     assert past.code == 5
     assert re.search(r"\d{4}-\d{2}-\d{2}", past.stderr)
 
@@ -130,10 +134,34 @@ def _bundle(home: CaHome, serial: str, out: Path) -> Path:
     return out
 
 
+#: OpenSSL's X509_V_ERR_CERT_REVOKED (include/openssl/x509_vfy.h), as ``openssl verify`` reports it
+X509_V_ERR_CERT_REVOKED = 23
+
+
 def _openssl_verify(bundle: Path, crl: Path) -> tuple[int, str]:
+    """``openssl verify -crl_check``: (exit code, its first X509_V_ERR number as text when it failed,
+    else the output for the assertion message)."""
     proc = sh(require("openssl"), "verify", "-crl_check", "-CRLfile", crl, "-CAfile", bundle / "root.cer",
               "-untrusted", bundle / "uca.cer", bundle / "server.cer")
-    return proc.returncode, (proc.stdout + proc.stderr).decode()
+    text = (proc.stdout + proc.stderr).decode()
+    error = re.search(r"error (\d+) at \d+ depth", text)
+    return proc.returncode, str(int(error.group(1)) if error else 0) if proc.returncode else text
+
+
+def _crl_entry(crl_file: Path, serial: str) -> tuple[x509.ReasonFlags | None, dt.datetime | None]:
+    """The reason and invalidity date of ``serial``'s entry in the DER CRL, as cryptography parses them."""
+    crl = x509.load_der_x509_crl(crl_file.read_bytes())
+    entry = crl.get_revoked_certificate_by_serial_number(int(serial, 16))
+    assert entry is not None
+    try:
+        reason = entry.extensions.get_extension_for_class(x509.CRLReason).value.reason
+    except x509.ExtensionNotFound:
+        reason = None
+    try:
+        invalid = entry.extensions.get_extension_for_class(x509.InvalidityDate).value.invalidity_date_utc
+    except x509.ExtensionNotFound:
+        invalid = None
+    return reason, invalid
 
 
 def _crl_pem(home: CaHome, tmp: Path, name: str) -> Path:
@@ -143,7 +171,8 @@ def _crl_pem(home: CaHome, tmp: Path, name: str) -> Path:
     return out
 
 
-def _ocsp(home: CaHome, bundle: Path, tmp: Path, name: str) -> str:
+def _ocsp(home: CaHome, bundle: Path, tmp: Path, name: str) -> ocsp.OCSPResponse:
+    """Ask twcactl through an OpenSSL-made request; OpenSSL verifies the response, cryptography parses it."""
     req, resp = tmp / f"{name}.req", tmp / f"{name}.resp"
     proc = sh(require("openssl"), "ocsp", "-issuer", bundle / "uca.cer", "-cert", bundle / "server.cer",
               "-reqout", req)
@@ -153,7 +182,10 @@ def _ocsp(home: CaHome, bundle: Path, tmp: Path, name: str) -> str:
     proc = sh(require("openssl"), "ocsp", "-respin", resp, "-issuer", bundle / "uca.cer", "-cert",
               bundle / "server.cer", "-VAfile", bundle / "uca.cer", "-no_nonce")
     assert proc.returncode == 0, proc.stderr
-    return proc.stdout.decode()
+    response = ocsp.load_der_ocsp_response(resp.read_bytes())
+    assert response.response_status == ocsp.OCSPResponseStatus.SUCCESSFUL
+    assert response.serial_number == x509.load_pem_x509_certificate((bundle / "server.cer").read_bytes()).serial_number
+    return response
 
 
 def test_revoke_hold_release_seen_by_openssl(small: CaHome, tmp_path: Path) -> None:
@@ -161,23 +193,19 @@ def test_revoke_hold_release_seen_by_openssl(small: CaHome, tmp_path: Path) -> N
     bundle = _bundle(small, record["serial"], tmp_path / "b")
     code, out = _openssl_verify(bundle, _crl_pem(small, tmp_path, "crl0"))
     assert code == 0, out
-    assert ": good" in _ocsp(small, bundle, tmp_path, "o0")
+    assert _ocsp(small, bundle, tmp_path, "o0").certificate_status == ocsp.OCSPCertStatus.GOOD
 
     held = small.run("--json", "cert", "hold", record["serial"])
     assert held.code == 0, held.stderr
     assert held.json()["certificate"]["status"] == "suspended"
     crl_file = small.path / "crl" / "uca.crl"
-    crl = x509.load_der_x509_crl(crl_file.read_bytes())
-    entry = crl.get_revoked_certificate_by_serial_number(int(record["serial"], 16))
-    assert entry is not None
-    assert entry.extensions.get_extension_for_class(x509.CRLReason).value.reason == x509.ReasonFlags.certificate_hold
-    text = sh("openssl", "crl", "-in", crl_file, "-inform", "DER", "-text", "-noout").stdout.decode()
-    assert "Certificate Hold" in text
+    assert _crl_entry(crl_file, record["serial"]) == (x509.ReasonFlags.certificate_hold, None)
     code, out = _openssl_verify(bundle, _crl_pem(small, tmp_path, "crl1"))
-    assert code != 0 and "revoked" in out
+    assert (code, out) == (2, str(X509_V_ERR_CERT_REVOKED))
     assert small.run("--json", "cert", "list", "--status", "suspended").json()["count"] == 1
-    ocsp_text = _ocsp(small, bundle, tmp_path, "o1")
-    assert ": revoked" in ocsp_text and "certificateHold" in ocsp_text
+    held_ocsp = _ocsp(small, bundle, tmp_path, "o1")
+    assert (held_ocsp.certificate_status, held_ocsp.revocation_reason) == (ocsp.OCSPCertStatus.REVOKED,
+                                                                          x509.ReasonFlags.certificate_hold)
 
     released = small.run("--json", "cert", "release", record["serial"])
     assert released.code == 0 and released.json()["certificate"]["status"] == "valid"
@@ -191,11 +219,12 @@ def test_revoke_hold_release_seen_by_openssl(small: CaHome, tmp_path: Path) -> N
                         "--invalidity-date", "2026-01-02T03:04:05Z")
     assert revoked.code == 0, revoked.stderr
     code, out = _openssl_verify(bundle, _crl_pem(small, tmp_path, "crl3"))
-    assert code != 0 and "certificate revoked" in out
-    text = sh("openssl", "crl", "-in", crl_file, "-inform", "DER", "-text", "-noout").stdout.decode()
-    assert "Key Compromise" in text and "Invalidity Date" in text
-    ocsp_text = _ocsp(small, bundle, tmp_path, "o2")
-    assert ": revoked" in ocsp_text and "keyCompromise" in ocsp_text
+    assert (code, out) == (2, str(X509_V_ERR_CERT_REVOKED))
+    assert _crl_entry(crl_file, record["serial"]) == (x509.ReasonFlags.key_compromise,
+                                                      dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC))
+    revoked_ocsp = _ocsp(small, bundle, tmp_path, "o2")
+    assert (revoked_ocsp.certificate_status, revoked_ocsp.revocation_reason) == (ocsp.OCSPCertStatus.REVOKED,
+                                                                                x509.ReasonFlags.key_compromise)
     assert small.run("cert", "revoke", record["serial"], "--reason", "superseded").code == 5
     assert small.run("cert", "hold", record["serial"]).code == 5
 
@@ -224,6 +253,9 @@ def test_ocsp_unknown_and_revoked_reason_change(small: CaHome, tmp_path: Path) -
     sh("openssl", "ocsp", "-issuer", bundle / "uca.cer", "-serial", "0x" + foreign["serial"], "-reqout", req)
     result = small.run("--json", "ocsp", "respond", "--request", req, "--out", tmp_path / "u.resp")
     assert result.code == 0 and result.json()["status"] == "unknown"
+    unknown = ocsp.load_der_ocsp_response((tmp_path / "u.resp").read_bytes())
+    assert (unknown.certificate_status, unknown.serial_number) == (ocsp.OCSPCertStatus.UNKNOWN,
+                                                                   int(foreign["serial"], 16))
     del fb
     bad = tmp_path / "junk.req"
     bad.write_bytes(b"\x30\x03\x02\x01\x01")
@@ -294,8 +326,13 @@ def test_auditor_queries_only(small: CaHome, tmp_path: Path) -> None:
         assert result.code == 5, (args, result.stderr)
         assert "auditor" in result.stderr
     assert sqlite3.connect(db).execute("SELECT COUNT(*), MAX(seq) FROM activity_log").fetchone() == before
-    assert small.run("ocsp", "respond", "--request", tmp_path / "none", "--out", tmp_path / "r",
-                     env=auditor).code in (3, 5)
+    request = tmp_path / "q.req"
+    proc = sh(require("openssl"), "ocsp", "-issuer", small.path / "ca" / "uca.cer", "-serial", "0x" + record["serial"],
+              "-reqout", request)
+    assert proc.returncode == 0, proc.stderr
+    signed = small.run("--json", "ocsp", "respond", "--request", request, "--out", tmp_path / "r", env=auditor)
+    assert signed.code == 5 and signed.json()["error"]["kind"] == "state", "an OCSP response is signed: managers only"
+    assert not (tmp_path / "r").exists()
 
 
 def test_ca_config(small: CaHome) -> None:
@@ -363,25 +400,36 @@ def test_two_intermediates_and_profiles(tmp_path: Path) -> None:
 
 def test_incremental_crl_equals_full_rebuild(small: CaHome, tmp_path: Path) -> None:
     small.run("account", "credit", ACCOUNT, "10")
-    records = [issue(small, csr_for(tmp_path, f"h{i}.twca.com.tw")) for i in range(4)]
-    small.run("cert", "revoke", records[0]["serial"], "--reason", "unspecified")
-    small.run("cert", "hold", records[1]["serial"])
-    small.run("cert", "hold", records[2]["serial"])
-    small.run("cert", "release", records[2]["serial"])
-    small.run("cert", "revoke", records[1]["serial"], "--reason", "keyCompromise")
+    records = [issue(small, csr_for(tmp_path, f"h{i}.twca.com.tw")) for i in range(5)]
+    for args in (("revoke", records[0]["serial"], "--reason", "unspecified"), ("hold", records[1]["serial"]),
+                 ("hold", records[2]["serial"]), ("release", records[2]["serial"]),
+                 ("revoke", records[1]["serial"], "--reason", "keyCompromise", "--invalidity-date",
+                  "2026-01-02T03:04:05Z"),
+                 ("hold", records[3]["serial"]), ("hold", records[4]["serial"])):
+        assert small.run("cert", *args).code == 0, args
+    # a held certificate listed, and one held and then released, off the list
+    assert small.run("cert", "release", records[4]["serial"]).code == 0
 
-    def entries(*flags: str) -> dict[int, x509.ReasonFlags | None]:
+    def entries(*flags: str) -> dict[int, tuple[x509.ReasonFlags | None, dt.datetime | None]]:
         out = tmp_path / f"crl{len(flags)}.pem"
         assert small.run("crl", "--out", out, "--force", *flags).code == 0
         crl = x509.load_pem_x509_crl(out.read_bytes())
-        result: dict[int, x509.ReasonFlags | None] = {}
+        result: dict[int, tuple[x509.ReasonFlags | None, dt.datetime | None]] = {}
         for entry in crl:
             try:
-                result[entry.serial_number] = entry.extensions.get_extension_for_class(x509.CRLReason).value.reason
+                reason = entry.extensions.get_extension_for_class(x509.CRLReason).value.reason
             except x509.ExtensionNotFound:
-                result[entry.serial_number] = None
+                reason = None
+            try:
+                invalid = entry.extensions.get_extension_for_class(x509.InvalidityDate).value.invalidity_date_utc
+            except x509.ExtensionNotFound:
+                invalid = None
+            result[entry.serial_number] = (reason, invalid)
         return result
 
     incremental, full = entries(), entries("--full")
-    assert incremental == full == {int(records[0]["serial"], 16): None,
-                                   int(records[1]["serial"], 16): x509.ReasonFlags.key_compromise}
+    assert incremental == full == {
+        int(records[0]["serial"], 16): (None, None),
+        int(records[1]["serial"], 16): (x509.ReasonFlags.key_compromise, dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)),
+        int(records[3]["serial"], 16): (x509.ReasonFlags.certificate_hold, None),
+    }

@@ -97,16 +97,17 @@ def assert_terminal_safe(text: str) -> None:
 
 def test_rule_order_is_the_published_contract() -> None:
     assert RULE_ORDER == (
-        "subject.required", "subject.country", "subject.printable", "subject.org",
+        "subject.required", "subject.country", "subject.printable", "subject.org", "subject.identity",
         "cn.syntax", "cn.ip-address", "cn.idn", "cn.label", "cn.length", "cn.domain", "cn.wildcard",
-        "san.dns", "san.type", "key.strength", "sig.hash", "sig.valid", "personal.identifier",
+        "san.dns", "san.type", "san.count", "key.strength", "sig.hash", "sig.valid", "personal.identifier",
+        "personal.email", "personal.business-number",
     )  # fmt: skip
 
 
 def test_good_ssl_request_passes_every_rule_in_order() -> None:
     result = check_ssl("www.twca.com.tw", sans=(("dns", "www.twca.com.tw"), ("dns", "twca.com.tw")))
     assert result.ok, result.failed
-    assert [f.rule for f in result.findings] == [r for r in RULE_ORDER if r != "personal.identifier"]
+    assert [f.rule for f in result.findings] == [r for r in RULE_ORDER if not r.startswith("personal.")]
     assert all(f.message for f in result.findings)
     assert result.to_json()["ok"] is True
 
@@ -116,7 +117,8 @@ def test_personal_profile_replaces_the_dns_rules() -> None:
     assert result.ok, result.failed
     assert [f.rule for f in result.findings] == [
         "subject.required", "subject.country", "subject.printable", "subject.org",
-        "san.type", "key.strength", "sig.hash", "sig.valid", "personal.identifier",
+        "san.type", "san.count", "key.strength", "sig.hash", "sig.valid", "personal.identifier",
+        "personal.email", "personal.business-number",
     ]  # fmt: skip
 
 

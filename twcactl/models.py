@@ -79,12 +79,25 @@ class AccountPolicy:
         org: the organisation's registered English name (subject O).
         org_aliases: further accepted O values.
         domains: the agreed domains, lower case, no trailing dot.
+        jurisdiction_country / jurisdiction_state / jurisdiction_locality: where the
+            organisation is registered (EV jurisdiction*; ISO 3166-1 alpha-2 country; state
+            and locality None when not given).
+        business_category: the EV businessCategory (EV Guidelines §7.1.4.2.3).
     """
 
     id: str
     org: str
     org_aliases: tuple[str, ...] = ()
     domains: tuple[str, ...] = ()
+    jurisdiction_country: str = "TW"
+    jurisdiction_state: str | None = None
+    jurisdiction_locality: str | None = None
+    business_category: str = "Private Organization"
+
+    @property
+    def business_number(self) -> str:
+        """The unified business number: the account ID's first 8 digits (domain.md §2)."""
+        return self.id.split("-")[0]
 
 
 @dataclass(frozen=True)

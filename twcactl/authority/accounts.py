@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from twcactl.errors import UsageError
-from twcactl.policy.checks import normalise_domain, printable_problem
+from twcactl.policy.checks import BUSINESS_CATEGORIES, ISO_3166_ALPHA2, normalise_domain, printable_problem
 from twcactl.rules.identifiers import is_valid_account_id
 from twcactl.store import Store
 from twcactl.store.records import Account
@@ -26,6 +26,45 @@ def _require_printable(label: str, value: str) -> None:
     problem = printable_problem(value)
     if problem:
         raise UsageError(f"{label}: {problem}.")
+
+
+def _country(value: str) -> str:
+    """A jurisdiction country as stored: an assigned ISO 3166-1 alpha-2 code in upper case."""
+    code = value.strip().upper()
+    if code not in ISO_3166_ALPHA2:
+        raise UsageError(f"--jurisdiction-country: {value!r} is not an ISO 3166-1 alpha-2 country code (e.g. TW).")
+    return code
+
+
+def _category(value: str) -> str:
+    """A business category as stored: one of the EV Guidelines' four (§7.1.4.2.3), in their spelling."""
+    for category in BUSINESS_CATEGORIES:
+        if " ".join(value.split()).casefold() == category.casefold():
+            return category
+    raise UsageError(f"--business-category: {value!r} is not one of: {', '.join(BUSINESS_CATEGORIES)} "
+                     "(EV Guidelines §7.1.4.2.3).")
+
+
+def _identity(country: str | None, state: str | None, locality: str | None,
+              category: str | None) -> dict[str, str | None]:
+    """The EV identity columns to write: only those given; ``""`` clears a state or locality.
+
+    Raises:
+        UsageError: a country that is not an assigned ISO code, a state or locality that is not printable
+            ASCII, a business category outside the EV Guidelines' four (exit 2).
+    """
+    identity: dict[str, str | None] = {}
+    if country is not None:
+        identity["jurisdiction_country"] = _country(country)
+    for column, label, value in (("jurisdiction_state", "--jurisdiction-state", state),
+                                 ("jurisdiction_locality", "--jurisdiction-locality", locality)):
+        if value is not None:
+            if value:
+                _require_printable(label, value)
+            identity[column] = value or None
+    if category is not None:
+        identity["business_category"] = _category(category)
+    return identity
 
 
 def _one_space(text: str) -> str:
@@ -44,10 +83,12 @@ class NewAccount:
         aliases: other accepted O values.
         quota: the opening balance in certificate-years (>= 0; 0 writes no ledger entry).
         note: the note of the opening ledger entry (default ``"initial quota"``).
+        jurisdiction_country / jurisdiction_state / jurisdiction_locality / business_category: the EV
+            identity (default TW, none, none, ``Private Organization``); every EV certificate carries it.
 
     Raises (on creation):
-        UsageError: a bad account ID, a name that is not printable ASCII, a bad domain, no domain,
-            or a negative quota (exit 2).
+        UsageError: a bad account ID, a name that is not printable ASCII, a bad domain (a public suffix
+            such as ``com.tw`` among them), no domain, a negative quota, or a bad EV identity value (exit 2).
     """
 
     id: str
@@ -56,6 +97,16 @@ class NewAccount:
     aliases: tuple[str, ...] = ()
     quota: int = 0
     note: str | None = None
+    jurisdiction_country: str | None = None
+    jurisdiction_state: str | None = None
+    jurisdiction_locality: str | None = None
+    business_category: str | None = None
+
+    @property
+    def identity(self) -> dict[str, str | None]:
+        """The EV identity columns given (checked and normalised)."""
+        return _identity(self.jurisdiction_country, self.jurisdiction_state, self.jurisdiction_locality,
+                         self.business_category)
 
     def __post_init__(self) -> None:
         if not is_valid_account_id(self.id):
@@ -67,6 +118,7 @@ class NewAccount:
             raise UsageError("an account needs at least one agreed domain.")
         if self.quota < 0:
             raise UsageError("the opening quota must not be negative.")
+        _ = self.identity  # refuse a bad EV identity value now, before the home is opened
         object.__setattr__(self, "domains", tuple(dict.fromkeys(normalise_domain(d) for d in self.domains)))
         object.__setattr__(self, "aliases", tuple(self.aliases))
 
@@ -80,9 +132,12 @@ class AccountChange:
         add_domains: domains to agree, normalised on creation (:func:`normalise_domain`).
         remove_domains: domains to drop, compared in lower case without a trailing dot.
         add_aliases / remove_aliases: O aliases to accept or drop.
+        jurisdiction_country / jurisdiction_state / jurisdiction_locality / business_category: a new EV
+            identity value, or None to keep it (``""`` clears a state or locality).
 
     Raises (on creation):
-        UsageError: nothing to change, a name that is not printable ASCII, a bad domain (exit 2).
+        UsageError: nothing to change, a name that is not printable ASCII, a bad domain (a public suffix
+            among them), a bad EV identity value (exit 2).
     """
 
     org: str | None = None
@@ -90,12 +145,23 @@ class AccountChange:
     remove_domains: tuple[str, ...] = ()
     add_aliases: tuple[str, ...] = ()
     remove_aliases: tuple[str, ...] = field(default=())
+    jurisdiction_country: str | None = None
+    jurisdiction_state: str | None = None
+    jurisdiction_locality: str | None = None
+    business_category: str | None = None
+
+    @property
+    def identity(self) -> dict[str, str | None]:
+        """The EV identity columns to change (checked and normalised)."""
+        return _identity(self.jurisdiction_country, self.jurisdiction_state, self.jurisdiction_locality,
+                         self.business_category)
 
     def __post_init__(self) -> None:
         if self.org is None and not (self.add_domains or self.remove_domains or self.add_aliases
-                                     or self.remove_aliases):
-            raise UsageError("nothing to change; give --org, --add-domain, --remove-domain, --add-alias or "
-                             "--remove-alias.")
+                                     or self.remove_aliases or self.identity):
+            raise UsageError("nothing to change; give --org, --add-domain, --remove-domain, --add-alias, "
+                             "--remove-alias, --jurisdiction-country, --jurisdiction-state, "
+                             "--jurisdiction-locality or --business-category.")
         if self.org:
             _require_printable("--org", self.org)
         for alias in self.add_aliases:
@@ -128,6 +194,13 @@ class Credit:
             raise UsageError("N must not be 0.")
 
 
+def _result(store: Store, account_id: str) -> dict[str, object]:
+    """The account as the change left it (read inside the transaction), for its log entry: ``ca check``
+    compares the records with it (issue 13)."""
+    account = store.accounts.get(account_id, ledger=False)
+    return {"org": account.org, "domains": sorted(account.domains), "aliases": sorted(account.org_aliases)}
+
+
 def add_account(store: Store, new: NewAccount, *, operator: str) -> Account:
     """Register ``new`` with its opening balance, logged as ``account.add`` (domain.md §2-§3).
 
@@ -142,12 +215,14 @@ def add_account(store: Store, new: NewAccount, *, operator: str) -> Account:
     """
     store.operators.require_manager(operator)
     with store.transaction():
-        store.accounts.add(new.id, _one_space(new.org), aliases=new.aliases, domains=new.domains)
+        store.accounts.add(new.id, _one_space(new.org), aliases=new.aliases, domains=new.domains,
+                           identity=new.identity)
         if new.quota:
             store.accounts.change_balance(new.id, new.quota, action="credit", operator=operator,
                                  note=new.note or "initial quota")
         store.log.append(operator=operator, action="account.add", account=new.id, details={
-            "org": new.org, "org_aliases": list(new.aliases), "domains": list(new.domains), "quota": new.quota})
+            "org": new.org, "org_aliases": list(new.aliases), "domains": list(new.domains), "quota": new.quota,
+            "balance": new.quota, "result": _result(store, new.id), "identity": new.identity})
     return store.accounts.get(new.id)
 
 
@@ -166,12 +241,14 @@ def update_account(store: Store, account_id: str, change: AccountChange, *, oper
     with store.transaction():
         store.accounts.update(account_id, org=_one_space(change.org) if change.org else None,
                              add_domains=change.add_domains, remove_domains=change.remove_domains,
-                             add_aliases=change.add_aliases, remove_aliases=change.remove_aliases)
+                             add_aliases=change.add_aliases, remove_aliases=change.remove_aliases,
+                             identity=change.identity)
         if not store.accounts.get(account_id, ledger=False).domains:
             raise UsageError("an account needs at least one agreed domain.")
         store.log.append(operator=operator, action="account.set", account=account_id, details={
             "org": change.org, "add_domains": list(change.add_domains), "remove_domains": list(change.remove_domains),
-            "add_aliases": list(change.add_aliases), "remove_aliases": list(change.remove_aliases)})
+            "add_aliases": list(change.add_aliases), "remove_aliases": list(change.remove_aliases),
+            "result": _result(store, account_id), "identity": change.identity})
     return store.accounts.get(account_id)
 
 

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from twcactl.authority.home import load_ca_key
 from twcactl.authority.lifecycle import (
     CsrInput,
+    FilesReport,
     PassphraseProvider,
     RenewalItem,
     check_csr,
@@ -57,19 +58,26 @@ class LocalIssuer:
         self.operator = operator
         self.passphrase = passphrase
         self.issued: list[tuple[x509.Certificate, CertRecord]] = []
+        self.files = FilesReport()  # PEM files written after the commit, or pending for ca check
 
     def __call__(self, pending: Sequence[Any]) -> list[x509.Certificate]:
-        """Certificates for ``pending`` keys (each with ``csr`` and ``spec.profile`` / ``spec.label``), in order."""
+        """Certificates for ``pending`` keys (each with ``csr`` and ``spec.profile`` / ``spec.label``), in order.
+
+        Raises:
+            PolicyError: a rule fails, or a key is blocked (``key.blocked``: revoked for keyCompromise,
+                BR §6.1.1.3) (exit 1); nothing is issued.
+        """
         account = self.store.accounts.get(self.account_id, ledger=False)
         inputs = []
         for item in pending:
             csr_input = CsrInput(name=f"card key {item.spec.label}",
                                  data=item.csr.public_bytes(serialization.Encoding.DER), profile=item.spec.profile)
-            check_csr(csr_input, account.policy(), item.spec.profile)
+            check_csr(csr_input, account.policy(), item.spec.profile, store=self.store)  # key.blocked too
             inputs.append(csr_input)
         outcome = issue_certificates(self.store, inputs, account_id=self.account_id, profile=inputs[0].profile or "ssl",
                                      validity=self.validity, operator=self.operator, passphrase=self.passphrase,
                                      note="card enrolment")
+        self.files.extend(outcome.files)
         certs: list[x509.Certificate] = []
         for record in outcome.issued:
             cert = x509.load_der_x509_certificate(record.der)
@@ -101,7 +109,7 @@ def prepare_issuer(store: Store, specs: Sequence[Any], subject_pairs: Sequence[t
         sans = names.general_names(sans_for(spec))
         facts = RequestFacts(subject=names.attributes(subject), sans=tuple(sans), key_type=family, key_size=size,
                              key_curve={256: "secp256r1", 384: "secp384r1"}.get(size) if family == "ec" else None)
-        result = check_request(facts, account.policy(), spec.profile)
+        result = check_request(facts, account.policy(), spec.profile, max_sans=store.settings().max_sans)
         if not result.ok:
             first = result.failed[0]
             raise PolicyError(f"{spec.profile}: {first.rule}: {first.message}",
@@ -126,6 +134,7 @@ class LocalRenewer:
         self.passphrase = passphrase
         self.records: list[CertRecord] = []
         self.renewed: list[tuple[x509.Certificate, CertRecord, str]] = []
+        self.files = FilesReport()  # PEM files written after the commit, or pending for ca check
 
     def precheck(self) -> None:
         """Before any key is made: every certificate is this CA's, valid and inside its renewal window
@@ -158,6 +167,8 @@ class LocalRenewer:
                                      request.signer.public_bytes(serialization.Encoding.DER)))
         outcomes = renew_certificates(self.store, items, validity=self.validity, early=self.early,
                                       operator=self.operator, passphrase=self.passphrase)
+        if outcomes:
+            self.files.extend(outcomes[0].files)  # one batch: every outcome shares one report
         certs: list[x509.Certificate] = []
         for outcome in outcomes:
             cert = x509.load_der_x509_certificate(outcome.certificate.der)

@@ -9,17 +9,21 @@ can always be rebuilt from the database.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
 from twcactl import csr as csr_mod
+from twcactl.authority.audit import certificate_state
 from twcactl.authority.home import load_ca_key
-from twcactl.errors import InputError, PolicyError, StateError, TwcaError
+from twcactl.errors import BusyError, InputError, PolicyError, StateError, TwcaError
 from twcactl.fsutil import write_file, write_new_file
 from twcactl.issue import (
     CaUrls,
@@ -28,7 +32,7 @@ from twcactl.issue import (
     leaf_sans,
     leaf_subject,
 )
-from twcactl.models import AccountPolicy
+from twcactl.models import AccountPolicy, CheckResult, Finding, RequestFacts, SubjectAttribute
 from twcactl.pkix import names
 from twcactl.pkix.crl import RevokedEntry, build_crl, revoked_from_records
 from twcactl.pkix.keys import PrivateKey
@@ -36,8 +40,9 @@ from twcactl.pkix.pem import load_csr
 from twcactl.pkix.profiles import Profile, get_profile
 from twcactl.policy.checks import check_request
 from twcactl.rules import windows
-from twcactl.rules.quota import refund_due, require_balance, require_balances
+from twcactl.rules.quota import Refund, refund_decision, require_balance, require_balances
 from twcactl.rules.serials import format_serial, parse_serial
+from twcactl.rules.settings import DEFAULT_MAX_SANS
 from twcactl.rules.times import parse_rfc3339, rfc3339, utcnow
 from twcactl.rules.validity import Validity, recorded_validity, renewal_end
 from twcactl.rules.vocab import HOLD_REASON
@@ -45,6 +50,39 @@ from twcactl.store import CaRecord, Store
 from twcactl.store.records import CertRecord
 
 PassphraseProvider = Callable[[], "str | None"]
+
+#: The most seconds a writer waits, after its commit, for another process holding the lock for derived files
+#: (less when ``--lock-timeout`` is shorter); past it the files are left pending for ``ca check`` (issue 13: no
+#: waiting without bound after a commit).  Other writers hold the lock only while writing a file or two.
+FILES_LOCK_WAIT = 10.0
+
+
+def _files_wait(store: Store) -> float:
+    """Seconds to wait for the files lock after a commit: ``--lock-timeout``, at most :data:`FILES_LOCK_WAIT`."""
+    return min(float(getattr(store, "lock_timeout", FILES_LOCK_WAIT)), FILES_LOCK_WAIT)
+
+
+@dataclass
+class FilesReport:
+    """The derived files (``certs/<serial>.pem``, ``crl/<ca>.crl``) a committed change wrote, and those it
+    could not write (a full disk, an unwritable directory, the files lock held elsewhere).
+
+    A pending file never undoes or hides the committed change: ``twcactl ca check`` writes it from the
+    database (architecture.md, "The store"; issue 13).
+    """
+
+    written: list[str] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, list[str]]:
+        """The contract's ``files`` object: ``{"written": [paths], "pending": [paths]}``."""
+        return {"written": list(self.written), "pending": list(self.pending)}
+
+    def extend(self, other: FilesReport) -> FilesReport:
+        """Add ``other``'s paths to this report; returns ``self``."""
+        self.written.extend(other.written)
+        self.pending.extend(other.pending)
+        return self
 
 
 @dataclass(frozen=True)
@@ -55,6 +93,9 @@ class CsrInput:
     name: str
     data: bytes
     profile: str | None = None
+    #: An ACME request (issue 15): domain-validated, its subject at most a CN, so the subject.* rules
+    #: (an OV subject the CSR supplies) do not apply and the name rules judge its CN or else its first DNS SAN.
+    domain_validated: bool = False
 
 
 @dataclass
@@ -65,22 +106,47 @@ class IssueOutcome:
         issued: the new records, in input order.
         failed: ``(file name, error)`` for refused requests (only with ``keep_going``).
         balance_before / balance_after: the account's certificate-years.
+        files: the PEM files written and those left pending for ``ca check``.
     """
 
     issued: list[CertRecord] = field(default_factory=list)
     failed: list[tuple[str, TwcaError]] = field(default_factory=list)
     balance_before: int = 0
     balance_after: int = 0
+    files: FilesReport = field(default_factory=FilesReport)
 
 
 @dataclass(frozen=True)
 class RenewOutcome:
-    """What ``renew_certificate`` did: the new record, the old serial, the balance."""
+    """What ``renew_certificate`` did: the new record, the old serial, the balance, and the PEM files
+    written or left pending (shared by every outcome of one batch)."""
 
     certificate: CertRecord
     renewed: str
     balance_before: int
     balance_after: int
+    files: FilesReport = field(default_factory=FilesReport)
+
+
+@dataclass(frozen=True)
+class StateOutcome:
+    """What a revoke, hold or release did: the record afterwards, and the CRL file written or left pending;
+    for a revocation, what it refunded and why (issue 12)."""
+
+    certificate: CertRecord
+    files: FilesReport
+    refund: Refund | None = None
+    #: for a revocation: the other unexpired certificates with the same key, as they stand afterwards
+    #: (revoked too with ``all_with_key``; issue 12, BR §6.1.1.3)
+    same_key: tuple[CertRecord, ...] = ()
+
+
+@dataclass(frozen=True)
+class CrlOutcome:
+    """What ``generate_crl`` did: the new CRL, and its file written or left pending."""
+
+    crl: x509.CertificateRevocationList
+    files: FilesReport
 
 
 @dataclass(frozen=True)
@@ -94,7 +160,8 @@ class _Signer:
 
 def _unlock(store: Store, passphrase: PassphraseProvider, ca: CaRecord | None = None) -> _Signer:
     ca = ca or store.cas.issuing()
-    key = load_ca_key(ca, passphrase() if store.ca_key_encrypted else None)
+    encrypted = store.ca_key_encrypted
+    key = load_ca_key(ca, passphrase() if encrypted else None, encrypted=encrypted)
     return _Signer(ca=ca, cert=ca.certificate(), key=key)
 
 
@@ -107,8 +174,12 @@ def _urls(store: Store) -> CaUrls:
     )
 
 
-def check_csr(item: CsrInput, account_policy: AccountPolicy, profile: str) -> x509.CertificateSigningRequest:
+def check_csr(item: CsrInput, account_policy: AccountPolicy, profile: str, *,
+              store: Store | None = None) -> x509.CertificateSigningRequest:
     """Parse ``item`` and apply every policy rule of ``profile`` (the same checks as ``csr check``).
+
+    With ``store``, the home's ``max_sans`` caps the SANs (``san.count``) and a key the home has
+    blocked (revoked for keyCompromise) adds a failed ``key.blocked`` finding (BR §6.1.1.3).
 
     Raises:
         InputError: missing or malformed CSR (exit 3).
@@ -119,10 +190,17 @@ def check_csr(item: CsrInput, account_policy: AccountPolicy, profile: str) -> x5
         facts = csr_mod.facts(csr)
     except csr_mod.FACTS_ERRORS as exc:
         raise InputError(f"{item.name}: the CSR's public key or requested extensions cannot be decoded.") from exc
-    result = check_request(facts, account_policy, profile)
-    if not result.ok:
-        first = result.failed[0]
-        more = f" (and {len(result.failed) - 1} more rule(s))" if len(result.failed) > 1 else ""
+    if item.domain_validated:
+        facts = _domain_validated_facts(facts)
+    result = check_request(facts, account_policy, profile,
+                           max_sans=store.settings().max_sans if store is not None else DEFAULT_MAX_SANS)
+    blocked = blocked_key_finding(store, csr.public_key()) if store is not None else None
+    if blocked is not None:
+        result = CheckResult(profile=result.profile, findings=(*result.findings, blocked))
+    failed = [f for f in result.failed if not (item.domain_validated and f.rule.startswith("subject."))]
+    if failed:
+        first = failed[0]
+        more = f" (and {len(failed) - 1} more rule(s))" if len(failed) > 1 else ""
         raise PolicyError(
             f"{item.name}: {first.rule}: {first.message}{more}",
             hint=f"see every rule with: twcactl csr check {item.name} --account {account_policy.id}",
@@ -131,22 +209,54 @@ def check_csr(item: CsrInput, account_policy: AccountPolicy, profile: str) -> x5
     return csr
 
 
-def ev_subject(csr_subject: x509.Name, profile: Profile, account_id: str) -> x509.Name:
-    """The EV subject: the CSR's attributes plus serialNumber (the business number),
-    businessCategory and jurisdictionCountryName when the CSR lacks them
-    (CA/Browser Forum EV Guidelines §9.2; domain.md §2 account IDs)."""
-    base = leaf_subject(csr_subject, profile)
-    present = {a.oid for a in base}
-    extra: list[x509.NameAttribute] = []
-    if NameOID.SERIAL_NUMBER not in present:
-        extra.append(x509.NameAttribute(NameOID.SERIAL_NUMBER, account_id.split("-")[0]))
-    if NameOID.BUSINESS_CATEGORY not in present:
-        extra.append(x509.NameAttribute(NameOID.BUSINESS_CATEGORY, "Private Organization"))
-    if NameOID.JURISDICTION_COUNTRY_NAME not in present:
-        countries = base.get_attributes_for_oid(NameOID.COUNTRY_NAME)
-        extra.append(x509.NameAttribute(NameOID.JURISDICTION_COUNTRY_NAME,
-                                        str(countries[0].value) if countries else "TW"))
-    return x509.Name(list(base) + extra)
+def _domain_validated_facts(facts: RequestFacts) -> RequestFacts:
+    """An ACME CSR's facts as the name rules judge them: the CN, else the first DNS SAN, as the only subject."""
+    cn = facts.cn or next((value for kind, value in facts.sans if kind == "dns"), None)
+    subject = (SubjectAttribute("CN", "2.5.4.3", cn),) if cn else ()
+    return dataclasses.replace(facts, subject=subject)
+
+
+_EV_IDENTITY_OIDS = frozenset({NameOID.SERIAL_NUMBER, NameOID.BUSINESS_CATEGORY, NameOID.JURISDICTION_COUNTRY_NAME,
+                               NameOID.JURISDICTION_STATE_OR_PROVINCE_NAME, NameOID.JURISDICTION_LOCALITY_NAME})
+
+
+def ev_subject(csr_subject: x509.Name, profile: Profile, account: AccountPolicy) -> x509.Name:
+    """The EV subject: the CSR's C, ST, L, O, OU and CN, then the account's identity, never the CSR's:
+    businessCategory, jurisdictionCountryName (and jurisdiction state / locality when the account
+    records them) and serialNumber, the business number (CA/Browser Forum EV Guidelines
+    §7.1.4.2.2-§7.1.4.2.3; domain.md §2 account IDs).  The policy rule ``subject.identity`` has
+    already refused a CSR that states other values."""
+    base = [a for a in leaf_subject(csr_subject, profile) if a.oid not in _EV_IDENTITY_OIDS]
+    identity = [
+        (NameOID.BUSINESS_CATEGORY, account.business_category),
+        (NameOID.JURISDICTION_COUNTRY_NAME, account.jurisdiction_country),
+        (NameOID.JURISDICTION_STATE_OR_PROVINCE_NAME, account.jurisdiction_state),
+        (NameOID.JURISDICTION_LOCALITY_NAME, account.jurisdiction_locality),
+        (NameOID.SERIAL_NUMBER, account.business_number),
+    ]
+    return x509.Name(base + [x509.NameAttribute(oid, value) for oid, value in identity if value])
+
+
+def spki_sha256(public_key: object) -> str:
+    """The SHA-256 (hex) of a public key's DER SubjectPublicKeyInfo: how the CA names a key (BR §6.1.1.3)."""
+    spki = public_key.public_bytes(serialization.Encoding.DER,  # type: ignore[attr-defined]
+                                   serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(spki).hexdigest()
+
+
+def blocked_key_finding(store: Store, public_key: object) -> Finding | None:
+    """A failed ``key.blocked`` finding when the home has blocked this key, else None.
+
+    A key revoked for keyCompromise is never certified again, by issue, renewal or card
+    enrolment (CA/Browser Forum Baseline Requirements §6.1.1.3; docs/lifecycle.md).
+    """
+    fingerprint = spki_sha256(public_key)
+    entry = store.keys.blocked(fingerprint)
+    if entry is None:
+        return None
+    return Finding("key.blocked", False, (
+        f"the key (SPKI SHA-256 {fingerprint[:16]}...) was revoked for {entry.reason} with certificate "
+        f"{entry.serial} on {entry.blocked_at[:10]}; a compromised key is never certified again: make a new key"))
 
 
 @dataclass(frozen=True)
@@ -161,11 +271,12 @@ class _Built:
 
 
 def _build(signer: _Signer, csr: x509.CertificateSigningRequest, *, profile: str, account_id: str,
-           not_before: dt.datetime, not_after: dt.datetime, urls: CaUrls) -> _Built:
+           not_before: dt.datetime, not_after: dt.datetime, urls: CaUrls,
+           account: AccountPolicy | None = None) -> _Built:
     profile_obj = get_profile(profile)
     csr_subject = csr.subject
-    subject = (ev_subject(csr_subject, profile_obj, account_id) if profile == "ev"
-               else leaf_subject(csr_subject, profile_obj))
+    subject = (ev_subject(csr_subject, profile_obj, account or AccountPolicy(id=account_id, org=""))
+               if profile == "ev" else leaf_subject(csr_subject, profile_obj))
     sans = leaf_sans(csr, profile_obj, csr_subject)
     cert = build_leaf(csr, issuer_cert=signer.cert, issuer_key=signer.key, profile=profile_obj,
                       serial=x509.random_serial_number(), not_before=not_before, not_after=not_after,
@@ -187,15 +298,42 @@ def _record(store: Store, built: _Built, *, ca_name: str, account_id: str, profi
         cost=validity.cost, validity=validity.to_text(), contact=contact, note=note, renewed_from=renewed_from,
         operator=operator, der=cert.public_bytes(serialization.Encoding.DER),
     )
+    store.keys.set_key(serial, spki_sha256(cert.public_key()))
     return serial
 
 
-def _write_pems(store: Store, built: Sequence[_Built]) -> None:
-    """Write the derived PEM files of freshly committed certificates (new names: no temporary file needed)."""
-    with store.files_lock():
-        for b in built:
-            write_new_file(store.cert_path(format_serial(b.cert.serial_number)),
-                           b.cert.public_bytes(serialization.Encoding.PEM))
+def _write_pems(store: Store, built: Sequence[_Built]) -> FilesReport:
+    """Write the derived PEM files of freshly committed certificates (new names: no temporary file needed).
+
+    Never raises for a file: one that cannot be written (full disk, unwritable ``certs/``, the files
+    lock held elsewhere past :func:`_files_wait`) is reported pending, and a partial one is removed.
+    """
+    report = FilesReport()
+    todo = [(store.cert_path(format_serial(b.cert.serial_number)), b.cert.public_bytes(serialization.Encoding.PEM))
+            for b in built]
+    try:
+        with store.files_lock(timeout=_files_wait(store)):
+            for path, pem in todo:
+                try:
+                    write_new_file(path, pem)
+                except (OSError, TwcaError):
+                    _drop_partial(path, pem)
+                    report.pending.append(str(path))
+                else:
+                    report.written.append(str(path))
+    except (OSError, BusyError):
+        done = set(report.written) | set(report.pending)
+        report.pending.extend(str(path) for path, _pem in todo if str(path) not in done)
+    return report
+
+
+def _drop_partial(path: Path, data: bytes) -> None:
+    """Remove what a failed write left at ``path`` unless it is already the whole ``data``."""
+    try:
+        if path.read_bytes() != data:
+            path.unlink()
+    except OSError:
+        pass
 
 
 def issue_certificates(
@@ -238,7 +376,7 @@ def issue_certificates(
     accepted: list[tuple[CsrInput, x509.CertificateSigningRequest]] = []
     for item in requests:
         try:
-            accepted.append((item, check_csr(item, account.policy(), item.profile or profile)))
+            accepted.append((item, check_csr(item, account.policy(), item.profile or profile, store=store)))
         except TwcaError as exc:
             if not keep_going:
                 raise
@@ -253,8 +391,9 @@ def issue_certificates(
     check_within_issuer(not_after, ca.certificate())
     signer = _unlock(store, passphrase, ca)
     urls = _urls(store)
-    built = [(_build(signer, csr, profile=item.profile or profile, account_id=account_id, not_before=not_before,
-                     not_after=not_after, urls=urls), item) for item, csr in accepted]
+    policy = account.policy()
+    built = [(_build(signer, csr, profile=item.profile or profile, account_id=account_id, account=policy,
+                     not_before=not_before, not_after=not_after, urls=urls), item) for item, csr in accepted]
 
     with store.transaction():
         serials = [_record(store, b, ca_name=ca.name, account_id=account_id, profile=item.profile or profile,
@@ -262,14 +401,24 @@ def issue_certificates(
                    for b, item in built]
         outcome.balance_after = store.accounts.change_balance_many(
             account_id, [(-validity.cost, serial) for serial in serials], action="issue", operator=operator, note=note)
+        last = len(serials) - 1
         store.log.append_many([
             (operator, "cert.issue", account_id, serial, {
                 "cn": b.cn, "profile": item.profile or profile, "cost": validity.cost,
-                "not_after": rfc3339(not_after), "csr": item.name})
-            for serial, (b, item) in zip(serials, built)])
-    _write_pems(store, [b for b, _item in built])
+                "not_after": rfc3339(not_after), "csr": item.name,
+                "balance": outcome.balance_after + validity.cost * (last - i),
+                "record": _issued_state(b, account_id)})
+            for i, (serial, (b, item)) in enumerate(zip(serials, built))])
+    outcome.files = _write_pems(store, [b for b, _item in built])
     outcome.issued.extend(store.certificates.get_many([format_serial(b.cert.serial_number) for b, _item in built]))
     return outcome
+
+
+def _issued_state(built: _Built, account_id: str) -> dict[str, object]:
+    """The state a new certificate record starts in, as its log entry states it (issue 13)."""
+    der = built.cert.public_bytes(serialization.Encoding.DER)
+    return certificate_state(state="valid", reason=None, revoked_at=None, not_after=built.cert.not_valid_after_utc,
+                             account=account_id, der=der)
 
 
 def old_validity(record: CertRecord) -> Validity:
@@ -281,17 +430,22 @@ def old_validity(record: CertRecord) -> Validity:
 def check_renewable(store: Store, serial: str, *, early: bool, now: dt.datetime | None = None) -> CertRecord:
     """Refuse a renewal of ``serial`` that the state alone rules out (domain.md §4).
 
-    Only a valid certificate (not expired, revoked or suspended), only inside
-    the renewal window unless ``early``, only one that belongs to an account.
-    The decisions are :func:`twcactl.rules.windows.require_renewable_status` and
+    Only once per certificate (issue 12), only a valid certificate (not expired, revoked or
+    suspended), only inside the renewal window unless ``early``, only one that belongs to an account.
+    The decisions are :func:`twcactl.rules.windows.require_not_renewed`,
+    :func:`twcactl.rules.windows.require_renewable_status` and
     :func:`twcactl.rules.windows.require_renewal_window`; this reads the record and the window.
 
     Raises:
-        NotFoundError / StateError: (exit 5), naming the date the window opens.
+        NotFoundError / StateError: (exit 5), naming the successor (``details["renewed_by"]``) or the
+            date the window opens.
     """
     old = store.certificates.get(serial)
     now = now or utcnow()
     window = store.settings().renewal_window_days
+    if old.renewed_by is not None:
+        successor = store.certificates.get(old.renewed_by)
+        windows.require_not_renewed(serial, old.renewed_by, successor.status(now, window))
     windows.require_renewable_status(serial, old.status(now, window))
     windows.require_renewal_window(serial, old.not_after, now, window, early=early)
     if old.account is None:
@@ -352,14 +506,44 @@ def renew_certificates(
     """
     store.operators.require_manager(operator)
     now = utcnow()
-    plans = []
+    plans = _plan_renewals(store, items, validity=validity, early=early, now=now)
+    built, _signers = _sign_renewals(store, plans, passphrase, now)
+    with store.transaction():
+        results = _commit_renewals(store, plans, built, operator=operator, note=note, early=early)
+    files = _write_pems(store, built)
+    records = store.certificates.get_many([r[0] for r in results])
+    return [RenewOutcome(certificate=rec, renewed=old_serial, balance_before=before, balance_after=after, files=files)
+            for rec, (_new, old_serial, before, after) in zip(records, results)]
+
+
+@dataclass(frozen=True)
+class _RenewalPlan:
+    """One checked renewal: the old record, the new request and validity, the CA that signs it."""
+
+    item: RenewalItem
+    old: CertRecord
+    account_id: str
+    request: x509.CertificateSigningRequest
+    chosen: Validity
+    not_after: dt.datetime
+    ca: CaRecord
+
+
+def _plan_renewals(store: Store, items: Sequence[RenewalItem], *, validity: Validity | None, early: bool,
+                   now: dt.datetime) -> list[_RenewalPlan]:
+    """Every check of :func:`renew_certificates` before anything is signed (a refusal changes nothing)."""
+    plans: list[_RenewalPlan] = []
     costs: dict[str, int] = {}
+    seen: set[str] = set()
     for item in items:
+        if item.serial in seen:  # renewal is once per certificate (issue 12), within a batch too
+            raise StateError(f"certificate {item.serial} is named twice; a certificate is renewed once.")
+        seen.add(item.serial)
         old = check_renewable(store, item.serial, early=early, now=now)
         if item.signer_der is not None and item.signer_der != old.der:
             raise PolicyError(f"the renewal request is not signed by certificate {item.serial}.")
         account = store.accounts.get(old.account or "", ledger=False)
-        request = check_csr(item.csr, account.policy(), old.profile)
+        request = check_csr(item.csr, account.policy(), old.profile, store=store)
         new_cn = names.common_name(request.subject) or ""
         if new_cn.lower() != (old.cn or "").lower():
             raise PolicyError(f"the new CSR's CN {new_cn!r} differs from the certificate's CN {old.cn!r}.",
@@ -369,33 +553,120 @@ def renew_certificates(
         ca = store.cas.by_name(old.ca_name)
         check_within_issuer(not_after, ca.certificate())
         costs[account.id] = costs.get(account.id, 0) + chosen.cost
-        plans.append((item, old, account, request, chosen, not_after, ca))
+        plans.append(_RenewalPlan(item, old, account.id, request, chosen, not_after, ca))
     require_balances(costs, lambda account_id: store.accounts.get(account_id, ledger=False).balance)
+    return plans
+
+
+def _sign_renewals(store: Store, plans: Sequence[_RenewalPlan], passphrase: PassphraseProvider,
+                   now: dt.datetime) -> tuple[list[_Built], dict[str, _Signer]]:
+    """The new certificates of ``plans``, signed (nothing recorded yet), and the unlocked CAs by name."""
     signers: dict[str, _Signer] = {}
     built = []
-    for _item, old, account, request, _chosen, not_after, ca in plans:
-        if ca.name not in signers:
-            signers[ca.name] = _unlock(store, passphrase, ca)
-        built.append(_build(signers[ca.name], request, profile=old.profile, account_id=account.id, not_before=now,
-                            not_after=not_after, urls=_urls(store)))
+    for plan in plans:
+        if plan.ca.name not in signers:
+            signers[plan.ca.name] = _unlock(store, passphrase, plan.ca)
+        built.append(_build(signers[plan.ca.name], plan.request, profile=plan.old.profile, account_id=plan.account_id,
+                            account=store.accounts.get(plan.account_id, ledger=False).policy(),
+                            not_before=now, not_after=plan.not_after, urls=_urls(store)))
+    return built, signers
+
+
+def _commit_renewals(store: Store, plans: Sequence[_RenewalPlan], built: Sequence[_Built], *, operator: str,
+                     note: str | None, early: bool) -> list[tuple[str, str, int, int]]:
+    """Record, charge and log each renewal (inside the caller's transaction).
+
+    Checks again, under the write lock, that no renewal of the old certificate was committed meanwhile
+    (two renewals racing: the second is refused and its transaction rolled back; issue 12).  The ledger
+    entry names the step: the new serial is charged its cost and the old one's time is carried forward.
+
+    Returns:
+        ``(new serial, old serial, balance before, balance after)`` per plan.
+    """
     results: list[tuple[str, str, int, int]] = []
+    for b, plan in zip(built, plans):
+        old, account_id, chosen, item = plan.old, plan.account_id, plan.chosen, plan.item
+        windows.require_not_renewed(old.serial, store.certificates.get(old.serial).renewed_by)
+        before = store.accounts.get(account_id, ledger=False).balance
+        new_serial = _record(store, b, ca_name=plan.ca.name, account_id=account_id, profile=old.profile,
+                             validity=chosen, operator=operator, contact=old.contact, note=note or old.note,
+                             renewed_from=old.serial)
+        balance = store.accounts.change_balance(
+            account_id, -chosen.cost, action="renew", operator=operator, serial=new_serial,
+            note=note or f"renews {old.serial}; its remaining time is carried forward")
+        store.log.append(operator=operator, action="cert.renew", account=account_id, serial=new_serial, details={
+            "renewed": old.serial, "cn": old.cn, "cost": chosen.cost, "not_after": rfc3339(plan.not_after),
+            "early": early, "signed_request": item.signer_der is not None,
+            "balance": balance, "record": _issued_state(b, account_id),
+        })
+        results.append((new_serial, old.serial, before, balance))
+    return results
+
+
+@dataclass(frozen=True)
+class ReplaceOutcome:
+    """What :func:`renew_and_revoke` did: the renewal, and the old certificate's revocation (None without one)."""
+
+    renewal: RenewOutcome
+    revoked: StateOutcome | None
+
+
+def renew_and_revoke(store: Store, serial: str, csr: CsrInput, *, early: bool, operator: str,
+                     passphrase: PassphraseProvider, revoke_reason: str | None, note: str | None = None,
+                     prepare: Callable[[x509.Certificate], None] | None = None) -> ReplaceOutcome:
+    """Renew ``serial`` with ``csr`` and, with ``revoke_reason``, revoke the old certificate, in ONE transaction
+    (``pfx rekey --new-key --revoke-old``; domain.md §4-§5, issue 12).
+
+    Every check (:func:`renew_certificates`'s) runs and the new certificate is signed first; then
+    ``prepare(new certificate)`` runs (e.g. writing the new PFX to a temporary file): when it raises,
+    nothing has been recorded or charged.  Then the renewal (charged its cost, the old time carried
+    forward) and the revocation (refunding nothing: the old certificate has a successor, so its time is
+    not refunded) commit together, with the CRL.  Derived files are written after the commit and
+    reported in the outcomes' ``files`` (pending ones are rebuilt by ``ca check``).
+
+    Raises:
+        everything :func:`renew_certificates` raises, and whatever ``prepare`` raises (nothing changed).
+    """
+    store.operators.require_manager(operator)
+    now = utcnow()
+    plans = _plan_renewals(store, [RenewalItem(serial, csr)], validity=None, early=early, now=now)
+    built, signers = _sign_renewals(store, plans, passphrase, now)
+    if prepare is not None:
+        prepare(built[0].cert)
+    signer = signers[plans[0].ca.name]  # the old certificate's CA signs its renewal and its CRL
+    refund_days = store.settings().refund_window_days
+    refund: Refund | None = None
     with store.transaction():
-        for b, (item, old, account, _request, chosen, not_after, ca) in zip(built, plans):
-            before = store.accounts.get(account.id, ledger=False).balance
-            new_serial = _record(store, b, ca_name=ca.name, account_id=account.id, profile=old.profile,
-                                 validity=chosen, operator=operator, contact=old.contact, note=note or old.note,
-                                 renewed_from=old.serial)
-            balance = store.accounts.change_balance(account.id, -chosen.cost, action="renew", operator=operator,
-                                           serial=new_serial, note=note)
-            store.log.append(operator=operator, action="cert.renew", account=account.id, serial=new_serial, details={
-                "renewed": old.serial, "cn": old.cn, "cost": chosen.cost, "not_after": rfc3339(not_after),
-                "early": early, "signed_request": item.signer_der is not None,
-            })
-            results.append((new_serial, old.serial, before, balance))
-    _write_pems(store, built)
-    records = store.certificates.get_many([r[0] for r in results])
-    return [RenewOutcome(certificate=rec, renewed=old_serial, balance_before=before, balance_after=after)
-            for rec, (_new, old_serial, before, after) in zip(records, results)]
+        (new_serial, old_serial, before, after), = _commit_renewals(store, plans, built, operator=operator, note=note,
+                                                                  early=early)
+        if revoke_reason is not None:
+            refund = _revoke_renewed(store, plans[0].old, signer, now, reason=revoke_reason, operator=operator,
+                                     refund_days=refund_days)
+    files = _write_pems(store, built)
+    renewal = RenewOutcome(store.certificates.get(new_serial), old_serial, before, after, files)
+    if refund is None:
+        return ReplaceOutcome(renewal, None)
+    crl_files = write_current_crl(store, signer.ca.name)
+    return ReplaceOutcome(renewal, StateOutcome(store.certificates.get(old_serial), crl_files, refund))
+
+
+def _revoke_renewed(store: Store, record: CertRecord, signer: _Signer, now: dt.datetime, *, reason: str,
+                    operator: str, refund_days: int) -> Refund:
+    """Revoke ``record`` (valid, just renewed) inside the caller's transaction: state, ledger step, log, CRL.
+
+    The same steps as :func:`revoke_certificate`'s transaction for a certificate that is not yet revoked.
+    """
+    refund = _refund(store.certificates.get(record.serial), now, refund_days)
+    store.certificates.set_state(record.serial, "revoked", revoked_at=now, reason=reason)
+    _book_refund(store, record, refund, reason=reason, operator=operator)
+    store.log.append(operator=operator, action="cert.revoke", account=record.account, serial=record.serial, details={
+        "reason": reason, "previous_state": record.state, "previous_reason": record.reason, "invalidity_date": None,
+        "refund": refund.years, "refund_why": refund.why, "record": _revocation_state(store, record.serial),
+        **({"balance": store.accounts.get(record.account, ledger=False).balance} if record.account else {}),
+    })
+    _regenerate_crl(store, signer, now, add=[RevokedEntry(serial=parse_serial(record.serial), revoked_at=now,
+                                                          reason=reason)])
+    return refund
 
 
 def _regenerate_crl(store: Store, signer: _Signer, now: dt.datetime, *, add: Sequence[RevokedEntry] = (),
@@ -431,20 +702,58 @@ def _regenerate_crl(store: Store, signer: _Signer, now: dt.datetime, *, add: Seq
     return crl
 
 
-def write_current_crl(store: Store, ca_name: str) -> None:
-    """Write ``crl/<ca>.crl`` from the newest CRL record (under the files lock, so the newest wins)."""
-    with store.files_lock():
-        latest = store.crls.latest(ca_name)
-        if latest is not None and latest.get("der"):
-            write_file(store.crl_path(ca_name), latest["der"], force=True)
+def write_current_crl(store: Store, ca_name: str) -> FilesReport:
+    """Write ``crl/<ca>.crl`` from the newest CRL record (under the files lock, so the newest wins).
+
+    Never raises for the file: when it cannot be written (full disk, unwritable ``crl/``, the files
+    lock held elsewhere past :func:`_files_wait`) it is reported pending for ``ca check``.
+    """
+    report = FilesReport()
+    path = store.crl_path(ca_name)
+    try:
+        with store.files_lock(timeout=_files_wait(store)):
+            latest = store.crls.latest(ca_name)
+            if latest is not None and latest.get("der"):
+                write_file(path, latest["der"], force=True)
+                report.written.append(str(path))
+    except (OSError, TwcaError):
+        report.pending.append(str(path))
+    return report
 
 
-def _refund(record: CertRecord, now: dt.datetime, refund_days: int, store: Store) -> int:
-    """Certificate-years revoking ``record`` now gives back; the rule is :func:`twcactl.rules.quota.refund_due`."""
+def _revocation_state(store: Store, serial: str) -> dict[str, object]:
+    """The record of ``serial`` as it now stands (inside the transaction), in the log's form (issue 13)."""
+    rec = store.certificates.get(serial)
+    return certificate_state(state=rec.state, reason=rec.reason, revoked_at=rec.revoked_at, not_after=rec.not_after,
+                             account=rec.account)
+
+
+def _refund(record: CertRecord, now: dt.datetime, refund_days: int) -> Refund:
+    """What revoking ``record`` now gives back; the rule is :func:`twcactl.rules.quota.refund_decision`.
+
+    Read ``record`` inside the revoking transaction, so that a renewal committed meanwhile counts.
+    """
     if record.account is None:
-        return 0
-    return refund_due(cost=record.cost, state=record.state, issued_at=parse_rfc3339(record.issued_at), now=now,
-                      refund_window_days=refund_days, renewed=bool(store.certificates.renewals_of(record.serial)))
+        return Refund(0, "not_charged")
+    return refund_decision(cost=record.cost, state=record.state, issued_at=parse_rfc3339(record.issued_at), now=now,
+                           refund_window_days=refund_days, renewed_by=record.renewed_by)
+
+
+def _book_refund(store: Store, record: CertRecord, refund: Refund, *, reason: str, operator: str) -> None:
+    """The ledger's step for a revocation (inside the transaction; issue 12, one accounting rule for time).
+
+    A refund is a ``refund`` entry of its cost; a refund withheld because the time was carried forward to
+    a successor is a ``carried`` entry of 0 naming it, so the ledger shows why nothing came back.
+    """
+    if record.account is None:
+        return
+    if refund.years:
+        store.accounts.change_balance(record.account, refund.years, action="refund", operator=operator,
+                                      serial=record.serial, note=f"revoked ({reason}) within the refund window")
+    elif refund.why == "renewed":
+        store.accounts.change_balance(record.account, 0, action="carried", operator=operator, serial=record.serial,
+                                      note=f"revoked ({reason}); its time was carried forward to {refund.renewed_by}:"
+                                           " nothing refunded")
 
 
 def revoke_certificate(
@@ -455,13 +764,23 @@ def revoke_certificate(
     operator: str,
     passphrase: PassphraseProvider,
     invalidity_date: dt.datetime | None = None,
-) -> CertRecord:
+    all_with_key: bool = False,
+) -> StateOutcome:
     """Revoke ``serial`` for an RFC 5280 ``reason`` and regenerate its CA's CRL.
+
+    keyCompromise also blocks the key (SHA-256 of its SubjectPublicKeyInfo): no issue, renewal or
+    card enrolment certifies it again (CA/Browser Forum BR §6.1.1.3).  The outcome's ``same_key``
+    lists the other unexpired, unrevoked certificates with the same key; ``all_with_key`` revokes
+    them too, for the same reason, in the same transaction (each with its own refund step and log
+    entry).
 
     A suspended certificate may be revoked for good; a revoked one is final,
     except that its reason may be changed to keyCompromise.  Revoking a valid
     or suspended certificate within the refund window refunds its
-    certificate-years (domain.md §3, §5).
+    certificate-years (domain.md §3, §5), unless it has been renewed: its time
+    was carried forward to the successor, so nothing comes back and the ledger
+    says so (issue 12; the outcome's ``refund``).  The CRL file is written after the
+    commit; when it cannot be, the outcome lists it pending (issue 13).
 
     Raises:
         NotFoundError / StateError: unknown, already revoked (exit 5).
@@ -474,27 +793,55 @@ def revoke_certificate(
         raise StateError(f"certificate {serial} is already revoked ({record.reason}); revocation is final.",
                          hint="only the reason may still be changed to keyCompromise")
     signer = _unlock(store, passphrase, store.cas.by_name(record.ca_name))
-    refund = _refund(record, now, store.settings().refund_window_days, store)
+    fingerprint = spki_sha256(x509.load_der_x509_certificate(record.der).public_key())
+    others = same_key_certificates(store, serial, fingerprint, now)
+    signers = _signers_for(store, passphrase, signer, others if all_with_key else [])
+    refund_days = store.settings().refund_window_days
     with store.transaction():
+        refund = _refund(store.certificates.get(serial), now, refund_days)
         revoked_at = parse_rfc3339(record.revoked_at) if record.state == "revoked" and record.revoked_at else now
         store.certificates.set_state(serial, "revoked", revoked_at=revoked_at, reason=reason,
                                     invalidity_date=invalidity_date)
-        if refund and record.account:
-            store.accounts.change_balance(record.account, refund, action="refund", operator=operator, serial=serial,
-                                 note=f"revoked ({reason}) within the refund window")
+        _book_refund(store, record, refund, reason=reason, operator=operator)
         store.log.append(operator=operator, action="cert.revoke", account=record.account, serial=serial, details={
             "reason": reason, "previous_state": record.state, "previous_reason": record.reason,
             "invalidity_date": rfc3339(invalidity_date) if invalidity_date else None,
-            "refund": refund,
+            "refund": refund.years, "refund_why": refund.why, "record": _revocation_state(store, serial),
+            **({"balance": store.accounts.get(record.account, ledger=False).balance} if record.account else {}),
         })
         entry = RevokedEntry(serial=parse_serial(serial), revoked_at=revoked_at, reason=reason,
                              invalidity_date=invalidity_date)
         _regenerate_crl(store, signer, now, add=[entry])
-    write_current_crl(store, signer.ca.name)
-    return store.certificates.get(serial)
+        if reason == "keyCompromise":
+            store.keys.block(fingerprint, serial=serial, reason=reason, operator=operator, when=now)
+        for other in others if all_with_key else []:
+            _revoke_renewed(store, other, signers[other.ca_name], now, reason=reason, operator=operator,
+                            refund_days=refund_days)
+    files = write_current_crl(store, signer.ca.name)
+    for name in signers.keys() - {signer.ca.name}:
+        files.extend(write_current_crl(store, name))
+    return StateOutcome(store.certificates.get(serial), files, refund,
+                        tuple(store.certificates.get_many([o.serial for o in others])))
 
 
-def hold_certificate(store: Store, serial: str, *, operator: str, passphrase: PassphraseProvider) -> CertRecord:
+def same_key_certificates(store: Store, serial: str, fingerprint: str, now: dt.datetime) -> list[CertRecord]:
+    """The certificates other than ``serial`` whose key has SPKI SHA-256 ``fingerprint`` and that are
+    neither revoked nor expired at ``now`` (valid or suspended), oldest record first."""
+    serials = [s for s in store.keys.serials_with_key(fingerprint) if s != serial]
+    return [r for r in store.certificates.get_many(serials) if r.state != "revoked" and r.not_after > now]
+
+
+def _signers_for(store: Store, passphrase: PassphraseProvider, first: _Signer,
+                 records: Sequence[CertRecord]) -> dict[str, _Signer]:
+    """``first`` and the unlocked CA of each of ``records``, by CA name (unlocked once each, before any write)."""
+    signers = {first.ca.name: first}
+    for record in records:
+        if record.ca_name not in signers:
+            signers[record.ca_name] = _unlock(store, passphrase, store.cas.by_name(record.ca_name))
+    return signers
+
+
+def hold_certificate(store: Store, serial: str, *, operator: str, passphrase: PassphraseProvider) -> StateOutcome:
     """Suspend ``serial`` (certificateHold, domain.md §5) and regenerate the CRL.
 
     Raises:
@@ -504,18 +851,19 @@ def hold_certificate(store: Store, serial: str, *, operator: str, passphrase: Pa
     record = store.certificates.get(serial)
     now = utcnow()
     status = record.status(now, store.settings().renewal_window_days)
-    if status not in ("valid", "expiring"):
+    if status not in ("valid", "expiring", "renewed"):
         raise StateError(f"certificate {serial} is {status}; only a valid certificate can be suspended.")
     signer = _unlock(store, passphrase, store.cas.by_name(record.ca_name))
     with store.transaction():
         store.certificates.set_state(serial, "suspended", revoked_at=now, reason=HOLD_REASON)
-        store.log.append(operator=operator, action="cert.hold", account=record.account, serial=serial, details={})
+        store.log.append(operator=operator, action="cert.hold", account=record.account, serial=serial,
+                         details={"record": _revocation_state(store, serial)})
         _regenerate_crl(store, signer, now, add=[RevokedEntry(parse_serial(serial), now, HOLD_REASON)])
-    write_current_crl(store, signer.ca.name)
-    return store.certificates.get(serial)
+    files = write_current_crl(store, signer.ca.name)
+    return StateOutcome(store.certificates.get(serial), files)
 
 
-def release_certificate(store: Store, serial: str, *, operator: str, passphrase: PassphraseProvider) -> CertRecord:
+def release_certificate(store: Store, serial: str, *, operator: str, passphrase: PassphraseProvider) -> StateOutcome:
     """Resume a suspended ``serial`` (domain.md §5): valid again and absent from the new CRL.
 
     Raises:
@@ -532,15 +880,17 @@ def release_certificate(store: Store, serial: str, *, operator: str, passphrase:
     with store.transaction():
         store.certificates.set_state(serial, "valid")
         store.log.append(operator=operator, action="cert.release", account=record.account, serial=serial,
-                         details={"held_since": record.revoked_at})
+                         details={"held_since": record.revoked_at, "record": _revocation_state(store, serial)})
         _regenerate_crl(store, signer, now, remove=frozenset({parse_serial(serial)}))
-    write_current_crl(store, signer.ca.name)
-    return store.certificates.get(serial)
+    files = write_current_crl(store, signer.ca.name)
+    return StateOutcome(store.certificates.get(serial), files)
 
 
 def generate_crl(store: Store, *, operator: str, passphrase: PassphraseProvider,
-                 full: bool = False) -> x509.CertificateRevocationList:
+                 full: bool = False) -> CrlOutcome:
     """Regenerate the issuing CA's CRL on demand (``twcactl crl``); ``full`` rebuilds every entry from the records.
+
+    Returns the new CRL and its file (written, or pending for ``ca check`` when it cannot be written).
 
     Raises:
         StateError: not a manager (exit 5).  AuthError: CA passphrase (exit 4).
@@ -553,8 +903,7 @@ def generate_crl(store: Store, *, operator: str, passphrase: PassphraseProvider,
         number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
         store.log.append(operator=operator, action="crl.generate", details={
             "ca": signer.ca.name, "number": number, "entries": len(crl), "full": full})
-    write_current_crl(store, signer.ca.name)
-    return crl
+    return CrlOutcome(crl, write_current_crl(store, signer.ca.name))
 
 
 def ocsp_respond(store: Store, request_der: bytes, *, operator: str, passphrase: PassphraseProvider,

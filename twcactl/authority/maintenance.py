@@ -11,26 +11,40 @@ finding for a person to look at.
 
 from __future__ import annotations
 
+import contextlib
+import gzip
 import hashlib
 import os
+import re
 import stat
 import tarfile
 import tempfile
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
-from twcactl.authority.audit import verify_log
-from twcactl.errors import InputError, StateError
+from twcactl.authority.audit import check_records, verify_log
+from twcactl.authority.home import key_matches_certificate
+from twcactl.errors import BusyError, InputError, NotFoundError, StateError, TwcaError
 from twcactl.fsutil import atomic_writer
+from twcactl.pkix.keys import load_private_key
 from twcactl.rules.serials import format_serial
-from twcactl.store import Store
-from twcactl.store.home import DB_NAME, HomeLayout
+from twcactl.store import CaRecord, Store
+from twcactl.store.home import DB_NAME, HomeLayout, building_home, is_disk_full, trusted_owner
 
 _DERIVED_DIRS = ("certs", "crl")
+#: The names ``ca check`` writes in ``certs/`` (a serial in lowercase hex); it never deletes any other file.
+_OWNED_PEM = re.compile(r"^[0-9a-f]+\.pem$")
+
+#: ``ca restore`` limits (docs/guarantees.md): the largest member, the whole home, the number of members.
+MAX_RESTORE_MEMBER_BYTES = 256 * 1024 * 1024
+MAX_RESTORE_TOTAL_BYTES = 1024 * 1024 * 1024
+MAX_RESTORE_MEMBERS = 2_000_000
 
 
 @dataclass
@@ -47,7 +61,8 @@ class CheckReport:
         return not self.findings
 
 
-def check_home(store: Store, *, repair: bool = True, progress: Callable[[int], None] | None = None) -> CheckReport:
+def check_home(store: Store, *, repair: bool = True, progress: Callable[[int], None] | None = None,
+               operator: str | None = None) -> CheckReport:
     """Verify the whole CA home and repair its derived files.
 
     Checks: SQLite integrity; config.toml's keys, types and ranges
@@ -62,21 +77,44 @@ def check_home(store: Store, *, repair: bool = True, progress: Callable[[int], N
         repair: rewrite missing/stale PEM and CRL files, remove leftovers and
             temporary files, tighten key modes.
         progress: called with the number of certificate records checked so far.
+        operator: who asks; repairs need a manager (``--no-repair`` is open to
+            auditors).  None for twcactl's own check after ``ca restore``.
+
+    Repairs touch only files ``ca check`` owns: ``certs/<serial>.pem`` and
+    ``crl/<ca>.crl`` in the real directories (a symlinked ``certs/`` or
+    ``crl/`` is reported, not followed), its own temporary files and the
+    modes of files owned by the user running it.  A home another user could
+    subvert is reported and not repaired at all.
+
+    Raises:
+        StateError: ``repair`` on a read-only home, or for an operator who is not a manager (exit 5).
     """
+    if repair and getattr(store, "read_only", False):
+        raise StateError(f"the CA home {store.home} is read-only; ca check cannot repair it.",
+                         hint="run: twcactl ca check --no-repair")
+    if repair and operator is not None:
+        store.operators.require_manager(operator)
     report = CheckReport()
+    repair = _guard_repairs(store, report, repair)
     complaint = store.engine.integrity_check()
     if complaint is not None:
         report.findings.append(f"the database fails SQLite's integrity check: {complaint}")
     # every other command refuses a bad config.toml; here it is one finding among the rest
     report.findings.extend(store.settings_problems())
-    with store.files_lock():
-        _check_certificates(store, report, repair, progress)
-        _check_crls(store, report, repair)
-        _remove_temporary_files(store, report, repair)
+    # the files lock is taken around each repair only (issue 13): a long scan never blocks a writer
+    _check_certificates(store, report, repair and _real_dir(store, "certs"), progress)
+    _check_crls(store, report, repair and _real_dir(store, "crl"))
+    with _repair_lock(store, report, repair) as locked:
+        _remove_temporary_files(store, report, locked)
     _check_ledgers(store, report)
+    _check_carried_and_refunded(store, report)
     count, problems = verify_log(store)
     report.checked["log entries"] = count
     report.findings.extend(f"activity log: {p.message}" for p in problems)
+    _check_ca_files(store, report)
+    records = check_records(store)
+    report.findings.extend(records.findings)
+    report.checked.update(records.checked)
     _check_permissions(store, report, repair)
     return report
 
@@ -85,6 +123,7 @@ def _check_certificates(store: Store, report: CheckReport, repair: bool,
                         progress: Callable[[int], None] | None) -> None:
     known: set[str] = set()
     count = 0
+    issuers = _ca_certificates(store)
     for stored in store.certificates.stored():
         serial, sha, der = stored.serial, stored.sha256, stored.der
         count += 1
@@ -103,6 +142,10 @@ def _check_certificates(store: Store, report: CheckReport, repair: bool,
         if real_serial != serial:
             report.findings.append(f"certificate {serial}: the stored DER has serial {real_serial}")
             continue
+        if not _signed_by_a_ca(cert, issuers):
+            # never written to certs/: a forged DER must not reach a relying party (issue 13)
+            report.findings.append(f"certificate {serial}: the stored DER is not signed by any CA of this home")
+            continue
         path = store.cert_path(serial)
         pem = cert.public_bytes(serialization.Encoding.PEM)
         try:
@@ -111,17 +154,17 @@ def _check_certificates(store: Store, report: CheckReport, repair: bool,
             on_disk = None
         if on_disk != pem:
             what = "missing" if on_disk is None else "different from the record"
-            if repair:
-                _rewrite(path, pem)
+            if repair and _rewrite_locked(store, report, path, pem):
                 report.repairs.append(f"rebuilt {path.name} ({what}) from the database")
             else:
                 report.findings.append(f"{path.name} is {what}")
     report.checked["certificates"] = count
     for path in sorted(store.certs_dir.glob("*.pem")):
         if path.name not in known:
-            if repair:
-                path.unlink()
-                report.repairs.append(f"removed {path.name}: no such certificate in the database")
+            if not _OWNED_PEM.match(path.name) or path.is_symlink() or not path.is_file():
+                report.findings.append(f"certs/{path.name} is not a file twcactl wrote; left alone")
+            elif repair:
+                _remove_orphan(store, report, path)
             else:
                 report.findings.append(f"{path.name} has no record in the database")
 
@@ -138,7 +181,8 @@ def _check_crls(store: Store, report: CheckReport, repair: bool) -> None:
         checked += 1
         crl = x509.load_der_x509_crl(latest["der"])
         ca_cert = ca.certificate()
-        if not crl.is_signature_valid(ca_cert.public_key()):  # type: ignore[arg-type]
+        signed = crl.is_signature_valid(ca_cert.public_key())  # type: ignore[arg-type]
+        if not signed:
             report.findings.append(f"CRL #{latest['number']} of {ca.name} does not verify with the CA's key")
         expected = {int(s, 16): reason for s, _at, reason, _inv in store.certificates.revoked_entries(ca.name)}
         listed: dict[int, str] = {}
@@ -168,18 +212,140 @@ def _check_crls(store: Store, report: CheckReport, repair: bool) -> None:
             on_disk = None
         if on_disk != latest["der"]:
             what = "missing" if on_disk is None else "not the newest CRL"
-            if repair:
-                _rewrite(path, latest["der"])
+            if repair and signed and _rewrite_crl_locked(store, report, ca.name, latest):
                 report.repairs.append(f"rewrote crl/{path.name} ({what}) from CRL #{latest['number']}")
             else:
                 report.findings.append(f"crl/{path.name} is {what}")
     report.checked["CRLs"] = checked
 
 
+REPAIR_LOCK_WAIT = 10.0
+"""Seconds ``ca check`` waits for the files lock before one repair; past it the repair is skipped and reported."""
+
+
+@contextlib.contextmanager
+def _repair_lock(store: Store, report: CheckReport, repair: bool) -> Iterator[bool]:
+    """Hold the files lock for one repair (yields True), or yield False when not repairing or the lock
+    stayed held elsewhere for :data:`REPAIR_LOCK_WAIT` seconds (reported as a finding)."""
+    if not repair or report.checked.get("repairs skipped: files lock held elsewhere"):
+        yield False
+        return
+    try:
+        lock = store.files_lock(timeout=REPAIR_LOCK_WAIT)
+        lock.__enter__()
+    except (BusyError, OSError):
+        # once the lock was not had, no later repair waits for it again: the check still finishes
+        report.checked["repairs skipped: files lock held elsewhere"] = 1
+        report.findings.append("another twcactl held the lock for derived files; repairs were skipped "
+                               "(run ca check again)")
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        lock.__exit__(None, None, None)
+
+
+def _rewrite_locked(store: Store, report: CheckReport, path: Path, data: bytes) -> bool:
+    """Rewrite a derived file under the files lock; False when the lock was not had."""
+    with _repair_lock(store, report, True) as locked:
+        if locked:
+            _rewrite(path, data)
+        return locked
+
+
+def _rewrite_crl_locked(store: Store, report: CheckReport, ca_name: str, checked: dict[str, object]) -> bool:
+    """Write ``crl/<ca>.crl`` from the CRL ``checked`` under the files lock, unless a newer CRL was made
+    meanwhile (its writer writes that one); False when nothing was written."""
+    with _repair_lock(store, report, True) as locked:
+        newest = store.crls.latest(ca_name) if locked else None
+        if newest is None or newest["number"] != checked["number"]:
+            return False
+        _rewrite(store.crl_path(ca_name), bytes(newest["der"]))
+        return True
+
+
+def _remove_orphan(store: Store, report: CheckReport, path: Path) -> None:
+    """Remove ``certs/<serial>.pem`` whose record does not exist, checked again under the files lock: a
+    certificate committed after the scan began writes its PEM under that lock."""
+    with _repair_lock(store, report, True) as locked:
+        if not locked:
+            return
+        try:
+            store.certificates.get(path.name[:-len(".pem")])
+        except NotFoundError:
+            path.unlink()
+            report.repairs.append(f"removed {path.name}: no such certificate in the database")
+
+
+def _ca_certificates(store: Store) -> list[x509.Certificate]:
+    """The CA certificates as the store recorded them (``cas.der``)."""
+    return [ca.certificate() for ca in store.cas.all()]
+
+
+def _signed_by_a_ca(cert: x509.Certificate, issuers: list[x509.Certificate]) -> bool:
+    """True when one of ``issuers`` (by name) signed ``cert`` (signature verified, RFC 5280 §6.1.3 (a)(1))."""
+    for issuer in issuers:
+        if issuer.subject != cert.issuer:
+            continue
+        try:
+            cert.verify_directly_issued_by(issuer)
+        except (ValueError, TypeError, InvalidSignature):
+            continue
+        return True
+    return False
+
+
+def _check_ca_files(store: Store, report: CheckReport) -> None:
+    """Each CA's certificate file is the one the store recorded, each CA certificate is signed by the one
+    above it (the root by itself), and each key belongs to its certificate: encrypted PKCS#8 in a home
+    whose keys are encrypted (checked without the passphrase), the same public key otherwise (issue 13)."""
+    cas = store.cas.all()
+    above: x509.Certificate | None = None
+    for ca in cas:
+        cert = ca.certificate()
+        try:
+            on_disk = x509.load_pem_x509_certificate(ca.cert_file.read_bytes())
+        except (OSError, ValueError):
+            report.findings.append(f"CA {ca.name}: {ca.cert_file} is missing or not a certificate")
+        else:
+            if on_disk.public_bytes(serialization.Encoding.DER) != ca.der:
+                report.findings.append(f"CA {ca.name}: {ca.cert_file} is not the certificate the store recorded")
+        if not _signed_by_a_ca(cert, [above or cert]):
+            report.findings.append(f"CA {ca.name}: its certificate is not signed by "
+                                   + ("the CA above it" if above is not None else "its own key"))
+        above = cert
+        _check_ca_key(store, ca, cert, report)
+    recorded = {ca.cert_file.name for ca in cas}
+    for path in sorted(store.ca_dir.glob("*.cer")):
+        if path.name not in recorded:
+            report.findings.append(f"ca/{path.name} is not a CA certificate the store recorded")
+    report.checked["CA certificates and keys"] = len(cas)
+
+
+def _check_ca_key(store: Store, ca: CaRecord, cert: x509.Certificate, report: CheckReport) -> None:
+    try:
+        data = ca.key_file.read_bytes()
+    except OSError:
+        return  # a missing key is reported with the permissions
+    if store.ca_key_encrypted:
+        if b"-----BEGIN ENCRYPTED PRIVATE KEY-----" not in data:
+            report.findings.append(f"CA {ca.name}: the key {ca.key_file.name} is not encrypted PKCS#8, but this "
+                                   "home's keys are encrypted")
+        return
+    try:
+        key = load_private_key(data, None, name=ca.key_file.name, trusted=True)
+    except TwcaError:
+        report.findings.append(f"CA {ca.name}: the key {ca.key_file.name} cannot be read without a passphrase")
+        return
+    if not key_matches_certificate(key.public_key(), cert):
+        report.findings.append(f"CA {ca.name}: the key {ca.key_file.name} does not belong to its certificate")
+
+
 def _remove_temporary_files(store: Store, report: CheckReport, repair: bool) -> None:
     # fsutil writes ".<name>.<random>.tmp" next to the target; a killed writer leaves one behind
     for directory in (store.home / d for d in (*_DERIVED_DIRS, "ca", "ca/private")):
-        if not directory.is_dir():
+        if not directory.is_dir() or directory.is_symlink():
             continue
         for path in sorted(directory.glob(".*.tmp")):
             if repair:
@@ -201,11 +367,49 @@ def _check_ledgers(store: Store, report: CheckReport) -> None:
     report.checked["accounts"] = len(totals)
 
 
+def _check_carried_and_refunded(store: Store, report: CheckReport) -> None:
+    """One accounting rule for time (issue 12; domain.md §3-§4): a certificate's paid time is used, carried
+    forward to its successor, or refunded, never two.  Report every certificate that has a successor (its
+    time was carried forward) and a ``refund`` ledger entry too."""
+    for serial in store.certificates.carried_and_refunded():
+        report.findings.append(f"certificate {serial}: its time was both carried forward to a renewal "
+                               "and refunded")
+
+
+def _guard_repairs(store: Store, report: CheckReport, repair: bool) -> bool:
+    """Report what makes repairs unsafe; return whether repairs may run at all (symlinked directories
+    are handled by skipping them in the checks that write there)."""
+    problems = store.ownership_problems(reader=bool(getattr(store, "read_only", False)))
+    report.findings.extend(problems)
+    for sub in (*_DERIVED_DIRS, "ca", "ca/private"):
+        if (store.home / sub).is_symlink():
+            report.findings.append(f"{sub}/ is a symbolic link; ca check does not repair through it")
+    if problems and repair:
+        report.findings.append("another user could change this home; nothing was repaired")
+        return False
+    return repair
+
+
+def _real_dir(store: Store, sub: str) -> bool:
+    """True when ``HOME/sub`` is a real directory, not a symbolic link (repairs write only there)."""
+    path = store.home / sub
+    return path.is_dir() and not path.is_symlink()
+
+
 def _check_permissions(store: Store, report: CheckReport, repair: bool) -> None:
+    for sub in ("certs", "crl"):
+        path = store.home / sub
+        with contextlib.suppress(FileNotFoundError):
+            st = path.lstat()
+            if stat.S_IMODE(st.st_mode) & 0o022 and not path.is_symlink():
+                report.findings.append(f"{path} is mode {stat.S_IMODE(st.st_mode):o}; others could write in it")
+                if repair and trusted_owner(st.st_uid):
+                    os.chmod(path, stat.S_IMODE(st.st_mode) & ~0o022)
+                    report.repairs.append(f"removed group and other write access from {path}")
     private = store.private_dir
     if private.is_dir() and stat.S_IMODE(private.stat().st_mode) != 0o700:
         report.findings.append(f"{private} is mode {stat.S_IMODE(private.stat().st_mode):o}, not 700")
-        if repair:
+        if repair and not private.is_symlink():
             os.chmod(private, 0o700)
             report.repairs.append(f"set {private} to mode 700")
     for ca in store.cas.all():
@@ -216,7 +420,7 @@ def _check_permissions(store: Store, report: CheckReport, repair: bool) -> None:
             continue
         if mode & 0o077:
             report.findings.append(f"the key of CA {ca.name} is mode {mode:o}; others could read it")
-            if repair:
+            if repair and not ca.key_file.is_symlink():
                 os.chmod(ca.key_file, 0o600)
                 report.repairs.append(f"set {ca.key_file.name} to mode 600")
 
@@ -271,43 +475,92 @@ def _home_files(home: Path) -> list[Path]:
     return out
 
 
-def restore_home(archive_path: Path, home: Path) -> int:
+def restore_home(archive_path: Path, home: Path, *, max_member_bytes: int = MAX_RESTORE_MEMBER_BYTES,
+                 max_total_bytes: int = MAX_RESTORE_TOTAL_BYTES) -> int:
     """Unpack a ``ca backup`` archive into a new, empty ``home``.
 
-    Only regular files under the names a backup holds are extracted; links,
-    devices, absolute paths and ``..`` are refused, so a crafted archive
-    cannot write outside ``home``.
+    Only regular files under the names a backup holds are extracted
+    (``twcactl.db``, ``config.toml``, files under ``ca/``, ``certs/`` and
+    ``crl/``); links, devices, absolute paths and ``..`` are refused, so a
+    crafted archive cannot write outside ``home``.  Members are streamed to disk in 1 MiB pieces (never read whole
+    into memory), at most ``max_member_bytes`` each and ``max_total_bytes``
+    together (defaults 256 MiB and 1 GiB), at most
+    :data:`MAX_RESTORE_MEMBERS` members.  Everything goes into a temporary
+    directory beside ``home`` that is renamed into place only when the whole
+    archive was restored: a failure leaves nothing behind.
 
     Returns:
         The number of files restored.
 
     Raises:
         StateError: ``home`` exists and is not empty (exit 5).
-        InputError: not a twcactl backup (exit 3).
+        InputError: not a twcactl backup, corrupt, over a limit, or the disk is full (exit 3).
     """
-    if home.exists() and any(home.iterdir()):
+    if home.exists() and (not home.is_dir() or any(home.iterdir())):
         raise StateError(f"{home} is not empty; restore into a new directory.")
     try:
         archive = tarfile.open(archive_path, mode="r:gz")
-    except (OSError, tarfile.TarError) as exc:
+    except (OSError, tarfile.TarError, EOFError, zlib.error) as exc:
         raise InputError(f"{archive_path} is not a twcactl backup (tar.gz).") from exc
-    with archive:
-        members = archive.getmembers()
-        names = {m.name for m in members}
-        if DB_NAME not in names:
-            raise InputError(f"{archive_path} holds no {DB_NAME}; it is not a twcactl backup.")
-        for m in members:
-            parts = Path(m.name).parts
-            if (not m.isfile() or m.name.startswith("/") or ".." in parts
-                    or not (m.name in (DB_NAME, "config.toml") or parts[0] in ("ca", "certs", "crl"))):
-                raise InputError(f"{archive_path} holds an unexpected member {m.name!r}; refusing to restore.")
-        HomeLayout(home).make_dirs()
-        for m in members:
-            source = archive.extractfile(m)
-            assert source is not None
-            target = home / m.name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            mode = 0o600 if m.name.startswith("ca/private/") or m.name == DB_NAME else 0o644
-            with atomic_writer(target, mode=mode, force=False) as fh:
-                fh.write(source.read())
-    return len(members)
+    with archive, building_home(home, "ca restore") as build:
+        HomeLayout(build).make_dirs()
+        try:
+            count = _restore_members(archive, archive_path, build, max_member_bytes, max_total_bytes)
+        except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+            raise InputError(f"{archive_path} is corrupt ({type(exc).__name__}); nothing was restored.") from exc
+        except OSError as exc:
+            if is_disk_full(exc):
+                raise InputError(f"no space left on the device for {home}; nothing was restored.",
+                                 hint="free some space and run the command again") from exc
+            raise
+    return count
+
+
+def _restore_members(archive: tarfile.TarFile, archive_path: Path, build: Path, max_member: int,
+                     max_total: int) -> int:
+    """Stream every member of ``archive`` into ``build`` under the limits; the number written.
+
+    Raises:
+        InputError: an unexpected member, a limit passed, or no database in the archive (exit 3).
+    """
+    count = total = 0
+    seen_db = False
+    for m in archive:
+        _check_member(m, archive_path)
+        count += 1
+        if count > MAX_RESTORE_MEMBERS:
+            raise InputError(f"{archive_path} holds more than {MAX_RESTORE_MEMBERS} members; refusing to restore.")
+        if m.size > max_member:
+            raise InputError(f"{archive_path}: member {m.name!r} is {m.size} bytes, over the limit of "
+                             f"{max_member} bytes per member; nothing was restored.")
+        if total + m.size > max_total:
+            raise InputError(f"{archive_path} holds more than {max_total} bytes; nothing was restored.")
+        source = archive.extractfile(m)
+        if source is None:
+            raise InputError(f"{archive_path}: member {m.name!r} cannot be read; nothing was restored.")
+        mode = 0o600 if m.name.startswith("ca/private/") or m.name == DB_NAME else 0o644
+        durable = m.name == DB_NAME or m.name.startswith("ca/")  # derived files are rebuilt by ca check
+        target = build / m.name
+        if not target.parent.is_dir():
+            target.parent.mkdir(mode=0o700, parents=True)
+        with atomic_writer(target, mode=mode, force=False, durable=durable) as fh:
+            written = 0
+            while chunk := source.read(1024 * 1024):
+                written += len(chunk)
+                if written > max_member or total + written > max_total:
+                    raise InputError(f"{archive_path}: member {m.name!r} is larger than its header says or "
+                                     "over a limit; nothing was restored.")
+                fh.write(chunk)
+        total += written
+        seen_db = seen_db or m.name == DB_NAME
+    if not seen_db:
+        raise InputError(f"{archive_path} holds no {DB_NAME}; it is not a twcactl backup.")
+    return count
+
+
+def _check_member(m: tarfile.TarInfo, archive_path: Path) -> None:
+    """Refuse any member a ``ca backup`` does not write (see :func:`restore_home`)."""
+    parts = Path(m.name).parts
+    allowed = m.name in (DB_NAME, "config.toml") or (len(parts) >= 2 and parts[0] in ("ca", "certs", "crl"))
+    if not m.isfile() or m.name.startswith("/") or ".." in parts or not allowed:
+        raise InputError(f"{archive_path} holds an unexpected member {m.name!r}; refusing to restore.")

@@ -122,6 +122,40 @@ def find_module(explicit: str | None, *, candidates: Sequence[str] = MODULE_CAND
                       hint="install OpenSC for your card, or " + MODULE_HINT)
 
 
+def configured_module_path(path: str) -> str:
+    """Check a PKCS#11 module named by a CA home's ``pkcs11_module`` setting; the path to load.
+
+    Card commands load (execute) that library, and anyone who can write
+    ``config.toml`` or the file could otherwise run code as the card user.
+    Accepted: one of :data:`MODULE_CANDIDATES`, or an absolute path whose real
+    file (symlinks resolved; the resolved path is what gets loaded) is owned
+    by root and not writable by group or others, in a directory owned by root
+    and not writable by group or others (issue 13).  ``--module`` and
+    ``$TWCACTL_PKCS11_MODULE`` are the user's own choice and are not checked.
+
+    Raises:
+        StateError: a relative path, or a file or directory another user could change (exit 5).
+        DeviceError: the file does not exist (exit 6).
+    """
+    from twcactl.errors import StateError
+
+    if path in MODULE_CANDIDATES:
+        return path
+    if not os.path.isabs(path):
+        raise StateError(f"the configured PKCS#11 module {path!r} is not an absolute path; refusing to load it.",
+                         hint="twcactl ca config pkcs11_module /usr/lib/.../module.so (a root-owned file)")
+    real = os.path.realpath(path)
+    if not os.path.isfile(real):
+        raise DeviceError(f"the PKCS#11 module {path} does not exist.", hint=MODULE_HINT)
+    for what, target in (("file", real), ("directory", os.path.dirname(real))):
+        st = os.stat(target)
+        if st.st_uid != 0 or st.st_mode & 0o022:
+            raise StateError(f"the configured PKCS#11 module {path}: its {what} {target} is not owned by root or is "
+                             "writable by group or others; refusing to load it.",
+                             hint="install the module as root in a system directory, or pass --module PATH")
+    return real
+
+
 def _wrap_device(exc: Exception, doing: str) -> DeviceError:
     name = type(exc).__name__
     detail = str(exc).strip()

@@ -31,6 +31,8 @@ _SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "ocsp": ("twcactl.cli.ocsp_cmd:ocsp", "Signed OCSP responses from the records."),
     "log": ("twcactl.cli.log_cmd:log", "The activity log, newest first; verify its hash chain."),
     "operator": ("twcactl.cli.operator_cmd:operator", "Operators and roles: manager or auditor."),
+    "serve": ("twcactl.cli.serve_cmd:serve", "Serve ACME, OCSP, CRLs and CA certificates over HTTP."),
+    "acme": ("twcactl.cli.acme_cmd:acme", "ACME: EAB keys for clients, ACME accounts, deactivation."),
 }
 
 
@@ -74,7 +76,7 @@ Examples:
               help="The CA home directory (default $TWCACTL_HOME, else the user data directory).")
 @click.option("--json", "json_", is_flag=True, help="Print exactly one JSON document on stdout.")
 @click.option("--quiet", is_flag=True, help="Print nothing on stderr but errors.")
-@click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
+@click.option("--debug", is_flag=True, help="Show tracebacks of internal errors (exit 70) only.")
 @click.option("--lock-timeout", type=click.FloatRange(min=0), default=30.0, show_default=True, metavar="SECONDS",
               help="How long to wait for a busy CA home before giving up (exit 75).")
 @click.version_option(__version__, "--version", prog_name="twcactl", message="%(prog)s %(version)s")
@@ -152,7 +154,7 @@ def _usage_hint(exc: click.UsageError) -> str | None:
 def _report(err: Any, obj: AppContext) -> int:
     from twcactl.cli.output import print_error
 
-    if obj.debug and err.__cause__ is not None:
+    if obj.debug and err.exit_code == 70 and err.__cause__ is not None:  # --debug: internal errors only
         import traceback
 
         traceback.print_exception(err.__cause__)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -20,6 +20,22 @@ def account() -> None:
     """RA accounts: organisation, agreed domains, certificate-years."""
 
 
+def identity_options(func: Any) -> Any:
+    """The EV identity options of ``account add`` and ``account set`` (issue 12)."""
+    for option in reversed((
+        click.option("--jurisdiction-country", metavar="C",
+                      help="Country of registration, ISO 3166-1 alpha-2 (EV jurisdictionC; add's default TW)."),
+        click.option("--jurisdiction-state", metavar="ST", help="State or province of registration, if any "
+                     "(EV jurisdictionST; \"\" clears it)."),
+        click.option("--jurisdiction-locality", metavar="L", help="Locality of registration, if any "
+                     "(EV jurisdictionL; \"\" clears it)."),
+        click.option("--business-category", metavar="TEXT", help="EV businessCategory: Private Organization "
+                     "(add's default), Government Entity, Business Entity or Non-Commercial Entity."),
+    )):
+        func = option(func)
+    return func
+
+
 @account.command("add", epilog="""\b
 Example:
   twcactl account add 70759028-01 --org TWCA --domain twca.com.tw --domain mis.twca.com.tw --quota 10
@@ -29,16 +45,21 @@ Example:
 @click.option("--org-alias", "org_aliases", multiple=True, metavar="NAME",
               help="Another accepted O value (repeatable).")
 @click.option("--domain", "domains", multiple=True, required=True, metavar="D", help="An agreed domain (repeatable).")
-@click.option("--quota", type=click.IntRange(min=0), default=0, show_default=True,
+@click.option("--quota", type=click.IntRange(0, 1_000_000_000), default=0, show_default=True,
               help="Initial balance in certificate-years (the first ledger entry).")
 @click.option("--note", help="A note for the ledger and the activity log.")
+@identity_options
 @json_option
 def add(account_id: str, org: str, org_aliases: tuple[str, ...], domains: tuple[str, ...], quota: int,
-        note: str | None) -> None:
-    """Register an account: ID is the 8-digit business number, a hyphen and a 2-digit sequence."""
+        note: str | None, **identity: str | None) -> None:
+    """Register an account: ID is the 8-digit business number, a hyphen and a 2-digit sequence.
+
+    A public suffix (com.tw, co.uk) is refused as an agreed domain. The EV identity (jurisdiction,
+    business category; the business number is the ID's first 8 digits) goes into every EV certificate.
+    """
     from twcactl.authority.accounts import NewAccount, add_account
 
-    new = NewAccount(account_id, org, domains=domains, aliases=org_aliases, quota=quota, note=note)
+    new = NewAccount(account_id, org, domains=domains, aliases=org_aliases, quota=quota, note=note, **identity)
     store = app().open_store()
     try:
         _render(add_account(store, new, operator=current_operator()))
@@ -57,14 +78,15 @@ Examples:
 @click.option("--remove-domain", "remove_domains", multiple=True, metavar="D")
 @click.option("--add-alias", "add_aliases", multiple=True, metavar="NAME", help="Another accepted O value.")
 @click.option("--remove-alias", "remove_aliases", multiple=True, metavar="NAME")
+@identity_options
 @json_option
 def set_(account_id: str, org: str | None, add_domains: tuple[str, ...], remove_domains: tuple[str, ...],
-         add_aliases: tuple[str, ...], remove_aliases: tuple[str, ...]) -> None:
-    """Change an account's organisation name, agreed domains or O aliases (logged)."""
+         add_aliases: tuple[str, ...], remove_aliases: tuple[str, ...], **identity: str | None) -> None:
+    """Change an account's organisation name, agreed domains, O aliases or EV identity (logged)."""
     from twcactl.authority.accounts import AccountChange, update_account
 
     change = AccountChange(org=org, add_domains=add_domains, remove_domains=remove_domains, add_aliases=add_aliases,
-                           remove_aliases=remove_aliases)
+                           remove_aliases=remove_aliases, **identity)
     store = app().open_store()
     try:
         _render(update_account(store, account_id, change, operator=current_operator()))
@@ -78,11 +100,11 @@ Examples:
   twcactl account credit 70759028-01 --note "correction" -- -2  # a negative amount debits
 """)
 @click.argument("account_id", metavar="ID")
-@click.argument("amount", type=int, metavar="N")
+@click.argument("amount", type=click.IntRange(-1_000_000_000, 1_000_000_000), metavar="N")
 @click.option("--note", help="Why: an order number, a correction.")
 @json_option
 def credit(account_id: str, amount: int, note: str | None) -> None:
-    """Add N certificate-years to an account's balance (a ledger entry and a log entry)."""
+    """Add N certificate-years to an account's balance (a ledger entry and a log entry); |N| <= 10^9."""
     from twcactl.authority.accounts import Credit, credit_account
 
     change = Credit(account_id, amount, note)
@@ -141,6 +163,10 @@ def _render(acct: Account) -> None:
         if acct.org_aliases:
             console.print("  aliases  " + safe(", ".join(acct.org_aliases)))
         console.print("  domains  " + safe(", ".join(acct.domains)))
+        place = ", ".join(safe(v) for v in (acct.jurisdiction_locality, acct.jurisdiction_state) if v)
+        console.print(f"  EV identity  business number {acct.business_number}, jurisdiction "
+                      f"{acct.jurisdiction_country}{' (' + place + ')' if place else ''}, "
+                      f"{safe(acct.business_category)}")
         console.print(f"  balance  {acct.balance} certificate-years")
         if acct.ledger:
             from rich.table import Table

@@ -34,17 +34,20 @@ Examples:
               type=click.Choice(["rsa2048", "rsa3072", "rsa4096", "ec-p256", "ec-p384"]), help="Key type of the root.")
 @click.option("--intermediates", type=click.IntRange(1, 2), default=1, show_default=True,
               help="1: root -> uca; 2: root -> uca_1 -> uca_2.")
-@click.option("--root-years", type=click.IntRange(min=1), default=20, show_default=True)
-@click.option("--uca-years", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--root-years", type=click.IntRange(1, 100), default=20, show_default=True)
+@click.option("--uca-years", type=click.IntRange(1, 100), default=10, show_default=True)
 @click.option("--crl-url", help="CRL distribution point put into issued certificates.")
 @click.option("--ocsp-url", help="OCSP responder URL put into issued certificates (AIA).")
 @click.option("--ca-passphrase", metavar="SOURCE", help="Passphrase for the CA keys (at least 12 characters): "
               "env:NAME, file:PATH, fd:N, stdin, pass:TEXT (default $TWCACTL_CA_PASSPHRASE_SOURCE, else prompt twice).")
 @click.option("--no-passphrase", is_flag=True, help="Store the CA keys unencrypted (throw-away CAs only).")
+@click.option("--group-readable", is_flag=True,
+              help="Make the home's directories 0750 and the database 0640 (default 0700/0600): the owner's group "
+                   "may read, never write; ca/private stays 0700.")
 @json_option
 def init(name: str, org: str | None, country: str | None, key_type: str, root_key_type: str, intermediates: int,
          root_years: int, uca_years: int, crl_url: str | None, ocsp_url: str | None, ca_passphrase: str | None,
-         no_passphrase: bool) -> None:
+         no_passphrase: bool, group_readable: bool) -> None:
     """Create a CA home: a root CA and one or two issuing intermediates.
 
     The operator running it ($TWCACTL_OPERATOR, else the login name) is
@@ -64,7 +67,7 @@ def init(name: str, org: str | None, country: str | None, key_type: str, root_ke
         env_default="TWCACTL_CA_PASSPHRASE_SOURCE")
     opts = CaInitOptions(name=name, org=org, country=country, key_type=key_type, root_key_type=root_key_type,
                          intermediates=intermediates, root_years=root_years, uca_years=uca_years,
-                         crl_url=crl_url, ocsp_url=ocsp_url)
+                         crl_url=crl_url, ocsp_url=ocsp_url, group_readable=group_readable)
     note(f"Generating {intermediates + 1} CA keys in {home} ...")
     store = init_ca(home, opts, passphrase=passphrase, operator=current_operator(), lock_timeout=ctx.lock_timeout)
     try:
@@ -134,10 +137,12 @@ def check(no_repair: bool) -> None:
     head, and the key files' permissions.
     """
     from twcactl.authority.maintenance import check_home
+    from twcactl.store import Store
 
-    store = app().open_store()
+    ctx = app()  # not strict: a home another user could subvert is reported (a finding), not refused
+    store = Store.open(ctx.resolved_home(), lock_timeout=ctx.lock_timeout, strict=False)
     try:
-        report = check_home(store, repair=not no_repair)
+        report = check_home(store, repair=not no_repair, operator=current_operator())
     finally:
         store.close()
     doc = {"ok": report.ok, "findings": report.findings, "repairs": report.repairs, "checked": report.checked}

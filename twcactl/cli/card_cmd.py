@@ -24,7 +24,7 @@ from twcactl.cli.context import (
     json_option,
     subject_options,
 )
-from twcactl.cli.output import emit, note, safe
+from twcactl.cli.output import emit, files_document, note, safe
 from twcactl.rules.serials import format_serial
 from twcactl.rules.settings import Settings
 from twcactl.rules.times import rfc3339
@@ -65,9 +65,12 @@ def _pin_option(f: Callable[..., Any]) -> Callable[..., Any]:
 
 def _module_path(module: str | None) -> str:
     """``--module``, else ``$TWCACTL_PKCS11_MODULE``, else config ``pkcs11_module``, else a search (contract)."""
-    from twcactl.backends.p11 import find_module
+    from twcactl.backends.p11 import configured_module_path, find_module
 
-    explicit = module or os.environ.get("TWCACTL_PKCS11_MODULE") or _configured_module()
+    explicit = module or os.environ.get("TWCACTL_PKCS11_MODULE")
+    if not explicit:
+        configured = _configured_module()  # from config.toml: only a root-owned module is loaded (exit 5)
+        explicit = configured_module_path(configured) if configured else None
     return find_module(explicit)
 
 
@@ -328,8 +331,8 @@ Examples:
               help="Enrol a signing and an encryption key (user-sign + user-enc): both or neither.")
 @click.option("--csr-out", type=click.Path(path_type=Path, dir_okay=False),
               help="Write the CSR for an outside CA instead of issuing (with --pair: NAME-sign / NAME-enc).")
-@click.option("--years", type=int, help="Validity in calendar years (default 1).")
-@click.option("--days", type=int, help="Validity in days.")
+@click.option("--years", type=int, help="Validity in calendar years, 1-100 (default 1).")
+@click.option("--days", type=int, help="Validity in days, 1-36500.")
 @subject_options(cn_help="Common Name, e.g. A123456789-01-YIRU or www.twca.com.tw.", cn_required=True,
                  san_help="subjectAltName (repeatable): e-mail addresses for user profiles, DNS names for SSL ones.")
 @click.option("--key-type", type=click.Choice(KEY_TYPE_CHOICES), default="rsa2048", show_default=True,
@@ -380,7 +383,8 @@ def enroll(module: str | None, token_label: str | None, pin_source: str | None, 
     finally:
         if store is not None:
             store.close()
-    _render_enrolment(token.refresh(), pending, csr_files, issuer.issued if issuer is not None else [], window)
+    _render_enrolment(token.refresh(), pending, csr_files, issuer.issued if issuer is not None else [], window,
+                      files=issuer.files if issuer is not None else None)
 
 
 def _enroll_on_card(module: str | None, token_label: str | None, pin_source: str | None, plan: EnrolmentPlan,
@@ -407,7 +411,7 @@ def _enroll_on_card(module: str | None, token_label: str | None, pin_source: str
 
 
 def _render_enrolment(info: TokenInfo, pending: list[Any], csr_files: list[Path],
-                      issued: list[tuple[x509.Certificate, Any]], window: int) -> None:
+                      issued: list[tuple[x509.Certificate, Any]], window: int, *, files: Any = None) -> None:
     keys = []
     for i, item in enumerate(pending):
         entry: dict[str, Any] = {"profile": item.spec.profile, "label": item.spec.label, "id": item.id_hex,
@@ -419,7 +423,9 @@ def _render_enrolment(info: TokenInfo, pending: list[Any], csr_files: list[Path]
             entry["certificate"] = _cert_doc(cert, label=item.spec.label, id_hex=item.id_hex, record=record,
                                              window=window)
         keys.append(entry)
-    doc = {"token": {"label": info.label, "serial": info.serial}, "keys": keys}
+    doc: dict[str, Any] = {"token": {"label": info.label, "serial": info.serial}, "keys": keys}
+    if files is not None:
+        doc["files"] = files_document(files)
 
     def human(console: Console) -> None:
         for entry in keys:
@@ -579,7 +585,10 @@ def _render_renewals(info: TokenInfo, made: list[Any], request_files: list[Path]
                                              window=window)
             entry["renewed"] = renewed
         entries.append(entry)
-    doc = {"token": {"label": info.label, "serial": info.serial}, "renewals": entries, "old_kept": old_kept}
+    doc: dict[str, Any] = {"token": {"label": info.label, "serial": info.serial}, "renewals": entries,
+                           "old_kept": old_kept}
+    if submit is not None:
+        doc["files"] = files_document(submit.files)
 
     def human(console: Console) -> None:
         for entry in entries:

@@ -15,7 +15,7 @@ from twcactl.cli.context import (
     json_option,
     parse_time_option,
 )
-from twcactl.cli.output import emit, note, safe
+from twcactl.cli.output import emit, files_document, note, safe
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from twcactl.store import Store
     from twcactl.store.records import CertRecord
 
-STATUS_CHOICES = ("valid", "expiring", "suspended", "revoked", "expired")
+STATUS_CHOICES = ("valid", "expiring", "renewed", "suspended", "revoked", "expired")
 
 
 @click.group()
@@ -54,8 +54,8 @@ Examples:
               help="The account that pays and whose domains apply.")
 @click.option("--profile", default="ssl", show_default=True,
               type=click.Choice(["ssl", "wildcard", "ev", "user-sign", "user-enc"]))
-@click.option("--years", type=int, help="Validity in calendar years (default 1; costs N certificate-years).")
-@click.option("--days", type=int, help="Validity in days (costs ceil(D/365) certificate-years).")
+@click.option("--years", type=int, help="Validity in calendar years, 1-100 (default 1; costs N certificate-years).")
+@click.option("--days", type=int, help="Validity in days, 1-36500 (costs ceil(D/365) certificate-years).")
 @click.option("--contact", metavar="EMAIL", help="The technical contact, kept with the record.")
 @click.option("--note", help="A note kept with the record and the ledger.")
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
@@ -96,7 +96,7 @@ def issue(csrs: tuple[Path, ...], account_id: str, profile: str, years: int | No
         store.close()
     outcome.failed[:0] = failed_reads
     if out is not None and outcome.issued:
-        _copy_out(Path(outcome.issued[0].path), out, force=force)
+        _copy_out(outcome.issued[0], out, force=force)
     _render_issue(outcome, account_id, settings.renewal_window_days)
     if outcome.failed:
         raise SystemExit(outcome.failed[0][1].exit_code)
@@ -120,11 +120,15 @@ def _read_csrs(files: list[Path], *, keep_going: bool) -> tuple[list[CsrInput], 
     return inputs, failed_reads
 
 
-def _copy_out(path: Path, out: Path, *, force: bool) -> None:
-    """``--out``: the new certificate's PEM again, to a file or to stdout ("-"; stderr under --json)."""
+def _copy_out(record: CertRecord, out: Path, *, force: bool) -> None:
+    """``--out``: the new certificate's PEM again (from its record: its file may be pending), to a file or to
+    stdout ("-"; stderr under --json)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
     from twcactl.fsutil import write_file
 
-    pem = path.read_bytes()
+    pem = x509.load_der_x509_certificate(record.der).public_bytes(serialization.Encoding.PEM)
     if str(out) == "-":
         click.echo(pem.decode("ascii"), nl=False, err=app().json)
     else:
@@ -139,6 +143,7 @@ def _render_issue(outcome: IssueOutcome, account_id: str, window: int) -> None:
         "certificates": [r.to_json(now, window) for r in outcome.issued],
         "failed": [{"file": name, "error": err.message, "code": err.exit_code} for name, err in outcome.failed],
         "account": {"id": account_id, "balance": outcome.balance_after, "was": outcome.balance_before},
+        "files": files_document(outcome.files),
     }
 
     def human(console: Console) -> None:
@@ -148,7 +153,8 @@ def _render_issue(outcome: IssueOutcome, account_id: str, window: int) -> None:
             console.print(f"  account {account_id} balance {outcome.balance_after} certificate-years "
                           f"(was {outcome.balance_before})")
             if len(outcome.issued) == 1:
-                console.print(f"  files   {outcome.issued[0].path}")
+                pending = " (pending: twcactl ca check writes it)" if outcome.files.pending else ""
+                console.print(f"  files   {outcome.issued[0].path}{pending}")
                 first = outcome.issued[0]
                 console.print(f"Next: twcactl cert export {first.serial} --out-dir ./{_dir_hint(first)}")
         for name, err in outcome.failed:
@@ -191,7 +197,8 @@ def renew(serial: str, csr_file: Path | None, request_file: Path | None, years: 
     """Renew a valid certificate: same CN, validity continuing from the old notAfter.
 
     Allowed from the renewal window (ca config renewal_window_days, default
-    30 days before notAfter) unless --early; costs like an issue.
+    30 days before notAfter) unless --early; costs like an issue. Once per
+    certificate: a renewed one is refused (exit 5), naming its successor.
     """
     from twcactl.authority.lifecycle import renew_certificate
     from twcactl.errors import UsageError
@@ -213,10 +220,11 @@ def renew(serial: str, csr_file: Path | None, request_file: Path | None, years: 
     finally:
         store.close()
     if out is not None:
-        _copy_out(Path(outcome.certificate.path), out, force=force)
+        _copy_out(outcome.certificate, out, force=force)
     record = outcome.certificate
     doc = {"certificate": record.to_json(utcnow(), window), "renewed": outcome.renewed,
-           "account": {"id": record.account, "balance": outcome.balance_after, "was": outcome.balance_before}}
+           "account": {"id": record.account, "balance": outcome.balance_after, "was": outcome.balance_before},
+           "files": files_document(outcome.files)}
     emit(doc, _cert_human("Renewed", record, [
         f"replaces {outcome.renewed}",
         f"account {record.account} balance {outcome.balance_after} certificate-years (was {outcome.balance_before})",
@@ -251,14 +259,20 @@ Examples:
                    "cessationOfOperation, privilegeWithdrawn.")
 @click.option("--invalidity-date", metavar="TIME", help="When the key is known or suspected to have been compromised "
               "(RFC 3339).")
+@click.option("--all-with-key", is_flag=True, help="Also revoke, in the same transaction and for the same reason, "
+              "every other valid or suspended certificate with the same key (listed as same_key).")
 @ca_passphrase_option
 @json_option
-def revoke(serial: str, reason: str, invalidity_date: str | None, ca_passphrase: str | None) -> None:
+def revoke(serial: str, reason: str, invalidity_date: str | None, all_with_key: bool,
+           ca_passphrase: str | None) -> None:
     """Revoke a certificate for good and regenerate the CRL.
 
     A suspended certificate may be revoked; a revoked one is final (only its
     reason may be changed to keyCompromise). Within the refund window
-    (default 30 days after issue) the certificate-years are refunded.
+    (default 30 days after issue) the certificate-years are refunded, unless
+    it was renewed: its time went to the successor (see refund in --json).
+    keyCompromise blocks the key: it is never certified again. Other
+    certificates with the same key are listed (same_key).
     """
     from twcactl.authority.lifecycle import revoke_certificate
     from twcactl.pkix.crl import parse_reason
@@ -266,7 +280,8 @@ def revoke(serial: str, reason: str, invalidity_date: str | None, ca_passphrase:
     canonical = parse_reason(reason)
     when = parse_time_option(invalidity_date, "--invalidity-date")
     _state_change(serial, "Revoked", lambda store, s, op, pp: revoke_certificate(
-        store, s, reason=canonical, operator=op, passphrase=pp, invalidity_date=when), ca_passphrase)
+        store, s, reason=canonical, operator=op, passphrase=pp, invalidity_date=when, all_with_key=all_with_key),
+        ca_passphrase)
 
 
 @cert.command("hold", epilog="""\b
@@ -304,16 +319,26 @@ def _state_change(serial: str, verb: str, action: Any, ca_passphrase: str | None
 
     store = app().open_store()
     try:
-        record = action(store, _lookup(store, serial).serial, current_operator(), ca_passphrase_provider(ca_passphrase))
+        outcome = action(store, _lookup(store, serial).serial, current_operator(),
+                         ca_passphrase_provider(ca_passphrase))
+        record = outcome.certificate
         window = store.settings().renewal_window_days
         crl = store.crls.latest(record.ca_name)
         crl_path = str(store.crl_path(record.ca_name))
     finally:
         store.close()
     doc = {"certificate": record.to_json(utcnow(), window), "reason": record.reason,
-           "crl": {"path": crl_path, "number": crl["number"] if crl else None}}
+           "crl": {"path": crl_path, "number": crl["number"] if crl else None},
+           "files": files_document(outcome.files)}
     extra = [f"status  {doc['certificate']['status']}" + (f" ({record.reason})" if record.reason else "")]
-    if crl:
+    if getattr(outcome, "refund", None) is not None:  # issue 12: what the revocation refunded, and why
+        doc["refund"] = outcome.refund.to_json()
+        extra.append(outcome.refund.sentence())
+    if verb == "Revoked":  # issue 12: the other certificates with this key (revoked too with --all-with-key)
+        now = utcnow()
+        doc["same_key"] = [other.to_json(now, window) for other in outcome.same_key]
+        extra.extend(f"same key  {other.serial} {other.status(now, window)}" for other in outcome.same_key)
+    if crl and crl_path in outcome.files.written:
         extra.append(f"CRL #{crl['number']} written to {crl_path}")
     emit(doc, _cert_human(verb, record, extra))
 
@@ -368,6 +393,10 @@ def show(serial: str) -> None:
         console.print(f"  validity    {c['not_before']} .. {c['not_after']}")
         console.print(f"  issuer      {safe(c['issuer'])}")
         console.print(f"  file        {c['path']}")
+        if record.renewed_from:
+            console.print(f"  renewed from {record.renewed_from}")
+        if renewed_by:
+            console.print(f"  renewed by  {', '.join(renewed_by)}")
         for h in history:
             console.print(f"  {h['time']}  {h['action']:<14} by {safe(h['operator'])}")
 
@@ -384,7 +413,8 @@ Examples:
 @click.option("--domain", metavar="D", help="CN equal to D or under it.")
 @click.option("--account", "account_id", metavar="ID")
 @click.option("--status", type=click.Choice(STATUS_CHOICES))
-@click.option("--expiring-within", type=click.IntRange(min=0), metavar="DAYS", help="Valid and ending within DAYS.")
+@click.option("--expiring-within", type=click.IntRange(min=0), metavar="DAYS",
+              help="Valid, not yet renewed, and ending within DAYS.")
 @click.option("--limit", type=click.IntRange(min=1), metavar="N")
 @click.option("--csv", "csv_file", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
               help="Write a CSV report of the rows here.")
@@ -411,11 +441,11 @@ def list_(cn_glob: str | None, domain: str | None, account_id: str | None, statu
         from rich.table import Table
 
         table = Table(box=None, pad_edge=False)
-        for col in ("SERIAL", "CN", "STATUS", "NOT AFTER", "PROFILE", "ACCOUNT", "NOTE"):
-            table.add_column(col, no_wrap=col in ("SERIAL", "NOT AFTER"))
+        for col in ("SERIAL", "CN", "STATUS", "NOT AFTER", "PROFILE", "ACCOUNT", "RENEWED BY", "NOTE"):
+            table.add_column(col, no_wrap=col in ("SERIAL", "NOT AFTER", "RENEWED BY"))
         for r, row in zip(records, rows):
             table.add_row(r.serial, safe(r.cn or ""), row["status"], row["not_after"][:10], r.profile,
-                          r.account or "", safe(r.note or ""))
+                          r.account or "", r.renewed_by or "", safe(r.note or ""))
         console.print(table)
         console.print(f"{len(rows)} certificate(s).")
 

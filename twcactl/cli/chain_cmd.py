@@ -19,8 +19,13 @@ if TYPE_CHECKING:
 
 
 @click.group()
-def chain() -> None:
+@click.pass_context
+def chain(ctx: click.Context) -> None:
     """Build and verify certificate chains and cert.zip bundles."""
+    from twcactl.pkix.extensions import quiet_library_warnings
+
+    # the libraries' Python warnings (a zero serial) never reach the user; findings report them
+    ctx.with_resource(quiet_library_warnings())
 
 
 def _home_cas() -> list[x509.Certificate]:
@@ -115,6 +120,16 @@ def build(leaf: Path, cert_sources: tuple[Path, ...], out_dir: Path | None, zip_
     _render_build(ordered, path, gathered.skipped, written, home_count=len(home))
 
 
+def _findings(certs: list[x509.Certificate]) -> list[dict[str, Any]]:
+    """What is wrong but not refused, as JSON findings (a zero or negative serial); each also a note."""
+    from twcactl.pkix.extensions import serial_findings
+
+    found = serial_findings(certs)
+    for f in found:
+        note(f"warning: {safe(f.message)}")
+    return [f.to_json() for f in found]
+
+
 def _bundle_targets(files: list[tuple[str, bytes]], full: bytes, *, out_dir: Path | None, zip_file: Path | None,
                     fullchain: Path | None) -> list[tuple[Path, bytes, int]]:
     """The files ``chain build`` writes: the manual's names in ``out_dir``, a cert.zip, a fullchain PEM."""
@@ -141,6 +156,7 @@ def _render_build(ordered: list[tuple[str, x509.Certificate]], path: ChainPath, 
         "skipped": skipped,
         "files": [str(p) for p in written],
         "ca_home_certificates": home_count,
+        "findings": _findings([cert for _name, cert in ordered]),
     }
 
     def human(console: Console) -> None:
@@ -222,7 +238,10 @@ def verify(leaf: Path, root_files: tuple[Path, ...], untrusted_files: tuple[Path
         "roots": roots_source,
         "chain": [_cert_json(c) for c in result.chain],
         "revocation": [r.to_json() for r in result.revocation],
+        "findings": [f.to_json() for f in result.findings],
     }
+    for finding in result.findings:
+        note(f"warning: {safe(finding.message)}")
 
     def human(console: Console) -> None:
         console.print(f"OK  {safe(leaf_cert.subject.rfc4514_string())}  for {result.purpose}"

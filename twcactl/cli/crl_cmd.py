@@ -14,7 +14,7 @@ from twcactl.cli.context import (
     current_operator,
     json_option,
 )
-from twcactl.cli.output import emit
+from twcactl.cli.output import emit, files_document
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -45,8 +45,9 @@ def crl(out: Path | None, force: bool, full: bool, ca_passphrase: str | None) ->
     ensure_free([out], force=force)
     store = app().open_store()
     try:
-        result = generate_crl(store, operator=current_operator(), passphrase=ca_passphrase_provider(ca_passphrase),
-                              full=full)
+        outcome = generate_crl(store, operator=current_operator(), passphrase=ca_passphrase_provider(ca_passphrase),
+                               full=full)
+        result = outcome.crl
         path = store.crl_path(store.cas.issuing().name)
     finally:
         store.close()
@@ -61,6 +62,7 @@ def crl(out: Path | None, force: bool, full: bool, ca_passphrase: str | None) ->
         "entries": len(result),
         "path": str(path),
         "out": str(out) if out else None,
+        "files": files_document(outcome.files),
     }
 
     def human(console: Console) -> None:

@@ -54,22 +54,36 @@ def log(ctx: click.Context, account_id: str | None, action: str | None, operator
     emit({"entries": [e.to_json() for e in entries]}, human)
 
 
+def _parse_head(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> list[tuple[int, str]]:
+    heads = []
+    for text in values:
+        seq, _, digest = text.partition(":")
+        if not (seq.isdigit() and len(digest) == 64 and all(c in "0123456789abcdefABCDEF" for c in digest)):
+            raise click.BadParameter(f"{text!r} is not SEQ:HASH (a sequence number and 64 hex digits).")
+        heads.append((int(seq), digest.lower()))
+    return heads
+
+
 @log.command("verify", epilog="""\b
-Example:
+Examples:
   twcactl log verify --json
+  twcactl log verify --expect-head 1200:5d41...c0de   # a head exported earlier (twcactl log head)
 """)
+@click.option("--expect-head", "expected", multiple=True, metavar="SEQ:HASH", callback=_parse_head,
+              help="A head exported earlier (twcactl log head): entry SEQ must still have HASH. Repeatable.")
 @json_option
-def verify() -> None:
+def verify(expected: list[tuple[int, str]]) -> None:
     """Check the hash chain of the activity log and its recorded head; exit 1 on any finding."""
-    from twcactl.authority.audit import verify_log
+    from twcactl.authority.audit import log_head, verify_log
 
     store = app().open_store()
     try:
-        count, problems = verify_log(store)
+        count, problems = verify_log(store, expected=expected)
+        head = log_head(store)
     finally:
         store.close()
     doc = {"ok": not problems, "entries": count,
-           "findings": [{"seq": p.seq, "message": p.message} for p in problems]}
+           "findings": [{"seq": p.seq, "message": p.message} for p in problems], "head": head.to_json()}
 
     def human(console: Console) -> None:
         if not problems:
@@ -82,3 +96,31 @@ def verify() -> None:
     emit(doc, human)
     if problems:
         raise SystemExit(1)
+
+
+@log.command("head", epilog="""\b
+Examples:
+  twcactl log head --json > /mnt/offsite/twca-head-$(date +%F).json
+  twcactl log head --seq 1200 --json      # compare with the copy exported then
+""")
+@click.option("--seq", type=click.IntRange(min=1), metavar="N", help="The hash of entry N instead of the newest.")
+@json_option
+def head(seq: int | None) -> None:
+    """Print the newest entry of the activity log's hash chain (read-only), to keep a copy outside the home.
+
+    Anyone holding the database could rewrite the whole chain consistently; a head exported elsewhere
+    (another machine, a ticket, a signed mail) proves later that the log up to it was not rewritten:
+    twcactl log verify --expect-head SEQ:HASH.
+    """
+    from twcactl.authority.audit import log_head
+
+    store = app().open_store()
+    try:
+        found = log_head(store, seq)
+    finally:
+        store.close()
+
+    def human(console: Console) -> None:
+        console.print(f"{found.seq}:{found.hash}")
+
+    emit(found.to_json(), human)

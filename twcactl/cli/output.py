@@ -81,3 +81,19 @@ def print_error(err: TwcaError, *, as_json: bool) -> None:
     sys.stderr.write(f"error: {safe(err.message)}\n")
     if err.hint:
         sys.stderr.write(f"hint: {safe(err.hint)}\n")
+
+
+def files_document(files: Any) -> dict[str, list[str]]:
+    """The contract's ``files`` object of a committed change (``{"written": [...], "pending": [...]}``) and,
+    when some are pending, a warning on stderr naming ``ca check`` as the repair (even under ``--quiet``:
+    the change itself is committed, and the exit code stays 0; issue 13).
+
+    Args:
+        files: a :class:`twcactl.authority.lifecycle.FilesReport`.
+    """
+    doc: dict[str, list[str]] = files.to_json()
+    if doc["pending"]:
+        sys.stderr.write(f"warning: the change is committed, but {len(doc['pending'])} derived file(s) could not "
+                         f"be written: {', '.join(safe(p) for p in doc['pending'])}\n"
+                         "hint: run `twcactl ca check` to write them from the database\n")
+    return doc

@@ -301,15 +301,16 @@ def rekey(file: Path, out: Path | None, password: str | None, new_password: str 
     _data, opened, old_password = _open(file, password)
     new_pw = _new_password_provider(new_password)
     outcome = None
-    if new_key:
+    if new_key:  # the core writes the file: staged before its commit, renamed after (issue 12)
         result, outcome = _rekey_with_new_key(opened, old_password, new_pw, legacy=legacy, early=early,
-                                              revoke_old=revoke_old, ca_passphrase=ca_passphrase, name=str(file))
+                                              revoke_old=revoke_old, ca_passphrase=ca_passphrase, name=str(file),
+                                              target=target, force=force or in_place)
     else:
         result = change_password(opened, old_password=old_password, new_password=new_pw, legacy=legacy,
                                  name=str(file))
         if result.same_password:
             note("warning: the new password is the same as the old one.")
-    write_file(target, result.data, mode=0o600, force=force or in_place)
+        write_file(target, result.data, mode=0o600, force=force or in_place)
     _render_rekey(file, target, result, outcome, in_place=in_place)
 
 
@@ -347,14 +348,15 @@ def _new_password_provider(source: str | None) -> Callable[[], str]:
 
 def _rekey_with_new_key(opened: OpenedPfx, old_password: str | None, new_password: Callable[[], str], *,
                         legacy: bool, early: bool, revoke_old: bool, ca_passphrase: str | None,
-                        name: str) -> tuple[RepackedPfx, NewKeyOutcome]:
+                        name: str, target: Path, force: bool) -> tuple[RepackedPfx, NewKeyOutcome]:
     from twcactl.authority.rekey import rekey_with_new_key
 
     store = app().open_store()
     try:
         return rekey_with_new_key(store, opened, old_password=old_password, new_password=new_password, legacy=legacy,
                                   early=early, revoke_old=revoke_old, operator=current_operator(),
-                                  passphrase=ca_passphrase_provider(ca_passphrase), name=name)
+                                  passphrase=ca_passphrase_provider(ca_passphrase), name=name, target=target,
+                                  force=force)
     finally:
         store.close()
 
@@ -364,9 +366,15 @@ def _render_rekey(file: Path, target: Path, result: RepackedPfx, outcome: NewKey
     written = result.protection.to_json()
     replaced = None if outcome is None else {
         "serial": outcome.serial, "renewed": outcome.renewed, "old_revoked": outcome.revoked,
-        "balance_before": outcome.balance_before, "balance_after": outcome.balance_after}
+        "balance_before": outcome.balance_before, "balance_after": outcome.balance_after,
+        "refund": outcome.refund.to_json() if outcome.refund else None}
+    warnings = outcome.warnings if outcome is not None else []
+    for warning in warnings:  # after the commit: the records stand, exit 0 (issue 12)
+        note(f"warning: {warning}")
+    if outcome is not None and outcome.file is not None:
+        target = Path(outcome.file)
     doc: dict[str, Any] = {
-        "file": str(target), "source": str(file), "in_place": in_place,
+        "file": str(target), "source": str(file), "in_place": in_place, "warnings": list(warnings),
         "certificates": result.certificates,
         "key": result.has_key,
         "protection": written,
@@ -381,6 +389,8 @@ def _render_rekey(file: Path, target: Path, result: RepackedPfx, outcome: NewKey
         if replaced:
             console.print(f"  new key and certificate {replaced['serial']} (replaces {replaced['renewed']}"
                           + (", revoked as superseded)" if replaced["old_revoked"] else ")"))
+            if outcome is not None and outcome.refund is not None:
+                console.print(f"  {outcome.refund.sentence()}")
 
     emit(doc, human)
 

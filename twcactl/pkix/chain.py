@@ -14,10 +14,12 @@ bags end.  Output file names are always our own, never a name from input.
 
 from __future__ import annotations
 
+import datetime as dt
 import io
+import time
 import zipfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
@@ -25,6 +27,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 
 from twcactl.errors import InputError, PolicyError
 from twcactl.fsutil import write_files
+from twcactl.models import Finding
+from twcactl.pkix.extensions import MalformedExtensionError, check_extensions, extension
 from twcactl.pkix.parse_errors import SIGNATURE_ERRORS
 
 ZIP_NAME = "cert.zip"
@@ -199,28 +203,31 @@ def fingerprint(cert: x509.Certificate) -> bytes:
 
 
 def _ski(cert: x509.Certificate) -> bytes | None:
-    try:
-        return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
-    except (x509.ExtensionNotFound, ValueError):
-        return None
+    """The subjectKeyIdentifier (RFC 5280 §4.2.1.2), read through the guarded accessor."""
+    value = extension(cert, x509.SubjectKeyIdentifier)
+    return None if value is None else value.digest
 
 
 def _aki(cert: x509.Certificate) -> bytes | None:
-    try:
-        return cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
-    except (x509.ExtensionNotFound, ValueError):
-        return None
+    """The authorityKeyIdentifier's keyIdentifier (RFC 5280 §4.2.1.1), read through the guarded accessor."""
+    value = extension(cert, x509.AuthorityKeyIdentifier)
+    return None if value is None else value.key_identifier
 
 
-def issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+def issued_by(cert: x509.Certificate, issuer: x509.Certificate, *, key_ids: bool = True) -> bool:
     """True when ``issuer`` issued ``cert``: names chain, key identifiers agree, signature verifies.
 
     RFC 5280 §6.1.3 (a)(1)(i) and (a)(4) for the name, §4.2.1.1 for AKI/SKI;
-    the AKI/SKI test only rejects when both are present and differ.
+    the AKI/SKI test only rejects when both are present and differ
+    (``key_ids=False`` skips it: names and the signature decide).
+
+    Raises:
+        MalformedExtensionError: with ``key_ids``, an extension of either certificate is malformed
+            or repeated (exit 3).
     """
     if cert.issuer != issuer.subject:
         return False
-    aki, ski = _aki(cert), _ski(issuer)
+    aki, ski = (_aki(cert), _ski(issuer)) if key_ids else (None, None)
     if aki is not None and ski is not None and aki != ski:
         return False
     try:
@@ -231,7 +238,11 @@ def issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
 
 
 def is_self_signed(cert: x509.Certificate) -> bool:
-    """True for a self-issued certificate whose signature its own key verifies (a root)."""
+    """True for a self-issued certificate whose signature its own key verifies (a root).
+
+    Raises:
+        MalformedExtensionError: its extensions are malformed or repeated (exit 3).
+    """
     return issued_by(cert, cert)
 
 
@@ -242,10 +253,15 @@ class ChainPath:
     Attributes:
         leaf: the end-entity certificate.
         cas: the CA certificates above it, the leaf's issuer first, the root last when complete.
-        complete: True when the last certificate is self-signed (or the leaf itself is).
+        complete: True when the last certificate is self-signed (or the leaf itself is); with
+            ``anchors``, when it is one of the anchors.
         missing_issuer: when incomplete, the issuer name (RFC 4514) no candidate satisfied.
         unused: candidates not on the path (unrelated ones), duplicates removed.
         duplicates: how many candidates were exact duplicates (of each other or of the path).
+        malformed: findings for candidates left out because their extensions are malformed or repeated.
+        exhausted: True when the search stopped at its step or time budget.
+        leaf_finding: the finding when the leaf's own extensions are malformed or repeated (its
+            issuer was then found by name and signature alone), else None.
     """
 
     leaf: x509.Certificate
@@ -254,83 +270,170 @@ class ChainPath:
     missing_issuer: str | None
     unused: list[x509.Certificate]
     duplicates: int
+    malformed: list[Finding] = field(default_factory=list)
+    exhausted: bool = False
+    leaf_finding: MalformedExtensionError | None = None
+
+
+#: Work bounds of :func:`build_path`: distinct candidates taken, issuer checks tried, seconds spent.
+MAX_CANDIDATES = 1000
+MAX_STEPS = 10_000
+TIME_BUDGET = 5.0
+
+
+class _Search:
+    """The state of one :func:`build_path` search: candidates indexed by subject, memoized issuer checks."""
+
+    def __init__(self, leaf: x509.Certificate, unique: list[x509.Certificate], anchors: set[bytes] | None,
+                 at: dt.datetime | None, max_depth: int, leaf_ok: bool) -> None:
+        self.leaf, self.unique, self.anchors, self.at, self.max_depth = leaf, unique, anchors, at, max_depth
+        self.leaf_ok = leaf_ok
+        self.fps = {id(c): fingerprint(c) for c in [leaf, *unique]}
+        self.by_subject: dict[x509.Name, list[x509.Certificate]] = {}
+        for cert in unique:
+            self.by_subject.setdefault(cert.subject, []).append(cert)
+        self.memo: dict[tuple[bytes, bytes], bool] = {}
+        self.steps = MAX_STEPS
+        self.deadline = time.monotonic() + TIME_BUDGET
+        self.exhausted = False
+        self.best: list[x509.Certificate] = []
+
+    def fp(self, cert: x509.Certificate) -> bytes:
+        return self.fps[id(cert)]
+
+    def issued(self, cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+        key = (self.fp(cert), self.fp(issuer))
+        if key not in self.memo:
+            self.memo[key] = issued_by(cert, issuer, key_ids=self.leaf_ok or cert is not self.leaf)
+        return self.memo[key]
+
+    def done(self, current: x509.Certificate) -> bool:
+        if self.anchors is not None:
+            return self.fp(current) in self.anchors
+        return self.issued(current, current)
+
+    def _preference(self, cert: x509.Certificate) -> tuple[bool, bool, bool]:
+        """Sort key: trust anchors first, then issuers valid at ``at``, then self-signed ones."""
+        anchor = self.anchors is not None and self.fp(cert) in self.anchors
+        valid = self.at is None or cert.not_valid_before_utc <= self.at <= cert.not_valid_after_utc
+        return (not anchor, not valid, cert.subject != cert.issuer)
+
+    def extend(self, path: list[x509.Certificate]) -> list[x509.Certificate] | None:
+        current = path[-1] if path else self.leaf
+        if self.done(current):
+            return path
+        if len(path) > len(self.best):
+            self.best = list(path)
+        if len(path) >= self.max_depth:
+            return None
+        on_path = {self.fp(c) for c in path}
+        issuers = [c for c in self.by_subject.get(current.issuer, []) if self.fp(c) not in on_path]
+        if self.anchors is not None and self.issued(current, current):
+            # a self-signed certificate that is not an anchor: only an anchor can stand above it
+            issuers = [c for c in issuers if self.fp(c) in self.anchors]
+        issuers.sort(key=self._preference)
+        for issuer in issuers:
+            self.steps -= 1
+            if self.steps <= 0 or time.monotonic() > self.deadline:
+                self.exhausted = True
+                return None
+            if self.issued(current, issuer):
+                found = self.extend([*path, issuer])
+                if found is not None or self.exhausted:
+                    return found
+        return None
 
 
 def build_path(leaf: x509.Certificate, candidates: Sequence[x509.Certificate], *,
-               max_depth: int = MAX_DEPTH) -> ChainPath:
-    """Order ``candidates`` into the path from ``leaf`` up to a self-signed root.
+               max_depth: int = MAX_DEPTH, anchors: Sequence[x509.Certificate] | None = None,
+               at: dt.datetime | None = None) -> ChainPath:
+    """Order ``candidates`` into the path from ``leaf`` up to a self-signed root (or one of ``anchors``).
 
     Each step takes a candidate that :func:`issued_by` accepts, preferring
-    one that leads to a self-signed root (cross-signed bags offer several),
-    never a certificate already on the path (so cycles end), and at most
-    ``max_depth`` CA certificates.  The search backtracks, bounded by a
-    fixed budget of steps, so hostile bags cannot make it run long.
+    an anchor, then one valid at ``at``, then a self-signed one (so
+    cross-signed bags end at a root), never a certificate already on the
+    path (so cycles end), and at most ``max_depth`` CA certificates.  With
+    ``anchors`` (``chain verify``'s trusted roots, which should be among
+    the candidates too) the path is complete only when it reaches one of
+    them; a self-signed certificate that is not an anchor ends the search
+    there.  The search backtracks, bounded by :data:`MAX_STEPS` issuer
+    checks and :data:`TIME_BUDGET` seconds, so hostile bags (many
+    certificates sharing one subject and one key) cannot make it run long.
+    Candidates whose extensions are malformed or repeated are left out,
+    each a finding in ``malformed``.
+
+    A leaf whose own extensions are malformed gets its issuer by name and
+    signature alone, and the finding in ``leaf_finding``.
 
     Returns:
         The best path found: a complete one if any, else the longest one,
         with the issuer it could not find.
+
+    Raises:
+        InputError: more than :data:`MAX_CANDIDATES` distinct candidates (exit 3).
     """
+    leaf_finding: MalformedExtensionError | None = None
+    try:
+        check_extensions(leaf, "certificate 0")
+    except MalformedExtensionError as exc:
+        leaf_finding = exc
     unique: list[x509.Certificate] = []
     seen: set[bytes] = {fingerprint(leaf)}
     duplicates = 0
+    malformed: list[Finding] = []
     for cert in candidates:
         fp = fingerprint(cert)
         if fp in seen:
             duplicates += 1
             continue
         seen.add(fp)
+        if len(unique) >= MAX_CANDIDATES:
+            raise InputError(f"more than {MAX_CANDIDATES} distinct candidate certificates; give fewer.")
+        try:
+            check_extensions(cert, f"certificate {cert.subject.rfc4514_string() or '(empty subject)'}")
+        except MalformedExtensionError as exc:
+            malformed.append(exc.finding)
+            continue
         unique.append(cert)
 
-    budget = [10_000]
-    best: list[x509.Certificate] = []
-
-    def extend(path: list[x509.Certificate]) -> list[x509.Certificate] | None:
-        nonlocal best
-        current = path[-1] if path else leaf
-        if is_self_signed(current):
-            return path
-        if len(path) > len(best):
-            best = list(path)
-        if len(path) >= max_depth:
-            return None
-        on_path = {fingerprint(c) for c in path}
-        issuers = [c for c in unique if fingerprint(c) not in on_path and c.subject == current.issuer]
-        # roots first: a self-signed issuer ends the path at once
-        issuers.sort(key=lambda c: c.subject != c.issuer)
-        for issuer in issuers:
-            budget[0] -= 1
-            if budget[0] <= 0:
-                return None
-            if issued_by(current, issuer):
-                done = extend([*path, issuer])
-                if done is not None:
-                    return done
-        return None
-
-    complete_path = extend([])
+    anchor_fps = None if anchors is None else {fingerprint(a) for a in anchors}
+    search = _Search(leaf, unique, anchor_fps, at, max_depth, leaf_finding is None)
+    complete_path = search.extend([])
     if complete_path is not None:
         path, complete, missing = complete_path, True, None
     else:
-        path, complete = best, False
+        path, complete = search.best, False
         top = path[-1] if path else leaf
         missing = top.issuer.rfc4514_string()
-    on_path = {fingerprint(c) for c in path}
-    unused = [c for c in unique if fingerprint(c) not in on_path]
-    return ChainPath(leaf, path, complete, missing, unused, duplicates)
+    on_path = {search.fp(c) for c in path}
+    unused = [c for c in unique if search.fp(c) not in on_path]
+    return ChainPath(leaf, path, complete, missing, unused, duplicates, malformed, search.exhausted, leaf_finding)
 
 
 def require_complete(path: ChainPath) -> list[x509.Certificate]:
     """The CA certificates of a complete path, root last.
 
     Raises:
+        MalformedExtensionError: the leaf's extensions are malformed or repeated (exit 3, the
+            finding in ``"findings"``): no bundle is built for a certificate no client can read.
+        InputError: the path stops before a self-signed root and some candidates were left out
+            because their extensions are malformed (exit 3, the findings in ``"findings"``).
         PolicyError: the path stops before a self-signed root, naming the missing issuer (exit 1).
     """
+    if path.leaf_finding is not None:
+        raise path.leaf_finding
+    if not path.complete and path.malformed:
+        raise InputError(
+            f"no path can be built: {'; '.join(f.message for f in path.malformed)}.",
+            details={"findings": [f.to_json() for f in path.malformed], "missing_issuer": path.missing_issuer})
     if not path.complete:
         top = path.cas[-1] if path.cas else path.leaf
         raise PolicyError(
             f"the chain is incomplete: no issuer found for {top.subject.rfc4514_string()}; "
             f"missing {path.missing_issuer}.",
-            hint="add the missing CA certificate with --certs FILE|DIR|ZIP",
+            hint=(f"the search stopped at its budget ({MAX_STEPS} issuer checks, {TIME_BUDGET:g} s): "
+                  "give fewer candidate certificates") if path.exhausted
+            else "add the missing CA certificate with --certs FILE|DIR|ZIP",
             details={"missing_issuer": path.missing_issuer},
         )
     return path.cas

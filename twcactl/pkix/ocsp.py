@@ -97,3 +97,9 @@ def build_response(
     except x509.ExtensionNotFound:
         pass
     return builder.sign(issuer_key, hashes.SHA256())
+
+
+def issuer_matches(request: ocsp.OCSPRequest, issuer: x509.Certificate) -> bool:
+    """True when ``request`` asks about a certificate of ``issuer`` (CertID hashes, RFC 6960 §4.1.1)."""
+    name_hash, key_hash = _issuer_hashes(issuer, request.hash_algorithm)
+    return request.issuer_name_hash == name_hash and request.issuer_key_hash == key_hash

@@ -41,5 +41,8 @@ SIGNATURE_ERRORS: tuple[type[Exception], ...] = (InvalidSignature, ValueError, T
 
 #: asn1crypto's lazy parse (values decode on first access): ``ValueError`` and
 #: ``TypeError`` from its decoders, ``KeyError`` for an unknown CHOICE
-#: alternative, ``OverflowError`` for integers too large for a field.
-ASN1_ERRORS: tuple[type[Exception], ...] = (ValueError, TypeError, KeyError, OverflowError)
+#: alternative, ``OverflowError`` for integers too large for a field,
+#: ``AttributeError`` for a damaged optional field left as its ``InstanceOf``
+#: placeholder ("'InstanceOf' object has no attribute 'native'"; asn1crypto
+#: 1.5, found by tests/test_fuzz.py on a mutated PFX's MacData).
+ASN1_ERRORS: tuple[type[Exception], ...] = (ValueError, TypeError, KeyError, OverflowError, AttributeError)

@@ -9,7 +9,16 @@ verifier with ``ExtensionPolicy.permit_all()`` for the end entity is used
 and the key usage and extended key usage are checked here
 (architecture.md, "Library facts").  It does not look at CRLs: the
 revocation check against the given CRLs (issuer, signature, validity,
-serial; RFC 5280 §6.3) is ours.
+serial, CRL Number and critical extensions; RFC 5280 §5.2, §5.3, §6.3) is ours.
+
+Hostile input never escapes as an exception (issue 19): every extension is
+read through :mod:`twcactl.pkix.extensions` (a malformed or repeated one
+is the finding ``certificate N: malformed extension X``); the verifier is
+handed only the intermediates of the one path our bounded builder found
+(:func:`twcactl.pkix.chain.build_path`), since on many same-subject
+same-key candidates its own search runs for minutes; a name it refuses
+(``ValueError``) is a verification failure; times compare at whole
+seconds; library warnings become findings.
 
 When the verifier refuses, the reason it gives is technical; we diagnose
 the common cases ourselves (expired or not yet valid, wrong host, wrong
@@ -22,14 +31,23 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from twcactl.errors import PolicyError, UsageError
-from twcactl.pkix.chain import MAX_DEPTH, build_path
+from twcactl.models import Finding
+from twcactl.pkix.chain import MAX_DEPTH, ChainPath, build_path, fingerprint, is_self_signed
+from twcactl.pkix.extensions import (
+    MalformedExtensionError,
+    check_extensions,
+    extension,
+    quiet_library_warnings,
+    serial_findings,
+)
+from twcactl.pkix.parse_errors import SIGNATURE_ERRORS, X509_EXTENSION_ERRORS, X509_LOAD_ERRORS
 from twcactl.rules.serials import format_serial
 from twcactl.rules.times import rfc3339, utcnow
 
@@ -78,8 +96,9 @@ class Verification:
         chain: leaf first, the trusted root last.
         purpose: the purpose checked (``server``, ``client``, ``email``, ``any``).
         hostname: the host name checked, or None.
-        at: the validation time (UTC).
+        at: the validation time (UTC, whole seconds).
         revocation: one entry per certificate below the root when CRLs were given, else empty.
+        findings: what is wrong but not refused (a zero or negative serial, RFC 5280 §4.1.2.2).
     """
 
     chain: list[x509.Certificate]
@@ -87,34 +106,41 @@ class Verification:
     hostname: str | None
     at: dt.datetime
     revocation: list[RevocationStatus]
+    findings: list[Finding] = field(default_factory=list)
 
 
 def _subject(cert: x509.Certificate) -> str:
     return cert.subject.rfc4514_string() or "(empty subject)"
 
 
-def _refuse(cert: x509.Certificate, reason: str, *, code: str, hint: str | None = None) -> PolicyError:
-    return PolicyError(f"{_subject(cert)}: {reason}", hint=hint,
-                       details={"failure": {"certificate": _subject(cert), "serial": format_serial(cert.serial_number),
-                                            "reason": code}})
+def _refuse(cert: x509.Certificate, reason: str, *, code: str, hint: str | None = None,
+            findings: Sequence[Finding] = ()) -> PolicyError:
+    with quiet_library_warnings():
+        serial = format_serial(cert.serial_number)
+    return PolicyError(f"{_subject(cert)}: {reason}", hint=hint, findings=findings,
+                       details={"failure": {"certificate": _subject(cert), "serial": serial, "reason": code}})
 
 
-def _eku(cert: x509.Certificate) -> list[x509.ObjectIdentifier] | None:
-    try:
-        return list(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
-    except x509.ExtensionNotFound:
-        return None
+def _whole(moment: dt.datetime) -> dt.datetime:
+    """``moment`` at whole seconds: RFC 5280 §4.1.2.5 times have no fractions, and the verifier compares seconds."""
+    return moment.replace(microsecond=0)
 
 
-def _key_usage(cert: x509.Certificate) -> x509.KeyUsage | None:
-    try:
-        return cert.extensions.get_extension_for_class(x509.KeyUsage).value
-    except x509.ExtensionNotFound:
-        return None
+def _eku(cert: x509.Certificate, label: str = "certificate 0") -> list[x509.ObjectIdentifier] | None:
+    value = extension(cert, x509.ExtendedKeyUsage, label)
+    return None if value is None else list(value)
+
+
+def _key_usage(cert: x509.Certificate, label: str = "certificate") -> x509.KeyUsage | None:
+    return extension(cert, x509.KeyUsage, label)
 
 
 def default_purpose(leaf: x509.Certificate) -> str:
-    """The purpose a leaf is meant for, from its EKU: server, else client, else email, else ``any``."""
+    """The purpose a leaf is meant for, from its EKU: server, else client, else email, else ``any``.
+
+    Raises:
+        MalformedExtensionError: the leaf's extensions are malformed or repeated (exit 3).
+    """
     eku = _eku(leaf) or []
     for purpose in ("server", "client", "email"):
         if _EKU_FOR[purpose] in eku:
@@ -130,7 +156,7 @@ def _check_purpose(leaf: x509.Certificate, purpose: str) -> None:
     if eku is not None and _EKU_FOR[purpose] not in eku and ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE not in eku:
         names = ", ".join(getattr(o, "_name", o.dotted_string) for o in eku)
         raise _refuse(leaf, f"not valid for {purpose} use (extended key usage: {names}).", code="purpose")
-    ku = _key_usage(leaf)
+    ku = _key_usage(leaf, "certificate 0")
     if ku is None:
         return
     if purpose == "server":
@@ -144,12 +170,13 @@ def _check_purpose(leaf: x509.Certificate, purpose: str) -> None:
 
 
 def _check_validity(cert: x509.Certificate, at: dt.datetime) -> None:
-    if at < cert.not_valid_before_utc:
-        raise _refuse(cert, f"not valid before {rfc3339(cert.not_valid_before_utc)} "
-                            f"(checked at {rfc3339(at)}).", code="not-yet-valid")
-    if at > cert.not_valid_after_utc:
-        raise _refuse(cert, f"expired on {rfc3339(cert.not_valid_after_utc)} (checked at {rfc3339(at)}).",
-                      code="expired")
+    """notBefore <= at <= notAfter, at whole seconds (RFC 5280 §4.1.2.5, §6.1.3 (a)(2))."""
+    at, not_before, not_after = _whole(at), _whole(cert.not_valid_before_utc), _whole(cert.not_valid_after_utc)
+    if at < not_before:
+        raise _refuse(cert, f"not valid before {rfc3339(not_before)} (checked at {rfc3339(at)}).",
+                      code="not-yet-valid")
+    if at > not_after:
+        raise _refuse(cert, f"expired on {rfc3339(not_after)} (checked at {rfc3339(at)}).", code="expired")
 
 
 def _subject_for(hostname: str) -> Any:
@@ -160,9 +187,8 @@ def _subject_for(hostname: str) -> Any:
 
 
 def _san_text(leaf: x509.Certificate) -> str:
-    try:
-        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
+    san = extension(leaf, x509.SubjectAlternativeName, "certificate 0")
+    if san is None:
         return "none"
     values = [*san.get_values_for_type(x509.DNSName), *(str(ip) for ip in san.get_values_for_type(x509.IPAddress))]
     return ", ".join(values) or "none"
@@ -170,7 +196,7 @@ def _san_text(leaf: x509.Certificate) -> str:
 
 def _run_verifier(leaf: x509.Certificate, roots: Sequence[x509.Certificate], untrusted: Sequence[x509.Certificate],
                   at: dt.datetime, hostname: str | None) -> list[x509.Certificate]:
-    """cryptography's validation; raises its VerificationError."""
+    """cryptography's validation; raises its VerificationError, or ValueError for a name it cannot take."""
     from cryptography.x509 import verification as v
 
     builder = v.PolicyBuilder().store(v.Store(list(roots))).time(at).max_chain_depth(MAX_DEPTH)
@@ -181,12 +207,15 @@ def _run_verifier(leaf: x509.Certificate, roots: Sequence[x509.Certificate], unt
     return list(builder.build_client_verifier().verify(leaf, list(untrusted)).chain)
 
 
-def _diagnose(leaf: x509.Certificate, roots: Sequence[x509.Certificate], untrusted: Sequence[x509.Certificate],
-              at: dt.datetime, hostname: str | None, purpose: str, error: Exception) -> PolicyError:
-    """A message naming the certificate and the reason, for a path cryptography refused."""
+def _diagnose(leaf: x509.Certificate, path: ChainPath, roots: Sequence[x509.Certificate],
+              intermediates: Sequence[x509.Certificate], at: dt.datetime, hostname: str | None,
+              error: Exception) -> PolicyError:
+    """A message naming the certificate and the reason, for a path cryptography refused.
+
+    ``path`` is the one :func:`build_path` found towards ``roots`` (the one the verifier was given).
+    """
     from cryptography.x509 import verification as v
 
-    path = build_path(leaf, [*untrusted, *roots])
     for cert in [leaf, *path.cas]:
         try:
             _check_validity(cert, at)
@@ -194,29 +223,89 @@ def _diagnose(leaf: x509.Certificate, roots: Sequence[x509.Certificate], untrust
             return exc
     if not path.complete:
         top = path.cas[-1] if path.cas else leaf
+        if path.malformed:
+            return _refuse(top, f"no issuer found ({path.missing_issuer}): "
+                                f"{'; '.join(f.message for f in path.malformed)}.",
+                           code="malformed-extension", findings=path.malformed)
+        if is_self_signed(top):
+            return _refuse(top, "is not a trusted root.", code="untrusted-root",
+                           hint="give the root with --root, or use a CA home whose root it is")
         return _refuse(top, f"no issuer found ({path.missing_issuer}).", code="missing-issuer",
                        hint="give the intermediates with --untrusted and the root with --root")
-    root_fps = {r.fingerprint(_sha256()) for r in roots}
-    chain_fps = [c.fingerprint(_sha256()) for c in path.cas]
-    if not any(fp in root_fps for fp in chain_fps):
-        return _refuse(path.cas[-1], "is not a trusted root.", code="untrusted-root",
-                       hint="give the root with --root, or use a CA home whose root it is")
     if hostname is not None:
         try:
-            _run_verifier(leaf, roots, untrusted, at, None)
-        except v.VerificationError:
+            _run_verifier(leaf, roots, intermediates, at, None)
+        except (v.VerificationError, ValueError):
             pass
         else:
             _check_purpose(leaf, "server")
             return _refuse(leaf, f"does not match the host name {hostname} (names: {_san_text(leaf)}).",
                            code="hostname")
-    return _refuse(leaf, f"the path does not validate: {error}", code="invalid-path")
+    return _refuse(leaf, f"the path does not validate: {error}", code="invalid-path",
+                   findings=serial_findings([leaf, *path.cas]))
 
 
-def _sha256() -> Any:
-    from cryptography.hazmat.primitives import hashes
+#: CRL extensions this check processes or may ignore (RFC 5280 §5.2); a critical one outside it refuses the CRL
+_CRL_EXTENSIONS_KNOWN = {x509.CRLNumber.oid, x509.AuthorityKeyIdentifier.oid, x509.IssuerAlternativeName.oid,
+                         x509.AuthorityInformationAccess.oid, x509.FreshestCRL.oid}
+#: CRL entry extensions processed (RFC 5280 §5.3.1, §5.3.2); certificateIssuer (§5.3.3, indirect CRLs) is not
+_ENTRY_EXTENSIONS_KNOWN = {x509.CRLReason.oid, x509.InvalidityDate.oid}
 
-    return hashes.SHA256()
+
+def _crl_refusal(cert: x509.Certificate, crl: x509.CertificateRevocationList, rule: str, what: str) -> PolicyError:
+    message = f"the CRL from {crl.issuer.rfc4514_string()} {what}"
+    return _refuse(cert, f"{message}.", code=rule, findings=[Finding(rule, False, message)])
+
+
+def _check_crl_rules(cert: x509.Certificate, crl: x509.CertificateRevocationList) -> None:
+    """RFC 5280 §5.2 and §5.2.3 (CRL Number present, non-critical), §5.3 (entry extensions) for one CRL.
+
+    Raises:
+        PolicyError: ``crl-malformed`` (extensions or entries that cannot be read), ``crl-number``
+            (no CRL Number, or a critical one), ``crl-extension`` (a critical extension, of the CRL or
+            of an entry, this check does not process: delta CRLs, distribution-point scopes,
+            indirect CRLs) (exit 1).
+    """
+    try:
+        with quiet_library_warnings():
+            extensions = list(crl.extensions)
+    except X509_EXTENSION_ERRORS:
+        raise _crl_refusal(cert, crl, "crl-malformed", "has extensions that cannot be read") from None
+    numbers = [e for e in extensions if e.oid == x509.CRLNumber.oid]
+    if not numbers:
+        raise _crl_refusal(cert, crl, "crl-number", "has no CRL Number (RFC 5280 5.2.3 requires one)")
+    if numbers[0].critical:
+        raise _crl_refusal(cert, crl, "crl-number", "marks its CRL Number critical (RFC 5280 5.2.3: non-critical)")
+    for ext in extensions:
+        if ext.critical and ext.oid not in _CRL_EXTENSIONS_KNOWN:
+            raise _crl_refusal(cert, crl, "crl-extension", f"has a critical extension that is not processed "
+                                                           f"({getattr(ext.oid, '_name', ext.oid.dotted_string)})")
+    try:
+        with quiet_library_warnings():
+            for entry in crl:
+                for ext in entry.extensions:
+                    if ext.critical and ext.oid not in _ENTRY_EXTENSIONS_KNOWN:
+                        raise _crl_refusal(cert, crl, "crl-extension",
+                                           f"has an entry with a critical extension that is not processed "
+                                           f"({getattr(ext.oid, '_name', ext.oid.dotted_string)})")
+    except (*X509_LOAD_ERRORS, *X509_EXTENSION_ERRORS):
+        raise _crl_refusal(cert, crl, "crl-malformed", "has entries that cannot be read") from None
+
+
+def _crl_signed_by(crl: x509.CertificateRevocationList, issuer: x509.Certificate) -> bool:
+    """True when ``issuer``'s key verifies ``crl``'s signature; a signature it cannot check is not valid."""
+    try:
+        return crl.is_signature_valid(issuer.public_key())  # type: ignore[arg-type]
+    except SIGNATURE_ERRORS:
+        return False
+
+
+def _entry_reason(entry: x509.RevokedCertificate) -> str:
+    """The entry's reasonCode name (RFC 5280 §5.3.1), ``unspecified`` when absent."""
+    try:
+        return str(entry.extensions.get_extension_for_class(x509.CRLReason).value.reason.value)
+    except x509.ExtensionNotFound:
+        return "unspecified"
 
 
 def check_revocation(chain: Sequence[x509.Certificate], crls: Sequence[x509.CertificateRevocationList],
@@ -226,10 +315,14 @@ def check_revocation(chain: Sequence[x509.Certificate], crls: Sequence[x509.Cert
     For each certificate, a CRL applies when its issuer name equals the
     certificate's issuer; it must then be signed by the issuer's key, the
     issuer's key usage (if present) must allow cRLSign, and ``at`` must lie
-    between thisUpdate and nextUpdate.  The leaf must be covered by a CRL;
-    CA certificates are checked when a CRL from their issuer is given.  An
-    entry whose revocationDate is after ``at`` does not count.  Delta CRLs,
-    indirect CRLs and distribution-point scopes are not handled.
+    between thisUpdate and nextUpdate (whole seconds).  The CRL used (the
+    newest) must carry a non-critical CRL Number (§5.2.3), no critical
+    extension this check does not process (§5.2), and entries whose
+    critical extensions it processes (§5.3: reasonCode, invalidityDate).
+    The leaf must be covered by a CRL; CA certificates are checked when a
+    CRL from their issuer is given.  An entry whose revocationDate is after
+    ``at`` does not count.  Delta CRLs, indirect CRLs and distribution-point
+    scopes are not handled (such CRLs are refused).
 
     Args:
         chain: leaf first, root last (as :class:`Verification` holds it).
@@ -238,8 +331,11 @@ def check_revocation(chain: Sequence[x509.Certificate], crls: Sequence[x509.Cert
 
     Raises:
         PolicyError: a certificate is revoked; a CRL is badly signed, not yet
-            valid or out of date; no CRL covers the leaf (exit 1).
+            valid, out of date, without a CRL Number or with one marked critical,
+            with a critical extension not processed, malformed; no CRL covers
+            the leaf (exit 1, the CRL rules as ``findings``).
     """
+    at = _whole(at)
     statuses: list[RevocationStatus] = []
     for index, cert in enumerate(chain[:-1]):
         issuer = chain[index + 1]
@@ -250,30 +346,29 @@ def check_revocation(chain: Sequence[x509.Certificate], crls: Sequence[x509.Cert
                               code="crl-missing")
             statuses.append(RevocationStatus(_subject(cert), format_serial(cert.serial_number), "unchecked"))
             continue
-        ku = _key_usage(issuer)
+        ku = _key_usage(issuer, f"certificate {index + 1}")
         if ku is not None and not ku.crl_sign:
             raise _refuse(issuer, "may not sign CRLs (key usage without cRLSign).", code="crl-issuer")
-        good = [crl for crl in candidates if crl.is_signature_valid(issuer.public_key())]  # type: ignore[arg-type]
+        good = [crl for crl in candidates if _crl_signed_by(crl, issuer)]
         if not good:
             raise _refuse(cert, f"the CRL from {cert.issuer.rfc4514_string()} has a bad signature.",
                           code="crl-signature")
         # the newest CRL decides
         crl = max(good, key=lambda c: c.last_update_utc)
-        if crl.last_update_utc > at:
+        this_update = _whole(crl.last_update_utc)
+        next_update = None if crl.next_update_utc is None else _whole(crl.next_update_utc)
+        if this_update > at:
             raise _refuse(cert, f"the CRL from {cert.issuer.rfc4514_string()} is not valid before "
-                                f"{rfc3339(crl.last_update_utc)}.", code="crl-not-yet-valid")
-        if crl.next_update_utc is not None and crl.next_update_utc < at:
+                                f"{rfc3339(this_update)}.", code="crl-not-yet-valid")
+        if next_update is not None and next_update < at:
             raise _refuse(cert, f"the CRL from {cert.issuer.rfc4514_string()} is out of date "
-                                f"(next update was {rfc3339(crl.next_update_utc)}).", code="crl-expired",
+                                f"(next update was {rfc3339(next_update)}).", code="crl-expired",
                           hint="fetch a fresh CRL (twcactl crl for a local CA)")
-        entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
-        if entry is not None and entry.revocation_date_utc <= at:
-            reason = "unspecified"
-            try:
-                reason = entry.extensions.get_extension_for_class(x509.CRLReason).value.reason.value
-            except x509.ExtensionNotFound:
-                pass
-            raise _refuse(cert, f"revoked on {rfc3339(entry.revocation_date_utc)} (reason: {reason}).",
+        _check_crl_rules(cert, crl)
+        with quiet_library_warnings():
+            entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
+        if entry is not None and _whole(entry.revocation_date_utc) <= at:
+            raise _refuse(cert, f"revoked on {rfc3339(entry.revocation_date_utc)} (reason: {_entry_reason(entry)}).",
                           code="revoked")
         statuses.append(RevocationStatus(_subject(cert), format_serial(cert.serial_number), "good",
                                          crl.issuer.rfc4514_string(), crl.last_update_utc, crl.next_update_utc))
@@ -310,24 +405,59 @@ def verify_chain(
         PolicyError: the path does not validate, naming the certificate and the reason in
             ``details["failure"]`` (``certificate``, ``serial``, ``reason``: ``expired``,
             ``not-yet-valid``, ``hostname``, ``purpose``, ``missing-issuer``, ``untrusted-root``,
-            ``revoked``, ``crl-*``, ``invalid-path``) (exit 1).
-    """
-    from cryptography.x509 import verification as v
+            ``revoked``, ``crl-*``, ``invalid-path``, ``malformed-extension``, ``invalid-name``) and,
+            for the last two and the CRL rules, the rule in ``findings`` (exit 1).  A malformed or
+            repeated extension of any certificate of the path is ``certificate N: malformed extension X``
+            (N its depth, 0 the leaf; RFC 5280 §4.2).
 
+    The verifier is handed only the intermediates of the path
+    :func:`twcactl.pkix.chain.build_path` found towards ``roots`` (by name,
+    AKI/SKI and signature; at most ``MAX_DEPTH`` of them), so its search
+    stays small whatever the input; the builder is bounded by
+    ``MAX_CANDIDATES``, ``MAX_STEPS`` and ``TIME_BUDGET``.  Times are
+    compared at whole seconds.
+    """
     if not roots:
         raise UsageError("no trusted root: give --root FILE, or use a CA home.")
+    if purpose is not None and purpose not in PURPOSES:
+        raise UsageError(f"unknown purpose {purpose!r}; choose one of {', '.join(PURPOSES)}.")
+    when = _whole((at or utcnow()).astimezone(dt.UTC))
+    try:
+        with quiet_library_warnings():
+            return _verify(leaf, roots, untrusted, purpose, hostname, when, crls)
+    except MalformedExtensionError as exc:
+        refusal = _refuse(exc.certificate, exc.finding.message + ".", code="malformed-extension",
+                          findings=[exc.finding])
+        refusal.details["extension"] = exc.details["extension"]
+        raise refusal from exc
+
+
+def _verify(leaf: x509.Certificate, roots: Sequence[x509.Certificate], untrusted: Sequence[x509.Certificate],
+            purpose: str | None, hostname: str | None, when: dt.datetime,
+            crls: Sequence[x509.CertificateRevocationList]) -> Verification:
+    """:func:`verify_chain` after its argument checks; raises MalformedExtensionError for a malformed certificate."""
+    from cryptography.x509 import verification as v
+
+    check_extensions(leaf, "certificate 0")
     chosen = purpose or default_purpose(leaf)
-    if chosen not in PURPOSES:
-        raise UsageError(f"unknown purpose {chosen!r}; choose one of {', '.join(PURPOSES)}.")
     if hostname is not None and chosen != "server":
         raise UsageError(f"--hostname applies to the server purpose, not {chosen}.")
-    when = (at or utcnow()).astimezone(dt.UTC)
     _check_validity(leaf, when)
     if hostname is None or chosen != "server":
         _check_purpose(leaf, chosen)
+    # the verifier gets only the intermediates of the one path our builder found (bounded work)
+    path = build_path(leaf, [*untrusted, *roots], anchors=roots, at=when)
+    root_fps = {fingerprint(r) for r in roots}
+    intermediates = [c for c in path.cas if fingerprint(c) not in root_fps]
     try:
-        chain = _run_verifier(leaf, roots, untrusted, when, hostname)
+        chain = _run_verifier(leaf, roots, intermediates, when, hostname)
     except v.VerificationError as exc:
-        raise _diagnose(leaf, roots, untrusted, when, hostname, chosen, exc) from exc
+        raise _diagnose(leaf, path, roots, intermediates, when, hostname, exc) from exc
+    except ValueError as exc:  # the verifier's own refusal of a name (an underscore in a DNS name)
+        finding = Finding("invalid-name", False, f"certificate 0: the verifier refused a name: {exc}")
+        raise _refuse(leaf, f"{finding.message} (host name {hostname})." if hostname else f"{finding.message}.",
+                      code="invalid-name", findings=[finding]) from exc
+    for depth, cert in enumerate(chain):
+        check_extensions(cert, f"certificate {depth}")
     revocation = check_revocation(chain, crls, when) if crls else []
-    return Verification(chain, chosen, hostname, when, revocation)
+    return Verification(chain, chosen, hostname, when, revocation, serial_findings(chain))

@@ -23,6 +23,7 @@ import re
 import string
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from twcactl.errors import UsageError
 from twcactl.models import (
@@ -38,13 +39,17 @@ from twcactl.rules.identifiers import (
     national_id_problem,
     parse_personal_cn,
 )
+from twcactl.rules.settings import DEFAULT_MAX_SANS
 
 __all__ = [
+    "BUSINESS_CATEGORIES",
+    "EV_IDENTITY_ATTRIBUTES",
     "ISO_3166_ALPHA2",
     "RULE_ORDER",
     "check_request",
     "dns_name_problems",
     "domain_match",
+    "is_public_suffix",
     "normalise_domain",
     "printable_problem",
     "rules_for",
@@ -55,6 +60,7 @@ RULE_ORDER: tuple[str, ...] = (
     "subject.country",
     "subject.printable",
     "subject.org",
+    "subject.identity",
     "cn.syntax",
     "cn.ip-address",
     "cn.idn",
@@ -64,18 +70,28 @@ RULE_ORDER: tuple[str, ...] = (
     "cn.wildcard",
     "san.dns",
     "san.type",
+    "san.count",
     "key.strength",
     "sig.hash",
     "sig.valid",
     "personal.identifier",
+    "personal.email",
+    "personal.business-number",
 )
 
 # The syntax rules of one DNS name, in RULE_ORDER order (cn.domain needs an
 # account, so it is not one of them).
 _NAME_RULES: tuple[str, ...] = ("cn.syntax", "cn.ip-address", "cn.idn", "cn.label", "cn.length", "cn.wildcard")
-_SSL_ONLY = frozenset(_NAME_RULES) | {"cn.domain", "san.dns"}
-_PERSONAL_ONLY = frozenset({"personal.identifier"})
-_ACCOUNT_ONLY = frozenset({"subject.org", "cn.domain"})
+_SSL_ONLY = frozenset(_NAME_RULES) | {"cn.domain", "san.dns", "subject.identity"}
+_PERSONAL_ONLY = frozenset({"personal.identifier", "personal.email", "personal.business-number"})
+_ACCOUNT_ONLY = frozenset({"subject.org", "cn.domain", "subject.identity", "personal.email",
+                           "personal.business-number"})
+#: The EV identity attributes (EV Guidelines §7.1.4.2.2-§7.1.4.2.3, old numbering §9.2.4-§9.2.5), which
+#: come from the account, never from the request.
+EV_IDENTITY_ATTRIBUTES = ("serialNumber", "jurisdictionC", "jurisdictionST", "jurisdictionL", "businessCategory")
+#: The EV businessCategory values (EV Guidelines §7.1.4.2.3).
+BUSINESS_CATEGORIES = ("Private Organization", "Government Entity", "Business Entity", "Non-Commercial Entity")
+_BUSINESS_NUMBER_RE = re.compile(r"(?<![0-9])[0-9]{8}(?![0-9])")
 
 #: ISO 3166-1 alpha-2 codes officially assigned (249 codes).  Reserved codes
 #: such as ``UK``, ``EU`` or user-assigned ``XK`` are deliberately absent: a
@@ -554,7 +570,29 @@ def normalise_domain(domain: str) -> str:
         raise UsageError(
             f"domain {_show(bare)} has only one label; an agreed domain has at least two, like twca.com.tw"
         )
-    return bare.translate(_ASCII_LOWER)
+    folded = bare.translate(_ASCII_LOWER)
+    if is_public_suffix(folded):
+        raise UsageError(
+            f"domain {_show(bare)} is a public suffix (Public Suffix List); agreeing it would let the account "
+            f"certify every name registered under it: agree the organisation's own domain, like twca.{folded}"
+        )
+    return folded
+
+
+@functools.lru_cache(maxsize=1)
+def _public_suffixes() -> Any:
+    from publicsuffixlist import PublicSuffixList  # 60 ms to load its list: only when a domain is agreed
+
+    return PublicSuffixList()
+
+
+def is_public_suffix(domain: str) -> bool:
+    """True when ``domain`` (lower case, no trailing dot) is itself a public suffix: ``com.tw``, ``co.uk``,
+    ``github.io`` (ICANN and private sections of the Public Suffix List, as the maintained
+    ``publicsuffixlist`` package ships it; an unknown top-level label counts as a suffix by the list's
+    ``*`` rule).  ``twca.com.tw`` is not: it is one label below the suffix ``com.tw``.
+    """
+    return bool(_public_suffixes().is_public(domain))
 
 
 # --------------------------------------------------------------------------
@@ -570,6 +608,7 @@ class _Context:
     profile: str
     cn: str | None
     cn_report: _NameReport | None
+    max_sans: int = DEFAULT_MAX_SANS
 
 
 _RuleFn = Callable[[_Context], tuple[bool, str]]
@@ -645,6 +684,30 @@ def _subject_org(ctx: _Context) -> tuple[bool, str]:
             why = " (the punctuation or spacing differs)"
         return False, f"O {_quoted(o)} is not the account's registered English name {wanted}{why}"
     return True, f"O {_quoted(orgs[0])} matches the account"
+
+
+def _subject_identity(ctx: _Context) -> tuple[bool, str]:
+    assert ctx.account is not None  # only applied with an account
+    account = ctx.account
+    wanted: dict[str, str | None] = {
+        "serialNumber": account.business_number, "jurisdictionC": account.jurisdiction_country,
+        "jurisdictionST": account.jurisdiction_state, "jurisdictionL": account.jurisdiction_locality,
+        "businessCategory": account.business_category,
+    }
+    problems: list[str] = []
+    for name, want in wanted.items():
+        for value in ctx.facts.values(name):
+            if value != want:
+                recorded = f"the account's {_quoted(want)}" if want else "recorded for the account (it has none)"
+                problems.append(f"{name} {_quoted(value)} is not {recorded}")
+    if problems:
+        return False, (f"{_limited(problems)}; the EV identity comes from the account "
+                       "(see it with: twcactl account show)")
+    shown = ", ".join(f"{name} {_show(want)}" for name, want in wanted.items() if want)
+    stated = [name for name in wanted if ctx.facts.values(name)]
+    if not stated:
+        return True, f"the request states no EV identity; the account's is {shown}"
+    return True, f"{', '.join(stated)} match the account ({shown})"
 
 
 def _letters_digits(value: str) -> str:
@@ -729,6 +792,18 @@ def _san_type(ctx: _Context) -> tuple[bool, str]:
     return True, f"{_SAN_TYPE_NAMES[allowed]}s only"
 
 
+def _san_count(ctx: _Context) -> tuple[bool, str]:
+    count = len(ctx.facts.sans)
+    if ctx.profile in SSL_PROFILES and ctx.cn:
+        # the certificate lists the CN first when the request does not (issue.leaf_sans)
+        dns = {value.lower() for kind, value in ctx.facts.sans if kind == "dns"}
+        count += ctx.cn.lower() not in dns
+    if count > ctx.max_sans:
+        return False, (f"the certificate would carry {count} subjectAltName entries; at most {ctx.max_sans} "
+                       "are allowed (ca config max_sans)")
+    return True, f"{count} subjectAltName entr{'y' if count == 1 else 'ies'} (at most {ctx.max_sans})"
+
+
 def _key_strength(ctx: _Context) -> tuple[bool, str]:
     facts = ctx.facts
     kind = facts.key_type.translate(_ASCII_LOWER)
@@ -793,11 +868,49 @@ def _personal_identifier(ctx: _Context) -> tuple[bool, str]:
     return True, f"{kind} {ident}, sequence {sequence}, name {name}"
 
 
+def _personal_email(ctx: _Context) -> tuple[bool, str]:
+    assert ctx.account is not None  # only applied with an account
+    emails = [value for kind, value in ctx.facts.sans if kind == "email"]
+    if not emails:
+        return True, "no e-mail SANs"
+    bad: list[str] = []
+    for email in emails:
+        local, at, domain = email.rpartition("@")
+        if not at or not local or not domain:
+            bad.append(f"{_quoted(email)} is not an e-mail address (local-part@domain)")
+        elif domain_match(domain, ctx.account.domains) is None:
+            bad.append(f"{_quoted(email)} is not under an agreed domain")
+    if bad:
+        agreed = _limited([_show(d) for d in ctx.account.domains], ", ") or "none"
+        return False, f"{_limited(bad)}; the account's agreed domains: {agreed}"
+    return True, f"{len(emails)} e-mail address{'es' if len(emails) != 1 else ''} under agreed domains"
+
+
+def _personal_business_number(ctx: _Context) -> tuple[bool, str]:
+    assert ctx.account is not None  # only applied with an account
+    want = ctx.account.business_number
+    found: list[tuple[str, str]] = []
+    if ctx.cn is not None:
+        parts = parse_personal_cn(ctx.cn)
+        numbers = ([parts[0]] if len(parts[0]) == 8 else []) if parts else _BUSINESS_NUMBER_RE.findall(ctx.cn)
+        found.extend(("CN", n) for n in numbers)
+    for value in ctx.facts.values("serialNumber"):
+        found.extend(("serialNumber", n) for n in _BUSINESS_NUMBER_RE.findall(value))
+    bad = [f"{where} carries business number {number}, not the account's {want}"
+           for where, number in found if number != want]
+    if bad:
+        return False, _limited(bad)
+    if not found:
+        return True, "no business number in CN or serialNumber"
+    return True, f"business number {want} is the account's"
+
+
 _RULES: dict[str, _RuleFn] = {
     "subject.required": _subject_required,
     "subject.country": _subject_country,
     "subject.printable": _subject_printable,
     "subject.org": _subject_org,
+    "subject.identity": _subject_identity,
     "cn.syntax": _name_rule("cn.syntax", lambda ctx, r: "bare host name"),
     "cn.ip-address": _name_rule("cn.ip-address", lambda ctx, r: "not an IP address"),
     "cn.idn": _name_rule("cn.idn", lambda ctx, r: "ASCII name"),
@@ -809,10 +922,13 @@ _RULES: dict[str, _RuleFn] = {
     "cn.wildcard": _cn_wildcard,
     "san.dns": _san_dns,
     "san.type": _san_type,
+    "san.count": _san_count,
     "key.strength": _key_strength,
     "sig.hash": _sig_hash,
     "sig.valid": _sig_valid,
     "personal.identifier": _personal_identifier,
+    "personal.email": _personal_email,
+    "personal.business-number": _personal_business_number,
 }
 assert tuple(_RULES) == RULE_ORDER
 
@@ -840,7 +956,8 @@ def rules_for(profile: str, *, with_account: bool = True) -> tuple[str, ...]:
     return tuple(rule for rule in RULE_ORDER if rule not in skip)
 
 
-def check_request(facts: RequestFacts, account: AccountPolicy | None, profile: str = "ssl") -> CheckResult:
+def check_request(facts: RequestFacts, account: AccountPolicy | None, profile: str = "ssl", *,
+                  max_sans: int = DEFAULT_MAX_SANS) -> CheckResult:
     """Apply every rule of ``profile`` to a request and report all findings.
 
     Args:
@@ -849,6 +966,8 @@ def check_request(facts: RequestFacts, account: AccountPolicy | None, profile: s
             or None: then ``subject.org`` and ``cn.domain`` are not applied
             and do not appear in the findings.
         profile: one of ``models.PROFILES`` (default ``ssl``).
+        max_sans: the most subjectAltName entries a certificate may carry (``san.count``; the
+            home's ``max_sans`` setting, default 100).
 
     Returns:
         A :class:`CheckResult` with one :class:`Finding` per applied rule
@@ -865,6 +984,6 @@ def check_request(facts: RequestFacts, account: AccountPolicy | None, profile: s
     report = None
     if cn is not None and profile in SSL_PROFILES:
         report = _analyse_name(cn, allow_wildcard=profile == "wildcard")
-    ctx = _Context(facts=facts, account=account, profile=profile, cn=cn, cn_report=report)
+    ctx = _Context(facts=facts, account=account, profile=profile, cn=cn, cn_report=report, max_sans=max_sans)
     findings = tuple(Finding(rule, *_RULES[rule](ctx)) for rule in rules)
     return CheckResult(profile=profile, findings=findings)

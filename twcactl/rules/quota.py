@@ -3,13 +3,23 @@
 An account holds a balance of certificate-years (張年數).  Issuing or renewing
 for N years deducts N; revoking a *newly issued* certificate refunds it.  Every
 place that charges (issue, renew, card enrolment and renewal, the store's
-ledger) asks :func:`require_balance`; the revocation asks :func:`refund_due`.
+ledger) asks :func:`require_balance`; the revocation asks :func:`refund_decision`
+(:func:`refund_due` is its number alone).
+
+One accounting rule for time (issue 12): a certificate's paid time is either
+used, carried forward to its successor (a renewal continues from the old
+notAfter, domain.md §4), or refunded, never two of them.  So a certificate
+that has been renewed refunds nothing when it is revoked, and revoking the
+successor inside its own refund window refunds only its own cost (what the
+renewal added).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from twcactl.errors import QuotaError
 from twcactl.rules.windows import in_refund_window
@@ -49,23 +59,82 @@ def require_balances(needs: Mapping[str, int], balance_of: Callable[[str], int])
         require_balance(account_id, balance_of(account_id), need)
 
 
-def refund_due(*, cost: int, state: str, issued_at: dt.datetime, now: dt.datetime, refund_window_days: int,
-               renewed: bool) -> int:
-    """Certificate-years that revoking a certificate gives back: its ``cost``, or 0 (domain.md §3).
+#: Why a revocation refunds what it does (``Refund.why``; ``cert revoke --json``'s ``refund.why``):
+#: ``refund_window`` revoked within the refund window (its cost back); ``renewed`` its time was carried forward
+#: to a successor, nothing back; ``outside_window`` past the refund window; ``already_revoked`` a reason change;
+#: ``not_charged`` it cost nothing (or belongs to no account).
+REFUND_REASONS: tuple[str, ...] = ("refund_window", "renewed", "outside_window", "already_revoked", "not_charged")
+
+
+@dataclass(frozen=True)
+class Refund:
+    """What revoking one certificate gives back (domain.md §3; issue 12).
+
+    Attributes:
+        years: certificate-years refunded (0 or the certificate's cost).
+        why: one of :data:`REFUND_REASONS`.
+        renewed_by: the successor's serial when ``why`` is ``renewed``.
+    """
+
+    years: int
+    why: str
+    renewed_by: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``refund`` object of ``cert revoke --json``: ``{"years", "why", "renewed_by"}``."""
+        return {"years": self.years, "why": self.why, "renewed_by": self.renewed_by}
+
+    def sentence(self) -> str:
+        """One line for people, e.g. ``refund 0 certificate-years: its time was carried forward to 5f1c``."""
+        because = {
+            "refund_window": "revoked within the refund window",
+            "renewed": f"its time was carried forward to its successor {self.renewed_by}",
+            "outside_window": "revoked after the refund window",
+            "already_revoked": "it was already revoked",
+            "not_charged": "it was not charged",
+        }[self.why]
+        return f"refund {self.years} certificate-years: {because}"
+
+
+def refund_decision(*, cost: int, state: str, issued_at: dt.datetime, now: dt.datetime, refund_window_days: int,
+                    renewed_by: str | None) -> Refund:
+    """What revoking a certificate gives back: its ``cost`` or nothing, and why (domain.md §3; issue 12).
 
     Only a *newly issued* certificate is refunded: one that is not already revoked
     (a later change of reason refunds nothing twice), was charged (``cost > 0``), is
     revoked within the refund window of its issue (:func:`twcactl.rules.windows.in_refund_window`,
     ``refund_window_days`` from ``ca config``), and has not been renewed: a renewal
     carries the old certificate's remaining time forward into the new one (domain.md §4),
-    so refunding the old one would pay back time that is still in use.
+    so refunding the old one would pay back time that is still in use.  A successor is
+    judged on its own: inside its own window it refunds its own cost, i.e. what the renewal
+    added, never the carried time.  ``why`` is ``renewed`` only when the renewal is what
+    stopped a refund that would otherwise be due (the ledger records that step).
 
     Args:
         cost: the certificate-years charged when it was issued.
         state: its stored state (``valid``, ``suspended``, ``revoked``).
         issued_at / now: aware UTC datetimes.
-        renewed: whether a renewal was issued from it.
+        refund_window_days: the home's ``refund_window_days`` (days of 24 hours).
+        renewed_by: the serial of a renewal issued from it, or None.
     """
-    if state == "revoked" or cost <= 0 or renewed:
-        return 0
-    return cost if in_refund_window(issued_at, now, refund_window_days) else 0
+    if state == "revoked":
+        return Refund(0, "already_revoked")
+    if cost <= 0:
+        return Refund(0, "not_charged")
+    if not in_refund_window(issued_at, now, refund_window_days):
+        return Refund(0, "outside_window")
+    if renewed_by is not None:
+        return Refund(0, "renewed", renewed_by)
+    return Refund(cost, "refund_window")
+
+
+def refund_due(*, cost: int, state: str, issued_at: dt.datetime, now: dt.datetime, refund_window_days: int,
+               renewed: bool) -> int:
+    """Certificate-years that revoking a certificate gives back: :func:`refund_decision`'s ``years``.
+
+    Args:
+        renewed: whether a renewal was issued from it; the rest as :func:`refund_decision`.
+    """
+    return refund_decision(cost=cost, state=state, issued_at=issued_at, now=now,
+                           refund_window_days=refund_window_days,
+                           renewed_by="(renewed)" if renewed else None).years

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 from twcactl.errors import InputError, UsageError
 
-Kind = Literal["days", "url", "path"]
+Kind = Literal["days", "url", "path", "count"]
 SettingValue = int | str
 
 #: The largest day count any setting takes: 100 years.  Settings are added to
@@ -34,8 +34,17 @@ SettingValue = int | str
 MAX_DAYS = 36_500
 
 
+#: The default cap on subjectAltName entries per certificate (``max_sans``), and the largest cap allowed.
+DEFAULT_MAX_SANS = 100
+MAX_SANS_LIMIT = 1_000
+
+
 def _days(default: int, minimum: int) -> Any:
     return field(default=default, metadata={"kind": "days", "minimum": minimum})
+
+
+def _count(default: int, minimum: int, maximum: int) -> Any:
+    return field(default=default, metadata={"kind": "count", "minimum": minimum, "maximum": maximum})
 
 
 def _text(kind: Kind) -> Any:
@@ -76,6 +85,9 @@ class Settings:
         pkcs11_module: the PKCS#11 module the card commands use when neither
             ``--module`` nor ``$TWCACTL_PKCS11_MODULE`` names one; ``""`` or an
             absolute path.
+        max_sans: the most subjectAltName entries one certificate may carry (policy rule
+            ``san.count``; 1..1,000, default 100): a CSR with 50,000 SANs must not become a
+            1.3 MB certificate for one certificate-year (issue 12).
     """
 
     renewal_window_days: int = _days(30, 0)
@@ -85,6 +97,7 @@ class Settings:
     ocsp_url: str = _text("url")
     ca_issuers_url: str = _text("url")
     pkcs11_module: str = _text("path")
+    max_sans: int = _count(DEFAULT_MAX_SANS, 1, MAX_SANS_LIMIT)
 
     @classmethod
     def keys(cls) -> tuple[str, ...]:
@@ -135,11 +148,12 @@ class Settings:
         check_key(key)
         kind, minimum = _rule(key)
         parsed: SettingValue = text
-        if kind == "days":
+        if kind in ("days", "count"):
             try:
                 parsed = int(text)
             except ValueError as exc:
-                raise UsageError(f"{key} takes a whole number of days, not {text!r}.") from exc
+                unit = "number of days" if kind == "days" else "number"
+                raise UsageError(f"{key} takes a whole {unit}, not {text!r}.") from exc
         try:
             _check(key, parsed, kind, minimum)
         except _Refused as exc:
@@ -192,6 +206,13 @@ def _check(key: str, value: object, kind: Kind, minimum: int) -> None:
             raise _Refused(f"{key} must be a whole number of days, not {value!r}")
         if not minimum <= value <= MAX_DAYS:
             raise _Refused(f"{key} must be from {minimum} to {MAX_DAYS} days, not {value}")
+        return
+    if kind == "count":
+        maximum = next(f.metadata["maximum"] for f in fields(Settings) if f.name == key)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise _Refused(f"{key} must be a whole number, not {value!r}")
+        if not minimum <= value <= maximum:
+            raise _Refused(f"{key} must be from {minimum} to {maximum}, not {value}")
         return
     if not isinstance(value, str):
         raise _Refused(f"{key} must be text, not {value!r}")

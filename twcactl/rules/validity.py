@@ -15,6 +15,11 @@ from twcactl.rules.times import add_years
 DAYS_PER_CERTIFICATE_YEAR = 365
 """A ``--days D`` validity costs ceil(D / 365) certificate-years (cli-contract.md "Validity")."""
 
+MAX_YEARS = 100
+"""The largest ``--years``: a validity is added to "now" and 8,000 years would pass year 9999 (issue 13)."""
+MAX_DAYS = 36_500
+"""The largest ``--days`` (100 years, the same bound as the day settings of ``rules.settings``)."""
+
 
 @dataclass(frozen=True)
 class Validity:
@@ -28,12 +33,14 @@ class Validity:
         """From ``--years`` / ``--days``; neither means ``default_years``.
 
         Raises:
-            UsageError: both given, or a value below 1 (exit 2).
+            UsageError: both given, a value below 1, or above :data:`MAX_YEARS` / :data:`MAX_DAYS` (exit 2).
         """
         if years is not None and days is not None:
             raise UsageError("give --years or --days, not both.")
         if years is not None and years < 1 or days is not None and days < 1:
             raise UsageError("the validity must be at least 1 year or 1 day.")
+        if years is not None and years > MAX_YEARS or days is not None and days > MAX_DAYS:
+            raise UsageError(f"the validity must be at most {MAX_YEARS} years or {MAX_DAYS} days.")
         if years is None and days is None:
             years = default_years
         return cls(years=years, days=days)

@@ -22,8 +22,9 @@ KEY_TYPES: dict[str, tuple[str, int]] = {
 }
 
 #: Certificate status words, in precedence order: when several apply, the first wins
-#: (cli-contract.md "JSON shapes"; domain.md §5).
-STATUS_WORDS: tuple[str, ...] = ("revoked", "suspended", "expired", "expiring", "valid")
+#: (cli-contract.md "JSON shapes"; domain.md §5).  ``renewed`` (issue 12): valid, not expired, and a
+#: successor has been issued from it; so ``expiring`` and ``valid`` mean "not renewed yet".
+STATUS_WORDS: tuple[str, ...] = ("revoked", "suspended", "expired", "renewed", "expiring", "valid")
 
 #: RFC 5280 §5.3.1 reason names accepted by ``cert revoke`` (certificateHold only through ``cert hold``).
 REVOKE_REASONS: tuple[str, ...] = (

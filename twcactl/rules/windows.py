@@ -41,6 +41,33 @@ def require_renewable_status(serial: str, status: str) -> None:
                          hint="apply for a new certificate with: twcactl cert issue" if status == "expired" else None)
 
 
+def require_not_renewed(serial: str, renewed_by: str | None, successor_status: str | None = None) -> None:
+    """Refuse a second renewal of ``serial``: renewal is once per certificate (issue 12; domain.md §3-§4).
+
+    A renewal carries the old certificate's remaining time into its successor, so
+    renewing the old one again would charge again for a chain that already
+    continues (a nightly renewal loop would drain the account).
+
+    Args:
+        serial: the certificate asked to be renewed.
+        renewed_by: its successor's serial, or None.
+        successor_status: the successor's status word, for the hint (renew it, or issue anew when it is gone).
+
+    Raises:
+        StateError: (exit 5) naming the successor; ``details["renewed_by"]`` carries its serial.
+    """
+    if renewed_by is None:
+        return
+    if successor_status in (None, *RENEWABLE_STATUSES):
+        hint = f"renew that one instead: twcactl cert renew {renewed_by} --csr FILE"
+    elif successor_status == "renewed":
+        hint = f"{renewed_by} was renewed too; renew the newest of the chain (see twcactl cert show {renewed_by})"
+    else:
+        hint = f"{renewed_by} is {successor_status}; apply for a new certificate with: twcactl cert issue"
+    raise StateError(f"certificate {serial} was already renewed by {renewed_by}; a certificate is renewed once.",
+                     hint=hint, details={"renewed_by": renewed_by})
+
+
 def require_renewal_window(serial: str, not_after: dt.datetime, now: dt.datetime, window_days: int, *,
                            early: bool) -> None:
     """Refuse a renewal before the window opens unless ``early`` (domain.md §4).

@@ -25,11 +25,13 @@ from typing import Any
 from twcactl.errors import InputError, NotFoundError, StateError
 from twcactl.rules.settings import Settings, settings_problems
 from twcactl.store.accounts import AccountRepository
+from twcactl.store.acme import AcmeRepository
 from twcactl.store.cas import CaRepository
 from twcactl.store.certificates import CertificateRepository
 from twcactl.store.crls import CrlRepository
-from twcactl.store.home import DB_NAME, HomeLayout
+from twcactl.store.home import DB_MODE, DB_NAME, GROUP_DB_MODE, HomeLayout
 from twcactl.store.interface import Engine
+from twcactl.store.keys import INDEXED_META, KeyRepository
 from twcactl.store.log import GENESIS_HASH, LogRepository, log_hash
 from twcactl.store.operators import OperatorRepository
 from twcactl.store.records import CaRecord
@@ -82,12 +84,14 @@ class Store(HomeLayout):
     Attributes:
         home: the home directory (paths: :class:`HomeLayout`).
         engine: the database engine (:class:`twcactl.store.interface.Engine`).
-        cas, operators, accounts, certificates, crls, log: the repositories.
+        cas, operators, accounts, certificates, crls, log, keys: the repositories.
     """
 
     def __init__(self, home: Path, engine: Engine) -> None:
         super().__init__(home)
         self.engine = engine
+        #: seconds any wait may take (``--lock-timeout``); writers after a commit wait no longer for the files lock
+        self.lock_timeout = 30.0
         self._settings: Settings | None = None
         self.cas = CaRepository(engine, home)
         self.operators = OperatorRepository(engine)
@@ -95,6 +99,8 @@ class Store(HomeLayout):
         self.certificates = CertificateRepository(engine, self, self.cas, self._renewal_window_days)
         self.crls = CrlRepository(engine)
         self.log = LogRepository(engine)
+        self.keys = KeyRepository(engine)
+        self.acme = AcmeRepository(engine)  # the ACME server's state (issue 15)
 
     def _renewal_window_days(self) -> int:
         # the status words' store queries need the window; read from the settings when a query runs
@@ -107,28 +113,48 @@ class Store(HomeLayout):
         return (home / DB_NAME).is_file()
 
     @classmethod
-    def open(cls, home: Path, *, lock_timeout: float = 30.0) -> Store:
+    def open(cls, home: Path, *, lock_timeout: float = 30.0, strict: bool = True) -> Store:
         """Open an existing CA home, migrating its schema forward when needed.
+
+        A home whose directory cannot be written (a read-only mount, a snapshot) is opened
+        read-only: queries work, every write transaction is refused (exit 5).
+
+        Args:
+            strict: refuse a home another user could subvert (:meth:`HomeLayout.ownership_problems`);
+                ``ca check`` opens with False and reports those problems as findings instead.
 
         Raises:
             NotFoundError: no CA home at ``home`` (exit 5).
             InputError: its database file is not a twcactl database (exit 3).
-            StateError: the home was written by a newer twcactl (exit 5).
+            StateError: the home was written by a newer twcactl, or is owned by another user or
+                writable by group or others (exit 5).
             BusyError: locked past ``lock_timeout`` seconds (exit 75).
         """
         if not cls.exists(home):
             raise NotFoundError(f"no CA home at {home}.", hint="create one with: twcactl ca init (or pass --home DIR)")
-        engine = SqliteEngine.connect(home / DB_NAME, lock_timeout=lock_timeout)
+        layout = HomeLayout(home)
+        read_only = not layout.writable()
+        if strict:  # a reader who cannot write the home (an auditor, a snapshot) accepts another owner
+            layout.require_safe_ownership(reader=read_only)
+        engine = SqliteEngine.connect(home / DB_NAME, lock_timeout=lock_timeout, read_only=read_only)
         try:
             engine.migrate()
+            store = cls(home, engine)
+            store.lock_timeout = lock_timeout
+            if engine.meta(INDEXED_META) is None and not store.read_only:
+                store.keys.index_missing()  # once, after the step to schema version 2
         except BaseException:
             engine.close()
             raise
-        return cls(home, engine)
+        return store
 
     @classmethod
-    def create(cls, home: Path, *, lock_timeout: float = 30.0) -> Store:
-        """Create the directories and an empty database with the current schema.
+    def create(cls, home: Path, *, lock_timeout: float = 30.0, group_readable: bool = False) -> Store:
+        """Create the directories (0700, or 0750 when ``group_readable``, whatever the umask) and an
+        empty database (0600, or 0640) with the current schema.
+
+        ``ca init`` and ``ca restore`` call it on a temporary directory that is renamed into place
+        (:func:`twcactl.store.home.building_home`).
 
         Raises:
             StateError: ``home`` already holds a CA (exit 5).
@@ -136,10 +162,20 @@ class Store(HomeLayout):
         """
         if cls.exists(home):
             raise StateError(f"{home} already holds a CA.", hint="use another --home, or remove it first")
-        HomeLayout(home).make_dirs()
-        engine = SqliteEngine.connect(home / DB_NAME, lock_timeout=lock_timeout)
-        engine.create_schema()
+        HomeLayout(home).make_dirs(group_readable=group_readable)
+        engine = SqliteEngine.connect(home / DB_NAME, lock_timeout=lock_timeout, create=True,
+                                      mode=GROUP_DB_MODE if group_readable else DB_MODE)
+        try:
+            engine.create_schema()
+        except BaseException:
+            engine.close()
+            raise
         return cls(home, engine)
+
+    @property
+    def read_only(self) -> bool:
+        """True when the home was opened read-only (its directory cannot be written)."""
+        return bool(getattr(self.engine, "read_only", False))
 
     def schema_version(self) -> int:
         """The database's schema version."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from twcactl.errors import NotFoundError, StateError
 from twcactl.rules.quota import require_balance
@@ -12,6 +12,8 @@ from twcactl.store.interface import Engine
 from twcactl.store.records import Account, LedgerEntry, LedgerTotal
 
 # column -> table of an account's two lists; both keep insertion order
+#: An account's EV identity columns (schema version 2); the business number is the ID's first 8 digits.
+IDENTITY_COLUMNS = ("jurisdiction_country", "jurisdiction_state", "jurisdiction_locality", "business_category")
 _LISTS = {"domain": "account_domains", "alias": "account_aliases"}
 
 
@@ -21,8 +23,12 @@ class AccountRepository:
     def __init__(self, engine: Engine) -> None:
         self._db = engine.db
 
-    def add(self, account_id: str, org: str, *, aliases: Sequence[str], domains: Sequence[str]) -> None:
+    def add(self, account_id: str, org: str, *, aliases: Sequence[str], domains: Sequence[str],
+            identity: Mapping[str, str | None] | None = None) -> None:
         """Record a new account with a zero balance (inside a transaction).
+
+        Args:
+            identity: EV identity columns to set (:data:`IDENTITY_COLUMNS`); the others keep their defaults.
 
         Raises:
             StateError: the account exists (exit 5).
@@ -30,6 +36,7 @@ class AccountRepository:
         try:
             self._db.run("INSERT INTO accounts (id, org, balance, created_at) VALUES (?, ?, 0, ?)",
                          (account_id, org, rfc3339(utcnow())))
+            self._set_identity(account_id, identity or {})
         except ConstraintViolation as exc:
             raise StateError(f"account {account_id} already exists.") from exc
         self._add_values(account_id, "alias", aliases)
@@ -41,12 +48,14 @@ class AccountRepository:
         Raises:
             NotFoundError: no such account (exit 5).
         """
-        row = self._db.one("SELECT id, org, balance FROM accounts WHERE id = ?", (account_id,))
+        row = self._db.one(f"SELECT id, org, balance, {', '.join(IDENTITY_COLUMNS)} FROM accounts WHERE id = ?",
+                           (account_id,))
         if row is None:
             raise NotFoundError(f"account {account_id} does not exist.", hint="list them with: twcactl account list")
         return Account(id=row["id"], org=row["org"], org_aliases=self._values(account_id, "alias"),
                        domains=self._values(account_id, "domain"), balance=row["balance"],
-                       ledger=self.ledger(account_id) if ledger else ())
+                       ledger=self.ledger(account_id) if ledger else (),
+                       **{column: row[column] for column in IDENTITY_COLUMNS})
 
     def all(self) -> list[Account]:
         """Every account (without ledgers), by ID."""
@@ -63,8 +72,11 @@ class AccountRepository:
 
     def update(self, account_id: str, *, org: str | None = None, add_domains: Sequence[str] = (),
                remove_domains: Sequence[str] = (), add_aliases: Sequence[str] = (),
-               remove_aliases: Sequence[str] = ()) -> None:
-        """Change an account's organisation, domains and aliases (inside a transaction).
+               remove_aliases: Sequence[str] = (), identity: Mapping[str, str | None] | None = None) -> None:
+        """Change an account's organisation, domains, aliases and EV identity (inside a transaction).
+
+        Args:
+            identity: EV identity columns to set (:data:`IDENTITY_COLUMNS`; None clears state or locality).
 
         Raises:
             NotFoundError: no such account, or a domain/alias to remove is not there (exit 5).
@@ -72,6 +84,7 @@ class AccountRepository:
         self.get(account_id, ledger=False)
         if org is not None:
             self._db.run("UPDATE accounts SET org = ? WHERE id = ?", (org, account_id))
+        self._set_identity(account_id, identity or {})
         for column, values in (("domain", remove_domains), ("alias", remove_aliases)):
             for value in values:
                 if self._db.run(f"DELETE FROM {_LISTS[column]} WHERE account_id = ? AND {column} = ?",
@@ -132,6 +145,12 @@ class AccountRepository:
             " FROM accounts a LEFT JOIN ledger l ON l.account_id = a.id GROUP BY a.id, a.balance"
         )
         return [LedgerTotal(account_id=r["id"], balance=r["balance"], total=r["total"], last=r["last"]) for r in rows]
+
+    def _set_identity(self, account_id: str, identity: Mapping[str, str | None]) -> None:
+        for column, value in identity.items():
+            if column not in IDENTITY_COLUMNS:
+                raise ValueError(f"not an identity column: {column!r}")  # a programming error
+            self._db.run(f"UPDATE accounts SET {column} = ? WHERE id = ?", (value, account_id))
 
     def _values(self, account_id: str, column: str) -> tuple[str, ...]:
         order = self._db.dialect.insertion_order

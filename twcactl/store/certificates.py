@@ -33,6 +33,10 @@ _INSERT_BULK = (
     " not_before, not_after, issued_at, state, revoked_at, reason, cost, validity, operator, sha256, der)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+# every record read carries its newest successor (issue 12: the ``renewed`` status word and ``renewed_by``);
+# the correlated subquery uses the cert_renewed_from index
+_SELECT = ("SELECT c.*, (SELECT r.serial FROM certificates r WHERE r.renewed_from = c.serial"
+           " ORDER BY r.issued_at DESC, r.serial LIMIT 1) AS renewed_by FROM certificates c")
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,7 @@ class StatusWindow:
     states: tuple[str, ...] | None
     low: dt.datetime | None
     high: dt.datetime | None
+    renewed: bool | None = None  # True: only renewed certificates; False: none of them; None: either
 
 
 def status_window(status: str | None, now: dt.datetime, renewal_window_days: int,
@@ -49,10 +54,11 @@ def status_window(status: str | None, now: dt.datetime, renewal_window_days: int
     """What a status word (and ``--expiring-within DAYS``) selects, at ``now``.
 
     ``revoked`` and ``suspended`` are stored states; ``expired`` is valid with
-    notAfter <= now; ``expiring`` valid with notAfter inside the renewal
-    window; ``valid`` valid with notAfter beyond it (domain.md §5).
+    notAfter <= now; ``renewed`` valid, not expired, with a successor (issue 12);
+    ``expiring`` valid, not renewed, with notAfter inside the renewal window;
+    ``valid`` valid, not renewed, with notAfter beyond it (domain.md §5).
     ``expiring_within`` narrows to valid certificates ending within that many
-    days.
+    days, not renewed unless ``status`` is ``renewed``.
 
     Raises:
         ValueError: ``status`` is not one of STATUS_WORDS (a programming error: the CLI offers only those).
@@ -63,20 +69,24 @@ def status_window(status: str | None, now: dt.datetime, renewal_window_days: int
     states: tuple[str, ...] | None = None
     low: dt.datetime | None = None
     high: dt.datetime | None = None
+    renewed: bool | None = None
     if status in ("revoked", "suspended"):
         states = (status,)
     elif status == "expired":
         states, high = ("valid",), now
+    elif status == "renewed":
+        states, low, renewed = ("valid",), now + _SECOND, True
     elif status == "expiring":
-        states, low, high = ("valid",), now + _SECOND, horizon
+        states, low, high, renewed = ("valid",), now + _SECOND, horizon, False
     elif status == "valid":
-        states, low = ("valid",), horizon + _SECOND
+        states, low, renewed = ("valid",), horizon + _SECOND, False
     if expiring_within is not None:
         end = now + dt.timedelta(days=expiring_within)
         states = ("valid",) if states in (None, ("valid",)) else ()
         low = max(low or now + _SECOND, now + _SECOND)
         high = min(high or end, end)
-    return StatusWindow(states, low, high)
+        renewed = bool(renewed)
+    return StatusWindow(states, low, high, renewed)
 
 
 class CertificateRepository:
@@ -159,7 +169,7 @@ class CertificateRepository:
         Raises:
             NotFoundError: no such certificate (exit 5).
         """
-        row = self._db.one("SELECT * FROM certificates WHERE serial = ?", (serial,))
+        row = self._db.one(f"{_SELECT} WHERE c.serial = ?", (serial,))
         if row is None:
             raise NotFoundError(f"no certificate with serial {serial} in this CA home.")
         return self._record(row, self._cas.subjects())
@@ -170,7 +180,7 @@ class CertificateRepository:
         found: dict[str, CertRecord] = {}
         for start in range(0, len(serials), _CHUNK):
             chunk = list(serials[start:start + _CHUNK])
-            rows = self._db.iterate(f"SELECT * FROM certificates WHERE serial IN ({','.join('?' * len(chunk))})", chunk)
+            rows = self._db.iterate(f"{_SELECT} WHERE c.serial IN ({','.join('?' * len(chunk))})", chunk)
             found.update((r["serial"], self._record(r, issuers)) for r in rows)
         return [found[s] for s in serials if s in found]
 
@@ -186,14 +196,15 @@ class CertificateRepository:
             serial = format(x509.load_der_x509_certificate(der).serial_number, "x")
         except ValueError:
             return None
-        row = self._db.one("SELECT * FROM certificates WHERE serial = ?", (serial,))
+        row = self._db.one(f"{_SELECT} WHERE c.serial = ?", (serial,))
         if row is None or bytes(row["der"]) != der:
             return None
         return self._record(row, self._cas.subjects())
 
     def matching(self, *, account: str | None = None, cn_glob: str | None = None, domain: str | None = None,
                  states: Sequence[str] | None = None, not_after_min: dt.datetime | None = None,
-                 not_after_max: dt.datetime | None = None, limit: int | None = None) -> list[CertRecord]:
+                 not_after_max: dt.datetime | None = None, limit: int | None = None,
+                 renewed: bool | None = None) -> list[CertRecord]:
         """Certificates matching every given filter, newest notAfter first.
 
         Args:
@@ -203,6 +214,7 @@ class CertificateRepository:
             states: stored states to include (``valid``, ``suspended``, ``revoked``); empty selects nothing.
             not_after_min / not_after_max: a notAfter range (inclusive).
             limit: at most this many rows.
+            renewed: True: only certificates a renewal was issued from; False: none of them.
         """
         if states is not None and not states:
             return []
@@ -228,7 +240,11 @@ class CertificateRepository:
         if not_after_max is not None:
             clauses.append("not_after <= ?")
             params.append(rfc3339(not_after_max))
-        sql = "SELECT * FROM certificates"
+        if renewed:  # the renewed_from index gives the set (a list subquery: faster than EXISTS per row)
+            clauses.append("c.serial IN (SELECT s.renewed_from FROM certificates s WHERE s.renewed_from IS NOT NULL)")
+        elif renewed is not None:  # NOT EXISTS stops at the LIMIT
+            clauses.append("NOT EXISTS (SELECT 1 FROM certificates s WHERE s.renewed_from = c.serial)")
+        sql = _SELECT
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
         sql += " ORDER BY not_after DESC, serial"
@@ -251,7 +267,8 @@ class CertificateRepository:
         """
         window = status_window(status, now, self._window(), expiring_within)
         return self.matching(account=account, cn_glob=cn_glob, domain=domain, states=window.states,
-                             not_after_min=window.low, not_after_max=window.high, limit=limit)
+                             not_after_min=window.low, not_after_max=window.high, limit=limit,
+                             renewed=window.renewed)
 
     def revoked_entries(self, ca_name: str) -> list[RevokedRow]:
         """Every revoked or held certificate of ``ca_name``: the entries its CRL must list (RFC 5280 §5.3)."""
@@ -271,10 +288,25 @@ class CertificateRepository:
         """Serials of the certificates that renewed ``serial``."""
         return [r["serial"] for r in self._db.all("SELECT serial FROM certificates WHERE renewed_from = ?", (serial,))]
 
+    def carried_and_refunded(self) -> list[str]:
+        """Serials of certificates whose time was both carried forward (a renewal was issued from them) and
+        refunded (a ``refund`` ledger entry names them): what ``ca check`` reports (issue 12; domain.md §3)."""
+        return [r["serial"] for r in self._db.all(
+            "SELECT DISTINCT l.serial AS serial FROM ledger l WHERE l.action = 'refund' AND l.delta > 0"
+            " AND EXISTS (SELECT 1 FROM certificates s WHERE s.renewed_from = l.serial) ORDER BY l.serial")]
+
     def stored(self) -> Iterator[StoredCertificate]:
         """Every record's serial, stored SHA-256 and DER, one at a time (``ca check`` over a big home)."""
         for r in self._db.iterate("SELECT serial, sha256, der FROM certificates"):
             yield StoredCertificate(serial=r["serial"], sha256=r["sha256"], der=bytes(r["der"]))
+
+    def states(self) -> Iterator[dict[str, Any]]:
+        """Every record's serial and the fields its log entries state (``ca check`` compares them, issue 13):
+        ``serial, account, state, reason, revoked_at, not_after, sha256``, one at a time, without the DER."""
+        for r in self._db.iterate("SELECT serial, account_id, state, reason, revoked_at, not_after, sha256"
+                                  " FROM certificates"):
+            yield {"serial": r["serial"], "account": r["account_id"], "state": r["state"], "reason": r["reason"],
+                   "revoked_at": r["revoked_at"], "not_after": r["not_after"], "sha256": r["sha256"]}
 
     def _record(self, r: Row, issuers: dict[str, str]) -> CertRecord:
         return CertRecord(
@@ -285,7 +317,7 @@ class CertificateRepository:
             contact=r["contact"], note=r["note"], renewed_from=r["renewed_from"], cost=r["cost"],
             validity=r["validity"], invalidity_date=r["invalidity_date"],
             issuer=issuers.get(r["ca_name"], r["ca_name"]), path=str(self._layout.cert_path(r["serial"])),
-            der=bytes(r["der"]),
+            der=bytes(r["der"]), renewed_by=r["renewed_by"],
         )
 
 

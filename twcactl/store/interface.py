@@ -17,7 +17,7 @@ write runs inside :meth:`Engine.transaction`; reads may run outside one.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from twcactl.store.executor import Dialect
     from twcactl.store.records import (
         Account,
+        BlockedKey,
         CaRecord,
         CertRecord,
         CrlAnchor,
@@ -139,7 +140,8 @@ class OperatorRepository(Protocol):
 class AccountRepository(Protocol):
     """RA accounts, their domains and aliases, and the certificate-year ledger (domain.md §2-§3)."""
 
-    def add(self, account_id: str, org: str, *, aliases: Sequence[str], domains: Sequence[str]) -> None: ...
+    def add(self, account_id: str, org: str, *, aliases: Sequence[str], domains: Sequence[str],
+            identity: Mapping[str, str | None] | None = None) -> None: ...
 
     def get(self, account_id: str, *, ledger: bool = True) -> Account: ...
 
@@ -147,7 +149,7 @@ class AccountRepository(Protocol):
 
     def update(self, account_id: str, *, org: str | None = None, add_domains: Sequence[str] = (),
                remove_domains: Sequence[str] = (), add_aliases: Sequence[str] = (),
-               remove_aliases: Sequence[str] = ()) -> None: ...
+               remove_aliases: Sequence[str] = (), identity: Mapping[str, str | None] | None = None) -> None: ...
 
     def change_balance(self, account_id: str, delta: int, *, action: str, operator: str,
                        serial: str | None = None, note: str | None = None) -> int: ...
@@ -178,7 +180,8 @@ class CertificateRepository(Protocol):
 
     def matching(self, *, account: str | None = None, cn_glob: str | None = None, domain: str | None = None,
                  states: Sequence[str] | None = None, not_after_min: dt.datetime | None = None,
-                 not_after_max: dt.datetime | None = None, limit: int | None = None) -> list[CertRecord]: ...
+                 not_after_max: dt.datetime | None = None, limit: int | None = None,
+                 renewed: bool | None = None) -> list[CertRecord]: ...
 
     def find(self, *, now: dt.datetime, status: str | None = None, expiring_within: int | None = None,
              account: str | None = None, cn_glob: str | None = None, domain: str | None = None,
@@ -193,7 +196,11 @@ class CertificateRepository(Protocol):
 
     def renewals_of(self, serial: str) -> list[str]: ...
 
+    def carried_and_refunded(self) -> list[str]: ...
+
     def stored(self) -> Iterator[StoredCertificate]: ...
+
+    def states(self) -> Iterator[dict[str, Any]]: ...
 
 
 class CrlRepository(Protocol):
@@ -221,3 +228,20 @@ class LogRepository(Protocol):
                 serial: str | None = None, limit: int | None = None) -> list[LogEntry]: ...
 
     def raw(self) -> Iterator[RawLogEntry]: ...
+
+
+class KeyRepository(Protocol):
+    """Certificate key fingerprints and the keys blocked by a keyCompromise revocation (BR §6.1.1.3)."""
+
+    def set_key(self, serial: str, spki_sha256: str) -> None: ...
+
+    def serials_with_key(self, spki_sha256: str) -> list[str]: ...
+
+    def block(self, spki_sha256: str, *, serial: str, reason: str, operator: str,
+              when: dt.datetime | None = None) -> bool: ...
+
+    def blocked(self, spki_sha256: str) -> BlockedKey | None: ...
+
+    def all_blocked(self) -> list[BlockedKey]: ...
+
+    def index_missing(self) -> int: ...

@@ -51,10 +51,23 @@ class Account:
     domains: tuple[str, ...]
     balance: int
     ledger: tuple[LedgerEntry, ...] = ()
+    jurisdiction_country: str = "TW"
+    jurisdiction_state: str | None = None
+    jurisdiction_locality: str | None = None
+    business_category: str = "Private Organization"
+
+    @property
+    def business_number(self) -> str:
+        """The unified business number: the account ID's first 8 digits (domain.md §2)."""
+        return self.id.split("-")[0]
 
     def policy(self) -> AccountPolicy:
         """The policy view of this account."""
-        return AccountPolicy(id=self.id, org=self.org, org_aliases=self.org_aliases, domains=self.domains)
+        return AccountPolicy(id=self.id, org=self.org, org_aliases=self.org_aliases, domains=self.domains,
+                             jurisdiction_country=self.jurisdiction_country,
+                             jurisdiction_state=self.jurisdiction_state,
+                             jurisdiction_locality=self.jurisdiction_locality,
+                             business_category=self.business_category)
 
     def to_json(self) -> dict[str, Any]:
         """The contract's account shape (ledger newest first)."""
@@ -65,6 +78,10 @@ class Account:
             "domains": list(self.domains),
             "balance": self.balance,
             "ledger": [e.to_json() for e in self.ledger],
+            "business_number": self.business_number,
+            "jurisdiction": {"country": self.jurisdiction_country, "state": self.jurisdiction_state,
+                             "locality": self.jurisdiction_locality},
+            "business_category": self.business_category,
         }
 
 
@@ -73,7 +90,8 @@ class CertRecord:
     """One issued certificate as the store knows it.
 
     ``state`` is the stored state (``valid``, ``suspended``, ``revoked``);
-    :meth:`status` adds ``expired`` and ``expiring`` by time.
+    :meth:`status` adds ``expired`` and ``expiring`` by time, and ``renewed``
+    when ``renewed_by`` (the newest certificate renewed from this one) is set.
     """
 
     serial: str
@@ -98,15 +116,19 @@ class CertRecord:
     der: bytes = field(repr=False, default=b"")
     validity: str = ""
     invalidity_date: str | None = None
+    renewed_by: str | None = None
 
     def status(self, now: dt.datetime, renewal_window_days: int) -> str:
-        """The status word: the first of revoked, suspended, expired, expiring, valid that applies."""
+        """The status word: the first of revoked, suspended, expired, renewed, expiring, valid that applies
+        (:data:`twcactl.rules.vocab.STATUS_WORDS`)."""
         if self.state == "revoked":
             return "revoked"
         if self.state == "suspended":
             return "suspended"
         if self.not_after <= now:
             return "expired"
+        if self.renewed_by is not None:
+            return "renewed"
         if in_renewal_window(self.not_after, now, renewal_window_days):
             return "expiring"
         return "valid"
@@ -125,6 +147,7 @@ class CertRecord:
             "not_after": rfc3339(self.not_after),
             "issuer": self.issuer,
             "path": self.path,
+            "renewed_by": self.renewed_by,
         }
 
 
@@ -197,6 +220,26 @@ class StoredCertificate:
     serial: str
     sha256: str
     der: bytes
+
+
+@dataclass(frozen=True)
+class BlockedKey:
+    """A key the CA never certifies again: revoked for keyCompromise (CA/B Forum BR §6.1.1.3).
+
+    ``spki_sha256`` is the SHA-256 (hex) of its DER SubjectPublicKeyInfo; ``serial`` the certificate
+    whose revocation blocked it; ``blocked_at`` RFC 3339.
+    """
+
+    spki_sha256: str
+    serial: str | None
+    reason: str
+    blocked_at: str
+    operator: str
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"spki_sha256", "serial", "reason", "blocked_at", "operator"}``."""
+        return {"spki_sha256": self.spki_sha256, "serial": self.serial, "reason": self.reason,
+                "blocked_at": self.blocked_at, "operator": self.operator}
 
 
 @dataclass(frozen=True)

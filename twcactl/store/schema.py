@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 3
 
 # Version 1: the whole lifecycle from the start (ledger, operators, hash-chained log, CRL numbers).
 SCHEMA_V1 = """
@@ -121,8 +121,91 @@ CREATE TABLE crls (
 );
 """
 
-# Forward migrations: index N upgrades version N to N + 1.
-MIGRATIONS: tuple[str, ...] = ()
+# Version 2 (issue 12): an account's EV identity (jurisdiction and business category; the business number is
+# the account ID's first 8 digits), each certificate's key (SHA-256 of its DER SubjectPublicKeyInfo, for
+# "same key" lookups) and the keys blocked by a keyCompromise revocation (CA/B Forum BR §6.1.1.3).
+# Existing accounts get TW (a unified business number is Taiwan's) and "Private Organization" (what EV
+# certificates carried before when the CSR gave none); existing certificates' keys are filled in by
+# ``store.keys.index_missing`` on the first open after the migration (SQL cannot parse a certificate).
+SCHEMA_V2 = """
+ALTER TABLE accounts ADD COLUMN jurisdiction_country TEXT NOT NULL DEFAULT 'TW';
+ALTER TABLE accounts ADD COLUMN jurisdiction_state TEXT;
+ALTER TABLE accounts ADD COLUMN jurisdiction_locality TEXT;
+ALTER TABLE accounts ADD COLUMN business_category TEXT NOT NULL DEFAULT 'Private Organization';
+ALTER TABLE certificates ADD COLUMN spki_sha256 TEXT;
+CREATE INDEX cert_spki ON certificates (spki_sha256);
+CREATE TABLE blocked_keys (
+    spki_sha256 TEXT PRIMARY KEY,
+    serial TEXT,
+    reason TEXT NOT NULL,
+    blocked_at TEXT NOT NULL,
+    operator TEXT NOT NULL
+);
+"""
+
+# Version 3 (issue 15): the ACME server's state (store/acme.py): nonces, EAB keys, ACME accounts, orders,
+# authorizations and challenges, so that any `twcactl serve` process over the store answers any request.
+SCHEMA_V3 = """
+CREATE TABLE acme_nonces (
+    nonce TEXT PRIMARY KEY,
+    expires TEXT NOT NULL
+);
+CREATE INDEX acme_nonces_expires ON acme_nonces (expires);
+CREATE TABLE acme_eab_keys (
+    kid TEXT PRIMARY KEY,
+    account_id TEXT NOT NULL REFERENCES accounts(id),
+    hmac_sealed TEXT,
+    operator TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'issued' CHECK (state IN ('issued', 'bound', 'revoked')),
+    created_at TEXT NOT NULL,
+    created_by TEXT NOT NULL
+);
+CREATE TABLE acme_accounts (
+    id TEXT PRIMARY KEY,
+    thumbprint TEXT NOT NULL UNIQUE,
+    jwk TEXT NOT NULL,
+    account_id TEXT NOT NULL REFERENCES accounts(id),
+    eab_kid TEXT NOT NULL UNIQUE REFERENCES acme_eab_keys(kid),
+    status TEXT NOT NULL DEFAULT 'valid' CHECK (status IN ('valid', 'deactivated', 'revoked')),
+    contact TEXT NOT NULL DEFAULT '[]',
+    created_at TEXT NOT NULL
+);
+CREATE TABLE acme_orders (
+    id TEXT PRIMARY KEY,
+    acme_account TEXT NOT NULL REFERENCES acme_accounts(id),
+    status TEXT NOT NULL,
+    identifiers TEXT NOT NULL,
+    expires TEXT NOT NULL,
+    replaces TEXT,
+    serial TEXT REFERENCES certificates(serial),
+    error TEXT,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX acme_orders_account ON acme_orders (acme_account);
+CREATE TABLE acme_authorizations (
+    id TEXT PRIMARY KEY,
+    order_id TEXT NOT NULL REFERENCES acme_orders(id),
+    acme_account TEXT NOT NULL REFERENCES acme_accounts(id),
+    identifier TEXT NOT NULL,
+    status TEXT NOT NULL,
+    expires TEXT NOT NULL,
+    wildcard INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX acme_authz_order ON acme_authorizations (order_id);
+CREATE TABLE acme_challenges (
+    id TEXT PRIMARY KEY,
+    authz_id TEXT NOT NULL REFERENCES acme_authorizations(id),
+    type TEXT NOT NULL,
+    token TEXT NOT NULL,
+    status TEXT NOT NULL,
+    validated TEXT,
+    error TEXT
+);
+CREATE INDEX acme_chall_authz ON acme_challenges (authz_id)
+"""
+
+# Forward migrations: index N - 1 upgrades version N to N + 1.  A new home runs SCHEMA_V1 and then every step.
+MIGRATIONS: tuple[str, ...] = (SCHEMA_V2, SCHEMA_V3)
 
 
 def statements(script: str) -> Iterator[str]:

@@ -1,0 +1,124 @@
+"""Starting ``twcactl serve`` as a subprocess on free loopback ports with a fresh home (issue 15 tests)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import ACCOUNT, CaHome, make_ca
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Served:
+    """A running server: its home, URLs and process."""
+
+    home: CaHome
+    port: int
+    http_port: int
+    http01_port: int
+    proc: subprocess.Popen[bytes]
+    log: Path
+    extra: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def directory(self) -> str:
+        return f"https://127.0.0.1:{self.port}/acme/directory"
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def root(self) -> Path:
+        return self.home.path / "ca" / "root.cer"
+
+    def tls(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.root))
+
+    def get(self, url: str, *, data: bytes | None = None, headers: dict[str, str] | None = None,
+            method: str | None = None) -> tuple[int, dict[str, str], bytes]:
+        request = urllib.request.Request(url, data=data, headers=headers or {}, method=method)
+        ctx = self.tls() if url.startswith("https") else None
+        try:
+            with urllib.request.urlopen(request, timeout=30, context=ctx) as response:
+                return response.status, {k.lower(): v for k, v in response.headers.items()}, response.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, {k.lower(): v for k, v in exc.headers.items()}, exc.read()
+
+    def cli(self, *args: str) -> Any:
+        result = self.home.run("--json", *args)
+        assert result.code == 0, result.stderr
+        return result.json()
+
+    def stop(self) -> int:
+        codes = []
+        for proc in [self.proc, *self.extra]:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+            try:
+                codes.append(proc.wait(timeout=20))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                codes.append(-9)
+        return codes[0]
+
+
+def start_server(home: CaHome, log: Path, *, port: int | None = None, http_port: int | None = None,
+                 http01_port: int | None = None, extra_args: tuple[str, ...] = ()) -> tuple[subprocess.Popen[bytes], int,
+                                                                                           int, int]:
+    port = port or free_port()
+    http_port = http_port or free_port()
+    http01_port = http01_port or free_port()
+    env = dict(os.environ, TWCACTL_OPERATOR="alice", TW_TEST_CA_PASS=home.passphrase or "")
+    env.pop("TWCACTL_CA_PASSPHRASE_SOURCE", None)
+    args = [sys.executable, "-m", "twcactl", "--home", str(home.path), "serve", "--listen", f"127.0.0.1:{port}",
+            "--http-listen", f"127.0.0.1:{http_port}", "--acme-resolve", "*=127.0.0.1",
+            "--acme-http01-port", str(http01_port), *extra_args]
+    if home.passphrase:
+        args += ["--ca-passphrase", "env:TW_TEST_CA_PASS"]
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=open(log, "ab"))  # noqa: SIM115
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, log.read_text()
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/health", timeout=2) as response:
+                if json.loads(response.read())["status"] == "ok":
+                    return proc, port, http_port, http01_port
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise AssertionError("twcactl serve did not start: " + log.read_text())
+
+
+def serve_home(tmp_path: Path, *, quota: int = 10, domains: tuple[str, ...] = ("example.test",),
+               org: str = "Example Ltd") -> Served:
+    home = make_ca(tmp_path / "ca")
+    args = ["account", "add", ACCOUNT, "--org", org, "--quota", str(quota)]
+    for d in domains:
+        args += ["--domain", d]
+    assert home.run(*args).code == 0
+    log = tmp_path / "serve.log"
+    proc, port, http_port, http01_port = start_server(home, log)
+    return Served(home=home, port=port, http_port=http_port, http01_port=http01_port, proc=proc, log=log)
+
+
+def eab(served: Served) -> tuple[str, str]:
+    doc = served.cli("acme", "eab", ACCOUNT)
+    return doc["kid"], doc["hmac"]

@@ -1,0 +1,236 @@
+"""What ``twcactl serve`` answers without changing the books: OCSP, CRLs, CA certificates; and its own TLS
+certificate.
+
+:func:`ocsp_answer` is the read-only twin of :func:`twcactl.authority.lifecycle.ocsp_respond`: the same
+records and :func:`twcactl.pkix.ocsp.build_response`, but no operator check and no activity-log entry per
+request (a responder answers thousands of requests; the hash-chained log records changes, not queries).
+The keys are unlocked once when the server starts (:class:`Signers`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import ipaddress
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from twcactl.authority.home import load_ca_key
+from twcactl.errors import InputError, NotFoundError, StateError
+from twcactl.fsutil import write_file
+from twcactl.issue import build_leaf
+from twcactl.pkix import names as names_mod
+from twcactl.pkix.keys import PrivateKey
+from twcactl.pkix.ocsp import OcspStatus, build_response, load_request
+from twcactl.pkix.profiles import get_profile
+from twcactl.rules.serials import format_serial
+from twcactl.rules.times import parse_rfc3339, rfc3339, utcnow
+from twcactl.store import CaRecord, Store
+
+PassphraseProvider = Callable[[], "str | None"]
+
+#: How long the server's own TLS certificate runs, and when it is replaced (a third left).
+SERVER_CERT_DAYS = 90
+
+
+@dataclass
+class Signers:
+    """The CA keys the server signs OCSP responses with, unlocked once at start: CA name -> (record, cert, key)."""
+
+    cas: dict[str, tuple[CaRecord, x509.Certificate, PrivateKey]]
+
+    @classmethod
+    def unlock(cls, store: Store, passphrase: PassphraseProvider) -> Signers:
+        """Unlock every CA key below the root (the CAs that issue certificates a client asks about).
+
+        Raises:
+            AuthError: wrong or missing CA passphrase (exit 4).  StateError: a key file missing or too open.
+        """
+        secret = passphrase() if store.ca_key_encrypted else None
+        found = {}
+        for ca in store.cas.all()[1:] or store.cas.all():
+            found[ca.name] = (ca, ca.certificate(), load_ca_key(ca, secret))
+        return cls(found)
+
+
+def ocsp_answer(store: Store, request_der: bytes, signers: Signers) -> tuple[bytes, str, dt.datetime, dt.datetime]:
+    """A signed OCSP response (RFC 6960) for a DER request, from the records; nothing is written.
+
+    The CA whose name and key hashes the request carries answers (``unauthorized`` when none does);
+    ``good``, ``revoked`` (reason and time; a held certificate answers certificateHold) or ``unknown``;
+    the nonce is echoed.
+
+    Returns:
+        ``(response DER, status word, thisUpdate, nextUpdate)``.
+
+    Raises:
+        InputError: not an OCSP request (exit 3).
+    """
+    from twcactl.pkix.ocsp import issuer_matches
+
+    request = load_request(request_der)
+    now = utcnow().replace(microsecond=0)
+    validity = dt.timedelta(days=min(store.settings().crl_days, 7))
+    for ca, cert, key in signers.cas.values():
+        if not issuer_matches(request, cert):
+            continue
+        seen: dict[str, str] = {}
+
+        def lookup(serial_number: int, ca_name: str = ca.name, seen: dict[str, str] = seen) -> OcspStatus:
+            try:
+                record = store.certificates.get(format_serial(serial_number))
+            except StateError:
+                record = None
+            if record is None or record.ca_name != ca_name:
+                seen["status"] = "unknown"
+                return OcspStatus("unknown")
+            if record.state in ("revoked", "suspended") and record.revoked_at:
+                seen["status"] = "revoked"
+                return OcspStatus("revoked", parse_rfc3339(record.revoked_at), record.reason)
+            seen["status"] = "good"
+            return OcspStatus("good")
+
+        response = build_response(request, issuer_cert=cert, issuer_key=key, lookup=lookup, now=now,
+                                  validity=validity)
+        return (response.public_bytes(serialization.Encoding.DER), seen.get("status", "unknown"), now,
+                now + validity)
+    from cryptography.x509 import ocsp
+
+    unauthorized = ocsp.OCSPResponseBuilder.build_unsuccessful(ocsp.OCSPResponseStatus.UNAUTHORIZED)
+    return unauthorized.public_bytes(serialization.Encoding.DER), "unauthorized", now, now
+
+
+def latest_crl(store: Store, ca_name: str) -> tuple[bytes, dt.datetime, int]:
+    """The newest CRL of ``ca_name``: ``(DER, thisUpdate, cRLNumber)``.
+
+    Raises:
+        NotFoundError: no such CA or no CRL yet (exit 5).
+    """
+    store.cas.by_name(ca_name)
+    latest = store.crls.latest(ca_name)
+    if latest is None or not latest.get("der"):
+        raise NotFoundError(f"no CRL of {ca_name} yet.")
+    return latest["der"], parse_rfc3339(latest["this_update"]), int(latest["number"])
+
+
+def ca_certificate(store: Store, name: str) -> bytes:
+    """The DER certificate of CA ``name`` (the AIA caIssuers URL serves it).
+
+    Raises:
+        NotFoundError: no such CA (exit 5).
+    """
+    return store.cas.by_name(name).der
+
+
+def ensure_fresh_crl(store: Store, *, operator: str, passphrase: PassphraseProvider) -> bool:
+    """Generate the issuing CA's CRL when there is none or the newest is past half its life (logged as
+    ``crl.generate`` by ``operator``, like ``twcactl crl``).
+
+    Returns:
+        True when a CRL was generated.
+    """
+    from twcactl.authority.lifecycle import generate_crl
+
+    ca = store.cas.issuing()
+    latest = store.crls.latest(ca.name)
+    now = utcnow()
+    if latest is not None and latest.get("der"):
+        this_update, next_update = parse_rfc3339(latest["this_update"]), parse_rfc3339(latest["next_update"])
+        if now < this_update + (next_update - this_update) / 2:
+            return False
+    generate_crl(store, operator=operator, passphrase=passphrase)
+    return True
+
+
+def _san(name: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
+
+
+def _reusable(cert_path: Path, key_path: Path, names: Sequence[str], issuer_der: bytes) -> bool:
+    if not (cert_path.exists() and key_path.exists()):
+        return False
+    try:
+        cert = x509.load_pem_x509_certificates(cert_path.read_bytes())[0]
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (ValueError, x509.ExtensionNotFound):
+        return False
+    issuer = x509.load_der_x509_certificate(issuer_der)
+    left = cert.not_valid_after_utc - utcnow()
+    lifetime = cert.not_valid_after_utc - cert.not_valid_before_utc
+    return (cert.issuer == issuer.subject and set(sans) == {_san(n) for n in names} and left > lifetime / 3)
+
+
+def server_certificate(store: Store, names: Sequence[str], *, operator: str,
+                       passphrase: PassphraseProvider) -> tuple[Path, Path]:
+    """The server's own TLS certificate for ``names`` (DNS names or IP addresses), issued by the issuing CA.
+
+    A CA-internal issuance: no account is charged (the record has no account and cost 0), and it is
+    recorded like any certificate (``cert.issue`` in the log with ``"internal": "serve"``), so it shows in
+    ``cert list``, the OCSP responder and a revocation.  Kept in ``serve/tls.cer`` and ``serve/tls.key``
+    (0600) and reused while more than a third of its :data:`SERVER_CERT_DAYS` days is left.
+
+    Returns:
+        ``(certificate chain PEM path, key PEM path)``.
+
+    Raises:
+        StateError: ``operator`` is not a manager (exit 5).  AuthError: CA passphrase (exit 4).
+    """
+    store.operators.require_manager(operator)
+    folder = store.home / "serve"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    cert_path, key_path = folder / "tls.cer", folder / "tls.key"
+    ca = store.cas.issuing()
+    if _reusable(cert_path, key_path, names, ca.der):
+        return cert_path, key_path
+    if not names:
+        raise InputError("the server certificate needs at least one --name.")
+    ca_cert = ca.certificate()
+    ca_key = load_ca_key(ca, passphrase() if store.ca_key_encrypted else None)
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, names[0])])
+    csr = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, _sha256())
+    now = utcnow()
+    not_after = min(now + dt.timedelta(days=SERVER_CERT_DAYS), ca_cert.not_valid_after_utc)
+    sans = [_san(n) for n in dict.fromkeys(names)]
+    from twcactl.issue import CaUrls
+
+    cert = build_leaf(csr, issuer_cert=ca_cert, issuer_key=ca_key, profile=get_profile("ssl"),
+                      serial=x509.random_serial_number(), not_before=now, not_after=not_after,
+                      urls=CaUrls(), subject=subject, sans=sans)
+    serial = format_serial(cert.serial_number)
+    der = cert.public_bytes(serialization.Encoding.DER)
+    with store.transaction():
+        store.certificates.add(serial=serial, ca_name=ca.name, account_id=None, profile="ssl", cn=names[0],
+                               subject=subject.rfc4514_string(),
+                               sans=names_mod.sans_json(names_mod.general_names(sans)),
+                               not_before=now, not_after=not_after, cost=0, contact=None,
+                               note="twcactl serve TLS certificate", renewed_from=None, operator=operator, der=der)
+        store.log.append(operator=operator, action="cert.issue", serial=serial, details={
+            "internal": "serve", "names": list(names), "cost": 0, "not_after": rfc3339(not_after)})
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    write_file(key_path, key_pem, mode=0o600, force=True)
+    chain = cert.public_bytes(serialization.Encoding.PEM) + ca_cert.public_bytes(serialization.Encoding.PEM)
+    write_file(cert_path, chain, mode=0o644, force=True)
+    os.chmod(key_path, 0o600)
+    return cert_path, key_path
+
+
+def _sha256():  # type: ignore[no-untyped-def]
+    from cryptography.hazmat.primitives import hashes
+
+    return hashes.SHA256()
+
+
+def etag(data: bytes) -> str:
+    """A strong ETag for a body: the quoted SHA-256 prefix."""
+    return '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
