@@ -4,9 +4,11 @@ by the real tools (OpenSSL, Java keytool, GnuTLS certtool)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -40,7 +42,8 @@ class Result:
 def invoke(*args: str | os.PathLike[str], env: dict[str, str | None] | None = None, input: str | None = None) -> Result:
     """Run twcactl in-process through its real entry point (error mapping included)."""
     runner = CliRunner()
-    base_env: dict[str, str | None] = {"TWCACTL_CA_PASSPHRASE_SOURCE": None, "TWCACTL_HOME": None}
+    base_env: dict[str, str | None] = {"TWCACTL_CA_PASSPHRASE_SOURCE": None, "TWCACTL_HOME": None,
+                                       "TWCACTL_STORE": None, "TWCACTL_STORE_PASSWORD_SOURCE": None}
     base_env.update(env or {})
     with runner.isolation(input=input, env=base_env) as (out, err, _combined):
         try:
@@ -89,9 +92,16 @@ class CaHome:
         return invoke("--home", self.path, *args, env=full_env, input=input)
 
 
+#: While the ``store_engine`` fixture runs with "postgresql": makes a fresh database for each new home.
+_NEW_HOME_STORE: list[Callable[[], str]] = []
+
+
 def make_ca(path: Path, *extra: str, passphrase: str | None = CA_PASSPHRASE, fast: bool = True) -> CaHome:
-    """``ca init`` a home (RSA-2048 root when ``fast``), operator ``alice``."""
+    """``ca init`` a home (RSA-2048 root when ``fast``), operator ``alice``; on PostgreSQL (the
+    ``store_engine`` fixture) with ``--store URL`` of a fresh database."""
     args: list[str] = ["--home", str(path), "ca", "init", "--org", "twcactl Test", "--country", "TW"]
+    if _NEW_HOME_STORE and "--store" not in extra:
+        args += ["--store", _NEW_HOME_STORE[-1]()]
     if fast:
         args += ["--root-key-type", "rsa2048"]
     env: dict[str, str | None] = {"TWCACTL_OPERATOR": "alice"}
@@ -187,6 +197,71 @@ def issued_bundle(base: Path, *init_args: str) -> tuple[CaHome, Path, str]:
     serial = result.json()["certificates"][0]["serial"]
     assert home.run("cert", "export", serial, "--out-dir", base / "bundle").code == 0
     return home, base / "bundle", serial
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_engine(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run a test on both store engines (issue 14): with "postgresql" every home ``make_ca`` creates keeps
+    its records in a fresh database of the session's PostgreSQL server (``ca init --store URL``)."""
+    if request.param == "sqlite":
+        yield "sqlite"
+        return
+    server = request.getfixturevalue("pg_server")
+    _NEW_HOME_STORE.append(server.new_database)
+    try:
+        yield "postgresql"
+    finally:
+        _NEW_HOME_STORE.remove(server.new_database)
+
+
+def _open_records(home: Path) -> Any:
+    from twcactl.store import Store
+
+    return Store.open(home, strict=False)
+
+
+def db_rows(home: Path, sql: str, *params: object) -> list[tuple[Any, ...]]:
+    """Rows of ``sql`` (qmark style) on the home's database, whichever engine holds it, as tuples."""
+    store = _open_records(home)
+    try:
+        return [tuple(row[k] for k in row.keys()) for row in store.engine.db.all(sql, params)]
+    finally:
+        store.close()
+
+
+def db_run(home: Path, sql: str, *params: object) -> None:
+    """Change the home's database behind twcactl's back (tampering tests), whichever engine holds it."""
+    store = _open_records(home)
+    try:
+        with store.transaction():
+            store.engine.db.run(sql, params)
+    finally:
+        store.close()
+
+
+@contextlib.contextmanager
+def hold_write_lock(home: Path) -> Iterator[None]:
+    """Hold the home's write lock from another connection: SQLite's ``BEGIN IMMEDIATE``, or on PostgreSQL
+    the advisory lock every writer takes (another node in the middle of a write)."""
+    from twcactl.store import store_url
+
+    url = store_url(home)
+    if not url:
+        blocker = sqlite3.connect(home / "twcactl.db", isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        return
+    import psycopg
+
+    from twcactl.store.postgres import WRITE_LOCK_KEY
+
+    with psycopg.connect(url) as conn, conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK_KEY,))
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -50,21 +50,24 @@ class PgServer:
     directory: Path
     port: int
     _names: itertools.count[int]
+    #: False (the tests): fsync and full-page writes off, as throw-away test servers run; True for measurements
+    durable: bool = False
 
     @classmethod
-    def start(cls) -> PgServer:
+    def start(cls, *, durable: bool = False) -> PgServer:
         directory = Path(tempfile.mkdtemp(prefix="twcactl-pg-", dir="/tmp"))
         shutil.chown(directory, "postgres", "postgres")
         port = _free_port()
         _as_postgres(str(PG_BIN / "initdb"), "-D", str(directory / "data"), "-A", "trust", "-U", "postgres")
-        server = cls(directory, port, itertools.count(1))
+        server = cls(directory, port, itertools.count(1), durable)
         server.resume()
         return server
 
     def resume(self) -> None:
         """Start (or restart after :meth:`pause`) the server and wait until it accepts connections."""
         _as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(self.directory / "data"), "-o",
-                     f"-k {self.directory} -p {self.port} -c listen_addresses='' -c max_connections=200",
+                     f"-k {self.directory} -p {self.port} -c listen_addresses='' -c max_connections=200"
+                     + ("" if self.durable else " -c fsync=off -c full_page_writes=off"),
                      "-l", str(self.directory / "log"), "-w", "start")
 
     def pause(self) -> None:

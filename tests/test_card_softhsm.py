@@ -334,8 +334,9 @@ def test_register_copies_certificates_and_links_records(hsm: SoftHsm, ca: CaHome
     entries = result.json()["certificates"]
     serials = {k["certificate"]["serial"] for k in doc["keys"]}
     assert {e["serial"] for e in entries} == serials and all(e["issued_here"] for e in entries)
+    files = {e["serial"]: Path(e["file"]) for e in entries}  # issue 17: <label>-<serial>.cer
     for serial in serials:
-        cert = x509.load_pem_x509_certificate((out / f"{serial}.cer").read_bytes())
+        cert = x509.load_pem_x509_certificate(files[serial].read_bytes())
         assert format(cert.serial_number, "x") == serial
         history = ca.run("cert", "show", serial, "--json").json()["history"]
         assert "card.register" in [h["action"] for h in history]

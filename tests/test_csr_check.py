@@ -44,6 +44,7 @@ def policy_file(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.usefixtures("store_engine")  # the issue-time policy on both store engines (issue 14)
 def test_a_good_request_passes_every_rule_and_exits_0(ca_home: CaHome, good_csr: Path) -> None:
     result = ca_home.run("--json", "csr", "check", good_csr, "--account", ACCOUNT)
     assert result.code == 0, result.stdout
@@ -57,6 +58,7 @@ def test_a_good_request_passes_every_rule_and_exits_0(ca_home: CaHome, good_csr:
     assert human.code == 0 and human.stdout.rstrip().endswith(f"All {len(rules_for('ssl'))} rules passed.")
 
 
+@pytest.mark.usefixtures("store_engine")  # the issue-time policy on both store engines (issue 14)
 def test_the_ux_example_fails_cn_domain_with_exit_1(ca_home: CaHome, level2_csr: Path) -> None:
     result = ca_home.run("csr", "check", level2_csr, "--account", ACCOUNT)
     assert result.code == 1
@@ -76,6 +78,7 @@ def test_the_ux_example_fails_cn_domain_with_exit_1(ca_home: CaHome, level2_csr:
     assert [f["rule"] for f in body["findings"] if not f["ok"]] == ["cn.domain"]
 
 
+@pytest.mark.usefixtures("store_engine")  # the issue-time policy on both store engines (issue 14)
 def test_cert_issue_refuses_with_exactly_the_findings_of_csr_check(ca_home: CaHome, level2_csr: Path) -> None:
     check = ca_home.run("--json", "csr", "check", level2_csr, "--account", ACCOUNT).json()
     issue = ca_home.run("--json", "cert", "issue", level2_csr, "--account", ACCOUNT)
@@ -86,6 +89,7 @@ def test_cert_issue_refuses_with_exactly_the_findings_of_csr_check(ca_home: CaHo
     assert ca_home.run("--json", "account", "show", ACCOUNT).json()["balance"] == 10
 
 
+@pytest.mark.usefixtures("store_engine")  # the issue-time policy on both store engines (issue 14)
 def test_policy_file_needs_no_ca_home_and_matches_the_store(ca_home: CaHome, level2_csr: Path, good_csr: Path,
                                                             policy_file: Path, tmp_path: Path) -> None:
     for csr in (good_csr, level2_csr):
@@ -139,6 +143,7 @@ def test_weak_and_hostile_requests(csr_dir: Path, policy_file: Path) -> None:
     assert human.stdout.splitlines()[-1] == "6 rules failed."
 
 
+@pytest.mark.usefixtures("store_engine")  # the issue-time policy on both store engines (issue 14)
 def test_refusals_and_bad_inputs(ca_home: CaHome, good_csr: Path, policy_file: Path, tmp_path: Path) -> None:
     both = invoke("--json", "csr", "check", good_csr, "--account", ACCOUNT, "--policy", policy_file)
     assert both.code == 2 and both.json()["error"]["kind"] == "usage"

@@ -262,6 +262,7 @@ def test_a_version_1_home_migrates_to_version_2(home: CaHome, tmp_path: Path) ->
         for table in later:
             db.execute(f"DROP TABLE {table}")
         for statement in ("DROP INDEX cert_spki", "ALTER TABLE certificates DROP COLUMN spki_sha256",
+                          "ALTER TABLE certificates DROP COLUMN paid_until",  # version 4 (issue 16)
                           "ALTER TABLE accounts DROP COLUMN jurisdiction_country",
                           "ALTER TABLE accounts DROP COLUMN jurisdiction_state",
                           "ALTER TABLE accounts DROP COLUMN jurisdiction_locality",

@@ -58,6 +58,29 @@ def test_refund_of_a_free_certificate_is_zero() -> None:
     assert quota.refund_due(cost=2, state="valid", issued_at=now, now=now, refund_window_days=30, renewed=False) == 2
 
 
+def test_refund_decision_says_why_in_the_contract_words() -> None:
+    """cert revoke --json's refund.why is one of quota.REFUND_REASONS; a free certificate is not_charged."""
+    now = dt.datetime(2026, 1, 2, tzinfo=UTC)
+    free = quota.refund_decision(cost=0, state="valid", issued_at=now, now=now, refund_window_days=30, renewed_by=None)
+    assert (free.years, free.why) == (0, "not_charged")
+    paid = quota.refund_decision(cost=2, state="valid", issued_at=now, now=now, refund_window_days=30, renewed_by=None)
+    assert (paid.years, paid.why) == (2, "refund_window")
+    assert {free.why, paid.why} <= set(quota.REFUND_REASONS)
+
+
+@pytest.mark.parametrize(("status", "command"), [(None, "twcactl cert renew 0b"), ("valid", "twcactl cert renew 0b"),
+                                                 ("expiring", "twcactl cert renew 0b"),
+                                                 ("renewed", "twcactl cert show 0b"),
+                                                 ("revoked", "twcactl cert issue")])
+def test_a_second_renewal_points_at_the_successor(status: str | None, command: str) -> None:
+    windows.require_not_renewed("0a", None, status)
+    with pytest.raises(StateError) as refused:
+        windows.require_not_renewed("0a", "0b", status)
+    assert refused.value.exit_code == 5
+    assert refused.value.details == {"renewed_by": "0b"}
+    assert refused.value.hint is not None and command in refused.value.hint and "0b" in refused.value.hint
+
+
 def test_renewal_refusals_name_the_certificate_and_the_window() -> None:
     not_after = dt.datetime(2026, 6, 30, 12, tzinfo=UTC)
     with pytest.raises(StateError) as early:

@@ -7,7 +7,6 @@ import csv
 import datetime as dt
 import io
 import re
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,10 @@ from cryptography import x509
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tests.conftest import ACCOUNT, CaHome, make_ca, openssl_csr, require, sh
+from tests.conftest import ACCOUNT, CaHome, db_rows, db_run, make_ca, openssl_csr, require, sh
+
+#: Every test here runs on both store engines: the home's SQLite file and PostgreSQL (issue 14).
+pytestmark = pytest.mark.usefixtures("store_engine")
 
 SUBJ = "/C=TW/ST=Taiwan/L=Taipei/O=TWCA/OU=SYSTEM/CN={cn}"
 
@@ -313,8 +315,7 @@ def test_auditor_queries_only(small: CaHome, tmp_path: Path) -> None:
     for args in (("cert", "list"), ("cert", "show", record["serial"]), ("account", "show", ACCOUNT), ("log",),
                  ("account", "list"), ("ca", "show"), ("ca", "config")):
         assert small.run(*args, env=auditor).code == 0, args
-    db = small.path / "twcactl.db"
-    before = sqlite3.connect(db).execute("SELECT COUNT(*), MAX(seq) FROM activity_log").fetchone()
+    before = db_rows(small.path, "SELECT COUNT(*), MAX(seq) FROM activity_log")
     csr = csr_for(tmp_path, "api.twca.com.tw")
     for args in (("cert", "issue", csr, "--account", ACCOUNT), ("cert", "revoke", record["serial"], "--reason",
                  "superseded"), ("cert", "hold", record["serial"]), ("cert", "release", record["serial"]),
@@ -325,7 +326,7 @@ def test_auditor_queries_only(small: CaHome, tmp_path: Path) -> None:
         result = small.run(*args, env=auditor)
         assert result.code == 5, (args, result.stderr)
         assert "auditor" in result.stderr
-    assert sqlite3.connect(db).execute("SELECT COUNT(*), MAX(seq) FROM activity_log").fetchone() == before
+    assert db_rows(small.path, "SELECT COUNT(*), MAX(seq) FROM activity_log") == before
     request = tmp_path / "q.req"
     proc = sh(require("openssl"), "ocsp", "-issuer", small.path / "ca" / "uca.cer", "-serial", "0x" + record["serial"],
               "-reqout", request)
@@ -350,9 +351,7 @@ def test_ca_config(small: CaHome) -> None:
 def test_log_verify_detects_tampering(small: CaHome, tmp_path: Path) -> None:
     issue(small, csr_for(tmp_path, "www.twca.com.tw"))
     assert small.run("log", "verify").code == 0
-    db = sqlite3.connect(small.path / "twcactl.db")
-    db.execute("UPDATE activity_log SET operator = 'mallory' WHERE action = 'cert.issue'")
-    db.commit()
+    db_run(small.path, "UPDATE activity_log SET operator = 'mallory' WHERE action = 'cert.issue'")
     result = small.run("--json", "log", "verify")
     assert result.code == 1
     assert any("changed" in f["message"] for f in result.json()["findings"])

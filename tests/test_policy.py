@@ -537,7 +537,7 @@ def test_every_rule_is_documented_with_profiles_and_a_source() -> None:
         cells = [c.strip() for c in row.split("|")[1:-1]]
         if cells[0].strip("`") in RULE_ORDER:
             rule, profiles, source = cells[0].strip("`"), cells[1], cells[3]
-            family = {"all": set(PROFILES), "SSL": {"ssl", "wildcard", "ev"}, "personal": {"user-sign", "user-enc"}}
+            family = {"all": set(PROFILES), "SSL": {"ssl", "wildcard", "ev", "ov", "dv"}, "personal": {"user-sign", "user-enc"}}
             applied = {p for p in PROFILES if rule in rules_for(p)}
             assert applied == family[profiles.split(",")[0]], row
             needs_account = all(rule not in rules_for(p, with_account=False) for p in applied)

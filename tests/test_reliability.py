@@ -6,7 +6,6 @@ import json
 import os
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -17,9 +16,22 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from tests.conftest import ACCOUNT, CA_PASSPHRASE, CaHome, invoke, make_ca, openssl_csr
+from tests.conftest import (
+    ACCOUNT,
+    CA_PASSPHRASE,
+    CaHome,
+    db_rows,
+    db_run,
+    hold_write_lock,
+    invoke,
+    make_ca,
+    openssl_csr,
+)
 
 REPO = Path(__file__).resolve().parent.parent
+
+#: Every test here runs on both store engines: the home's SQLite file and PostgreSQL (issue 14).
+pytestmark = pytest.mark.usefixtures("store_engine")
 
 
 def write_csrs(directory: Path, count: int, prefix: str) -> list[Path]:
@@ -70,10 +82,9 @@ def test_four_concurrent_operators(tmp_path: Path) -> None:
     serials = [s for r in results for s in r["issued"]]
     assert len(serials) == 200 and len(set(serials)) == 200
 
-    db = sqlite3.connect(home.path / "twcactl.db")
-    assert db.execute("SELECT COUNT(*) FROM certificates WHERE state = 'revoked'").fetchone()[0] == 200
-    balance, total = db.execute("SELECT a.balance, SUM(l.delta) FROM accounts a JOIN ledger l ON l.account_id = a.id"
-                                " GROUP BY a.id").fetchone()
+    assert db_rows(home.path, "SELECT COUNT(*) FROM certificates WHERE state = 'revoked'")[0][0] == 200
+    balance, total = db_rows(home.path, "SELECT a.balance, SUM(l.delta) FROM accounts a JOIN ledger l"
+                                        " ON l.account_id = a.id GROUP BY a.id")[0]
     assert balance == total == 200, "every revocation within the refund window refunded its year"
     crl = x509.load_der_x509_crl((home.path / "crl" / "uca.crl").read_bytes())
     assert {format(e.serial_number, "x") for e in crl} == set(serials)
@@ -83,17 +94,12 @@ def test_four_concurrent_operators(tmp_path: Path) -> None:
 
 def test_busy_home_exits_75_and_changes_nothing(tmp_path: Path, openssl_request: Path) -> None:
     home = home_with_quota(tmp_path, 5)
-    blocker = sqlite3.connect(home.path / "twcactl.db", isolation_level=None)
-    blocker.execute("BEGIN IMMEDIATE")
-    try:
+    with hold_write_lock(home.path):  # another process (on PostgreSQL: another node) in the middle of a write
         started = time.monotonic()
         result = home.run("--lock-timeout", "0.5", "--json", "cert", "issue", openssl_request, "--account", ACCOUNT)
         assert result.code == 75, result.stdout
         assert result.json()["error"]["kind"] == "busy"
         assert time.monotonic() - started < 20
-    finally:
-        blocker.execute("ROLLBACK")
-        blocker.close()
     assert home.run("--json", "cert", "list").json()["count"] == 0
     assert home.run("--json", "account", "show", ACCOUNT).json()["balance"] == 5
     assert list((home.path / "certs").iterdir()) == []
@@ -105,11 +111,7 @@ MIN_KILLS, MIN_ACKS = 5, 3
 
 
 def _db_rows(home: CaHome, query: str, *params: object) -> list[tuple]:
-    db = sqlite3.connect(home.path / "twcactl.db")
-    try:
-        return db.execute(query, params).fetchall()
-    finally:
-        db.close()
+    return db_rows(home.path, query, *params)
 
 
 def _sigkill_args(op: str, i: int, home: CaHome, rng: random.Random, csrs: dict[str, Path]) -> list[str] | None:
@@ -212,10 +214,7 @@ def _check_acknowledged(home: CaHome, acknowledged: list[tuple[str, dict]]) -> N
 
 
 def _tamper(home: CaHome, sql: str, *params: object) -> None:
-    db = sqlite3.connect(home.path / "twcactl.db")
-    db.execute(sql, params)
-    db.commit()
-    db.close()
+    db_run(home.path, sql, *params)
 
 
 @pytest.mark.parametrize("tamper", ["edit", "delete-middle", "delete-newest", "reorder", "insert"])
@@ -225,9 +224,7 @@ def test_tampered_log_is_detected(tmp_path: Path, tamper: str, openssl_request: 
         assert home.run("cert", "issue", openssl_request, "--account", ACCOUNT).code == 0
     assert home.run("account", "credit", ACCOUNT, "1").code == 0
     assert home.run("log", "verify").code == 0
-    db = sqlite3.connect(home.path / "twcactl.db")
-    last = db.execute("SELECT MAX(seq) FROM activity_log").fetchone()[0]
-    db.close()
+    last = db_rows(home.path, "SELECT MAX(seq) FROM activity_log")[0][0]
     if tamper == "edit":
         _tamper(home, "UPDATE activity_log SET details = '{}' WHERE seq = 3")
         named = 3
@@ -238,16 +235,11 @@ def test_tampered_log_is_detected(tmp_path: Path, tamper: str, openssl_request: 
         _tamper(home, "DELETE FROM activity_log WHERE seq = ?", last)
         named = last
     elif tamper == "reorder":
-        db = sqlite3.connect(home.path / "twcactl.db")
-        a = db.execute("SELECT time, operator, action, account, serial, details, prev_hash, hash FROM activity_log"
-                       " WHERE seq = 3").fetchone()
-        b = db.execute("SELECT time, operator, action, account, serial, details, prev_hash, hash FROM activity_log"
-                       " WHERE seq = 4").fetchone()
+        query = "SELECT time, operator, action, account, serial, details, prev_hash, hash FROM activity_log WHERE seq = ?"
+        a, b = db_rows(home.path, query, 3)[0], db_rows(home.path, query, 4)[0]
         cols = "time = ?, operator = ?, action = ?, account = ?, serial = ?, details = ?, prev_hash = ?, hash = ?"
-        db.execute(f"UPDATE activity_log SET {cols} WHERE seq = 3", b)
-        db.execute(f"UPDATE activity_log SET {cols} WHERE seq = 4", a)
-        db.commit()
-        db.close()
+        _tamper(home, f"UPDATE activity_log SET {cols} WHERE seq = 3", *b)
+        _tamper(home, f"UPDATE activity_log SET {cols} WHERE seq = 4", *a)
         named = 3
     else:
         _tamper(home, "INSERT INTO activity_log (seq, time, operator, action, details, prev_hash, hash)"
@@ -313,7 +305,7 @@ def test_backup_and_restore(tmp_path: Path, openssl_request: Path) -> None:
     import tarfile
 
     with tarfile.open(evil, "w:gz") as t:
-        t.add(home.path / "twcactl.db", arcname="twcactl.db")
+        t.add(home.path / "config.toml", arcname="twcactl.db")
         t.add(home.path / "config.toml", arcname="../escape.toml")
     assert invoke("--home", tmp_path / "r2", "ca", "restore", evil).code == 3
     assert not (tmp_path / "escape.toml").exists()

@@ -24,13 +24,14 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtensionOID
 
 from twcactl.errors import InputError, UsageError
-from twcactl.models import RequestFacts, SignatureState
+from twcactl.models import CheckResult, RequestFacts, SignatureState
 from twcactl.pkix import names
 from twcactl.pkix.keys import PrivateKey, describe_public_key, key_label
 from twcactl.pkix.parse_errors import KEY_ERRORS, SIGNATURE_ERRORS, X509_EXTENSION_ERRORS, X509_LOAD_ERRORS
 from twcactl.rules.vocab import KEY_TYPES, PROFILES, SSL_PROFILES
 
 __all__ = [
+    "REFUSED_RULES",
     "TEMPLATE_KEYS",
     "CsrDescription",
     "RequestSpec",
@@ -38,6 +39,9 @@ __all__ = [
     "build_csr",
     "describe",
     "facts",
+    "key_type_like",
+    "new_request_check",
+    "not_a_request",
     "parse_template",
     "requested_sans",
     "signature_hash_name",
@@ -382,6 +386,67 @@ def describe(csr: x509.CertificateSigningRequest) -> CsrDescription:
     )
 
 
+def not_a_request(data: bytes) -> str | None:
+    """Why a file found in a batch directory is not a certificate signing request, or None when it is one.
+
+    A file with a CSR PEM block (either header, domain.md §1) counts as a request even when the block is
+    damaged (the batch then reports it); a PEM file with only other blocks (a key, a certificate) and a
+    file that is neither a PEM CSR nor a DER CSR is not one (issue 17: a stray file is skipped, not a
+    failure of the batch).
+    """
+    import re
+
+    from twcactl.pkix.pem import CSR_LABELS, load_csr
+
+    if b"-----BEGIN" in data:
+        labels = {m.decode("ascii", "replace") for m in re.findall(rb"-----BEGIN ([A-Z0-9 ]+)-----", data)}
+        if labels & CSR_LABELS:
+            return None
+        return f"not a certificate signing request (it holds {', '.join(sorted(labels)) or 'no'} PEM blocks)"
+    try:
+        load_csr(data)
+    except InputError:
+        return "not a certificate signing request (neither a PEM nor a DER CSR)"
+    return None
+
+
+#: The rules of a profile that ``csr new`` will not break without ``--force`` (issue 17): the values no
+#: CA accepts as typed (``https://`` in a CN, a lower-case or missing C, non-English text).  The other
+#: account-independent rules (a missing ST or L...) stay warnings: the request may be meant for another CA.
+REFUSED_RULES: frozenset[str] = frozenset({
+    "subject.country", "subject.printable", "cn.syntax", "cn.ip-address", "cn.idn", "cn.label", "cn.length",
+    "cn.wildcard", "san.dns",
+})
+
+
+def new_request_check(csr: x509.CertificateSigningRequest, profile: str, *, force: bool = False) -> CheckResult:
+    """The account-independent rules of ``profile`` applied to a request ``csr new`` made (domain.md §2).
+
+    Args:
+        csr: the new request (nothing written yet).
+        profile: a ``PROFILES`` name.
+        force: write it anyway; every failed rule is then a warning.
+
+    Returns:
+        The check; its failed findings are the warnings to show.
+
+    Raises:
+        PolicyError: a rule of :data:`REFUSED_RULES` failed and not ``force`` (exit 1), with every
+            finding in ``findings``.
+    """
+    from twcactl.errors import PolicyError
+    from twcactl.policy.checks import check_request
+
+    result = check_request(facts(csr), None, profile)
+    refused = [f for f in result.failed if f.rule in REFUSED_RULES]
+    if refused and not force:
+        first = refused[0]
+        reason = first.message.rstrip(".")
+        raise PolicyError(f"the request breaks the {profile} profile's rules: {first.rule}: {reason}.",
+                          hint="correct the value, or give --force to write it anyway", findings=result.findings)
+    return result
+
+
 # --------------------------------------------------------------------------
 # What to ask for
 
@@ -492,8 +557,8 @@ def spec_from_certificate(cert: x509.Certificate) -> RequestSpec:
     """A renewal request's content from an existing certificate (000 §4.10).
 
     The subject attributes in order (short names where twcactl has one, the
-    dotted OID otherwise) and the DNS and e-mail SANs.  The key is new, so
-    nothing of the old key is kept.
+    dotted OID otherwise), the DNS and e-mail SANs, and the old key's type
+    and size (:func:`key_type_like`); the key itself is new.
 
     Raises:
         InputError: the certificate's SAN extension cannot be decoded (exit 3).
@@ -510,7 +575,26 @@ def spec_from_certificate(cert: x509.Certificate) -> RequestSpec:
     dns = tuple(san.get_values_for_type(x509.DNSName)) if san is not None else ()
     emails = tuple(san.get_values_for_type(x509.RFC822Name)) if san is not None else ()
     return RequestSpec(subject=tuple(subject), dns_names=dns, emails=emails,
-                       profile=_guess_profile(cert, subject, dns))
+                       profile=_guess_profile(cert, subject, dns), key_type=key_type_like(cert.public_key()))
+
+
+def key_type_like(public_key: object) -> str | None:
+    """The ``KEY_TYPES`` name of a new key like ``public_key`` (issue 17: a renewal keeps the key's type and size).
+
+    RSA keeps its size (2048, 3072, 4096; a smaller key becomes 2048, a larger one 4096); EC keeps
+    P-256 or P-384 (P-521 becomes P-384, the largest curve the profiles allow, domain.md §2).
+
+    Returns:
+        A ``KEY_TYPES`` name, or None for another key type (the default then applies).
+    """
+    kind, bits, _curve = describe_public_key(public_key)
+    if kind == "rsa":
+        sizes = sorted(size for family, size in KEY_TYPES.values() if family == "rsa")
+        size = next((s for s in sizes if s >= bits), sizes[-1])
+        return f"rsa{size}"
+    if kind == "ec":
+        return "ec-p256" if bits <= 256 else "ec-p384"
+    return None
 
 
 _ABSENT_OR_UNDECODABLE: tuple[type[Exception], ...] = (x509.ExtensionNotFound, *X509_EXTENSION_ERRORS)

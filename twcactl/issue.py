@@ -13,12 +13,14 @@ from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.x509.oid import AuthorityInformationAccessOID
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
 from twcactl.errors import StateError, UsageError
 from twcactl.pkix import names
 from twcactl.pkix.keys import PrivateKey
 from twcactl.pkix.profiles import Profile
+from twcactl.rules.public_trust import is_short_lived
 from twcactl.rules.times import add_years
 from twcactl.rules.validity import Validity as Validity  # moved to its rule home; old imports keep working
 
@@ -30,6 +32,32 @@ class CaUrls:
     crl_url: str | None = None
     ocsp_url: str | None = None
     ca_issuers_url: str | None = None
+    #: the CPS URI put as a policy qualifier into public-trust EV certificates (BR §7.1.2.7.9; issue 16)
+    cps_url: str | None = None
+
+
+#: The order BR §7.1.4.2 prescribes for subject attributes; others (the EV identity attributes) follow in
+#: their own order after these.
+BR_SUBJECT_ORDER: tuple[x509.ObjectIdentifier, ...] = (
+    NameOID.DOMAIN_COMPONENT, NameOID.COUNTRY_NAME, NameOID.STATE_OR_PROVINCE_NAME, NameOID.LOCALITY_NAME,
+    NameOID.POSTAL_CODE, NameOID.STREET_ADDRESS, NameOID.ORGANIZATION_NAME, NameOID.SURNAME, NameOID.GIVEN_NAME,
+    NameOID.ORGANIZATIONAL_UNIT_NAME, NameOID.PSEUDONYM, NameOID.COMMON_NAME,
+)
+
+
+def br_ordered(subject: x509.Name) -> x509.Name:
+    """``subject`` with its attributes in the order of BR §7.1.4.2 (a stable sort; unlisted ones last)."""
+    rank = {oid: i for i, oid in enumerate(BR_SUBJECT_ORDER)}
+    attrs = list(subject)
+    ordered = sorted(attrs, key=lambda a: rank.get(a.oid, len(rank)))
+    return subject if ordered == attrs else x509.Name(ordered)
+
+
+def signature_hash(key: PrivateKey) -> hashes.SHA256 | hashes.SHA384:
+    """The digest a CA key signs with: SHA-384 for a P-384 key, SHA-256 otherwise (BR §7.1.3.2)."""
+    if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.key_size >= 384:
+        return hashes.SHA384()
+    return hashes.SHA256()
 
 
 def check_within_issuer(not_after: dt.datetime, issuer: x509.Certificate) -> None:
@@ -103,9 +131,13 @@ def build_leaf(
     configured (RFC 5280 §4.2).  The policy must have been checked already.
     """
     public_key = csr.public_key()
+    if subject is None:
+        subject = leaf_subject(csr.subject, profile)
+    if profile.public_trust:
+        subject = br_ordered(subject)
     builder = (
         x509.CertificateBuilder()
-        .subject_name(subject if subject is not None else leaf_subject(csr.subject, profile))
+        .subject_name(subject)
         .issuer_name(issuer_cert.subject)
         .public_key(public_key)  # type: ignore[arg-type]
         .serial_number(serial)
@@ -114,20 +146,26 @@ def build_leaf(
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(profile.key_usage(public_key), critical=True)
         .add_extension(x509.ExtendedKeyUsage(list(profile.ekus)), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)  # type: ignore[arg-type]
         .add_extension(_aki(issuer_cert), critical=False)
     )
+    if not profile.public_trust:  # BR §7.1.2.7.6: a subscriber SKI is NOT RECOMMENDED
+        builder = builder.add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)  # type: ignore[arg-type]
     if sans is None:
         sans = leaf_sans(csr, profile)
     if sans:
-        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        # RFC 5280 §4.2.1.6: with an empty subject (certbot's CSR, a DV ACME order) the SAN is critical
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=len(subject) == 0)
     if profile.policies:
+        cps = [urls.cps_url] if profile.level == "ev" and urls.cps_url else None
         builder = builder.add_extension(
-            x509.CertificatePolicies([x509.PolicyInformation(oid, None) for oid in profile.policies]),
+            x509.CertificatePolicies([x509.PolicyInformation(oid, cps) for oid in profile.policies]),
             critical=False,
         )
+    if profile.public_trust and is_short_lived(not_before, not_after):  # BR §7.1.2.11.2: CRLDP optional
+        urls = CaUrls(None, urls.ocsp_url, urls.ca_issuers_url)
     builder = _add_urls(builder, urls)
-    return builder.sign(issuer_key, hashes.SHA256())
+    return builder.sign(issuer_key, signature_hash(issuer_key))
 
 
 def build_ca_certificate(
@@ -141,12 +179,19 @@ def build_ca_certificate(
     not_after: dt.datetime,
     path_length: int,
     urls: CaUrls = CaUrls(),
+    public_trust: bool = False,
 ) -> x509.Certificate:
     """A root (``issuer_cert`` None: self-signed) or intermediate CA certificate.
 
     basicConstraints CA:TRUE with ``path_length`` (critical), keyUsage
     keyCertSign, cRLSign and digitalSignature (for OCSP responses; critical),
     SKI, and AKI on intermediates (RFC 5280 §4.2.1.1, §4.2.1.9).
+
+    With ``public_trust`` (issue 16) the certificates follow the BR profiles pkilint calls ``ROOT-CA``
+    (BR §7.1.2.1: no pathLenConstraint, AKI keyIdentifier = its own SKI) and
+    ``INTERNAL-UNCONSTRAINED-TLS-CA`` (BR §7.1.2.6: EKU serverAuth only, the reserved policy OIDs of the
+    anyPolicy (BR §7.1.2.10.5, an Affiliate's CA), CRL Distribution Points and AIA caIssuers of its issuer from
+    ``urls``).
     """
     public_key = key.public_key()
     issuer_name = subject if issuer_cert is None else issuer_cert.subject
@@ -158,7 +203,8 @@ def build_ca_certificate(
         .serial_number(serial)
         .not_valid_before(not_before)
         .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
+        .add_extension(x509.BasicConstraints(
+            ca=True, path_length=None if public_trust and issuer_cert is None else path_length), critical=True)
         .add_extension(
             x509.KeyUsage(
                 digital_signature=True,
@@ -178,7 +224,16 @@ def build_ca_certificate(
     if issuer_cert is not None:
         builder = builder.add_extension(_aki(issuer_cert), critical=False)
         builder = _add_urls(builder, urls)
-    return builder.sign(issuer_key, hashes.SHA256())
+        if public_trust:
+            builder = builder.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            # BR §7.1.2.10.5: a CA operated by the issuer itself (an Affiliate) may assert anyPolicy, which
+            # covers the DV, OV and EV leaves it issues (several reserved OIDs together are an ERROR)
+            builder = builder.add_extension(x509.CertificatePolicies(
+                [x509.PolicyInformation(x509.oid.CertificatePoliciesOID.ANY_POLICY, None)]), critical=False)
+    elif public_trust:
+        builder = builder.add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+            public_key), critical=False)  # type: ignore[arg-type]
+    return builder.sign(issuer_key, signature_hash(issuer_key))
 
 
 def _aki(issuer_cert: x509.Certificate) -> x509.AuthorityKeyIdentifier:

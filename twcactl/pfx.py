@@ -83,6 +83,20 @@ def export_pfx(
     )
 
 
+def chain_for_export(leaf: x509.Certificate, candidates: Sequence[x509.Certificate]) -> list[x509.Certificate]:
+    """The CA certificates a PFX carries beside ``leaf``: each once, never the leaf again (issue 17: a fullchain
+    given as the chain put the leaf in twice), the path above the leaf first (issuer first), then the others in
+    input order.
+
+    Raises:
+        InputError: more candidates than the path builder takes (exit 3).
+    """
+    from twcactl.pkix.chain import build_path
+
+    path = build_path(leaf, candidates)
+    return [*path.cas, *path.unused]
+
+
 def _encryption(password: str, *, legacy: bool, rounds: int = KDF_ROUNDS) -> Any:
     """cryptography's PKCS#12 encryption: AES-256 + SHA-256 MAC, or 3DES + SHA-1 MAC when ``legacy``."""
     builder = serialization.PrivateFormat.PKCS12.encryption_builder().kdf_rounds(rounds)

@@ -91,7 +91,8 @@ def problem_from(exc: TwcaError) -> AcmeProblem:
         return exc
     if isinstance(exc, PolicyError):
         findings = getattr(exc, "findings", ()) or ()
-        failed = [f.rule for f in findings if not f.ok]
+        # ACME requests are domain-validated: the subject.* rules do not apply to them (CsrInput.domain_validated)
+        failed = [f.rule for f in findings if not f.ok and not f.rule.startswith("subject.")]
         return AcmeProblem("badCSR", exc.message, rule=failed[0] if failed else None)
     if isinstance(exc, QuotaError):
         return AcmeProblem("userActionRequired", f"quota: {exc.message}", status=403, rule="quota")
@@ -197,6 +198,9 @@ def create_eab(store: Store, account_id: str, *, operator: str) -> EabGrant:
         store.operators.add(acme_operator, "manager", by=operator)
         store.log.append(operator=operator, action="acme.eab", account=account_id,
                          details={"kid": kid, "operator": acme_operator})
+        # the operator record, stated as operator add states it, so that ca check replays it (issue 13)
+        store.log.append(operator=operator, action="operator.add",
+                         details={"name": acme_operator, "role": "manager", "kid": kid})
     return EabGrant(kid=kid, hmac=b64url(secret), account_id=account_id, operator=acme_operator)
 
 
@@ -397,6 +401,10 @@ def new_order(store: Store, account: AcmeAccount, identifiers: Sequence[tuple[st
         _check_identifier(value, domains)
         if value.lower().rstrip(".") not in names:
             names.append(value.lower().rstrip("."))
+    max_sans = store.settings().max_sans
+    if len(names) > max_sans:  # the CSR will carry them all as SANs: refused now rather than after validation
+        raise AcmeProblem("rejectedIdentifier", f"san.count: {len(names)} names, more than the {max_sans} "
+                                                "SANs a certificate may carry", rule="san.count")
     replaced = _replaced_serial(store, account, replaces) if replaces else None
     now = utcnow()
     order_id = _token(12)
@@ -423,18 +431,42 @@ def ari_cert_id(cert: Any) -> str:
     return f"{b64url(aki)}.{b64url(serial.to_bytes((serial.bit_length() + 8) // 8, 'big'))}"
 
 
-def _serial_of_cert_id(cert_id: str) -> str:
+def _serial_of_cert_id(cert_id: str) -> tuple[bytes, str]:
     try:
-        _aki, serial_part = cert_id.split(".")
-        return format_serial(int.from_bytes(b64url_decode(serial_part), "big"))
+        aki_part, serial_part = cert_id.split(".")
+        aki, serial_der = b64url_decode(aki_part), b64url_decode(serial_part)
+        if not aki or not serial_der:
+            raise ValueError("empty")
+        return aki, format_serial(int.from_bytes(serial_der, "big", signed=True))
     except ValueError as exc:
         raise AcmeProblem("malformed", "not an ARI certificate ID.") from exc
+
+
+def _record_of_cert_id(store: Store, cert_id: str) -> Any:
+    """The certificate record an RFC 9773 §4.1 certificate ID names: the serial must be known and the
+    keyIdentifier must be its issuing CA's subjectKeyIdentifier.
+
+    Raises:
+        AcmeProblem: ``malformed`` (400) for a malformed ID, 404 for a certificate this CA did not issue.
+    """
+    from cryptography import x509
+
+    aki, serial = _serial_of_cert_id(cert_id)
+    try:
+        record = store.certificates.get(serial)
+        ca_cert = store.cas.by_name(record.ca_name).certificate()
+        ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+    except (StateError, x509.ExtensionNotFound) as exc:
+        raise AcmeProblem("malformed", "unknown certificate.", status=404) from exc
+    if ski != aki:
+        raise AcmeProblem("malformed", "unknown certificate (another issuer's key identifier).", status=404)
+    return record
 
 
 def _replaced_serial(store: Store, account: AcmeAccount, cert_id: str) -> str:
     from twcactl.authority.lifecycle import check_renewable
 
-    serial = _serial_of_cert_id(cert_id)
+    serial = _record_of_cert_id(store, cert_id).serial
     try:
         record = check_renewable(store, serial, early=True)
     except TwcaError as exc:
@@ -673,11 +705,7 @@ def renewal_info(store: Store, cert_id: str) -> dict[str, Any]:
     Raises:
         AcmeProblem: a malformed ID (400) or an unknown certificate (404).
     """
-    serial = _serial_of_cert_id(cert_id)
-    try:
-        record = store.certificates.get(serial)
-    except StateError as exc:
-        raise AcmeProblem("malformed", "unknown certificate.", status=404) from exc
+    record = _record_of_cert_id(store, cert_id)
     now = utcnow()
     if record.state in ("revoked", "suspended"):
         start, end = now - dt.timedelta(days=1), now - dt.timedelta(hours=1)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from twcactl.errors import NotFoundError, UsageError
+from twcactl.rules.settings import NODE_LOCAL_KEYS
 from twcactl.rules.times import parse_rfc3339, rfc3339
 from twcactl.store import Store
 from twcactl.store.log import GENESIS_HASH, log_hash
@@ -328,6 +329,8 @@ def _compare_settings(store: Store, replay: _Replay, out: RecordCheck) -> None:
         return  # reported on its own; nothing to compare with
     settings = store.settings()
     for key, logged in sorted(replay.settings.items()):
+        if key in NODE_LOCAL_KEYS and store.shared:
+            continue  # another node's own config.toml (issue 14): this node's may differ
         try:
             value = settings.value(key)
         except UsageError:  # a key a later version dropped: nothing to compare

@@ -215,3 +215,24 @@ def register_card(store: Store, certificates: Sequence[tuple[x509.Certificate, s
                                 {"token": token_label, "token_serial": token_serial, "file": file})
                                for record, file in linked])
     return CardRegistration(records, store.settings().renewal_window_days)
+
+
+def register_file_name(label: str | None, serial: str) -> str:
+    """The file ``card register`` writes a card's certificate to: ``<role>-<serial>.cer`` (issue 17).
+
+    The role is the key's label as the holder knows it: ``sign`` or ``enc`` for the signing and
+    encryption pair (labels ``user-sign`` / ``user-enc``, or ``LABEL sign`` / ``LABEL enc``,
+    domain.md §7), else the label itself with every character but letters, digits, ``-`` and ``_``
+    replaced by ``_``; a certificate without a label is ``<serial>.cer``.  The serial keeps names unique.
+
+    Args:
+        label: the certificate object's CKA_LABEL (None or empty when it has none).
+        serial: the certificate's serial as the contract prints it (lowercase hex).
+    """
+    text = (label or "").strip()
+    lowered = text.lower()
+    for role in ("sign", "enc"):
+        if lowered == role or lowered.endswith((f"-{role}", f" {role}", f"_{role}")):
+            return f"{role}-{serial}.cer"
+    clean = "".join(ch if ch.isascii() and (ch.isalnum() or ch in "-_") else "_" for ch in text)[:40]
+    return f"{clean}-{serial}.cer" if clean.strip("_") else f"{serial}.cer"

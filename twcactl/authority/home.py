@@ -10,6 +10,8 @@ so a failure, a full disk or a kill leaves either a complete home or none.
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import os
 import stat
 from dataclasses import dataclass
@@ -18,6 +20,8 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from twcactl.authority.token_keys import TokenKeyMaker, load_token_key
+from twcactl.backends.p11_uri import parse_pkcs11_uri
 from twcactl.errors import AuthError, StateError, UsageError
 from twcactl.fsutil import write_file
 from twcactl.issue import (
@@ -35,7 +39,7 @@ from twcactl.pkix.keys import (
     private_key_pem,
 )
 from twcactl.rules.serials import format_serial
-from twcactl.rules.settings import Settings
+from twcactl.rules.settings import Settings, store_url_problem
 from twcactl.rules.times import utcnow
 from twcactl.rules.vocab import KEY_TYPES
 from twcactl.store import CaRecord, Store
@@ -57,6 +61,12 @@ class CaInitOptions:
         root_years / uca_years: validity in calendar years; an intermediate
             never outlives its issuer.
         crl_url / ocsp_url: put into issued certificates when set.
+        key_uri: an RFC 7512 ``pkcs11:token=LABEL`` URI: make the CA keys on that token, not as files
+            (issue 14; the passphrase is the token's user PIN).
+        pkcs11_module: the PKCS#11 module for ``key_uri`` (``--pkcs11-module`` / ``$TWCACTL_PKCS11_MODULE``).
+        public_trust: make a public-trust CA (issue 16): CA certificates of the BR root and TLS issuing CA
+            profiles, ``public_trust`` and ``ca_issuers_url`` set; needs an ``http://`` ``crl_url``, whose
+            directory is where the CA publishes ``<name>.crl`` and ``<name>.cer`` (:func:`publication_urls`).
     """
 
     name: str = "twcactl Local"
@@ -70,6 +80,9 @@ class CaInitOptions:
     crl_url: str | None = None
     ocsp_url: str | None = None
     group_readable: bool = False
+    key_uri: str | None = None
+    pkcs11_module: str | None = None
+    public_trust: bool = False
 
 
 #: The longest CA validity ``ca init`` accepts, in years: a sum of "now" and 8000 years overflows dates.
@@ -86,7 +99,12 @@ def _validate(opts: CaInitOptions, passphrase: str | None) -> None:
     country = opts.country
     if country is not None and (len(country) != 2 or not country.isascii() or not country.isupper()):
         raise UsageError("--country must be a two-letter upper-case ISO 3166 code, such as TW.")
-    if passphrase is not None and len(passphrase) < MIN_CA_PASSPHRASE:
+    if opts.key_uri:
+        parse_pkcs11_uri(opts.key_uri)  # a bad URI is refused before the token is touched
+        if passphrase is None:
+            raise UsageError("CA keys on a token need the token's user PIN; --no-passphrase does not apply.",
+                             hint="give the PIN with --ca-passphrase SOURCE")
+    elif passphrase is not None and len(passphrase) < MIN_CA_PASSPHRASE:
         raise UsageError(f"the CA passphrase must be at least {MIN_CA_PASSPHRASE} characters.")
     for text in (opts.name, opts.org or ""):
         if not text.isprintable() or text != text.strip():
@@ -98,9 +116,30 @@ def _initial_settings(opts: CaInitOptions) -> Settings:
     """The new home's config.toml; the URLs obey ``ca config``'s rule.
 
     Raises:
-        UsageError: ``--crl-url`` / ``--ocsp-url`` is not an http(s) URL (exit 2).
+        UsageError: ``--crl-url`` / ``--ocsp-url`` is not an http(s) URL; ``--public-trust`` without an
+            ``http://`` ``--crl-url`` (exit 2).
     """
-    return Settings().with_value("crl_url", opts.crl_url or "").with_value("ocsp_url", opts.ocsp_url or "")
+    settings = Settings().with_value("crl_url", opts.crl_url or "").with_value("ocsp_url", opts.ocsp_url or "")
+    if not opts.public_trust:
+        return settings
+    leaf_issuer = chain_names(opts.intermediates)[-1]
+    return settings.with_value("public_trust", "true").with_value(
+        "ca_issuers_url", publication_urls(opts.crl_url, leaf_issuer).ca_issuers_url or "")
+
+
+def publication_urls(crl_url: str | None, issuer_stem: str) -> CaUrls:
+    """Where a public-trust CA publishes the CRL and certificate of CA ``issuer_stem`` (``root``, ``uca``...):
+    ``<stem>.crl`` and ``<stem>.cer`` beside ``crl_url`` (BR §7.1.2.6: the CRL Distribution Points and
+    AIA caIssuers of a subordinate CA certificate are HTTP URLs of its issuer's; issue 16).
+
+    Raises:
+        UsageError: ``crl_url`` is missing or not an ``http://`` URL (BR §7.1.2.11.2 asks for HTTP) (exit 2).
+    """
+    if not crl_url or not crl_url.startswith("http://") or "/" not in crl_url[len("http://"):]:
+        raise UsageError("--public-trust needs --crl-url http://HOST/PATH/NAME.crl (an http:// URL, BR 7.1.2.11.2); "
+                         "the CA's certificates and CRLs are published beside it.")
+    base = crl_url.rsplit("/", 1)[0] + "/"
+    return CaUrls(crl_url=f"{base}{issuer_stem}.crl", ca_issuers_url=f"{base}{issuer_stem}.cer")
 
 
 def ensure_new_home(home: Path) -> None:
@@ -117,7 +156,7 @@ def ensure_new_home(home: Path) -> None:
 
 
 def init_ca(home: Path, opts: CaInitOptions, *, passphrase: str | None, operator: str,
-            lock_timeout: float = 30.0) -> Store:
+            lock_timeout: float = 30.0, store_url: str = "", store_password: str | None = None) -> Store:
     """Create a CA home at ``home`` and return it open.
 
     The creator (``operator``) is recorded as the first manager; the keys
@@ -126,22 +165,82 @@ def init_ca(home: Path, opts: CaInitOptions, *, passphrase: str | None, operator
     interrupted ``ca init`` leaves a complete home or nothing (besides, when
     killed, a hidden ``.NAME.build-*`` directory beside it).
 
+    With ``store_url`` (``--store postgresql://...``, issue 14) the records go to
+    that empty PostgreSQL database (``store_password`` from a SOURCE, or libpq's
+    PGPASSFILE) and the home's config.toml names it; a failed init drops the
+    tables it made there.
+
     Raises:
         UsageError: bad options or a passphrase shorter than 12 characters (exit 2).
         StateError: ``home`` already holds a CA or is not an empty directory (exit 5).
-        InputError: the disk is full or the parent directory cannot be written; nothing was created (exit 3).
+        InputError: the disk is full or the parent directory cannot be written; nothing was created (exit 3);
+            ``store_url`` is not a PostgreSQL URL or holds a password.
+        BusyError: the PostgreSQL server cannot be reached (exit 75).
     """
     _validate(opts, passphrase)
+    _validate_store(store_url)
     ensure_new_home(home)
     stems = chain_names(opts.intermediates)
     now = utcnow()
     periods = sequence_validity(now, [opts.root_years] + [opts.uca_years] * opts.intermediates)
     urls = CaUrls(crl_url=opts.crl_url or None, ocsp_url=opts.ocsp_url or None)
 
+    maker = _key_maker(opts, passphrase)  # a token's PIN is tried here, before anything is made
+    with maker, building_home(home, "ca init") as build:  # token keys are destroyed again on failure
+        keys, certs = _make_chain(opts, stems, periods, urls, maker)
+        store = Store.create(build, lock_timeout=lock_timeout, group_readable=opts.group_readable, url=store_url,
+                             store_password=store_password)
+        try:
+            _write_new_home(store, opts, stems, keys, certs, passphrase=passphrase, operator=operator,
+                            key_places=maker.places)
+        except BaseException:
+            drop = getattr(store.engine, "drop_schema", None)
+            if drop is not None:  # a failed init leaves the PostgreSQL database as empty as it found it
+                with contextlib.suppress(Exception):
+                    drop()
+            raise
+        finally:
+            store.close()
+    return Store.open(home, lock_timeout=lock_timeout, store_password=store_password)
+
+
+def _key_maker(opts: CaInitOptions, passphrase: str | None) -> _FileKeys | TokenKeyMaker:
+    """Where ``ca init`` makes the CA keys: in memory (written as files), or on the token of ``--key-uri``.
+
+    Raises:
+        PinError: the token's PIN is wrong (exit 4).  DeviceError: no module or token (exit 6).
+    """
+    if not opts.key_uri:
+        return _FileKeys()
+    return TokenKeyMaker(opts.key_uri, opts.pkcs11_module, passphrase, label_base=opts.name,
+                         names=chain_names(opts.intermediates))
+
+
+class _FileKeys:
+    """Keys made in memory and written as (encrypted) key files under ``ca/private``."""
+
+    places: dict[str, str] | None = None
+
+    def __enter__(self) -> _FileKeys:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def new_key(self, name: str, key_type: str) -> PrivateKey:
+        return generate_key(key_type)
+
+    def finish(self, names: list[str], certs: list[x509.Certificate]) -> None:
+        return None
+
+
+def _make_chain(opts: CaInitOptions, stems: list[str], periods: list[tuple[dt.datetime, dt.datetime]],
+                urls: CaUrls, maker: _FileKeys | TokenKeyMaker) -> tuple[list[PrivateKey], list[x509.Certificate]]:
+    """The CA keys (made by ``maker``) and certificates, root first, each signed by the one above it."""
     keys: list[PrivateKey] = []
     certs: list[x509.Certificate] = []
     for position in range(len(stems)):
-        key = generate_key(opts.root_key_type if position == 0 else opts.key_type)
+        key = maker.new_key(stems[position], opts.root_key_type if position == 0 else opts.key_type)
         if position == 0:
             common = f"{opts.name} Root CA"
         elif position == len(stems) - 1:
@@ -162,25 +261,39 @@ def init_ca(home: Path, opts: CaInitOptions, *, passphrase: str | None, operator
             not_before=not_before,
             not_after=not_after,
             path_length=len(stems) - 1 - position,
-            urls=urls if position > 0 else CaUrls(),
+            urls=(publication_urls(opts.crl_url, stems[position - 1]) if opts.public_trust else urls)
+            if position > 0 else CaUrls(),
+            public_trust=opts.public_trust,
         )
         keys.append(key)
         certs.append(cert)
+    maker.finish(stems, certs)
+    return keys, certs
 
-    with building_home(home, "ca init") as build:
-        store = Store.create(build, lock_timeout=lock_timeout, group_readable=opts.group_readable)
-        try:
-            _write_new_home(store, opts, stems, keys, certs, passphrase=passphrase, operator=operator)
-        finally:
-            store.close()
-    return Store.open(home, lock_timeout=lock_timeout)
+
+def _validate_store(url: str) -> None:
+    """Refuse a ``--store`` that is not a PostgreSQL URL, or that holds a password (issue 14).
+
+    Raises:
+        UsageError: naming the rule (exit 2).
+    """
+    if not url:
+        return
+    problem = store_url_problem(url)
+    if problem is not None:
+        raise UsageError(f"--store {problem}.")
 
 
 def _write_new_home(store: Store, opts: CaInitOptions, stems: list[str], keys: list[PrivateKey],
-                    certs: list[x509.Certificate], *, passphrase: str | None, operator: str) -> None:
-    """Write the keys, certificates, config.toml and the first records into the (temporary) home ``store``."""
+                    certs: list[x509.Certificate], *, passphrase: str | None, operator: str,
+                    key_places: dict[str, str] | None = None) -> None:
+    """Write the keys, certificates, config.toml and the first records into the (temporary) home ``store``.
+
+    ``key_places``: CA name -> the RFC 7512 URI of its key on a token (issue 14), recorded in
+    ``cas.key_file`` in place of a file path; no key file is written then."""
     for stem, key, cert in zip(stems, keys, certs):
-        write_file(store.private_dir / f"{stem}.key", private_key_pem(key, passphrase), mode=0o600)
+        if key_places is None:
+            write_file(store.private_dir / f"{stem}.key", private_key_pem(key, passphrase), mode=0o600)
         write_file(store.ca_dir / f"{stem}.cer", cert.public_bytes(serialization.Encoding.PEM))
     store.write_settings(_initial_settings(opts))
     with store.transaction():
@@ -189,7 +302,7 @@ def _write_new_home(store: Store, opts: CaInitOptions, stems: list[str], keys: l
                 name=stem, position=position, issuing=position == len(stems) - 1,
                 subject=cert.subject.rfc4514_string(), serial=format_serial(cert.serial_number),
                 not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
-                cert_file=f"ca/{stem}.cer", key_file=f"ca/private/{stem}.key",
+                cert_file=f"ca/{stem}.cer", key_file=(key_places or {}).get(stem, f"ca/private/{stem}.key"),
                 der=cert.public_bytes(serialization.Encoding.DER),
             )
         store.set_meta("ca_key_encrypted", "1" if passphrase is not None else "0")
@@ -199,6 +312,8 @@ def _write_new_home(store: Store, opts: CaInitOptions, stems: list[str], keys: l
             "root": certs[0].subject.rfc4514_string(),
             "issuing": certs[-1].subject.rfc4514_string(),
             "key_encrypted": passphrase is not None,
+            "key_store": "pkcs11" if key_places is not None else "file",
+            **({"public_trust": True} if opts.public_trust else {}),
         })
         store.log.append(operator=operator, action="operator.add", details={"name": operator, "role": "manager"})
 
@@ -221,11 +336,22 @@ def load_ca_key(ca: CaRecord, passphrase: str | None, *, encrypted: bool | None 
     that does not belong to the CA's certificate (public keys compared), so a swapped key can never sign
     (issue 13).
 
+    A CA whose key lives on a PKCS#11 token (``ca.key_uri``, issue 14) is unlocked there: ``passphrase`` is
+    the token's user PIN, and the returned key signs on the token (its session stays open for the command's
+    life; :func:`twcactl.authority.token_keys.load_token_key`).
+
     Raises:
         StateError: the key file is missing or too open, a plaintext key in an encrypted home, or a key
             that does not match the CA certificate (exit 5).
-        AuthError: the passphrase is wrong or missing (exit 4).
+        AuthError: the passphrase is wrong or missing (exit 4); PinError: the token's PIN is wrong (exit 4).
+        DeviceError: the key's token or PKCS#11 module is not there (exit 6).
     """
+    if ca.key_uri is not None:
+        token_key = load_token_key(ca, passphrase)
+        if not key_matches_certificate(token_key.public_key(), ca.certificate()):
+            raise StateError(f"the token key of CA {ca.name} does not belong to its certificate; refusing to sign "
+                             "with it.", hint="check the key URI the store records (twcactl ca check)")
+        return token_key
     try:
         st = os.stat(ca.key_file)
     except FileNotFoundError as exc:

@@ -37,15 +37,16 @@ from twcactl.pkix import names
 from twcactl.pkix.crl import RevokedEntry, build_crl, revoked_from_records
 from twcactl.pkix.keys import PrivateKey
 from twcactl.pkix.pem import load_csr
-from twcactl.pkix.profiles import Profile, get_profile
+from twcactl.pkix.profiles import Profile, get_profile, public_trust_profile
 from twcactl.policy.checks import check_request
+from twcactl.rules import public_trust as br
 from twcactl.rules import windows
-from twcactl.rules.quota import Refund, refund_decision, require_balance, require_balances
+from twcactl.rules.quota import Refund, refund_decision, require_balance, require_balances, subscription_charge
 from twcactl.rules.serials import format_serial, parse_serial
 from twcactl.rules.settings import DEFAULT_MAX_SANS
 from twcactl.rules.times import parse_rfc3339, rfc3339, utcnow
 from twcactl.rules.validity import Validity, recorded_validity, renewal_end
-from twcactl.rules.vocab import HOLD_REASON
+from twcactl.rules.vocab import HOLD_REASON, SSL_PROFILES
 from twcactl.store import CaRecord, Store
 from twcactl.store.records import CertRecord
 
@@ -114,6 +115,8 @@ class IssueOutcome:
     balance_before: int = 0
     balance_after: int = 0
     files: FilesReport = field(default_factory=FilesReport)
+    #: sentences for people, e.g. a validity capped by the CA/Browser Forum (issue 16)
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -126,6 +129,10 @@ class RenewOutcome:
     balance_before: int
     balance_after: int
     files: FilesReport = field(default_factory=FilesReport)
+    #: ``charged``, or ``paid_time`` for a re-issue inside a subscription's paid time (issue 16)
+    charge: str = "charged"
+    #: a sentence for people when the validity was capped (issue 16), else None
+    note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -171,7 +178,28 @@ def _urls(store: Store) -> CaUrls:
         crl_url=settings.crl_url or None,
         ocsp_url=settings.ocsp_url or None,
         ca_issuers_url=settings.ca_issuers_url or None,
+        cps_url=settings.cps_url or None,
     )
+
+
+def _public_trust(store: Store, profile: str) -> bool:
+    """True when ``profile`` is a server profile of a public-trust CA: the BR apply (issue 16)."""
+    return profile in SSL_PROFILES and bool(store.settings().public_trust)
+
+
+def _refuse_capped(strict: bool, not_before: dt.datetime, wanted_end: dt.datetime, what: str) -> None:
+    """``--strict``: refuse a certificate the SC-081 cap would shorten (issue 16).
+
+    Raises:
+        PolicyError: the asked-for end is past the cap of the issuance date (exit 1); nothing was changed.
+    """
+    if strict and br.exceeds_cap(not_before, wanted_end):
+        cap = br.max_validity_days(not_before)
+        raise PolicyError(
+            f"{what} would run to {wanted_end:%Y-%m-%d}, past the {cap}-day maximum of a TLS certificate issued "
+            f"on {not_before:%Y-%m-%d} (CA/Browser Forum ballot SC-081).",
+            hint="without --strict the certificate is capped and the rest of the paid time is re-issued free",
+            details={"max_days": cap, "requested_not_after": rfc3339(wanted_end)})
 
 
 def check_csr(item: CsrInput, account_policy: AccountPolicy, profile: str, *,
@@ -190,14 +218,15 @@ def check_csr(item: CsrInput, account_policy: AccountPolicy, profile: str, *,
         facts = csr_mod.facts(csr)
     except csr_mod.FACTS_ERRORS as exc:
         raise InputError(f"{item.name}: the CSR's public key or requested extensions cannot be decoded.") from exc
-    if item.domain_validated:
+    domain_validated = item.domain_validated or profile == "dv"  # a DV subject is its CN alone (issue 16)
+    if domain_validated:
         facts = _domain_validated_facts(facts)
     result = check_request(facts, account_policy, profile,
                            max_sans=store.settings().max_sans if store is not None else DEFAULT_MAX_SANS)
     blocked = blocked_key_finding(store, csr.public_key()) if store is not None else None
     if blocked is not None:
         result = CheckResult(profile=result.profile, findings=(*result.findings, blocked))
-    failed = [f for f in result.failed if not (item.domain_validated and f.rule.startswith("subject."))]
+    failed = [f for f in result.failed if not (domain_validated and f.rule.startswith("subject."))]
     if failed:
         first = failed[0]
         more = f" (and {len(failed) - 1} more rule(s))" if len(failed) > 1 else ""
@@ -272,9 +301,10 @@ class _Built:
 
 def _build(signer: _Signer, csr: x509.CertificateSigningRequest, *, profile: str, account_id: str,
            not_before: dt.datetime, not_after: dt.datetime, urls: CaUrls,
-           account: AccountPolicy | None = None) -> _Built:
-    profile_obj = get_profile(profile)
+           account: AccountPolicy | None = None, public_trust: bool = False) -> _Built:
     csr_subject = csr.subject
+    profile_obj = (public_trust_profile(profile, organisation=bool(
+        csr_subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME))) if public_trust else get_profile(profile))
     subject = (ev_subject(csr_subject, profile_obj, account or AccountPolicy(id=account_id, org=""))
                if profile == "ev" else leaf_subject(csr_subject, profile_obj))
     sans = leaf_sans(csr, profile_obj, csr_subject)
@@ -287,16 +317,20 @@ def _build(signer: _Signer, csr: x509.CertificateSigningRequest, *, profile: str
 
 def _record(store: Store, built: _Built, *, ca_name: str, account_id: str, profile: str,
             validity: Validity, operator: str, contact: str | None, note: str | None,
-            renewed_from: str | None) -> str:
-    """Insert the record of a new certificate (inside a transaction); returns its serial."""
+            renewed_from: str | None, cost: int | None = None, paid_until: dt.datetime | None = None) -> str:
+    """Insert the record of a new certificate (inside a transaction); returns its serial.
+
+    ``cost`` defaults to ``validity.cost``; ``paid_until`` is the end of the subscription's paid time (issue 16).
+    """
     cert = built.cert
     serial = format_serial(cert.serial_number)
     store.certificates.add(
         serial=serial, ca_name=ca_name, account_id=account_id, profile=profile,
         cn=built.cn, subject=built.subject, sans=built.sans,
         not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
-        cost=validity.cost, validity=validity.to_text(), contact=contact, note=note, renewed_from=renewed_from,
-        operator=operator, der=cert.public_bytes(serialization.Encoding.DER),
+        cost=validity.cost if cost is None else cost, validity=validity.to_text(), contact=contact, note=note,
+        renewed_from=renewed_from, operator=operator, der=cert.public_bytes(serialization.Encoding.DER),
+        paid_until=paid_until,
     )
     store.keys.set_key(serial, spki_sha256(cert.public_key()))
     return serial
@@ -348,10 +382,15 @@ def issue_certificates(
     contact: str | None = None,
     note: str | None = None,
     keep_going: bool = False,
+    strict: bool = False,
 ) -> IssueOutcome:
     """Issue one certificate per CSR from the home's issuing CA under ``account_id``.
 
     Costs ``validity.cost`` certificate-years per certificate (domain.md §3).
+    In public-trust mode (issue 16) a server certificate is a subscription: the validity is paid time
+    (``paid_until``), served first by a certificate capped at the SC-081 maximum of today
+    (:func:`twcactl.rules.public_trust.term`; ``notes`` says so), later by free re-issues; ``strict``
+    refuses a validity the cap would shorten (PolicyError, exit 1) instead.
     A request's own ``profile`` overrides ``profile``.
     Without ``keep_going`` the batch is all or nothing: the first refused
     request is raised and nothing is issued.  With it, refused requests are
@@ -387,31 +426,54 @@ def issue_certificates(
     require_balance(account_id, account.balance, validity.cost * len(accepted))
     ca = store.cas.issuing()
     not_before = utcnow()
-    not_after = validity.end(not_before)
-    check_within_issuer(not_after, ca.certificate())
+    paid_until = validity.end(not_before)
+    terms = [_issue_term(store, item.profile or profile, not_before, paid_until, strict) for item, _csr in accepted]
+    for t in terms:
+        check_within_issuer(_term_end(t, paid_until), ca.certificate())
     signer = _unlock(store, passphrase, ca)
     urls = _urls(store)
     policy = account.policy()
     built = [(_build(signer, csr, profile=item.profile or profile, account_id=account_id, account=policy,
-                     not_before=not_before, not_after=not_after, urls=urls), item) for item, csr in accepted]
+                     not_before=not_before, not_after=_term_end(t, paid_until), urls=urls,
+                     public_trust=t is not None), item) for (item, csr), t in zip(accepted, terms)]
+    outcome.notes.extend(sorted({n for t in terms if t and (n := t.note())}))
 
     with store.transaction():
         serials = [_record(store, b, ca_name=ca.name, account_id=account_id, profile=item.profile or profile,
-                           validity=validity, operator=operator, contact=contact, note=note, renewed_from=None)
-                   for b, item in built]
+                           validity=validity, operator=operator, contact=contact, note=note, renewed_from=None,
+                           paid_until=paid_until if t else None)
+                   for (b, item), t in zip(built, terms)]
         outcome.balance_after = store.accounts.change_balance_many(
             account_id, [(-validity.cost, serial) for serial in serials], action="issue", operator=operator, note=note)
         last = len(serials) - 1
         store.log.append_many([
             (operator, "cert.issue", account_id, serial, {
                 "cn": b.cn, "profile": item.profile or profile, "cost": validity.cost,
-                "not_after": rfc3339(not_after), "csr": item.name,
+                "not_after": rfc3339(b.cert.not_valid_after_utc), "csr": item.name,
+                **({"paid_until": rfc3339(paid_until)} if terms[i] else {}),
                 "balance": outcome.balance_after + validity.cost * (last - i),
                 "record": _issued_state(b, account_id)})
             for i, (serial, (b, item)) in enumerate(zip(serials, built))])
     outcome.files = _write_pems(store, [b for b, _item in built])
     outcome.issued.extend(store.certificates.get_many([format_serial(b.cert.serial_number) for b, _item in built]))
     return outcome
+
+
+def _issue_term(store: Store, profile: str, not_before: dt.datetime, paid_until: dt.datetime,
+                strict: bool) -> br.Term | None:
+    """The first certificate of a purchase in public-trust mode (issue 16), or None when the BR do not apply.
+
+    Raises:
+        PolicyError: ``strict`` and the cap would shorten it (exit 1).
+    """
+    if not _public_trust(store, profile):
+        return None
+    _refuse_capped(strict, not_before, paid_until, "the certificate")
+    return br.term(not_before, paid_until)
+
+
+def _term_end(term: br.Term | None, end: dt.datetime) -> dt.datetime:
+    return term.not_after if term is not None else end
 
 
 def _issued_state(built: _Built, account_id: str) -> dict[str, object]:
@@ -473,10 +535,11 @@ def renew_certificate(
     passphrase: PassphraseProvider,
     note: str | None = None,
     signer_der: bytes | None = None,
+    strict: bool = False,
 ) -> RenewOutcome:
     """Renew one certificate; see :func:`renew_certificates`."""
     return renew_certificates(store, [RenewalItem(serial, csr, signer_der)], validity=validity, early=early,
-                              operator=operator, passphrase=passphrase, note=note)[0]
+                              operator=operator, passphrase=passphrase, note=note, strict=strict)[0]
 
 
 def renew_certificates(
@@ -488,8 +551,16 @@ def renew_certificates(
     operator: str,
     passphrase: PassphraseProvider,
     note: str | None = None,
+    strict: bool = False,
 ) -> list[RenewOutcome]:
     """Renew certificates with new CSRs, all or none, in one transaction (domain.md §4).
+
+    A certificate of a subscription (issue 16: it has a ``paid_until``, or it is a server certificate of
+    a public-trust CA) renews by :func:`twcactl.rules.quota.subscription_charge`: inside the paid time
+    and without ``validity`` the next certificate is re-issued at no charge, else it charges as below and
+    extends the paid time.  In public-trust mode the new certificate starts now and ends at the paid time
+    or at the SC-081 cap of today, whichever is first (the rest stays in the subscription); ``strict``
+    refuses a renewal the cap would shorten (exit 1).
 
     For each: :func:`check_renewable`; the new CSR passes the account's
     policy and keeps the CN; the new notAfter is the old notAfter plus
@@ -506,14 +577,15 @@ def renew_certificates(
     """
     store.operators.require_manager(operator)
     now = utcnow()
-    plans = _plan_renewals(store, items, validity=validity, early=early, now=now)
+    plans = _plan_renewals(store, items, validity=validity, early=early, now=now, strict=strict)
     built, _signers = _sign_renewals(store, plans, passphrase, now)
     with store.transaction():
         results = _commit_renewals(store, plans, built, operator=operator, note=note, early=early)
     files = _write_pems(store, built)
     records = store.certificates.get_many([r[0] for r in results])
-    return [RenewOutcome(certificate=rec, renewed=old_serial, balance_before=before, balance_after=after, files=files)
-            for rec, (_new, old_serial, before, after) in zip(records, results)]
+    return [RenewOutcome(certificate=rec, renewed=old_serial, balance_before=before, balance_after=after, files=files,
+                         charge=plan.charge, note=plan.term.note() if plan.term else None)
+            for rec, (_new, old_serial, before, after), plan in zip(records, results, plans)]
 
 
 @dataclass(frozen=True)
@@ -527,10 +599,36 @@ class _RenewalPlan:
     chosen: Validity
     not_after: dt.datetime
     ca: CaRecord
+    cost: int = 0
+    paid_until: dt.datetime | None = None  # the subscription's paid time after the renewal (issue 16)
+    charge: str = "charged"  # or "paid_time": a free re-issue
+    term: br.Term | None = None  # the public-trust certificate (capped or not)
+
+
+def _subscription_plan(store: Store, old: CertRecord, validity: Validity | None, now: dt.datetime,
+                       strict: bool) -> tuple[Validity, int, dt.datetime, dt.datetime | None, str, br.Term | None]:
+    """``(recorded validity, cost, notAfter, paid_until, charge, term)`` of renewing ``old`` (issue 16).
+
+    Not a subscription (no paid-until, not public trust): the old rule, the validity continuing from the old
+    notAfter (domain.md §4) at its cost.  A subscription: :func:`twcactl.rules.quota.subscription_charge`,
+    and in public-trust mode a certificate from now to the paid time capped by SC-081.
+    """
+    default = old_validity(old)
+    public = _public_trust(store, old.profile)
+    if old.paid_until is None and not public:
+        chosen = validity or default
+        return chosen, chosen.cost, renewal_end(old.not_after, chosen), None, "charged", None
+    charge = subscription_charge(old_not_after=old.not_after, old_paid_until=old.paid_until, requested=validity,
+                                 default=default)
+    if not public:
+        return charge.validity, charge.years, charge.paid_until, charge.paid_until, charge.why, None
+    _refuse_capped(strict, now, charge.paid_until, f"the renewal of {old.serial}")
+    term = br.term(now, charge.paid_until)
+    return charge.validity, charge.years, term.not_after, charge.paid_until, charge.why, term
 
 
 def _plan_renewals(store: Store, items: Sequence[RenewalItem], *, validity: Validity | None, early: bool,
-                   now: dt.datetime) -> list[_RenewalPlan]:
+                   now: dt.datetime, strict: bool = False) -> list[_RenewalPlan]:
     """Every check of :func:`renew_certificates` before anything is signed (a refusal changes nothing)."""
     plans: list[_RenewalPlan] = []
     costs: dict[str, int] = {}
@@ -548,12 +646,12 @@ def _plan_renewals(store: Store, items: Sequence[RenewalItem], *, validity: Vali
         if new_cn.lower() != (old.cn or "").lower():
             raise PolicyError(f"the new CSR's CN {new_cn!r} differs from the certificate's CN {old.cn!r}.",
                               hint="a renewal keeps the CN; apply for a new certificate instead")
-        chosen = validity or old_validity(old)
-        not_after = renewal_end(old.not_after, chosen)
+        chosen, cost, not_after, paid_until, charge, term = _subscription_plan(store, old, validity, now, strict)
         ca = store.cas.by_name(old.ca_name)
         check_within_issuer(not_after, ca.certificate())
-        costs[account.id] = costs.get(account.id, 0) + chosen.cost
-        plans.append(_RenewalPlan(item, old, account.id, request, chosen, not_after, ca))
+        costs[account.id] = costs.get(account.id, 0) + cost
+        plans.append(_RenewalPlan(item, old, account.id, request, chosen, not_after, ca, cost, paid_until, charge,
+                                  term))
     require_balances(costs, lambda account_id: store.accounts.get(account_id, ledger=False).balance)
     return plans
 
@@ -568,7 +666,8 @@ def _sign_renewals(store: Store, plans: Sequence[_RenewalPlan], passphrase: Pass
             signers[plan.ca.name] = _unlock(store, passphrase, plan.ca)
         built.append(_build(signers[plan.ca.name], plan.request, profile=plan.old.profile, account_id=plan.account_id,
                             account=store.accounts.get(plan.account_id, ledger=False).policy(),
-                            not_before=now, not_after=plan.not_after, urls=_urls(store)))
+                            not_before=now, not_after=plan.not_after, urls=_urls(store),
+                            public_trust=plan.term is not None))
     return built, signers
 
 
@@ -590,13 +689,16 @@ def _commit_renewals(store: Store, plans: Sequence[_RenewalPlan], built: Sequenc
         before = store.accounts.get(account_id, ledger=False).balance
         new_serial = _record(store, b, ca_name=plan.ca.name, account_id=account_id, profile=old.profile,
                              validity=chosen, operator=operator, contact=old.contact, note=note or old.note,
-                             renewed_from=old.serial)
-        balance = store.accounts.change_balance(
-            account_id, -chosen.cost, action="renew", operator=operator, serial=new_serial,
-            note=note or f"renews {old.serial}; its remaining time is carried forward")
+                             renewed_from=old.serial, cost=plan.cost, paid_until=plan.paid_until)
+        why = (f"re-issues {old.serial} inside the paid time (until {plan.paid_until:%Y-%m-%d}): no charge"
+               if plan.charge == "paid_time" and plan.paid_until else
+               f"renews {old.serial}; its remaining time is carried forward")
+        balance = store.accounts.change_balance(account_id, -plan.cost, action="renew", operator=operator,
+                                                serial=new_serial, note=note or why)
         store.log.append(operator=operator, action="cert.renew", account=account_id, serial=new_serial, details={
-            "renewed": old.serial, "cn": old.cn, "cost": chosen.cost, "not_after": rfc3339(plan.not_after),
+            "renewed": old.serial, "cn": old.cn, "cost": plan.cost, "not_after": rfc3339(plan.not_after),
             "early": early, "signed_request": item.signer_der is not None,
+            **({"paid_until": rfc3339(plan.paid_until), "charge": plan.charge} if plan.paid_until else {}),
             "balance": balance, "record": _issued_state(b, account_id),
         })
         results.append((new_serial, old.serial, before, balance))
@@ -693,7 +795,8 @@ def _regenerate_crl(store: Store, signer: _Signer, now: dt.datetime, *, add: Seq
     if entries is None:
         entries = list(revoked_from_records(store.certificates.revoked_entries(signer.ca.name)))
     number = store.crls.next_number(signer.ca.name)
-    next_update = now + dt.timedelta(days=store.settings().crl_days)
+    settings = store.settings()
+    next_update = now + dt.timedelta(days=br.crl_days(settings.crl_days, bool(settings.public_trust)))
     crl = build_crl(issuer_cert=signer.cert, issuer_key=signer.key, entries=entries, number=number,
                     this_update=now, next_update=next_update)
     der = crl.public_bytes(serialization.Encoding.DER)
@@ -844,12 +947,22 @@ def _signers_for(store: Store, passphrase: PassphraseProvider, first: _Signer,
 def hold_certificate(store: Store, serial: str, *, operator: str, passphrase: PassphraseProvider) -> StateOutcome:
     """Suspend ``serial`` (certificateHold, domain.md §5) and regenerate the CRL.
 
+    A public-trust CA never suspends a TLS server certificate (BR §4.9.13: "the repository MUST NOT
+    include entries that indicate that a Certificate is suspended"; issue 16); personal certificates
+    keep their suspension (domain.md §5).
+
     Raises:
-        StateError: not valid (already held, revoked or expired) (exit 5).
+        StateError: not valid (already held, revoked or expired), or a server certificate of a public-trust
+            CA (exit 5).
     """
     store.operators.require_manager(operator)
     record = store.certificates.get(serial)
     now = utcnow()
+    if _public_trust(store, record.profile):
+        raise StateError(f"certificate {serial} is a TLS server certificate of a public-trust CA; the CA/Browser "
+                         "Forum Baseline Requirements (§4.9.13) forbid suspending it.",
+                         hint=f"revoke it instead: twcactl cert revoke {serial} --reason REASON",
+                         details={"rule": "BR 4.9.13", "profile": record.profile})
     status = record.status(now, store.settings().renewal_window_days)
     if status not in ("valid", "expiring", "renewed"):
         raise StateError(f"certificate {serial} is {status}; only a valid certificate can be suspended.")
@@ -941,7 +1054,8 @@ def ocsp_respond(store: Store, request_der: bytes, *, operator: str, passphrase:
         return OcspStatus("good")
 
     response = build_response(request, issuer_cert=signer.cert, issuer_key=signer.key, lookup=lookup, now=now,
-                              validity=dt.timedelta(days=store.settings().crl_days))
+                              validity=dt.timedelta(days=br.crl_days(store.settings().crl_days,
+                                                                     bool(store.settings().public_trust))))
     status = seen.get("status", "unauthorized")
     with store.transaction():
         store.log.append(operator=operator, action="ocsp.respond", serial=format_serial(request.serial_number),

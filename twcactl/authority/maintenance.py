@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives import serialization
 
 from twcactl.authority.audit import check_records, verify_log
 from twcactl.authority.home import key_matches_certificate
+from twcactl.authority.token_keys import token_public_key
 from twcactl.errors import BusyError, InputError, NotFoundError, StateError, TwcaError
 from twcactl.fsutil import atomic_writer
 from twcactl.pkix.keys import load_private_key
@@ -324,6 +325,9 @@ def _check_ca_files(store: Store, report: CheckReport) -> None:
 
 
 def _check_ca_key(store: Store, ca: CaRecord, cert: x509.Certificate, report: CheckReport) -> None:
+    if ca.key_uri is not None:
+        _check_token_key(ca, cert, report)
+        return
     try:
         data = ca.key_file.read_bytes()
     except OSError:
@@ -340,6 +344,18 @@ def _check_ca_key(store: Store, ca: CaRecord, cert: x509.Certificate, report: Ch
         return
     if not key_matches_certificate(key.public_key(), cert):
         report.findings.append(f"CA {ca.name}: the key {ca.key_file.name} does not belong to its certificate")
+
+
+def _check_token_key(ca: CaRecord, cert: x509.Certificate, report: CheckReport) -> None:
+    """A CA key on a PKCS#11 token (issue 14): its public half, read from the token without the PIN, must be
+    the certificate's public key; a token or module this machine cannot reach is a finding."""
+    try:
+        public = token_public_key(ca)
+    except TwcaError as exc:
+        report.findings.append(f"CA {ca.name}: its key on a token cannot be checked: {exc.message}")
+        return
+    if not key_matches_certificate(public, cert):
+        report.findings.append(f"CA {ca.name}: the token key {ca.key_uri} does not belong to its certificate")
 
 
 def _remove_temporary_files(store: Store, report: CheckReport, repair: bool) -> None:
@@ -413,6 +429,10 @@ def _check_permissions(store: Store, report: CheckReport, repair: bool) -> None:
             os.chmod(private, 0o700)
             report.repairs.append(f"set {private} to mode 700")
     for ca in store.cas.all():
+        if ca.key_uri is not None:  # the key is on a token (issue 14): a key file here was put there by hand
+            if ca.key_file.exists():
+                report.findings.append(f"CA {ca.name}'s key is on a token, yet {ca.key_file} exists")
+            continue
         try:
             mode = stat.S_IMODE(ca.key_file.stat().st_mode)
         except FileNotFoundError:
@@ -435,11 +455,19 @@ def _rewrite(path: Path, data: bytes) -> None:
 def backup_home(store: Store, out: Path, *, force: bool = False) -> dict[str, int]:
     """Write a consistent archive (tar.gz, mode 0600) of the CA home to ``out``.
 
+    One format for both engines (issue 14): on PostgreSQL the database is copied from one
+    REPEATABLE READ snapshot into an SQLite file and config.toml holds every setting, so
+    ``ca restore`` gives an SQLite home (``store migrate --to URL`` moves it back).
+
     The database is copied with SQLite's online backup API, which is safe
     while other twcactl processes write (a plain copy of a live WAL database
     is not); the CA certificates and (encrypted) keys, ``config.toml``,
     ``certs/`` and ``crl/`` are added as files.  Restore with
     :func:`restore_home` or ``tar -xzf FILE -C NEW_HOME``.
+
+    CA keys on a PKCS#11 token (``ca init --key-uri``, issue 14) are NOT in the archive: only their URIs
+    (in the database) are.  The token itself must be backed up with the HSM's own means (a backup HSM,
+    SoftHSM2's token directory); a restored home signs again once the same token is reachable.
 
     Returns:
         ``{"files": N, "certificates": M}``.
@@ -455,16 +483,29 @@ def backup_home(store: Store, out: Path, *, force: bool = False) -> dict[str, in
             with tarfile.open(fileobj=fh, mode="w:gz") as archive:
                 archive.add(copy_path, arcname=DB_NAME)
                 files += 1
-                for rel in _home_files(store.home):
+                if store.shared:  # one archive format: the CA's whole config.toml, as an SQLite home has it
+                    config = Path(tmp) / "config.toml"
+                    config.write_bytes(_standalone_config(store))
+                    archive.add(config, arcname="config.toml")
+                    files += 1
+                for rel in _home_files(store.home, config=not store.shared):
                     archive.add(store.home / rel, arcname=str(rel), recursive=False)
                     files += 1
     return {"files": files, "certificates": certificates}
 
 
-def _home_files(home: Path) -> list[Path]:
+def _standalone_config(store: Store) -> bytes:
+    """config.toml of an SQLite home holding every setting of ``store`` (shared and this node's), no ``store``."""
+    import tomli_w
+
+    mapping = {k: v for k, v in store.settings().to_mapping().items() if k != "store"}
+    return tomli_w.dumps(mapping).encode("utf-8")
+
+
+def _home_files(home: Path, *, config: bool = True) -> list[Path]:
     """The files of a home that belong in a backup, relative to it (not the live database or lock files)."""
     out: list[Path] = []
-    if (home / "config.toml").is_file():
+    if config and (home / "config.toml").is_file():
         out.append(Path("config.toml"))
     for sub in ("ca", "certs", "crl"):
         base = home / sub

@@ -13,17 +13,19 @@ import datetime as dt
 import hashlib
 import ipaddress
 import os
+import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from twcactl.authority.audit import certificate_state
 from twcactl.authority.home import load_ca_key
-from twcactl.errors import InputError, NotFoundError, StateError
-from twcactl.fsutil import write_file
+from twcactl.errors import BusyError, InputError, NotFoundError, StateError, TwcaError, UsageError
+from twcactl.fsutil import write_file, write_new_file
 from twcactl.issue import build_leaf
 from twcactl.pkix import names as names_mod
 from twcactl.pkix.keys import PrivateKey
@@ -37,26 +39,72 @@ PassphraseProvider = Callable[[], "str | None"]
 
 #: How long the server's own TLS certificate runs, and when it is replaced (a third left).
 SERVER_CERT_DAYS = 90
+#: How long a delegated OCSP signing certificate runs (replaced with a third left, at start or while serving):
+#: short, since id-pkix-ocsp-nocheck tells clients never to check its own revocation (RFC 6960 §4.2.2.2.1).
+OCSP_CERT_DAYS = 30
+#: Who signs OCSP responses: a delegated OCSP signing certificate (the default) or the CA key itself.
+OCSP_SIGNERS = ("delegated", "ca")
+
+Delegate = tuple[x509.Certificate, PrivateKey]
 
 
 @dataclass
 class Signers:
-    """The CA keys the server signs OCSP responses with, unlocked once at start: CA name -> (record, cert, key)."""
+    """The keys the server signs OCSP responses with, unlocked once at start.
+
+    Attributes:
+        cas: CA name -> (record, certificate, CA key).
+        delegated: CA name -> (OCSP signing certificate, its key), when responses are signed by a delegated
+            responder (``--ocsp-signer delegated``); empty when the CA key signs (``ca``).
+        operator: who issues a fresh OCSP signing certificate while serving (the operator who started it).
+    """
 
     cas: dict[str, tuple[CaRecord, x509.Certificate, PrivateKey]]
+    delegated: dict[str, Delegate] = field(default_factory=dict)
+    operator: str | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
-    def unlock(cls, store: Store, passphrase: PassphraseProvider) -> Signers:
-        """Unlock every CA key below the root (the CAs that issue certificates a client asks about).
+    def unlock(cls, store: Store, passphrase: PassphraseProvider, *, signer: str = "ca",
+               operator: str | None = None) -> Signers:
+        """Unlock every CA key below the root (the CAs that issue certificates a client asks about) and, for
+        ``signer="delegated"``, get each one's OCSP signing certificate (:func:`ocsp_signing_certificate`).
 
         Raises:
-            AuthError: wrong or missing CA passphrase (exit 4).  StateError: a key file missing or too open.
+            AuthError: wrong or missing CA passphrase (exit 4).  StateError: a key file missing or too open;
+            ``operator`` is not a manager (delegated; exit 5).  UsageError: an unknown ``signer`` (exit 2).
         """
+        if signer not in OCSP_SIGNERS:
+            raise UsageError(f"--ocsp-signer is one of {', '.join(OCSP_SIGNERS)}, not {signer!r}.")
         secret = passphrase() if store.ca_key_encrypted else None
         found = {}
         for ca in store.cas.all()[1:] or store.cas.all():
             found[ca.name] = (ca, ca.certificate(), load_ca_key(ca, secret))
-        return cls(found)
+        signers = cls(found, operator=operator)
+        if signer == "delegated":
+            if operator is None:
+                raise UsageError("a delegated OCSP signer needs the operator who issues it.")
+            for name in found:
+                signers.delegated[name] = ocsp_signing_certificate(store, name, signers)
+        return signers
+
+    def responder_for(self, store: Store, ca_name: str) -> Delegate | None:
+        """The delegated responder of ``ca_name``, replaced first when a third of its life or less is left
+        (a long-running server keeps it fresh); None when the CA key signs."""
+        current = self.delegated.get(ca_name)
+        if current is None or _fresh(current[0]):
+            return current
+        with self._lock:
+            current = self.delegated[ca_name]
+            if not _fresh(current[0]):
+                current = self.delegated[ca_name] = ocsp_signing_certificate(store, ca_name, self)
+        return current
+
+
+def _fresh(cert: x509.Certificate, now: dt.datetime | None = None) -> bool:
+    """True while more than a third of ``cert``'s life is left."""
+    left = cert.not_valid_after_utc - (now or utcnow())
+    return left > (cert.not_valid_after_utc - cert.not_valid_before_utc) / 3
 
 
 def ocsp_answer(store: Store, request_der: bytes, signers: Signers) -> tuple[bytes, str, dt.datetime, dt.datetime]:
@@ -97,7 +145,7 @@ def ocsp_answer(store: Store, request_der: bytes, signers: Signers) -> tuple[byt
             return OcspStatus("good")
 
         response = build_response(request, issuer_cert=cert, issuer_key=key, lookup=lookup, now=now,
-                                  validity=validity)
+                                  validity=validity, responder=signers.responder_for(store, ca.name))
         return (response.public_bytes(serialization.Encoding.DER), seen.get("status", "unknown"), now,
                 now + validity)
     from cryptography.x509 import ocsp
@@ -215,14 +263,103 @@ def server_certificate(store: Store, names: Sequence[str], *, operator: str,
                                not_before=now, not_after=not_after, cost=0, contact=None,
                                note="twcactl serve TLS certificate", renewed_from=None, operator=operator, der=der)
         store.log.append(operator=operator, action="cert.issue", serial=serial, details={
-            "internal": "serve", "names": list(names), "cost": 0, "not_after": rfc3339(not_after)})
+            "internal": "serve", "names": list(names), "cost": 0, "not_after": rfc3339(not_after),
+            "record": certificate_state(state="valid", reason=None, revoked_at=None, not_after=not_after,
+                                        account=None, der=der)})
     key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
     write_file(key_path, key_pem, mode=0o600, force=True)
     chain = cert.public_bytes(serialization.Encoding.PEM) + ca_cert.public_bytes(serialization.Encoding.PEM)
     write_file(cert_path, chain, mode=0o644, force=True)
     os.chmod(key_path, 0o600)
+    _write_cert_pem(store, cert)
     return cert_path, key_path
+
+
+def _reusable_delegate(store: Store, cert_path: Path, key_path: Path, ca_cert: x509.Certificate) -> Delegate | None:
+    if not (cert_path.exists() and key_path.exists()):
+        return None
+    try:
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+        record = store.certificates.get(format_serial(cert.serial_number))
+    except (ValueError, TypeError, StateError):
+        return None
+    if (cert.issuer != ca_cert.subject or not _fresh(cert) or record.state != "valid"
+            or cert.public_key().public_numbers() != key.public_key().public_numbers()):  # type: ignore[union-attr]
+        return None
+    return cert, key  # type: ignore[return-value]
+
+
+def ocsp_signing_certificate(store: Store, ca_name: str, signers: Signers) -> Delegate:
+    """The delegated OCSP responder of CA ``ca_name`` (RFC 6960 §4.2.2.2): an EC P-256 certificate issued by
+    that CA with extendedKeyUsage id-kp-OCSPSigning and id-pkix-ocsp-nocheck (§4.2.2.2.1), valid
+    :data:`OCSP_CERT_DAYS` days.
+
+    Kept in ``serve/ocsp-NAME.cer`` and ``ocsp-NAME.key`` (0600) and reused while more than a third of its
+    life is left and its record is valid.  A CA-internal issuance like the server's TLS certificate: recorded
+    with no account and cost 0, ``cert.issue`` in the log with ``"internal": "ocsp"`` and its ``record``
+    (issue 13, so ``ca check`` replays it), in the name of ``signers.operator``.
+
+    Raises:
+        StateError: the operator is not a manager (exit 5).  KeyError: ``ca_name`` is not unlocked.
+    """
+    ca, ca_cert, ca_key = signers.cas[ca_name]
+    folder = store.home / "serve"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    cert_path, key_path = folder / f"ocsp-{ca_name}.cer", folder / f"ocsp-{ca_name}.key"
+    reused = _reusable_delegate(store, cert_path, key_path, ca_cert)
+    if reused is not None:
+        return reused
+    operator = signers.operator or ""
+    store.operators.require_manager(operator)
+    key = ec.generate_private_key(ec.SECP256R1())
+    cn = f"{names_mod.common_name(ca_cert.subject) or ca_name} OCSP Responder"
+    subject = x509.Name([attr for attr in ca_cert.subject if attr.oid != x509.NameOID.COMMON_NAME]
+                        + [x509.NameAttribute(x509.NameOID.COMMON_NAME, cn)])
+    now = utcnow().replace(microsecond=0)
+    not_after = min(now + dt.timedelta(days=OCSP_CERT_DAYS), ca_cert.not_valid_after_utc)
+    ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(ca_cert.subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(not_after)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
+                                         data_encipherment=False, key_agreement=False, key_cert_sign=False,
+                                         crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.OCSP_SIGNING]), critical=False)
+            .add_extension(x509.OCSPNoCheck(), critical=False)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
+            .sign(ca_key, _sha256()))
+    serial = format_serial(cert.serial_number)
+    der = cert.public_bytes(serialization.Encoding.DER)
+    with store.transaction():
+        store.certificates.add(serial=serial, ca_name=ca.name, account_id=None, profile="ocsp", cn=cn,
+                               subject=subject.rfc4514_string(), sans=[], not_before=cert.not_valid_before_utc,
+                               not_after=not_after, cost=0, contact=None, note="twcactl serve OCSP signing certificate",
+                               renewed_from=None, operator=operator, der=der)
+        store.log.append(operator=operator, action="cert.issue", serial=serial, details={
+            "internal": "ocsp", "cn": cn, "cost": 0, "not_after": rfc3339(not_after),
+            "record": certificate_state(state="valid", reason=None, revoked_at=None, not_after=not_after,
+                                        account=None, der=der)})
+    write_file(key_path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()), mode=0o600, force=True)
+    os.chmod(key_path, 0o600)
+    write_file(cert_path, cert.public_bytes(serialization.Encoding.PEM), mode=0o644, force=True)
+    _write_cert_pem(store, cert)
+    return cert, key
+
+
+def _write_cert_pem(store: Store, cert: x509.Certificate) -> None:
+    """Write ``certs/SERIAL.pem`` of an internal certificate, as issuing does (derived; ``ca check`` rebuilds it
+    when this could not be written, so a failure here is not an error)."""
+    path = store.cert_path(format_serial(cert.serial_number))
+    try:
+        with store.files_lock(timeout=5.0):
+            write_new_file(path, cert.public_bytes(serialization.Encoding.PEM))
+    except (OSError, TwcaError, BusyError):
+        pass
 
 
 def _sha256():  # type: ignore[no-untyped-def]

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -62,6 +63,11 @@ MODULE_CANDIDATES: tuple[str, ...] = (
     "/usr/lib/x86_64-linux-gnu/pkcs11/libopencryptoki.so",
     "/usr/lib64/opencryptoki/libopencryptoki.so",
     "/usr/lib/opencryptoki/libopencryptoki.so",
+    # p11-kit's proxy: every module registered in /usr/share/p11-kit/modules behind one (issue 17)
+    "/usr/lib/x86_64-linux-gnu/p11-kit-proxy.so",
+    "/usr/lib/aarch64-linux-gnu/p11-kit-proxy.so",
+    "/usr/lib64/p11-kit-proxy.so",
+    "/usr/lib/p11-kit-proxy.so",
 )
 
 MODULE_HINT = "name it with --module PATH or $TWCACTL_PKCS11_MODULE (e.g. OpenSC's opensc-pkcs11.so)"
@@ -122,6 +128,50 @@ def find_module(explicit: str | None, *, candidates: Sequence[str] = MODULE_CAND
                       hint="install OpenSC for your card, or " + MODULE_HINT)
 
 
+def search_order(first: str | None, *, candidates: Sequence[str] = MODULE_CANDIDATES) -> list[str]:
+    """The modules :func:`open_token_anywhere` tries: ``first``, then every existing candidate, each library once.
+
+    Two paths to one file (a symlink) are one library: python-pkcs11 would load it twice and the second
+    C_Initialize fails, so only the first path of each real file is kept.
+    """
+    order: list[str] = []
+    seen: set[str] = set()
+    for path in ([first] if first else []) + [c for c in candidates if os.path.isfile(c)]:
+        real = os.path.realpath(path)
+        if real not in seen:
+            seen.add(real)
+            order.append(path)
+    return order
+
+
+def open_token_anywhere(first: str | None, label: str | None, *,
+                        candidates: Sequence[str] = MODULE_CANDIDATES) -> P11Token:
+    """The token named ``label`` (or the only token) in the first module that holds it (issue 17).
+
+    Tries ``first`` (the CA home's configured module, already checked by
+    :func:`configured_module_path`), then the known system modules in
+    :data:`MODULE_CANDIDATES` order (OpenSC, SoftHSM2, opencryptoki, the p11-kit
+    proxy).  A module that does not load or holds no such token is released and
+    the next one tried; the answering token's ``module`` says which one it was.
+
+    Raises:
+        DeviceError: no module holds such a token, or none exists (exit 6), naming the modules tried.
+        UsageError: the answering module holds several tokens and no ``label`` was given (exit 2).
+    """
+    order = search_order(first, candidates=candidates)
+    if not order:
+        raise DeviceError("no PKCS#11 module found in the usual OpenSC, SoftHSM2, opencryptoki or p11-kit paths.",
+                          hint="install OpenSC for your card, or " + MODULE_HINT)
+    for path in order:
+        try:
+            return Pkcs11Module(path).open_token(label)
+        except DeviceError:
+            release_module(path)
+    what = f"no token labelled {label!r}" if label is not None else "no card or token"
+    raise DeviceError(f"{what} in any PKCS#11 module tried: {', '.join(order)}.",
+                      hint="insert the card (twcactl card readers shows what PC/SC sees), or " + MODULE_HINT)
+
+
 def configured_module_path(path: str) -> str:
     """Check a PKCS#11 module named by a CA home's ``pkcs11_module`` setting; the path to load.
 
@@ -156,6 +206,11 @@ def configured_module_path(path: str) -> str:
     return real
 
 
+#: path -> how many times this process has (re-)initialised that module: a session opened before the last
+#: C_Initialize is gone, and its handle may since name another session (PKCS#11 v2.40 §5.4, §5.6).
+_GENERATIONS: dict[str, int] = {}
+
+
 def _wrap_device(exc: Exception, doing: str) -> DeviceError:
     name = type(exc).__name__
     detail = str(exc).strip()
@@ -179,12 +234,14 @@ class Pkcs11Module:
             CKR_HOST_MEMORY) (exit 6).
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, reinitialize: bool = True) -> None:
         p11 = _p11()
         self.path = path
         try:
             self._lib = p11.lib(path)
-            self._lib.reinitialize()
+            if reinitialize:  # False: keep this process's other sessions on it (a CA key's, issue 14)
+                self._lib.reinitialize()
+                _GENERATIONS[path] = _GENERATIONS.get(path, 0) + 1
         except p11.PKCS11Error as exc:
             hint = MODULE_HINT
             if isinstance(exc, p11.exceptions.HostMemory) and "opencryptoki" in path:
@@ -195,6 +252,7 @@ class Pkcs11Module:
     def reinitialize(self) -> None:
         """C_Finalize + C_Initialize: closes every session of this process (PKCS#11 v2.40 §5.4)."""
         p11 = _p11()
+        _GENERATIONS[self.path] = _GENERATIONS.get(self.path, 0) + 1
         try:
             self._lib.reinitialize()
         except p11.PKCS11Error as exc:
@@ -483,6 +541,13 @@ class P11Session:
         self._session = session
         self.logged_in = logged_in
         self._mechanisms = token.info.mechanisms
+        self._generation = _GENERATIONS.get(token.module.path, 0)
+
+    @property
+    def current(self) -> bool:
+        """False once the module was re-initialised in this process since the session was opened: the
+        session is gone (and its handle may now be another's)."""
+        return self._generation == _GENERATIONS.get(self.token.module.path, 0)
 
     def __enter__(self) -> P11Session:
         return self
@@ -491,8 +556,11 @@ class P11Session:
         self.close()
 
     def close(self) -> None:
-        """Close the session (logging out); errors closing are ignored."""
+        """Close the session (logging out); errors closing are ignored.  A session the module's
+        re-initialisation already ended is not closed again: its handle may now be another session's."""
         p11 = _p11()
+        if not self.current:
+            return
         with contextlib.suppress(p11.PKCS11Error):
             self._session.close()
 
@@ -569,6 +637,25 @@ class P11Session:
                     break
         return self._wrap_key(keys[0], public, id_hex)
 
+    def public_key(self, id_hex: str) -> rsa.RSAPublicKey | ec.EllipticCurvePublicKey | None:
+        """The public key object with CKA_ID ``id_hex`` (visible without a login when CKA_PRIVATE is false),
+        else a certificate's with that ID; None when the session sees neither.
+
+        Raises:
+            DeviceError: the token fails (exit 6).
+        """
+        p11 = _p11()
+        for pub in self._objects(p11.ObjectClass.PUBLIC_KEY, id_hex):
+            public = _public_key_of(pub)
+            if public is not None:
+                return public
+        for cert in self._objects(p11.ObjectClass.CERTIFICATE, id_hex):
+            with contextlib.suppress(*X509_LOAD_ERRORS, *KEY_ERRORS):
+                found = x509.load_der_x509_certificate(_attr(cert, p11.Attribute.VALUE, b"")).public_key()
+                if isinstance(found, (rsa.RSAPublicKey, ec.EllipticCurvePublicKey)):
+                    return found
+        return None
+
     def _wrap_key(self, obj: Any, public: Any, id_hex: str) -> TokenRSAPrivateKey | TokenECPrivateKey:
         if isinstance(public, rsa.RSAPublicKey):
             return TokenRSAPrivateKey(obj, public, self._mechanisms, id_hex=id_hex)
@@ -577,7 +664,8 @@ class P11Session:
         raise DeviceError(f"cannot find the public half of the token key {id_hex}.")
 
     def generate_key_pair(self, key_type: str, *, label: str, encryption: bool = False,
-                          id_hex: str | None = None) -> TokenRSAPrivateKey | TokenECPrivateKey:
+                          id_hex: str | None = None,
+                          public_readable: bool = False) -> TokenRSAPrivateKey | TokenECPrivateKey:
         """Generate a key pair on the token (C_GenerateKeyPair) and return its private half.
 
         The private key is a token object, private, sensitive and not
@@ -590,6 +678,8 @@ class P11Session:
             label: CKA_LABEL of both halves.
             encryption: also allow decrypt/unwrap (RSA) or derive (EC), for a ``user-enc`` key.
             id_hex: the CKA_ID to use instead of a random one.
+            public_readable: make the public half CKA_PRIVATE false, readable without a login (a CA key:
+                ``ca check`` compares it with the CA certificate without the PIN); otherwise the token's default.
 
         Raises:
             UsageError: unknown key type, or EC on a token without EC (exit 2).
@@ -607,12 +697,14 @@ class P11Session:
             p11.Attribute.SENSITIVE: True,
             p11.Attribute.EXTRACTABLE: False,
         }
+        public_extra = {p11.Attribute.PRIVATE: False} if public_readable else {}
         try:
             if family == "rsa":
                 if "RSA_PKCS_KEY_PAIR_GEN" not in self._mechanisms:
                     raise UsageError("this token cannot generate RSA keys.")
                 caps = mf.SIGN | mf.VERIFY | ((mf.ENCRYPT | mf.DECRYPT | mf.WRAP | mf.UNWRAP) if encryption else 0)
-                public_template = {p11.Attribute.TOKEN: True, p11.Attribute.PUBLIC_EXPONENT: b"\x01\x00\x01"}
+                public_template = {p11.Attribute.TOKEN: True, p11.Attribute.PUBLIC_EXPONENT: b"\x01\x00\x01",
+                                   **public_extra}
                 pub, priv = self._session.generate_keypair(
                     p11.KeyType.RSA, int(size), id=key_id, label=label, store=True, capabilities=caps,
                     public_template=public_template, private_template=private_template)
@@ -626,7 +718,7 @@ class P11Session:
                 params = self._session.create_domain_parameters(
                     p11.KeyType.EC, {p11.Attribute.EC_PARAMS: encode_named_curve_parameters(str(size))}, local=True)
                 pub, priv = params.generate_keypair(id=key_id, label=label, store=True, capabilities=caps,
-                                                    public_template={p11.Attribute.TOKEN: True},
+                                                    public_template={p11.Attribute.TOKEN: True, **public_extra},
                                                     private_template=private_template)
         except TwcaError:
             raise
@@ -686,10 +778,16 @@ class P11Session:
         return count
 
 
+#: One signature at a time per process: a PKCS#11 session runs one operation at a time (C_SignInit..C_Sign,
+#: PKCS#11 v2.40 §5.2), and ``twcactl serve`` signs OCSP responses from several threads with one session.
+_SIGN_LOCK = threading.Lock()
+
+
 def _token_sign(obj: Any, data: bytes, mechanism_name: str) -> bytes:
     p11 = _p11()
     try:
-        return bytes(obj.sign(data, mechanism=getattr(p11.Mechanism, mechanism_name)))
+        with _SIGN_LOCK:
+            return bytes(obj.sign(data, mechanism=getattr(p11.Mechanism, mechanism_name)))
     except p11.exceptions.UserNotLoggedIn as exc:
         raise DeviceError("the token wants a PIN login before it signs.") from exc
     except p11.PKCS11Error as exc:
@@ -839,5 +937,6 @@ def release_module(path: str) -> None:
 
 __all__ = [
     "MODULE_CANDIDATES", "TOKEN_KEY_TYPES", "P11Session", "P11Token", "Pkcs11Module", "TokenECPrivateKey",
-    "TokenRSAPrivateKey", "find_module", "release_module",
+    "TokenRSAPrivateKey", "configured_module_path", "find_module", "open_token_anywhere", "release_module",
+    "search_order",
 ]

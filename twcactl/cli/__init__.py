@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from twcactl import __version__
-from twcactl.cli.context import AppContext, app
+from twcactl.cli.context import AppContext, app, store_password_option
 
 # name -> "module:attribute" of each command group, loaded on first use
 _SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -33,6 +33,8 @@ _SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "operator": ("twcactl.cli.operator_cmd:operator", "Operators and roles: manager or auditor."),
     "serve": ("twcactl.cli.serve_cmd:serve", "Serve ACME, OCSP, CRLs and CA certificates over HTTP."),
     "acme": ("twcactl.cli.acme_cmd:acme", "ACME: EAB keys for clients, ACME accounts, deactivation."),
+    "notify": ("twcactl.cli.notify_cmd:notify", "Mail technical contacts: renewal reminders before expiry."),
+    "store": ("twcactl.cli.store_cmd:store", "Where the records live: SQLite or PostgreSQL; migrate between them."),
 }
 
 
@@ -79,6 +81,7 @@ Examples:
 @click.option("--debug", is_flag=True, help="Show tracebacks of internal errors (exit 70) only.")
 @click.option("--lock-timeout", type=click.FloatRange(min=0), default=30.0, show_default=True, metavar="SECONDS",
               help="How long to wait for a busy CA home before giving up (exit 75).")
+@store_password_option
 @click.version_option(__version__, "--version", prog_name="twcactl", message="%(prog)s %(version)s")
 @click.pass_context
 def cli(ctx: click.Context, home: Path | None, json_: bool, quiet: bool, debug: bool, lock_timeout: float) -> None:
@@ -144,7 +147,15 @@ def run(argv: list[str] | None = None) -> None:
             traceback.print_exc()
         code = _report(InternalError(f"internal error: {type(exc).__name__}: {exc}",
                                      hint="run again with --debug and report the traceback"), obj)
+    _release_token_sessions()
     sys.exit(code)
+
+
+def _release_token_sessions() -> None:
+    """Log out of the token sessions a command opened for CA keys on a PKCS#11 token (issue 14)."""
+    token_keys = sys.modules.get("twcactl.authority.token_keys")
+    if token_keys is not None:
+        token_keys.release_token_sessions()
 
 
 def _usage_hint(exc: click.UsageError) -> str | None:

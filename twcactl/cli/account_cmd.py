@@ -122,12 +122,26 @@ Example:
 @click.argument("account_id", metavar="ID")
 @json_option
 def show(account_id: str) -> None:
-    """Show an account: organisation, aliases, domains, balance and ledger (newest first)."""
+    """Show an account: organisation, aliases, domains, balance, ledger (newest first) and subscriptions."""
     store = app().open_store()
     try:
-        _render(store.accounts.get(account_id))
+        acct = store.accounts.get(account_id)
+        subscriptions = _subscriptions(store, acct.id)
     finally:
         store.close()
+    _render(acct, subscriptions)
+
+
+def _subscriptions(store: Any, account_id: str) -> list[dict[str, Any]]:
+    """The account's current certificates with paid time (issue 16): ``{"serial", "cn", "not_after", "paid_until",
+    "reissue_from"}`` each, from the certificates' own JSON."""
+    from twcactl.rules.times import utcnow
+
+    now, window = utcnow(), store.settings().renewal_window_days
+    keys = ("serial", "cn", "not_after", "paid_until", "reissue_from")
+    return [{k: doc[k] for k in keys} for r in store.certificates.matching(account=account_id, states=("valid",),
+                                                                           not_after_min=now, renewed=False)
+            if r.paid_until is not None for doc in [r.to_json(now, window)]]
 
 
 @account.command("list", epilog="""\b
@@ -157,7 +171,7 @@ def list_() -> None:
     emit({"accounts": [a.to_json() for a in accounts], "count": len(accounts)}, human)
 
 
-def _render(acct: Account) -> None:
+def _render(acct: Account, subscriptions: list[dict[str, Any]] | None = None) -> None:
     def human(console: Console) -> None:
         console.print(f"Account {acct.id}  {safe(acct.org)}")
         if acct.org_aliases:
@@ -178,5 +192,11 @@ def _render(acct: Account) -> None:
                 table.add_row(e.time, f"{e.delta:+d}", str(e.balance), e.action, e.serial or "", safe(e.operator),
                               safe(e.note or ""))
             console.print(table)
+        for sub in subscriptions or []:
+            console.print(f"  subscription {sub['serial']}  CN={safe(sub['cn'] or '')}  paid until {sub['paid_until']}"
+                          f"  next re-issue from {sub['reissue_from'] or '-'}")
 
-    emit(acct.to_json(), human)
+    doc = acct.to_json()
+    if subscriptions is not None:
+        doc["subscriptions"] = subscriptions
+    emit(doc, human)

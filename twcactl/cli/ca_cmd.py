@@ -23,6 +23,8 @@ def ca() -> None:
 Examples:
   twcactl --home ./myca ca init --org "TWCA Lab" --country TW --ca-passphrase env:CA_PASS
   twcactl --home /tmp/throwaway ca init --no-passphrase --intermediates 2
+  twcactl --home ./hsmca ca init --key-uri 'pkcs11:token=CA' --pkcs11-module /usr/lib/softhsm/libsofthsm2.so \
+      --ca-passphrase env:TOKEN_PIN      # the CA keys on a PKCS#11 token; the PIN where the passphrase goes
 """)
 @click.option("--name", default="twcactl Local", show_default=True, help="Base of the CA common names.")
 @click.option("--org", help="Subject O of the CA certificates.")
@@ -44,36 +46,78 @@ Examples:
 @click.option("--group-readable", is_flag=True,
               help="Make the home's directories 0750 and the database 0640 (default 0700/0600): the owner's group "
                    "may read, never write; ca/private stays 0700.")
+@click.option("--store", "store_url", envvar="TWCACTL_STORE", metavar="URL",
+              help="Keep the records in this (empty) PostgreSQL database, postgresql://USER@HOST/DB, shared by "
+                   "several nodes (default $TWCACTL_STORE, else the home's own SQLite file).")
+@click.option("--store-password", "store_password", metavar="SOURCE",
+              help="Password of the --store database: env:NAME, file:PATH, fd:N, stdin "
+                   "(default $TWCACTL_STORE_PASSWORD_SOURCE, else libpq's PGPASSFILE).")
+@click.option("--key-uri", metavar="URI",
+              help="Make the CA keys on a PKCS#11 token, never as files: an RFC 7512 URI such as "
+                   "'pkcs11:token=CA' (object=PREFIX sets the key labels); --ca-passphrase gives the token's user PIN.")
+@click.option("--pkcs11-module", envvar="TWCACTL_PKCS11_MODULE", metavar="PATH",
+              help="The PKCS#11 module for --key-uri (default $TWCACTL_PKCS11_MODULE, the URI's module-path, "
+                   "else the usual OpenSC/SoftHSM2/opencryptoki paths).")
+@click.option("--public-trust", is_flag=True,
+              help="A browser-trusted TLS CA (CA/Browser Forum Baseline Requirements; docs/public-trust.md): needs "
+                   "--crl-url http://.../NAME.crl; the CA certificates and CRLs are published beside it.")
 @json_option
 def init(name: str, org: str | None, country: str | None, key_type: str, root_key_type: str, intermediates: int,
          root_years: int, uca_years: int, crl_url: str | None, ocsp_url: str | None, ca_passphrase: str | None,
-         no_passphrase: bool, group_readable: bool) -> None:
+         no_passphrase: bool, group_readable: bool, store_url: str | None, store_password: str | None,
+         key_uri: str | None, pkcs11_module: str | None, public_trust: bool = False) -> None:
     """Create a CA home: a root CA and one or two issuing intermediates.
 
     The operator running it ($TWCACTL_OPERATOR, else the login name) is
     recorded as the CA's first manager.
     """
     from twcactl.authority.home import CaInitOptions, ensure_new_home, init_ca
-    from twcactl.cli.secrets import get_secret
     from twcactl.errors import UsageError
 
     ctx = app()
     home = ctx.resolved_home()
+    if store_password is not None:
+        ctx.store_password_source = store_password
     if no_passphrase and ca_passphrase:
         raise UsageError("give --ca-passphrase or --no-passphrase, not both.")
     ensure_new_home(home)  # before the prompt: nobody types a passphrase only to be refused
-    passphrase = None if no_passphrase else get_secret(
-        ca_passphrase, option="--ca-passphrase", what="new CA key passphrase", new=True,
-        env_default="TWCACTL_CA_PASSPHRASE_SOURCE")
+    passphrase = None if no_passphrase else _init_secret(ca_passphrase, key_uri)
     opts = CaInitOptions(name=name, org=org, country=country, key_type=key_type, root_key_type=root_key_type,
                          intermediates=intermediates, root_years=root_years, uca_years=uca_years,
-                         crl_url=crl_url, ocsp_url=ocsp_url, group_readable=group_readable)
+                         crl_url=crl_url, ocsp_url=ocsp_url, group_readable=group_readable, key_uri=key_uri,
+                         pkcs11_module=pkcs11_module if key_uri else None, public_trust=public_trust)
     note(f"Generating {intermediates + 1} CA keys in {home} ...")
-    store = init_ca(home, opts, passphrase=passphrase, operator=current_operator(), lock_timeout=ctx.lock_timeout)
+    store = init_ca(home, opts, passphrase=passphrase, operator=current_operator(), lock_timeout=ctx.lock_timeout,
+                    store_url=store_url or "", store_password=ctx.store_password() if store_url else None)
     try:
         _show(store, created=True)
     finally:
         store.close()
+
+
+def _init_secret(source: str | None, key_uri: str | None) -> str:
+    """The new CA keys' passphrase (asked twice), or with ``--key-uri`` the token's user PIN (asked once;
+    the URI's ``pin-source``, a file, when no ``--ca-passphrase`` is given: RFC 7512 §2.3).
+
+    Raises:
+        UsageError: a bad URI, or a pin-source that is not a file (exit 2).  AuthError: no secret (exit 4).
+    """
+    from twcactl.backends.p11_uri import parse_pkcs11_uri
+    from twcactl.cli.secrets import get_secret
+    from twcactl.errors import UsageError
+
+    env = "TWCACTL_CA_PASSPHRASE_SOURCE"
+    if not key_uri:
+        return get_secret(source, option="--ca-passphrase", what="new CA key passphrase", new=True, env_default=env)
+    pin_source = parse_pkcs11_uri(key_uri).pin_source
+    if source is None and pin_source:
+        path = pin_source.removeprefix("file://") if pin_source.startswith("file://") else (
+            pin_source.removeprefix("file:"))
+        if not path.startswith("/"):
+            raise UsageError("the key URI's pin-source must name a file (file:/PATH); give the PIN with "
+                             "--ca-passphrase SOURCE instead.")
+        source = f"file:{path}"
+    return get_secret(source, option="--ca-passphrase", what="token user PIN", env_default=env)
 
 
 @ca.command("show", epilog="""\b
@@ -103,7 +147,8 @@ Examples:
 @json_option
 def config(key: str | None, value: str | None) -> None:
     """Read or change CA settings (config.toml): renewal_window_days, refund_window_days,
-    crl_days (whole days, at most 36500), crl_url, ocsp_url, ca_issuers_url (http/https), pkcs11_module."""
+    crl_days (whole days, at most 36500), crl_url, ocsp_url, ca_issuers_url (http/https), pkcs11_module,
+    public_trust (true/false: the CA/Browser Forum rules, docs/public-trust.md), cps_url."""
     from twcactl.authority.settings import change_setting, current_settings
 
     store = app().open_store()
@@ -137,10 +182,9 @@ def check(no_repair: bool) -> None:
     head, and the key files' permissions.
     """
     from twcactl.authority.maintenance import check_home
-    from twcactl.store import Store
 
-    ctx = app()  # not strict: a home another user could subvert is reported (a finding), not refused
-    store = Store.open(ctx.resolved_home(), lock_timeout=ctx.lock_timeout, strict=False)
+    # not strict: a home another user could subvert is reported (a finding), not refused
+    store = app().open_store(strict=False)
     try:
         report = check_home(store, repair=not no_repair, operator=current_operator())
     finally:
@@ -169,7 +213,10 @@ Example:
 @click.option("--force", is_flag=True, help="Replace an existing FILE.")
 @json_option
 def backup(file: Path, force: bool) -> None:
-    """Write a consistent backup (database via SQLite's online backup, plus the CA files) as one tar.gz."""
+    """Write a consistent backup (database via SQLite's online backup, plus the CA files) as one tar.gz.
+
+    CA keys on a PKCS#11 token (ca init --key-uri) are not in it: back the token up with the HSM's own means.
+    """
     from twcactl.authority.maintenance import backup_home
 
     store = app().open_store()
@@ -234,6 +281,7 @@ def _show(store: Any, *, created: bool) -> None:
             "not_before": rfc3339(cert.not_valid_before_utc),
             "not_after": rfc3339(cert.not_valid_after_utc),
             "path": str(rec.cert_file),
+            "key_uri": rec.key_uri,
         })
     doc = {
         "home": str(store.home),
@@ -250,7 +298,9 @@ def _show(store: Any, *, created: bool) -> None:
             role = "issuing" if c["issuing"] else ("root" if c["name"] == "root" else "intermediate")
             console.print(f"  {c['name']:<6} {role:<12} {safe(c['subject'])}")
             console.print(f"         serial {c['serial']}  valid until {c['not_after'][:10]}  {safe(c['path'])}")
-        console.print(f"  keys   {'encrypted (needs --ca-passphrase)' if doc['key_encrypted'] else 'NOT encrypted'}")
+        on_token = any(c["key_uri"] for c in cas)
+        console.print("  keys   " + ("on a PKCS#11 token (--ca-passphrase gives its PIN)" if on_token else
+                                     "encrypted (needs --ca-passphrase)" if doc["key_encrypted"] else "NOT encrypted"))
         console.print("  operators " + ", ".join(f"{safe(o['name'])} ({o['role']})" for o in doc["operators"]))
         if created:
             console.print("Next: twcactl account add ID --org NAME --domain DOMAIN --quota N")

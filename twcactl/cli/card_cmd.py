@@ -53,8 +53,9 @@ def _token_options(f: Callable[..., Any]) -> Callable[..., Any]:
     f = click.option("--token", "token_label", metavar="LABEL",
                      help="The token's label (needed when several tokens are present).")(f)
     f = click.option("--module", "module", metavar="PATH",
-                     help="The PKCS#11 module (default $TWCACTL_PKCS11_MODULE, the CA home's pkcs11_module "
-                          "setting, else the usual OpenSC / SoftHSM2 / opencryptoki paths).")(f)
+                     help="The PKCS#11 module (default $TWCACTL_PKCS11_MODULE; else the first that holds the token of "
+                          "the CA home's pkcs11_module setting and the usual OpenSC / SoftHSM2 / opencryptoki / "
+                          "p11-kit proxy paths; JSON \"module\" says which).")(f)
     return f
 
 
@@ -63,15 +64,9 @@ def _pin_option(f: Callable[..., Any]) -> Callable[..., Any]:
                         help="The card PIN: env:NAME, file:PATH, fd:N, stdin, pass:TEXT (default: prompt).")(f)
 
 
-def _module_path(module: str | None) -> str:
-    """``--module``, else ``$TWCACTL_PKCS11_MODULE``, else config ``pkcs11_module``, else a search (contract)."""
-    from twcactl.backends.p11 import configured_module_path, find_module
-
-    explicit = module or os.environ.get("TWCACTL_PKCS11_MODULE")
-    if not explicit:
-        configured = _configured_module()  # from config.toml: only a root-owned module is loaded (exit 5)
-        explicit = configured_module_path(configured) if configured else None
-    return find_module(explicit)
+def _explicit_module(module: str | None) -> str | None:
+    """``--module``, else ``$TWCACTL_PKCS11_MODULE``: the user's own choice, used alone (contract)."""
+    return module or os.environ.get("TWCACTL_PKCS11_MODULE") or None
 
 
 def _configured_module() -> str | None:
@@ -82,15 +77,40 @@ def _configured_module() -> str | None:
 
 
 def _open_token(module: str | None, token_label: str | None) -> P11Token:
-    from twcactl.backends.p11 import Pkcs11Module
+    """The token, through ``--module`` / ``$TWCACTL_PKCS11_MODULE`` alone; else the home's configured module
+    (root-owned only, exit 5), then the system modules, the first that holds the token (issue 17)."""
+    from twcactl.backends.p11 import Pkcs11Module, configured_module_path, find_module, open_token_anywhere
 
-    return Pkcs11Module(_module_path(module)).open_token(token_label)
+    explicit = _explicit_module(module)
+    if explicit:
+        return Pkcs11Module(find_module(explicit)).open_token(token_label)
+    configured = _configured_module()  # from config.toml: only a root-owned module is loaded (exit 5)
+    token = open_token_anywhere(configured_module_path(configured) if configured else None, token_label)
+    note(f"PKCS#11 module {token.info.module} holds token {safe(token.info.label)!r}")
+    return token
 
 
 def _pin(source: str | None, *, what: str = "card PIN", option: str = "--pin", new: bool = False) -> str:
     from twcactl.cli.secrets import get_secret
 
     return get_secret(source, option=option, what=what, new=new)
+
+
+DEFAULT_PIN_WARNING = ("the card still has the default PIN of the PIN letter: anyone who has the letter can use "
+                       "it; change it now: twcactl card change-pin")
+
+
+def _default_pin(pin: str | None) -> bool:
+    """True (and a warning on stderr) when ``pin``, which the card accepted, is the manuals' default
+    (rules.pin.DEFAULT_PIN, issue 17); the PIN itself is never printed."""
+    import hmac
+
+    from twcactl.rules.pin import DEFAULT_PIN
+
+    if pin is None or not hmac.compare_digest(pin.encode("utf-8"), DEFAULT_PIN.encode("ascii")):
+        return False
+    note(f"warning: {DEFAULT_PIN_WARNING}")
+    return True
 
 
 def _iso(value: Any) -> str | None:
@@ -166,7 +186,8 @@ def status(module: str | None, token_label: str | None, pin_source: str | None) 
     info = token.refresh()
     for warning in pin_warnings(info.pin):
         note(f"warning: {warning}")
-    doc = {"token": info.to_json(), "objects": [o.to_json() for o in objects], "logged_in": pin is not None}
+    doc = {"token": info.to_json(), "objects": [o.to_json() for o in objects], "logged_in": pin is not None,
+           "module": info.module, "pin_is_default": _default_pin(pin)}
 
     def human(console: Console) -> None:
         _token_lines(console, info)
@@ -214,7 +235,7 @@ def verify_pin(module: str | None, token_label: str | None, pin_source: str | No
     with token.session(pin):
         pass
     info = token.refresh()
-    doc = {"ok": True, "token": info.to_json()}
+    doc = {"ok": True, "token": info.to_json(), "module": info.module, "pin_is_default": _default_pin(pin)}
     for warning_text in pin_warnings(info.pin):
         note(f"warning: {warning_text}")
 
@@ -257,7 +278,7 @@ def change_pin(module: str | None, token_label: str | None, pin_source: str | No
         raise locked_pin_error(token.info.pin)
     token.change_pin(current, new)
     info = token.refresh()
-    doc = {"changed": True, "token": info.to_json()}
+    doc = {"changed": True, "token": info.to_json(), "module": info.module}
 
     def human(console: Console) -> None:
         console.print(f"PIN changed on {safe(info.label)}. Use the new PIN from now on.")
@@ -284,7 +305,7 @@ def unblock(module: str | None, token_label: str | None, so_pin_source: str | No
     token = _open_token(module, token_label)
     token.unblock(so_pin, new)
     info = token.refresh()
-    doc = {"unblocked": True, "token": info.to_json()}
+    doc = {"unblocked": True, "token": info.to_json(), "module": info.module}
 
     def human(console: Console) -> None:
         console.print(f"New PIN set on {safe(info.label)}; the holder can log in with it now.")
@@ -378,18 +399,21 @@ def enroll(module: str | None, token_label: str | None, pin_source: str | None, 
             issuer = prepare_issuer(store, plan.specs, plan.subject_pairs, plan.sans_for, account_id=account_id,
                                     validity=validity, key_type=key_type, operator=current_operator(),
                                     passphrase=ca_passphrase_provider(ca_passphrase))
-        token, pending = _enroll_on_card(module, token_label, pin_source, plan, issuer, csr_files, force=force)
+        token, pending, default_pin = _enroll_on_card(module, token_label, pin_source, plan, issuer, csr_files,
+                                                      force=force)
         window = (store.settings() if store is not None else Settings()).renewal_window_days
     finally:
         if store is not None:
             store.close()
     _render_enrolment(token.refresh(), pending, csr_files, issuer.issued if issuer is not None else [], window,
-                      files=issuer.files if issuer is not None else None)
+                      files=issuer.files if issuer is not None else None, default_pin=default_pin)
 
 
 def _enroll_on_card(module: str | None, token_label: str | None, pin_source: str | None, plan: EnrolmentPlan,
-                    issuer: LocalIssuer | None, csr_files: list[Path], *, force: bool) -> tuple[P11Token, list[Any]]:
-    """Make the plan's keys on the card (certified by ``issuer``, or their CSRs written to ``csr_files``)."""
+                    issuer: LocalIssuer | None, csr_files: list[Path], *, force: bool
+                    ) -> tuple[P11Token, list[Any], bool]:
+    """Make the plan's keys on the card (certified by ``issuer``, or their CSRs written to ``csr_files``);
+    the token, the keys made, and whether the PIN is still the default one."""
     from cryptography.hazmat.primitives import serialization
 
     from twcactl import card as card_mod
@@ -407,11 +431,12 @@ def _enroll_on_card(module: str | None, token_label: str | None, pin_source: str
         except BaseException:
             card_mod.discard(session, pending)
             raise
-    return token, pending
+    return token, pending, _default_pin(pin)
 
 
 def _render_enrolment(info: TokenInfo, pending: list[Any], csr_files: list[Path],
-                      issued: list[tuple[x509.Certificate, Any]], window: int, *, files: Any = None) -> None:
+                      issued: list[tuple[x509.Certificate, Any]], window: int, *, files: Any = None,
+                      default_pin: bool = False) -> None:
     keys = []
     for i, item in enumerate(pending):
         entry: dict[str, Any] = {"profile": item.spec.profile, "label": item.spec.label, "id": item.id_hex,
@@ -423,7 +448,8 @@ def _render_enrolment(info: TokenInfo, pending: list[Any], csr_files: list[Path]
             entry["certificate"] = _cert_doc(cert, label=item.spec.label, id_hex=item.id_hex, record=record,
                                              window=window)
         keys.append(entry)
-    doc: dict[str, Any] = {"token": {"label": info.label, "serial": info.serial}, "keys": keys}
+    doc: dict[str, Any] = {"token": {"label": info.label, "serial": info.serial}, "keys": keys,
+                           "module": info.module, "pin_is_default": default_pin}
     if files is not None:
         doc["files"] = files_document(files)
 
@@ -464,8 +490,9 @@ def import_cert(cert_file: Path, module: str | None, token_label: str | None, pi
     pin = _pin(pin_source)
     with token.session(pin, rw=True) as session:
         key = card_mod.import_certificate(session, cert, label=label)
-    doc = {"token": {"label": token.info.label, "serial": token.info.serial},
-           "certificate": _cert_doc(cert, label=label or key.label, id_hex=key.id)}
+    doc: dict[str, Any] = {"token": {"label": token.info.label, "serial": token.info.serial},
+                           "module": token.info.module,
+                           "certificate": _cert_doc(cert, label=label or key.label, id_hex=key.id)}
 
     def human(console: Console) -> None:
         console.print(f"Certificate {doc['certificate']['serial']} written next to key {key.id} on "
@@ -586,7 +613,7 @@ def _render_renewals(info: TokenInfo, made: list[Any], request_files: list[Path]
             entry["renewed"] = renewed
         entries.append(entry)
     doc: dict[str, Any] = {"token": {"label": info.label, "serial": info.serial}, "renewals": entries,
-                           "old_kept": old_kept}
+                           "old_kept": old_kept, "module": info.module}
     if submit is not None:
         doc["files"] = files_document(submit.files)
 
@@ -626,7 +653,8 @@ Examples:
 """)
 @_token_options
 @click.option("--out-dir", type=click.Path(path_type=Path, file_okay=False), default=Path("."), show_default=True,
-              help="Where to write <serial>.cer (PEM) for each certificate on the card.")
+              help="Where to write <label>-<serial>.cer (PEM) for each certificate on the card: sign-<serial>.cer "
+                   "and enc-<serial>.cer for a signing and encryption pair.")
 @click.option("--force", is_flag=True, help="Replace existing files.")
 @json_option
 def register(module: str | None, token_label: str | None, out_dir: Path, force: bool) -> None:
@@ -637,6 +665,7 @@ def register(module: str | None, token_label: str | None, out_dir: Path, force: 
     """
     from cryptography.hazmat.primitives import serialization
 
+    from twcactl.authority.card_issuer import register_file_name
     from twcactl.card import readable_certificates
     from twcactl.fsutil import ensure_free, write_file
 
@@ -645,7 +674,7 @@ def register(module: str | None, token_label: str | None, out_dir: Path, force: 
         certs, unreadable = readable_certificates(session.objects())
     for o in unreadable:
         note(f"warning: skipping certificate object {o.id or o.label!r}: not a readable X.509 certificate")
-    paths = [out_dir / f"{format_serial(c.serial_number)}.cer" for _o, c in certs]
+    paths = [out_dir / register_file_name(o.label, format_serial(c.serial_number)) for o, c in certs]
     ensure_free(paths, force=force)
     out_dir.mkdir(parents=True, exist_ok=True)
     records, window = _register_in_home(token.info, [(c, str(p)) for (_o, c), p in zip(certs, paths)])
@@ -657,7 +686,8 @@ def register(module: str | None, token_label: str | None, out_dir: Path, force: 
         entry["file"] = str(paths[i])
         entry["issued_here"] = records[i] is not None
         entries.append(entry)
-    doc = {"token": {"label": token.info.label, "serial": token.info.serial}, "certificates": entries}
+    doc = {"token": {"label": token.info.label, "serial": token.info.serial}, "certificates": entries,
+           "module": token.info.module}
 
     def human(console: Console) -> None:
         if not entries:

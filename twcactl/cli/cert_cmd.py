@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +17,7 @@ from twcactl.cli.context import (
     parse_time_option,
 )
 from twcactl.cli.output import emit, files_document, note, safe
+from twcactl.rules.vocab import PROFILES
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -33,15 +35,19 @@ def cert() -> None:
     """Issue, find, show and export certificates."""
 
 
-def _expand_inputs(paths: tuple[Path, ...]) -> list[Path]:
-    """CSR files, with each directory replaced by its visible regular files (sorted)."""
+def _expand_inputs(paths: tuple[Path, ...]) -> tuple[list[Path], set[Path]]:
+    """CSR files, with each directory replaced by its visible regular files (sorted), and those found in a
+    directory (a stray file there is skipped rather than failing the batch, issue 17)."""
     out: list[Path] = []
+    in_dirs: set[Path] = set()
     for p in paths:
         if p.is_dir():
-            out.extend(sorted(c for c in p.iterdir() if c.is_file() and not c.name.startswith(".")))
+            found = sorted(c for c in p.iterdir() if c.is_file() and not c.name.startswith("."))
+            out.extend(found)
+            in_dirs.update(found)
         else:
             out.append(p)
-    return out
+    return out, in_dirs
 
 
 @cert.command("issue", epilog="""\b
@@ -52,8 +58,7 @@ Examples:
 @click.argument("csrs", nargs=-1, required=True, type=click.Path(path_type=Path, allow_dash=True), metavar="CSR...|DIR")
 @click.option("--account", "account_id", required=True, metavar="ID",
               help="The account that pays and whose domains apply.")
-@click.option("--profile", default="ssl", show_default=True,
-              type=click.Choice(["ssl", "wildcard", "ev", "user-sign", "user-enc"]))
+@click.option("--profile", default="ssl", show_default=True, type=click.Choice(list(PROFILES)))
 @click.option("--years", type=int, help="Validity in calendar years, 1-100 (default 1; costs N certificate-years).")
 @click.option("--days", type=int, help="Validity in days, 1-36500 (costs ceil(D/365) certificate-years).")
 @click.option("--contact", metavar="EMAIL", help="The technical contact, kept with the record.")
@@ -62,11 +67,14 @@ Examples:
               help="Also write the certificate (PEM) here; one CSR only.")
 @click.option("--keep-going", is_flag=True, help="Issue the good requests of a batch and report the refused ones.")
 @click.option("--force", is_flag=True, help="Replace an existing --out file.")
+@click.option("--notify", is_flag=True, help="Mail the --contact the bundle (cert.zip) once issued (ca config smtp_*).")
+@click.option("--strict", is_flag=True, help="Public trust: refuse a validity past the CA/Browser Forum maximum "
+              "of today (SC-081) instead of capping it.")
 @ca_passphrase_option
 @json_option
 def issue(csrs: tuple[Path, ...], account_id: str, profile: str, years: int | None, days: int | None,
           contact: str | None, note: str | None, out: Path | None, keep_going: bool, force: bool,
-          ca_passphrase: str | None) -> None:
+          ca_passphrase: str | None, notify: bool = False, strict: bool = False) -> None:
     """Issue certificates for CSRs under an account, after the same checks as `csr check`.
 
     Several CSRs (or a directory of them) are one batch: all or nothing,
@@ -78,46 +86,59 @@ def issue(csrs: tuple[Path, ...], account_id: str, profile: str, years: int | No
     from twcactl.rules.validity import Validity
 
     validity = Validity.from_options(years, days)
-    files = _expand_inputs(csrs)
-    if not files:
-        raise UsageError("no CSR files given (the directory is empty).")
-    if out is not None and len(files) != 1:
+    files, in_dirs = _expand_inputs(csrs)
+    inputs, failed_reads, skipped = _read_csrs(files, in_dirs, keep_going=keep_going)
+    if not inputs and not failed_reads:
+        raise UsageError("no CSR files given (the directory is empty)." if not skipped else
+                         f"no CSR files given: {len(skipped)} file(s) in the directory are not CSRs.")
+    if out is not None and len(files) - len(skipped) != 1:
         raise UsageError("--out takes one CSR; for a batch use the files under the CA home or cert export.")
     ensure_free([out], force=force)
-    inputs, failed_reads = _read_csrs(files, keep_going=keep_going)
     store = app().open_store()
     try:
+        mail = _issue_mail_config(store, contact) if notify else None  # checked before anything is issued
         outcome = issue_certificates(
             store, inputs, account_id=account_id, profile=profile, validity=validity, operator=current_operator(),
             passphrase=ca_passphrase_provider(ca_passphrase), contact=contact, note=note, keep_going=keep_going,
-        )
+            strict=strict)
         settings = store.settings()
+        notices = _send_issue_notices(store, outcome, mail) if mail is not None else None
     finally:
         store.close()
     outcome.failed[:0] = failed_reads
     if out is not None and outcome.issued:
         _copy_out(outcome.issued[0], out, force=force)
-    _render_issue(outcome, account_id, settings.renewal_window_days)
+    _render_issue(outcome, account_id, settings.renewal_window_days, skipped, notices)
     if outcome.failed:
         raise SystemExit(outcome.failed[0][1].exit_code)
 
 
-def _read_csrs(files: list[Path], *, keep_going: bool) -> tuple[list[CsrInput], list[tuple[str, TwcaError]]]:
-    """The CSR files as inputs; with ``keep_going`` an unreadable one is set aside instead of stopping the batch."""
+def _read_csrs(files: list[Path], in_dirs: set[Path], *, keep_going: bool
+               ) -> tuple[list[CsrInput], list[tuple[str, TwcaError]], list[dict[str, str]]]:
+    """The CSR files as inputs; with ``keep_going`` an unreadable one is set aside instead of stopping the batch;
+    a file found in a directory that is not a CSR at all is skipped, ``{"file", "why"}`` (issue 17)."""
     from twcactl.authority.lifecycle import CsrInput
+    from twcactl.csr import not_a_request
     from twcactl.errors import TwcaError
     from twcactl.fsutil import read_input
 
     inputs: list[CsrInput] = []
     failed_reads: list[tuple[str, TwcaError]] = []
+    skipped: list[dict[str, str]] = []
     for f in files:
         try:
-            inputs.append(CsrInput(name=str(f), data=read_input(f, what="CSR")))
+            data = read_input(f, what="CSR")
         except TwcaError as exc:
             if not keep_going:
                 raise
             failed_reads.append((str(f), exc))
-    return inputs, failed_reads
+            continue
+        why = not_a_request(data) if f in in_dirs else None
+        if why is not None:  # reported in the result (_render_issue), not as it is found
+            skipped.append({"file": str(f), "why": why})
+        else:
+            inputs.append(CsrInput(name=str(f), data=data))
+    return inputs, failed_reads, skipped
 
 
 def _copy_out(record: CertRecord, out: Path, *, force: bool) -> None:
@@ -135,18 +156,50 @@ def _copy_out(record: CertRecord, out: Path, *, force: bool) -> None:
         write_file(out, pem, force=force)
 
 
-def _render_issue(outcome: IssueOutcome, account_id: str, window: int) -> None:
+def _issue_mail_config(store: Store, contact: str | None) -> Any:
+    """``--notify``: the relay settings, checked (and the password resolved) before anything is issued."""
+    from twcactl.authority.notify import contact_address
+    from twcactl.cli.notify_cmd import mail_settings
+    from twcactl.errors import UsageError
+
+    if contact_address(contact) is None:
+        raise UsageError("--notify needs --contact EMAIL: the technical contact the bundle is mailed to.")
+    return mail_settings(store)
+
+
+def _send_issue_notices(store: Store, outcome: IssueOutcome, mail: Any) -> list[dict[str, object]]:
+    """``--notify`` after the commit: one result per certificate; a mail failure is reported, never raised."""
+    import sys
+
+    from twcactl.authority.notify import send_issue_notices
+
+    results = send_issue_notices(store, outcome.issued, operator=current_operator(), config=mail)
+    for r in results:
+        if r.outcome == "failed":
+            sys.stderr.write(f"warning: {r.serial} is issued, but its notice to {r.recipient} failed: {r.error}\n")
+    return [r.to_json() for r in results]
+
+
+def _render_issue(outcome: IssueOutcome, account_id: str, window: int, skipped: list[dict[str, str]],
+                  notices: list[dict[str, object]] | None = None) -> None:
     from twcactl.rules.times import utcnow
 
     now = utcnow()
     doc = {
         "certificates": [r.to_json(now, window) for r in outcome.issued],
         "failed": [{"file": name, "error": err.message, "code": err.exit_code} for name, err in outcome.failed],
+        "skipped": skipped,
         "account": {"id": account_id, "balance": outcome.balance_after, "was": outcome.balance_before},
         "files": files_document(outcome.files),
+        "notes": list(outcome.notes),  # issue 16: a validity capped by the CA/Browser Forum is never silent
     }
+    _notes(outcome.notes)
+    if notices is not None:  # cert issue --notify (issue 17)
+        doc["notices"] = notices
 
     def human(console: Console) -> None:
+        for n in notices or []:
+            console.print(f"Notice {n['outcome']} to {safe(n['recipient'] or '-')} for {n['serial']}")
         for r in outcome.issued:
             console.print(f"Issued {r.serial}  CN={safe(r.cn or '')}  valid until {r.not_after:%Y-%m-%d}")
         if outcome.issued:
@@ -155,10 +208,11 @@ def _render_issue(outcome: IssueOutcome, account_id: str, window: int) -> None:
             if len(outcome.issued) == 1:
                 pending = " (pending: twcactl ca check writes it)" if outcome.files.pending else ""
                 console.print(f"  files   {outcome.issued[0].path}{pending}")
-                first = outcome.issued[0]
-                console.print(f"Next: twcactl cert export {first.serial} --out-dir ./{_dir_hint(first)}")
+                console.print(_next_hint(outcome.issued[0]))
         for name, err in outcome.failed:
             console.print(f"Refused {safe(name)}: {safe(err.message)}")
+        for item in skipped:
+            console.print(f"Skipped {safe(item['file'])}: {safe(item['why'])}")
 
     emit(doc, human)
 
@@ -174,9 +228,9 @@ def _cert_human(verb: str, record: CertRecord, extra: list[str] | None = None): 
 
 @cert.command("renew", epilog="""\b
 Examples:
-  twcactl cert renew 5f1c0a9e3b7d2c41 --csr www-2027.csr
-  twcactl cert renew 5f1c0a9e3b7d2c41 --csr www.csr --days 30 --early --json
-  twcactl cert renew 5f1c0a9e3b7d2c41 --request renewal.p7b     # signed by the old (card) key
+  twcactl cert renew 4b1e9d0c7a2f5e8136c0d94a7be25f1380c6d2a9 --csr www-2027.csr
+  twcactl cert renew 4b1e9d0c7a2f5e8136c0d94a7be25f1380c6d2a9 --csr www.csr --days 30 --early --json
+  twcactl cert renew 4b1e9d0c7a2f5e8136c0d94a7be25f1380c6d2a9 --request renewal.p7b   # signed by the old key
 """)
 @click.argument("serial")
 @click.option("--csr", "csr_file", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
@@ -190,10 +244,13 @@ Examples:
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
               help="Also write the new certificate (PEM) here.")
 @click.option("--force", is_flag=True, help="Replace an existing --out file.")
+@click.option("--strict", is_flag=True, help="Public trust: refuse a renewal the CA/Browser Forum maximum would "
+              "shorten instead of capping it.")
 @ca_passphrase_option
 @json_option
 def renew(serial: str, csr_file: Path | None, request_file: Path | None, years: int | None, days: int | None,
-          early: bool, note: str | None, out: Path | None, force: bool, ca_passphrase: str | None) -> None:
+          early: bool, note: str | None, out: Path | None, force: bool, ca_passphrase: str | None,
+          strict: bool = False) -> None:
     """Renew a valid certificate: same CN, validity continuing from the old notAfter.
 
     Allowed from the renewal window (ca config renewal_window_days, default
@@ -215,7 +272,7 @@ def renew(serial: str, csr_file: Path | None, request_file: Path | None, years: 
     try:
         outcome = renew_certificate(store, _lookup(store, serial).serial, item, validity=validity, early=early,
                                     operator=current_operator(), passphrase=ca_passphrase_provider(ca_passphrase),
-                                    note=note, signer_der=signer_der)
+                                    note=note, signer_der=signer_der, strict=strict)
         window = store.settings().renewal_window_days
     finally:
         store.close()
@@ -224,11 +281,25 @@ def renew(serial: str, csr_file: Path | None, request_file: Path | None, years: 
     record = outcome.certificate
     doc = {"certificate": record.to_json(utcnow(), window), "renewed": outcome.renewed,
            "account": {"id": record.account, "balance": outcome.balance_after, "was": outcome.balance_before},
-           "files": files_document(outcome.files)}
-    emit(doc, _cert_human("Renewed", record, [
+           "files": files_document(outcome.files), "charge": outcome.charge,
+           "notes": _notes([outcome.note] if outcome.note else [])}
+    lines = _cert_human("Renewed", record, [
         f"replaces {outcome.renewed}",
         f"account {record.account} balance {outcome.balance_after} certificate-years (was {outcome.balance_before})",
-        f"file    {record.path}"]))
+        f"file    {record.path}"])
+
+    def human(console: Console) -> None:
+        lines(console)
+        console.print(_next_hint(record))  # issue 17: the same hint as cert issue
+
+    emit(doc, human)
+
+
+def _notes(lines: list[str]) -> list[str]:
+    """Write each note on stderr and return them (issue 16: a capped validity is never silent)."""
+    for line in lines:
+        note(line)
+    return list(lines)
 
 
 def _renewal_input(csr_file: Path | None, request_file: Path | None) -> tuple[CsrInput, bytes | None]:
@@ -250,8 +321,9 @@ def _renewal_input(csr_file: Path | None, request_file: Path | None) -> tuple[Cs
 
 @cert.command("revoke", epilog="""\b
 Examples:
-  twcactl cert revoke 5f1c0a9e3b7d2c41 --reason keyCompromise
-  twcactl cert revoke 5f1c0a9e3b7d2c41 --reason superseded --invalidity-date 2026-11-01T00:00:00Z --json
+  twcactl cert revoke 4b1e9d0c7a2f5e8136c0d94a7be25f1380c6d2a9 --reason keyCompromise
+  twcactl cert revoke 4b1e9d0c7a2f5e8136c0d94a7be25f1380c6d2a9 --reason superseded \\
+      --invalidity-date 2026-11-01T00:00:00Z --json
 """)
 @click.argument("serial")
 @click.option("--reason", required=True, metavar="REASON",
@@ -285,14 +357,18 @@ def revoke(serial: str, reason: str, invalidity_date: str | None, all_with_key: 
 
 
 @cert.command("hold", epilog="""\b
-Example:
-  twcactl cert hold 5f1c0a9e3b7d2c41     # suspend (certificateHold); undo with cert release
+Examples:
+  twcactl cert suspend 4b1e9d0c7a2f5e8136c0d94a7be25f1380c6d2a9   # certificateHold; undo: cert resume
+  twcactl cert hold 4b1e9d0c                # the same command; a unique serial prefix (8+ hex digits) will do
 """)
 @click.argument("serial")
 @ca_passphrase_option
 @json_option
 def hold(serial: str, ca_passphrase: str | None) -> None:
-    """Suspend a certificate (certificateHold on the CRL) until it is released."""
+    """Suspend a certificate (certificateHold on the CRL) until it is resumed.
+
+    `cert suspend` is the manuals' word; `cert hold` is the same command.
+    """
     from twcactl.authority.lifecycle import hold_certificate
 
     _state_change(serial, "Suspended", lambda store, s, op, pp: hold_certificate(
@@ -300,18 +376,27 @@ def hold(serial: str, ca_passphrase: str | None) -> None:
 
 
 @cert.command("release", epilog="""\b
-Example:
-  twcactl cert release 5f1c0a9e3b7d2c41  # resume a suspended certificate
+Examples:
+  twcactl cert resume 4b1e9d0c7a2f5e8136c0d94a7be25f1380c6d2a9   # resume a suspended certificate
+  twcactl cert release 4b1e9d0c          # the same command; a unique serial prefix (8+ hex digits) will do
 """)
 @click.argument("serial")
 @ca_passphrase_option
 @json_option
 def release(serial: str, ca_passphrase: str | None) -> None:
-    """Resume a suspended certificate: valid again and absent from the next CRL."""
+    """Resume a suspended certificate: valid again and absent from the next CRL.
+
+    `cert resume` is the manuals' word; `cert release` is the same command.
+    """
     from twcactl.authority.lifecycle import release_certificate
 
     _state_change(serial, "Resumed", lambda store, s, op, pp: release_certificate(
         store, s, operator=op, passphrase=pp), ca_passphrase)
+
+
+# The manuals' words (issue 17): the same command objects under both names.
+cert.add_command(hold, "suspend")
+cert.add_command(release, "resume")
 
 
 def _state_change(serial: str, verb: str, action: Any, ca_passphrase: str | None) -> None:
@@ -343,25 +428,35 @@ def _state_change(serial: str, verb: str, action: Any, ca_passphrase: str | None
     emit(doc, _cert_human(verb, record, extra))
 
 
+def _next_hint(record: CertRecord) -> str:
+    """The "Next:" line of ``cert issue`` and ``cert renew``: export the manuals' bundle."""
+    return f"Next: twcactl cert export {record.serial} --out-dir ./{_dir_hint(record)}"
+
+
 def _dir_hint(record: CertRecord) -> str:
     label = (record.cn or record.serial).split(".")[0]
     return "".join(ch for ch in label if ch.isalnum() or ch in "-_") or record.serial
 
 
 def _lookup(store: Store, serial_text: str) -> CertRecord:
-    from twcactl.rules.serials import format_serial, parse_serial
+    """The record a SERIAL argument names: the whole serial or a unique prefix of 8+ hex digits (issue 17)."""
+    from twcactl.authority.lookup import resolve_serial
 
-    return store.certificates.get(format_serial(parse_serial(serial_text)))
+    return resolve_serial(store, serial_text)
 
 
 @cert.command("show", epilog="""\b
-Example:
-  twcactl cert show 5f1c0a9e3b7d2c41 --json
+Examples:
+  twcactl cert show 4b1e9d0c7a2f5e8136c0d94a7be25f1380c6d2a9 --json
+  twcactl cert show 4b1e9d0c          # a unique prefix of 8+ hex digits
 """)
 @click.argument("serial")
 @json_option
 def show(serial: str) -> None:
-    """Show one certificate: status, subject, SANs, validity, chain and history."""
+    """Show one certificate: status, subject, SANs, validity, thumbprints, contact, note, renewals and history.
+
+    SERIAL is the whole serial or a unique prefix of at least 8 hex digits.
+    """
     from twcactl.rules.times import utcnow
 
     store = app().open_store()
@@ -373,40 +468,53 @@ def show(serial: str) -> None:
         chain = [{"name": ca.name, "subject": ca.certificate().subject.rfc4514_string()} for ca in store.cas.all()]
     finally:
         store.close()
-    now = utcnow()
     doc: dict[str, Any] = {
-        "certificate": record.to_json(now, window),
+        "certificate": record.to_json(utcnow(), window),
         "history": history,
         "chain": chain,
         "contact": record.contact,
         "note": record.note,
         "renewed_from": record.renewed_from,
         "renewed_by": renewed_by,
+        # the thumbprints the manuals show (Windows' certificate dialog: SHA-1; browsers: SHA-256), lowercase hex
+        "sha256": hashlib.sha256(record.der).hexdigest(),
+        "sha1": hashlib.sha1(record.der).hexdigest(),  # a thumbprint, not a signature
     }
+    emit(doc, lambda console: _render_show(console, doc))
 
-    def human(console: Console) -> None:
-        c = doc["certificate"]
-        console.print(f"Certificate {c['serial']}  {c['status']}")
-        console.print(f"  subject     {safe(c['subject'])}")
-        console.print(f"  SANs        {safe(', '.join(c['sans']))}")
-        console.print(f"  profile     {c['profile']}   account {c['account']}")
-        console.print(f"  validity    {c['not_before']} .. {c['not_after']}")
-        console.print(f"  issuer      {safe(c['issuer'])}")
-        console.print(f"  file        {c['path']}")
-        if record.renewed_from:
-            console.print(f"  renewed from {record.renewed_from}")
-        if renewed_by:
-            console.print(f"  renewed by  {', '.join(renewed_by)}")
-        for h in history:
-            console.print(f"  {h['time']}  {h['action']:<14} by {safe(h['operator'])}")
 
-    emit(doc, human)
+def _thumbprint(hex_digest: str) -> str:
+    """``AB:CD:...``, the form ``openssl x509 -fingerprint`` prints."""
+    return ":".join(hex_digest[i:i + 2] for i in range(0, len(hex_digest), 2)).upper()
+
+
+def _render_show(console: Console, doc: dict[str, Any]) -> None:
+    """Everything of the ``cert show`` JSON in words (issue 17: renewed from / by, contact, note, thumbprints)."""
+    c = doc["certificate"]
+    console.print(f"Certificate {c['serial']}  {c['status']}")
+    console.print(f"  subject     {safe(c['subject'])}")
+    console.print(f"  SANs        {safe(', '.join(c['sans']))}")
+    console.print(f"  profile     {c['profile']}   account {c['account']}")
+    console.print(f"  validity    {c['not_before']} .. {c['not_after']}")
+    console.print(f"  issuer      {safe(c['issuer'])}")
+    console.print(f"  file        {c['path']}")
+    if c.get("paid_until"):  # issue 16: a subscription of short certificates
+        console.print(f"  paid until  {c['paid_until']}   next free re-issue from {c.get('reissue_from') or '-'}")
+    console.print(f"  SHA-256     {_thumbprint(doc['sha256'])}")
+    console.print(f"  SHA-1       {_thumbprint(doc['sha1'])}")
+    console.print(f"  contact     {safe(doc['contact'] or '-')}")
+    console.print(f"  note        {safe(doc['note'] or '-')}")
+    console.print(f"  renewed from {doc['renewed_from'] or '-'}")
+    console.print(f"  renewed by  {', '.join(doc['renewed_by']) or '-'}")
+    for h in doc["history"]:
+        console.print(f"  {h['time']}  {h['action']:<14} by {safe(h['operator'])}")
 
 
 @cert.command("list", epilog="""\b
 Examples:
   twcactl cert list --account 70759028-01 --status expiring
   twcactl cert list --cn '*.twca.com.tw' --limit 20 --json
+  twcactl cert list --sort expiry --limit 10          # the ten that end soonest
   twcactl cert list --csv report.csv
 """)
 @click.option("--cn", "cn_glob", metavar="GLOB", help="CN glob, case-insensitive (e.g. 'www*').")
@@ -416,13 +524,16 @@ Examples:
 @click.option("--expiring-within", type=click.IntRange(min=0), metavar="DAYS",
               help="Valid, not yet renewed, and ending within DAYS.")
 @click.option("--limit", type=click.IntRange(min=1), metavar="N")
+@click.option("--sort", "sort", type=click.Choice(["newest", "expiry"]), default="newest", show_default=True,
+              help="newest: the latest notAfter first; expiry: the soonest notAfter first.")
 @click.option("--csv", "csv_file", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
               help="Write a CSV report of the rows here.")
 @click.option("--force", is_flag=True, help="Replace an existing --csv file.")
 @json_option
 def list_(cn_glob: str | None, domain: str | None, account_id: str | None, status: str | None,
-          expiring_within: int | None, limit: int | None, csv_file: Path | None, force: bool) -> None:
-    """List certificates, newest expiry first, filtered by CN, domain, account, status or expiry."""
+          expiring_within: int | None, limit: int | None, sort: str, csv_file: Path | None, force: bool) -> None:
+    """List certificates, newest expiry first (--sort expiry: soonest first), filtered by CN, domain, account,
+    status or expiry."""
     from twcactl.rules.times import utcnow
 
     now = utcnow()
@@ -430,7 +541,8 @@ def list_(cn_glob: str | None, domain: str | None, account_id: str | None, statu
     try:
         window = store.settings().renewal_window_days
         records = store.certificates.find(now=now, status=status, expiring_within=expiring_within,
-                                          account=account_id, cn_glob=cn_glob, domain=domain, limit=limit)
+                                          account=account_id, cn_glob=cn_glob, domain=domain, limit=limit,
+                                          soonest_first=sort == "expiry")
     finally:
         store.close()
     rows = [r.to_json(now, window) for r in records]
@@ -488,7 +600,7 @@ def _write_csv(path: Path, records: list[CertRecord], now: Any, window: int, *, 
 
 @cert.command("export", epilog="""\b
 Example:
-  twcactl cert export 5f1c0a9e3b7d2c41 --out-dir ./www
+  twcactl cert export 4b1e9d0c7a2f5e8136c0d94a7be25f1380c6d2a9 --out-dir ./www
   # then: openssl verify -CAfile www/root.cer -untrusted www/uca.cer www/server.cer
 """)
 @click.argument("serial")
@@ -518,3 +630,13 @@ def export(serial: str, out_dir: Path, force: bool) -> None:
             console.print(f"  {p}")
 
     emit(doc, human)
+
+
+def _register_renew_due() -> None:
+    """``cert renew-due`` lives in its own module (issue 17)."""
+    from twcactl.cli.renew_due_cmd import renew_due
+
+    cert.add_command(renew_due)
+
+
+_register_renew_due()

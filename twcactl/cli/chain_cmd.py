@@ -35,7 +35,7 @@ def _home_cas() -> list[x509.Certificate]:
     home = app().resolved_home()
     if not Store.exists(home):
         return []
-    store = Store.open(home, lock_timeout=app().lock_timeout)
+    store = app().open_store()  # the store password too, when the records are on PostgreSQL (issue 14)
     try:
         return [ca.certificate() for ca in store.cas.all()]
     finally:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import getpass
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,6 +23,18 @@ class AppContext:
     quiet: bool = False
     debug: bool = False
     lock_timeout: float = 30.0
+    #: ``--store-password SOURCE`` (issue 14), else ``$TWCACTL_STORE_PASSWORD_SOURCE`` when read
+    store_password_source: str | None = None
+    _store_password: list[str | None] = field(default_factory=list)
+
+    def store_password(self) -> str | None:
+        """The PostgreSQL store's password from ``--store-password SOURCE`` or
+        ``$TWCACTL_STORE_PASSWORD_SOURCE``; None when neither is given (libpq's PGPASSFILE /
+        PGSERVICEFILE or a password-less login then apply).  Read at most once."""
+        if not self._store_password:
+            source = self.store_password_source or os.environ.get("TWCACTL_STORE_PASSWORD_SOURCE") or None
+            self._store_password.append(None if source is None else read_store_password(source))
+        return self._store_password[0]
 
     def resolved_home(self) -> Path:
         """``--home``, else ``$TWCACTL_HOME``, else the platform's user data directory."""
@@ -35,11 +47,13 @@ class AppContext:
 
         return default_home()
 
-    def open_store(self) -> Store:
-        """Open the CA home (exit 5 when there is none)."""
+    def open_store(self, *, strict: bool = True) -> Store:
+        """Open the CA home (exit 5 when there is none); its store password is read only when the home's
+        records are on PostgreSQL."""
         from twcactl.store import Store
 
-        return Store.open(self.resolved_home(), lock_timeout=self.lock_timeout)
+        return Store.open(self.resolved_home(), lock_timeout=self.lock_timeout, strict=strict,
+                          store_password=self.store_password)
 
 
 def app(ctx: click.Context | None = None) -> AppContext:
@@ -60,6 +74,34 @@ def current_operator() -> str:
         return getpass.getuser()
     except (KeyError, OSError):  # no passwd entry, e.g. in some containers (KeyError before 3.13, OSError after)
         return f"uid-{os.getuid()}"
+
+
+def read_store_password(source: str) -> str:
+    """The PostgreSQL store's password from ``source`` (env:NAME, file:PATH, fd:N, stdin).
+
+    Raises:
+        UsageError: ``pass:TEXT`` (a password on the command line is readable by every user; exit 2).
+    """
+    from twcactl.cli.secrets import get_secret
+    from twcactl.errors import UsageError
+
+    if source.startswith("pass:"):
+        raise UsageError("--store-password does not take pass:TEXT (other users can read a command line).",
+                         hint="use env:NAME, file:PATH, fd:N or stdin, or libpq's PGPASSFILE")
+    return get_secret(source, option="--store-password", what="store password")
+
+
+def _set_store_password(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        app(ctx).store_password_source = value
+
+
+def store_password_option(f):  # type: ignore[no-untyped-def]
+    """The global ``--store-password SOURCE``: the PostgreSQL store's password (issue 14)."""
+    return click.option("--store-password", "store_password", metavar="SOURCE", expose_value=False,
+                        callback=_set_store_password,
+                        help="Password of a PostgreSQL store: env:NAME, file:PATH, fd:N, stdin "
+                             "(default $TWCACTL_STORE_PASSWORD_SOURCE, else libpq's PGPASSFILE).")(f)
 
 
 def _set_json(ctx: click.Context, _param: click.Parameter, value: bool) -> None:

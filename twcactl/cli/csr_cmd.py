@@ -37,8 +37,9 @@ Examples:
       --state Taiwan --country TW --key-out www.key --out www.csr --key-passphrase env:KEY_PASS
   twcactl csr new --cn api.twca.com.tw --san api2.twca.com.tw --key-type ec-p256 \\
       --org TWCA --locality Taipei --state Taiwan --country TW --key-out api.key --no-passphrase
-  # renewal: same subject and SANs as the old certificate, a new key
+  # renewal: same subject, SANs and key type as the old certificate, a new key
   twcactl csr new --from-cert server.cer --key-out www-2027.key --out www-2027.csr
+  twcactl csr new --from-cert cert.zip --key-out www-2027.key --out www-2027.csr   # or fullchain.pem
   # scripted: values from a TOML template (keys: cn org ou locality state country san key_type profile)
   twcactl csr new --template www.toml --key-out www.key --no-passphrase --json
 """)
@@ -48,10 +49,11 @@ Examples:
                           "For SSL profiles the CN is always included. Replaces the SANs of --from-cert / --template.")
 @click.option("--profile", type=click.Choice(PROFILE_CHOICES),
               help="What the request is for (decides how --san is read)  [default: ssl]")
-@click.option("--key-type", type=click.Choice(KEY_TYPE_CHOICES), help="The new key  [default: rsa2048]")
-@click.option("--from-cert", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True), metavar="CERT",
-              help="Renewal: take the subject (in order) and DNS/e-mail SANs of this certificate; "
-                   "options given here override them.")
+@click.option("--key-type", type=click.Choice(KEY_TYPE_CHOICES),
+              help="The new key  [default: the --from-cert key's type and size, else rsa2048]")
+@click.option("--from-cert", type=click.Path(path_type=Path, allow_dash=True), metavar="CERT",
+              help="Renewal: take the subject (in order), DNS/e-mail SANs and key type and size of this certificate "
+                   "(server.cer, a fullchain PEM with the leaf first, or cert.zip); options given here override them.")
 @click.option("--template", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True), metavar="FILE.toml",
               help="Take values from a TOML file; options given here override them.")
 @click.option("--key-out", required=True, type=click.Path(path_type=Path, dir_okay=False),
@@ -61,7 +63,8 @@ Examples:
 @click.option("--key-passphrase", metavar="SOURCE", help="Encrypt the key: env:NAME, file:PATH, fd:N, stdin, pass:TEXT "
               "(default: prompt twice).")
 @click.option("--no-passphrase", is_flag=True, help="Write the key unencrypted.")
-@click.option("--force", is_flag=True, help="Replace existing output files.")
+@click.option("--force", is_flag=True, help="Replace existing output files, and write a request that breaks the "
+              "profile's rules (https:// in the CN, a lower-case or missing C) instead of refusing it (exit 1).")
 @json_option
 def new(cn: str | None, org: str | None, ous: tuple[str, ...], locality: str | None, state: str | None,
         country: str | None, sans: tuple[str, ...], profile: str | None, key_type: str | None,
@@ -72,12 +75,14 @@ def new(cn: str | None, org: str | None, ous: tuple[str, ...], locality: str | N
     Values come from --from-cert, then --template, then the options (each
     later source wins). Every value must be printable ASCII (the manuals'
     most common mistake is a Chinese value); such input is refused before
-    any key is generated.
+    any key is generated. A request that breaks the profile's rules
+    (https:// in the CN, a lower-case or missing C) is refused, exit 1 and
+    nothing written, unless --force; the other rules are warnings.
     """
     from cryptography.hazmat.primitives import serialization
 
     from twcactl.cli.secrets import get_secret
-    from twcactl.csr import subject_options
+    from twcactl.csr import new_request_check, subject_options
     from twcactl.errors import UsageError
     from twcactl.fsutil import ensure_free, write_file
     from twcactl.pkix.keys import private_key_pem
@@ -99,15 +104,16 @@ def new(cn: str | None, org: str | None, ous: tuple[str, ...], locality: str | N
         raise UsageError("--cn is required (unless --from-cert or --template gives a CN).")
     spec.check_values()
     ensure_free([key_out, out], force=force)
+    key, request = _make_request(spec, profile_name, key_type_name)
+    result = new_request_check(request, profile_name, force=force)  # refused: exit 1, nothing written
     passphrase = None if no_passphrase else get_secret(
         key_passphrase, option="--key-passphrase", what="new key passphrase", new=True)
-    key, request = _make_request(spec, profile_name, key_type_name)
     pem = request.public_bytes(serialization.Encoding.PEM)
     write_file(key_out, private_key_pem(key, passphrase), mode=0o600, force=force)
     if not _is_stdout(out):
         write_file(out, pem, force=force)  # type: ignore[arg-type]
 
-    _render_new(request, profile_name, key_type_name, key_out=key_out, out=out, encrypted=passphrase is not None,
+    _render_new(request, result, key_type_name, key_out=key_out, out=out, encrypted=passphrase is not None,
                 renewal_of=renewal_of)
 
 
@@ -169,15 +175,16 @@ def _base_spec(from_cert: Path | None, template: Path | None) -> tuple[RequestSp
     """The values of --from-cert, then --template (the later wins), and the certificate being renewed."""
     from twcactl.csr import RequestSpec, parse_template, spec_from_certificate
     from twcactl.fsutil import read_input
-    from twcactl.pkix.pem import load_certificate
 
     spec = RequestSpec()
     renewal_of: dict[str, str] | None = None
     if from_cert is not None:
+        from twcactl.pkix.leaf import read_bundle, split_leaf
         from twcactl.pkix.names import rfc4514
         from twcactl.rules.serials import format_serial
 
-        cert = load_certificate(read_input(from_cert, what="certificate"), name=str(from_cert))
+        # server.cer, a fullchain PEM (leaf first) or the manuals' cert.zip (issue 17)
+        cert, _others = split_leaf(read_bundle([from_cert]), name=str(from_cert))
         spec = spec_from_certificate(cert)
         renewal_of = {"file": str(from_cert), "serial": format_serial(cert.serial_number),
                       "subject": rfc4514(cert.subject)}
@@ -187,24 +194,22 @@ def _base_spec(from_cert: Path | None, template: Path | None) -> tuple[RequestSp
     return spec, renewal_of
 
 
-def _render_new(request: x509.CertificateSigningRequest, profile_name: str, key_type_name: str, *, key_out: Path,
+def _render_new(request: x509.CertificateSigningRequest, result: CheckResult, key_type_name: str, *, key_out: Path,
                 out: Path | None, encrypted: bool, renewal_of: dict[str, str] | None) -> None:
     from cryptography.hazmat.primitives import serialization
 
     from twcactl import csr as csr_mod
     from twcactl.pkix.names import rfc4514, sans_json
-    from twcactl.policy.checks import check_request
 
     pem = request.public_bytes(serialization.Encoding.PEM)
-    # The account-independent rules, as a warning: the request may be meant
-    # for another CA, so they never stop it here (csr check / cert issue do).
-    result = check_request(csr_mod.facts(request), None, profile_name)
+    # The account-independent rules that did not refuse the request are warnings: it may be meant
+    # for another CA (csr check / cert issue apply them all).
     for finding in result.failed:
         note(f"warning: {finding.rule}: {safe(finding.message)}")
     doc = {
         "subject": rfc4514(request.subject),
         "sans": sans_json(csr_mod.requested_sans(request)),
-        "profile": profile_name,
+        "profile": result.profile,
         "key_type": key_type_name,
         "key_file": str(key_out),
         "key_encrypted": encrypted,

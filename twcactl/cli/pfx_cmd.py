@@ -27,6 +27,9 @@ if TYPE_CHECKING:
     from twcactl.pfx import OpenedPfx, RepackedPfx
     from twcactl.pkix.keys import PrivateKey
 
+NO_CHAIN_WARNING = ("the PFX holds no CA certificates (no CA home issued this certificate and no --chain was given); "
+                    "clients may not trust it: export again with --chain cert.zip (or uca.cer and root.cer, a "
+                    "directory or a fullchain PEM)")
 PASSWORD_HELP = "The PFX password: env:NAME, file:PATH, fd:N, stdin, pass:TEXT (default: none if the file has " \
                 "an empty one, else prompt)."
 
@@ -41,14 +44,17 @@ Examples:
   twcactl pfx export --cert www/server.cer --key www.key --out www.pfx --password env:PFX_PASS
   twcactl pfx export --cert server.cer --key server.key --chain uca.cer --chain root.cer \\
       --out server.pfx --name "www.twca.com.tw" --password file:pfx.pass --key-passphrase env:KEY_PASS
+  twcactl pfx export --cert server.cer --key www.key --chain www/cert.zip --out www.pfx --password env:PFX_PASS
+  twcactl pfx export --cert fullchain.pem --key www.key --out www.pfx --password env:PFX_PASS
 """)
 @click.option("--cert", "cert_file", required=True, type=click.Path(path_type=Path, dir_okay=False),
-              help="The certificate (PEM or DER).")
+              help="The certificate (PEM or DER), or a fullchain PEM with the leaf first.")
 @click.option("--key", "key_file", required=True, type=click.Path(path_type=Path, dir_okay=False),
               help="Its private key (PEM or DER, encrypted or not).")
-@click.option("--chain", "chain_files", multiple=True, type=click.Path(path_type=Path, dir_okay=False),
-              help="CA certificates to include (repeatable). Default: the CA home's chain when it issued the "
-                   "certificate.")
+@click.option("--chain", "chain_files", multiple=True, type=click.Path(path_type=Path),
+              help="CA certificates to include (repeatable): files, a fullchain, a cert.zip or a directory; each "
+                   "certificate goes in once, issuer first. Default: the CA home's chain when it issued the "
+                   "certificate, else the rest of a fullchain --cert.")
 @click.option("--out", required=True, type=click.Path(path_type=Path, dir_okay=False), help="The PFX file to write.")
 @click.option("--password", metavar="SOURCE", help="The new PFX password (at least 6 characters): env:NAME, file:PATH, "
               "fd:N, stdin, pass:TEXT (default: prompt twice).")
@@ -67,13 +73,13 @@ def export(cert_file: Path, key_file: Path, chain_files: tuple[Path, ...], out: 
     from twcactl.cli.secrets import get_secret
     from twcactl.fsutil import ensure_free, read_input, write_file
     from twcactl.pfx import check_password, export_pfx
+    from twcactl.pkix.leaf import read_bundle, split_leaf
     from twcactl.pkix.names import common_name
-    from twcactl.pkix.pem import load_certificate
 
     ensure_free([out], force=force)
-    cert = load_certificate(read_input(cert_file, what="certificate"), name=str(cert_file))
+    cert, rest = split_leaf(read_bundle([cert_file]), name=str(cert_file))  # a fullchain: leaf first
     key_data = read_input(key_file, what="key")
-    chain, source = _export_chain(cert, chain_files)
+    chain, source = _export_chain(cert, rest, chain_files)
     key = _matching_key(key_data, key_passphrase, cert, key_file=key_file, cert_file=cert_file)
     pfx_password = get_secret(password, option="--password", what="new PFX password", new=True)
     check_password(pfx_password)
@@ -83,18 +89,19 @@ def export(cert_file: Path, key_file: Path, chain_files: tuple[Path, ...], out: 
     _render_export(out, cert, chain, source, name=name, legacy=legacy)
 
 
-def _export_chain(cert: x509.Certificate, chain_files: tuple[Path, ...]) -> tuple[list[x509.Certificate], str]:
-    """The CA certificates to include and where they came from: ``files``, ``ca-home`` or ``none``."""
-    from twcactl.fsutil import read_input
-    from twcactl.pkix.pem import load_certificates
+def _export_chain(cert: x509.Certificate, rest: list[x509.Certificate],
+                  chain_files: tuple[Path, ...]) -> tuple[list[x509.Certificate], str]:
+    """The CA certificates to include, each once, and where they came from: ``files`` (--chain, with the rest of
+    a fullchain --cert), ``ca-home``, ``cert`` (the rest of a fullchain --cert) or ``none``."""
+    from twcactl.pfx import chain_for_export
+    from twcactl.pkix.leaf import read_bundle
 
-    chain: list[x509.Certificate] = []
-    for f in chain_files:
-        chain.extend(load_certificates(read_input(f, what="chain"), name=str(f)))
     if chain_files:
-        return chain, "files"
+        return chain_for_export(cert, [*rest, *read_bundle(list(chain_files))]), "files"
     home_chain = _home_chain(cert)
-    return (home_chain, "ca-home") if home_chain is not None else (chain, "none")
+    if home_chain is not None:
+        return home_chain, "ca-home"
+    return chain_for_export(cert, rest), ("cert" if rest else "none")
 
 
 def _matching_key(key_data: bytes, key_passphrase: str | None, cert: x509.Certificate, *, key_file: Path,
@@ -119,7 +126,7 @@ def _render_export(out: Path, cert: x509.Certificate, chain: list[x509.Certifica
                    name: str | None, legacy: bool) -> None:
     from cryptography.hazmat.primitives import hashes
 
-    doc = {
+    doc: dict[str, Any] = {
         "file": str(out),
         "friendly_name": name,
         "certificates": 1 + len(chain),
@@ -129,13 +136,15 @@ def _render_export(out: Path, cert: x509.Certificate, chain: list[x509.Certifica
         "subject": cert.subject.rfc4514_string(),
         "serial": format_serial(cert.serial_number),
         "fingerprint_sha256": cert.fingerprint(hashes.SHA256()).hex(),
+        "warnings": [],
     }
+    if source == "none":  # issue 17: written, but never silently without its chain
+        doc["warnings"] = [NO_CHAIN_WARNING]
+        note(f"warning: {NO_CHAIN_WARNING}")
 
     def human(console: Console) -> None:
         console.print(f"PFX  {out}  (key + {1 + len(chain)} certificate(s), {doc['encryption']}, MAC {doc['mac']})")
         console.print(f"  friendly name  {safe(name or '')}")
-        if source == "none":
-            console.print("  note: no chain included; give --chain files for the intermediates and root")
 
     emit(doc, human)
 
@@ -150,7 +159,7 @@ def _home_chain(cert: x509.Certificate) -> list[x509.Certificate] | None:
     home = app().resolved_home()
     if not Store.exists(home):
         return None
-    store = Store.open(home, lock_timeout=app().lock_timeout)
+    store = app().open_store()  # the store password too, when the records are on PostgreSQL (issue 14)
     try:
         record = store.certificates.find_by_der(cert.public_bytes(serialization.Encoding.DER))
         if record is None:
@@ -312,6 +321,45 @@ def rekey(file: Path, out: Path | None, password: str | None, new_password: str 
             note("warning: the new password is the same as the old one.")
         write_file(target, result.data, mode=0o600, force=force or in_place)
     _render_rekey(file, target, result, outcome, in_place=in_place)
+
+
+@pfx.command("change-password", epilog="""\b
+Examples:
+  twcactl pfx change-password www.pfx --out www-new.pfx --password env:OLD_PASS --new-password env:NEW_PASS
+  twcactl pfx change-password www.pfx --in-place --password file:old.pass --new-password file:new.pass
+\b
+The manuals' "change the PFX password". A new key pair and certificate (a re-key in the PKI sense)
+is `twcactl pfx rekey FILE --new-key`.
+""")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False),
+              help="The new PFX (never FILE, unless --in-place).")
+@click.option("--password", metavar="SOURCE", help=PASSWORD_HELP)
+@click.option("--new-password", metavar="SOURCE",
+              help="The new password, at least 6 characters (default: prompt twice).")
+@click.option("--legacy", is_flag=True, help="Downgrade on purpose to 3DES and a SHA-1 MAC, for old Windows and Java.")
+@click.option("--in-place", is_flag=True, help="Replace FILE itself (atomically).")
+@click.option("--force", is_flag=True, help="Replace an existing --out file.")
+@json_option
+def change_password_cmd(file: Path, out: Path | None, password: str | None, new_password: str | None, legacy: bool,
+                        in_place: bool, force: bool) -> None:
+    """Change a PFX's password: the same key, certificates and friendly names, AES-256 unless --legacy.
+
+    The same as `pfx rekey` without --new-key; no CA home is needed. A wrong
+    old password writes nothing (exit 4); a file holding several keys is
+    refused rather than losing one (exit 1).
+    """
+    from twcactl.fsutil import write_file
+    from twcactl.pfx import change_password
+
+    target = _rekey_target(file, out, in_place=in_place, force=force)
+    _data, opened, old_password = _open(file, password)
+    result = change_password(opened, old_password=old_password, new_password=_new_password_provider(new_password),
+                             legacy=legacy, name=str(file))
+    if result.same_password:
+        note("warning: the new password is the same as the old one.")
+    write_file(target, result.data, mode=0o600, force=force or in_place)
+    _render_rekey(file, target, result, None, in_place=in_place)
 
 
 def _rekey_target(file: Path, out: Path | None, *, in_place: bool, force: bool) -> Path:

@@ -35,10 +35,12 @@ Example:
 @click.option("--acme-http01-port", type=click.IntRange(1, 65535), default=80, show_default=True,
               help="The port http-01 validation connects to.")
 @click.option("--acme-dns-resolver", metavar="ADDRESS:PORT", help="The DNS server dns-01 validation asks.")
+@click.option("--ocsp-signer", type=click.Choice(["delegated", "ca"]), default="delegated", show_default=True,
+              help="Sign OCSP responses with a delegated OCSP signing certificate kept fresh, or the CA key.")
 @ca_passphrase_option
 def serve(listen: str, http_listen: str | None, tls_cert: Path | None, tls_key: Path | None, names: tuple[str, ...],
           workers: int, resolve: tuple[str, ...], acme_http01_port: int, acme_dns_resolver: str | None,
-          ca_passphrase: str | None) -> None:
+          ocsp_signer: str, ca_passphrase: str | None) -> None:
     """Serve ACME (RFC 8555, EAB required), OCSP and CRLs until SIGTERM."""
     from twcactl.serve.config import ServeConfig, parse_hostport, parse_resolve
 
@@ -51,7 +53,7 @@ def serve(listen: str, http_listen: str | None, tls_cert: Path | None, tls_key: 
         tls_cert=tls_cert, tls_key=tls_key, names=names, workers=workers, lock_timeout=ctx.lock_timeout,
         acme_resolve=parse_resolve(resolve), acme_http01_port=acme_http01_port,
         acme_dns_resolver=parse_hostport(acme_dns_resolver, option="--acme-dns-resolver") if acme_dns_resolver
-        else None, quiet=ctx.quiet)
+        else None, ocsp_signer=ocsp_signer, quiet=ctx.quiet)
     from twcactl.serve.runner import run
 
     run(config)

@@ -63,11 +63,15 @@ def build_response(
     lookup: Callable[[int], OcspStatus],
     now: dt.datetime,
     validity: dt.timedelta,
+    responder: tuple[x509.Certificate, PrivateKey] | None = None,
 ) -> ocsp.OCSPResponse:
     """Answer ``request`` for ``issuer_cert``'s certificates.
 
     A request for another issuer gets an ``unauthorized`` response
-    (RFC 6960 §2.3); the request's nonce is echoed.
+    (RFC 6960 §2.3); the request's nonce is echoed.  ``responder``, a
+    delegated OCSP signing certificate issued by ``issuer_cert`` with its key
+    (RFC 6960 §4.2.2.2), signs instead of the CA key and travels in the
+    response's ``certs``.
     """
     algorithm = request.hash_algorithm
     name_hash, key_hash = _issuer_hashes(issuer_cert, algorithm)
@@ -90,13 +94,16 @@ def build_response(
         revocation_time=found.revoked_at if found.status == "revoked" else None,
         revocation_reason=x509.ReasonFlags(found.reason) if found.status == "revoked" and found.reason else None,
     )
-    builder = builder.responder_id(ocsp.OCSPResponderEncoding.HASH, issuer_cert)
+    signer_cert, signer_key = responder if responder is not None else (issuer_cert, issuer_key)
+    builder = builder.responder_id(ocsp.OCSPResponderEncoding.HASH, signer_cert)
+    if responder is not None:
+        builder = builder.certificates([signer_cert])
     try:
         nonce = request.extensions.get_extension_for_class(x509.OCSPNonce)
         builder = builder.add_extension(nonce.value, critical=False)
     except x509.ExtensionNotFound:
         pass
-    return builder.sign(issuer_key, hashes.SHA256())
+    return builder.sign(signer_key, hashes.SHA256())
 
 
 def issuer_matches(request: ocsp.OCSPRequest, issuer: x509.Certificate) -> bool:

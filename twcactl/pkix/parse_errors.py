@@ -22,10 +22,14 @@ X509_LOAD_ERRORS: tuple[type[Exception], ...] = (ValueError, KeyError, x509.Inva
 
 #: reading ``.extensions`` of a certificate or CSR (parsed on first access):
 #: malformed values, a repeated extension, a GeneralName type it cannot
-#: represent, a directoryName with an unknown string tag (``KeyError``, as above).
+#: represent, a directoryName with an unknown string tag (``KeyError``, as above),
+#: and ``TypeError`` from an extension class refusing a decoded value it has no
+#: member for (cryptography 48: a TLSFeature with an unknown feature number;
+#: found by tests/test_fuzz.py).
 X509_EXTENSION_ERRORS: tuple[type[Exception], ...] = (
     ValueError,
     KeyError,
+    TypeError,
     x509.DuplicateExtension,
     x509.UnsupportedGeneralNameType,
 )

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from twcactl.errors import QuotaError
+from twcactl.rules.validity import Validity, renewal_end
 from twcactl.rules.windows import in_refund_window
 
 
@@ -138,3 +139,43 @@ def refund_due(*, cost: int, state: str, issued_at: dt.datetime, now: dt.datetim
     return refund_decision(cost=cost, state=state, issued_at=issued_at, now=now,
                            refund_window_days=refund_window_days,
                            renewed_by="(renewed)" if renewed else None).years
+
+
+@dataclass(frozen=True)
+class SubscriptionCharge:
+    """What renewing a subscription certificate costs (issue 16; domain.md §10).
+
+    Attributes:
+        years: certificate-years charged (0 for a re-issue inside the paid time).
+        paid_until: the end of the paid time after the renewal (aware UTC).
+        why: ``paid_time`` (re-issued at no charge inside the paid time) or ``charged``.
+        validity: the purchase the renewal records (the old one for a free re-issue, so that the renewal after
+            the paid time ends defaults to the same purchase).
+    """
+
+    years: int
+    paid_until: dt.datetime
+    why: str
+    validity: Validity
+
+
+def subscription_charge(*, old_not_after: dt.datetime, old_paid_until: dt.datetime | None,
+                        requested: Validity | None, default: Validity) -> SubscriptionCharge:
+    """The charge of a renewal of a certificate whose time is sold as a subscription (issue 16).
+
+    Inside the paid time (``old_paid_until`` after the old notAfter) and without an explicit ``requested``
+    validity, the next certificate is re-issued at no charge and the paid time is unchanged.  Otherwise
+    the renewal charges as today (domain.md §3-§4): ``requested`` or ``default`` (the old purchase), and
+    the paid time is extended from where it ends (the old notAfter at the latest) by that validity: the
+    old time is carried forward, never lost, never paid twice.
+
+    Args:
+        old_not_after / old_paid_until: the old certificate's notAfter and paid-until (None: not a subscription).
+        requested: ``--years`` / ``--days`` of the renewal, or None.
+        default: the old certificate's purchase (:func:`twcactl.rules.validity.recorded_validity`).
+    """
+    if requested is None and old_paid_until is not None and old_paid_until > old_not_after:
+        return SubscriptionCharge(0, old_paid_until, "paid_time", default)
+    chosen = requested or default
+    start = max(old_paid_until or old_not_after, old_not_after)
+    return SubscriptionCharge(chosen.cost, renewal_end(start, chosen), "charged", chosen)

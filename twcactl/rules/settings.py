@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 from twcactl.errors import InputError, UsageError
 
-Kind = Literal["days", "url", "path", "count"]
+Kind = Literal["days", "url", "path", "count", "flag", "host", "text", "source", "email", "store"]
 SettingValue = int | str
 
 #: The largest day count any setting takes: 100 years.  Settings are added to
@@ -49,6 +49,15 @@ def _count(default: int, minimum: int, maximum: int) -> Any:
 
 def _text(kind: Kind) -> Any:
     return field(default="", metadata={"kind": kind, "minimum": 0})
+
+
+def _flag(default: bool) -> Any:
+    return field(default=default, metadata={"kind": "flag", "minimum": 0})
+
+
+#: The SOURCE forms ``smtp_password_source`` takes: where a nightly job reads the password from, never the
+#: password itself (``pass:`` would put it in config.toml; ``stdin`` has no one to type it).
+SECRET_SETTING_FORMS = ("env:", "file:", "fd:")
 
 
 class SettingsFileError(InputError):
@@ -88,6 +97,23 @@ class Settings:
         max_sans: the most subjectAltName entries one certificate may carry (policy rule
             ``san.count``; 1..1,000, default 100): a CSR with 50,000 SANs must not become a
             1.3 MB certificate for one certificate-year (issue 12).
+        smtp_host / smtp_port / smtp_starttls / smtp_user / smtp_password_source / smtp_from: the
+            mail relay for notices to technical contacts (domain.md §3: "the technical contact is
+            told"; §4: reminders before expiry; issue 17): a host name or address (``""``: no
+            notices), a TCP port (1..65,535, default 587), STARTTLS on or off (default on), a user
+            name (``""``: no login), a SOURCE for the password (``env:NAME``, ``file:PATH`` or
+            ``fd:N``, never the password itself) and the From address.
+        store: where this node's records live (issue 14): ``""`` for the home's own SQLite file,
+            or a ``postgresql://`` URL (libpq) of the database several nodes share.  Node-local, never
+            holding a password (give it as a SOURCE: ``--store-password``, or libpq's PGPASSFILE);
+            changed only by ``twcactl store migrate``, never by ``ca config``.
+        public_trust: the CA issues browser-trusted TLS certificates (issue 16; domain.md §10): server
+            certificates follow the CA/Browser Forum Baseline Requirements (BR §7.1.2 profiles, the SC-081
+            validity caps of :mod:`twcactl.rules.public_trust`, certificate-years sold as subscriptions),
+            CRLs are current for at most 10 days (BR §4.9.7) and server certificates are never suspended
+            (BR §4.9.13).  ``true`` / ``false`` (default false).
+        cps_url: the CPS URI put as a policy qualifier into EV certificates in public-trust mode
+            (BR §7.1.2.7.9); ``""`` or an ``http``/``https`` URL.
     """
 
     renewal_window_days: int = _days(30, 0)
@@ -98,6 +124,15 @@ class Settings:
     ca_issuers_url: str = _text("url")
     pkcs11_module: str = _text("path")
     max_sans: int = _count(DEFAULT_MAX_SANS, 1, MAX_SANS_LIMIT)
+    smtp_host: str = _text("host")
+    smtp_port: int = _count(587, 1, 65_535)
+    smtp_starttls: bool = _flag(True)
+    smtp_user: str = _text("text")
+    smtp_password_source: str = _text("source")
+    smtp_from: str = _text("email")
+    store: str = _text("store")
+    public_trust: bool = _flag(False)
+    cps_url: str = _text("url")
 
     @classmethod
     def keys(cls) -> tuple[str, ...]:
@@ -147,8 +182,14 @@ class Settings:
         """
         check_key(key)
         kind, minimum = _rule(key)
+        if kind == "store":
+            raise UsageError(f"{key} is changed by twcactl store migrate --to URL, not by ca config.")
         parsed: SettingValue = text
-        if kind in ("days", "count"):
+        if kind == "flag":
+            if text.lower() not in ("true", "false"):
+                raise UsageError(f"{key} takes true or false, not {text!r}.")
+            parsed = text.lower() == "true"
+        elif kind in ("days", "count"):
             try:
                 parsed = int(text)
             except ValueError as exc:
@@ -160,6 +201,34 @@ class Settings:
             raise UsageError(f"{exc}.") from exc
         changes: dict[str, Any] = {key: parsed}  # the key is checked above; the value by its rule
         return replace(self, **changes)
+
+
+#: Settings that belong to one node (its config.toml) rather than to the CA: on PostgreSQL every other
+#: setting is shared by the nodes and kept in the database (issue 14).
+NODE_LOCAL_KEYS: frozenset[str] = frozenset({"store", "pkcs11_module"})
+
+#: URL schemes of the PostgreSQL store (libpq connection URIs).
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_postgres_url(text: str) -> bool:
+    """True when ``text`` names a PostgreSQL store (a libpq ``postgresql://`` or ``postgres://`` URI)."""
+    return text.startswith(POSTGRES_SCHEMES)
+
+
+def store_url_problem(text: str) -> str | None:
+    """Why ``text`` cannot be a ``store`` URL, or None: a ``postgresql://`` URI without a password in it
+    (a password in a file or argv is readable by others; issue 14: it is given as a SOURCE instead)."""
+    if not is_postgres_url(text) or not text.isprintable() or any(c.isspace() for c in text):
+        return "must be a postgresql:// URL"
+    try:
+        parts = urlsplit(text)
+        password = parts.password
+    except ValueError:
+        return "must be a postgresql:// URL"
+    if password is not None or "password=" in parts.query:
+        return "must not hold a password; give it as a SOURCE (--store-password) or in libpq's PGPASSFILE"
+    return None
 
 
 def check_key(key: str) -> None:
@@ -214,12 +283,28 @@ def _check(key: str, value: object, kind: Kind, minimum: int) -> None:
         if not minimum <= value <= maximum:
             raise _Refused(f"{key} must be from {minimum} to {maximum}, not {value}")
         return
+    if kind == "flag":
+        if not isinstance(value, bool):
+            raise _Refused(f"{key} must be true or false, not {value!r}")
+        return
     if not isinstance(value, str):
         raise _Refused(f"{key} must be text, not {value!r}")
     if value == "":
         return
+    if kind in ("host", "text", "source", "email"):
+        _check_mail_text(key, value, kind)
+        return
+    _check_location(key, value, kind)
+
+
+def _check_location(key: str, value: str, kind: Kind) -> None:
+    """Raise :class:`_Refused` when ``value`` (not empty) is not the path, web URL or store URL ``kind`` takes."""
     if kind == "path" and not (value.startswith("/") and value.isprintable()):
         raise _Refused(f"{key} must be an absolute path (or \"\" to clear), not {value!r}")
+    if kind == "store":
+        problem = store_url_problem(value)
+        if problem is not None:
+            raise _Refused(f"{key} {problem} (or \"\" for the home's SQLite file)")
     if kind == "url" and not _is_web_url(value):
         raise _Refused(f"{key} must be an http:// or https:// URL (or \"\" to clear), not {value!r}")
 
@@ -232,3 +317,20 @@ def _is_web_url(value: str) -> bool:
     except ValueError:  # e.g. an unbalanced "[" in the host
         return False
     return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
+def _check_mail_text(key: str, value: str, kind: Kind) -> None:
+    """The rules of the mail settings (issue 17): printable ASCII without spaces (a header or an SMTP
+    command must never receive a CR/LF); a host is a DNS name or an address; a source is ``env:``,
+    ``file:`` or ``fd:``; a From address is ``local@domain``."""
+    if not value.isascii() or not value.isprintable() or any(c.isspace() for c in value):
+        raise _Refused(f"{key} must be printable ASCII without spaces, not {value!r}")
+    if kind == "host" and not all(c.isalnum() or c in ".-:[]" for c in value):
+        raise _Refused(f"{key} must be a host name or an IP address, not {value!r}")
+    if kind == "source" and not value.startswith(SECRET_SETTING_FORMS):
+        raise _Refused(f"{key} must be a SOURCE (env:NAME, file:PATH or fd:N; never the password itself), "
+                       f"not a {value.partition(':')[0] + ':'!r} source")
+    if kind == "email":
+        local, at, domain = value.rpartition("@")
+        if not (at and local and "." in domain and not domain.startswith(".") and "<" not in value):
+            raise _Refused(f"{key} must be an e-mail address (local@domain), not {value!r}")

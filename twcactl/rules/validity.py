@@ -1,6 +1,10 @@
 """Validity: how long a certificate runs, when it ends, and what it costs (cli-contract.md "Validity"; domain.md §3-§4).
 
 Pure date arithmetic over timezone-aware UTC datetimes; no cryptography.
+
+The caps of a browser-trusted TLS certificate by its issuance date (ballot SC-081) are one table in
+:mod:`twcactl.rules.public_trust` (``MAX_VALIDITY``): in public-trust mode a validity asked for here is
+paid time, served by certificates no longer than that cap (issue 16).
 """
 
 from __future__ import annotations

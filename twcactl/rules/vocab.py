@@ -7,10 +7,14 @@ loading the X.509 stack.
 
 from __future__ import annotations
 
-#: Certificate profiles (cli-contract.md "Profiles"); ``ssl`` is the default.
-PROFILES: tuple[str, ...] = ("ssl", "wildcard", "ev", "user-sign", "user-enc")
+#: Certificate profiles (cli-contract.md "Profiles"); ``ssl`` is the default.  ``ov`` and ``dv`` (issue 16)
+#: name the CA/Browser Forum validation level outright (BR §7.1.2.7: organisation- or domain-validated).
+PROFILES: tuple[str, ...] = ("ssl", "wildcard", "ev", "ov", "dv", "user-sign", "user-enc")
 #: The server (SSL) profiles whose CN is a host name under an agreed domain (domain.md §2).
-SSL_PROFILES: frozenset[str] = frozenset({"ssl", "wildcard", "ev"})
+SSL_PROFILES: frozenset[str] = frozenset({"ssl", "wildcard", "ev", "ov", "dv"})
+#: The CA/Browser Forum validation levels of server profiles in public-trust mode (issue 16; BR §7.1.2.7):
+#: ``ssl`` and ``wildcard`` are ``ov`` when the subject names an organisation, else ``dv`` (an ACME order).
+PUBLIC_TRUST_LEVELS: tuple[str, ...] = ("dv", "ov", "ev")
 
 #: Key types that ``csr new``, ``ca init`` and ``card enroll`` accept: name -> (family, bits).
 KEY_TYPES: dict[str, tuple[str, int]] = {

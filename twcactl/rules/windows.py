@@ -93,3 +93,22 @@ def in_refund_window(issued_at: dt.datetime, now: dt.datetime, refund_days: int)
     """True up to and including :func:`refund_window_end`: the certificate is still "newly issued"
     (domain.md §3: revoking a newly issued certificate refunds it)."""
     return now <= refund_window_end(issued_at, refund_days)
+
+
+#: Profiles of TLS server certificates, whose owners are reminded two months ahead (domain.md §4).
+SERVER_PROFILES: tuple[str, ...] = ("ssl", "wildcard", "ev", "ov", "dv")
+#: Reminder windows in days before notAfter: "SSL owners are notified two months ahead", every other
+#: certificate one month ahead (domain.md §4; manuals 001 §4.2, 002 §3.3.3, 003 §5).
+SERVER_REMINDER_DAYS = 60
+OTHER_REMINDER_DAYS = 30
+
+
+def reminder_window_days(profile: str) -> int:
+    """How many days before its notAfter the technical contact of a ``profile`` certificate is reminded:
+    60 for server (SSL) profiles, 30 for the others (domain.md §4)."""
+    return SERVER_REMINDER_DAYS if profile in SERVER_PROFILES else OTHER_REMINDER_DAYS
+
+
+def reminder_due(profile: str, not_after: dt.datetime, now: dt.datetime) -> bool:
+    """True when a certificate ending at ``not_after`` has entered its reminder window and is not expired."""
+    return now < not_after <= now + dt.timedelta(days=reminder_window_days(profile))

@@ -42,15 +42,39 @@ class _TooLarge(Exception):
     pass
 
 
+#: An oversized body up to this size is read and dropped before the 413 answer, so that the client, still
+#: sending, reads the answer instead of a reset connection (a lingering close, RFC 9112 §9.6); bytes.
+MAX_DRAIN = 1024 * 1024
+
+
+async def _drain(request: Request) -> None:
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_DRAIN:
+                return
+    except Exception:  # noqa: BLE001 - the client went away: nothing to drain
+        return
+
+
 async def _body(request: Request, limit: int) -> bytes:
+    """The request body, at most ``limit`` bytes.
+
+    Raises:
+        _TooLarge: a declared or actual length over ``limit`` (nothing of it is kept).
+    """
     length = request.headers.get("content-length")
     if length is not None and (not length.isdigit() or int(length) > limit):
+        if length.isdigit() and int(length) <= MAX_DRAIN:
+            await _drain(request)
         raise _TooLarge
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
+            await _drain(request)
             raise _TooLarge
         chunks.append(chunk)
     return b"".join(chunks)

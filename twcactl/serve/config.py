@@ -55,6 +55,7 @@ class ServeConfig:
         operator: who started the server (a manager: the CRL and the TLS certificate are issued in its name).
         passphrase: the CA key passphrase provider (read once at start).
         acme_resolve / acme_http01_port / acme_dns_resolver: validation for tests and closed networks.
+        ocsp_signer: ``delegated`` (an OCSP signing certificate the server keeps fresh) or ``ca`` (the CA key).
     """
 
     home: Path
@@ -70,6 +71,7 @@ class ServeConfig:
     acme_resolve: dict[str, str] = field(default_factory=dict)
     acme_http01_port: int = 80
     acme_dns_resolver: tuple[str, int] | None = None
+    ocsp_signer: str = "delegated"
     quiet: bool = False
 
     def __post_init__(self) -> None:

@@ -58,7 +58,8 @@ def prepare(config: ServeConfig) -> tuple[responder.Signers, str, str]:
     """
     store = Store.open(config.home, lock_timeout=config.lock_timeout)
     try:
-        signers = responder.Signers.unlock(store, config.passphrase)
+        signers = responder.Signers.unlock(store, config.passphrase, signer=config.ocsp_signer,
+                                           operator=config.operator)
         responder.ensure_fresh_crl(store, operator=config.operator, passphrase=config.passphrase)
         if config.tls_cert is not None and config.tls_key is not None:
             cert, key = config.tls_cert, config.tls_key

@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 from twcactl.errors import NotFoundError, StateError
 from twcactl.rules.times import rfc3339
 from twcactl.store.interface import Engine
 from twcactl.store.records import CaRecord
+
+
+def _key_place(home: Path, row: Any) -> dict[str, Any]:
+    """``key_file`` (and ``key_uri``) of a CA record: the column holds a path relative to the home, or the
+    RFC 7512 ``pkcs11:`` URI of a key on a token (issue 14; then ``key_file`` is where a file would be)."""
+    stored = str(row["key_file"])
+    if stored[:7].lower() == "pkcs11:":
+        return {"key_file": home / "ca" / "private" / f"{row['name']}.key", "key_uri": stored}
+    return {"key_file": home / stored}
 
 
 class CaRepository:
@@ -32,7 +42,7 @@ class CaRepository:
         """The CA certificates, root first."""
         return [
             CaRecord(name=r["name"], position=r["position"], issuing=bool(r["issuing"]),
-                     cert_file=self._home / r["cert_file"], key_file=self._home / r["key_file"], der=bytes(r["der"]))
+                     cert_file=self._home / r["cert_file"], der=bytes(r["der"]), **_key_place(self._home, r))
             for r in self._db.all("SELECT name, position, issuing, cert_file, key_file, der FROM cas ORDER BY position")
         ]
 

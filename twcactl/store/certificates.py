@@ -104,8 +104,9 @@ class CertificateRepository:
     def add(self, *, serial: str, ca_name: str, account_id: str | None, profile: str, cn: str | None,
             subject: str, sans: Sequence[str], not_before: dt.datetime, not_after: dt.datetime,
             cost: int, contact: str | None, note: str | None, renewed_from: str | None,
-            operator: str, der: bytes, validity: str = "") -> None:
-        """Record an issued certificate (inside a transaction); ``cost`` in certificate-years.
+            operator: str, der: bytes, validity: str = "", paid_until: dt.datetime | None = None) -> None:
+        """Record an issued certificate (inside a transaction); ``cost`` in certificate-years; ``paid_until`` the
+        end of the subscription's paid time it serves (issue 16; None: not a subscription).
 
         Raises:
             StateError: the serial is already taken (exit 5; a 64-bit random collision).
@@ -113,11 +114,12 @@ class CertificateRepository:
         try:
             self._db.run(
                 "INSERT INTO certificates (serial, ca_name, account_id, profile, cn, cn_lower, subject, sans,"
-                " not_before, not_after, issued_at, cost, validity, contact, note, renewed_from, operator, sha256, der)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " not_before, not_after, issued_at, cost, validity, contact, note, renewed_from, operator, sha256, der,"
+                " paid_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (serial, ca_name, account_id, profile, cn, cn.lower() if cn else None, subject, json.dumps(list(sans)),
                  rfc3339(not_before), rfc3339(not_after), rfc3339(utcnow()), cost, validity, contact, note,
-                 renewed_from, operator, hashlib.sha256(der).hexdigest(), der),
+                 renewed_from, operator, hashlib.sha256(der).hexdigest(), der,
+                 rfc3339(paid_until) if paid_until else None),
             )
         except ConstraintViolation as exc:
             raise StateError(f"serial {serial} is already in use.") from exc
@@ -174,6 +176,21 @@ class CertificateRepository:
             raise NotFoundError(f"no certificate with serial {serial} in this CA home.")
         return self._record(row, self._cas.subjects())
 
+    def with_prefix(self, prefix: str, *, limit: int = 10) -> list[str]:
+        """Serials that start with ``prefix`` (lowercase hex digits only), sorted, at most ``limit``.
+
+        The serial is the primary key: a range on it (``serial >= prefix AND serial < prefix + 'g'``,
+        'g' sorting after every hex digit) uses its index in SQLite and PostgreSQL alike.
+
+        Raises:
+            ValueError: ``prefix`` is not lowercase hex (a programming error: the resolver cleans it).
+        """
+        if not prefix or any(ch not in "0123456789abcdef" for ch in prefix):
+            raise ValueError(f"not a lowercase hex prefix: {prefix!r}")
+        rows = self._db.all("SELECT serial FROM certificates WHERE serial >= ? AND serial < ? AND serial LIKE ?"
+                            " ORDER BY serial LIMIT ?", (prefix, prefix + "g", prefix + "%", limit))
+        return [r["serial"] for r in rows]
+
     def get_many(self, serials: Sequence[str]) -> list[CertRecord]:
         """The records of ``serials``, in that order (unknown serials are left out)."""
         issuers = self._cas.subjects()
@@ -204,8 +221,8 @@ class CertificateRepository:
     def matching(self, *, account: str | None = None, cn_glob: str | None = None, domain: str | None = None,
                  states: Sequence[str] | None = None, not_after_min: dt.datetime | None = None,
                  not_after_max: dt.datetime | None = None, limit: int | None = None,
-                 renewed: bool | None = None) -> list[CertRecord]:
-        """Certificates matching every given filter, newest notAfter first.
+                 renewed: bool | None = None, soonest_first: bool = False) -> list[CertRecord]:
+        """Certificates matching every given filter, newest notAfter first (``soonest_first``: the reverse).
 
         Args:
             account: the account ID.
@@ -215,6 +232,8 @@ class CertificateRepository:
             not_after_min / not_after_max: a notAfter range (inclusive).
             limit: at most this many rows.
             renewed: True: only certificates a renewal was issued from; False: none of them.
+            soonest_first: order by notAfter ascending (``cert list --sort expiry``, issue 17); the limit
+                then keeps the soonest.
         """
         if states is not None and not states:
             return []
@@ -247,7 +266,7 @@ class CertificateRepository:
         sql = _SELECT
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
-        sql += " ORDER BY not_after DESC, serial"
+        sql += " ORDER BY not_after ASC, serial" if soonest_first else " ORDER BY not_after DESC, serial"
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
@@ -256,19 +275,19 @@ class CertificateRepository:
 
     def find(self, *, now: dt.datetime, status: str | None = None, expiring_within: int | None = None,
              account: str | None = None, cn_glob: str | None = None, domain: str | None = None,
-             limit: int | None = None) -> list[CertRecord]:
+             limit: int | None = None, soonest_first: bool = False) -> list[CertRecord]:
         """Certificates by the contract's status words (cli-contract.md, JSON shapes), as indexed queries.
 
         Args:
             now: the time the status words are judged at.
             status: one of STATUS_WORDS (see :func:`status_window`).
             expiring_within: valid and ending within this many days (combines with ``status``).
-            account / cn_glob / domain / limit: as :meth:`matching`.
+            account / cn_glob / domain / limit / soonest_first: as :meth:`matching`.
         """
         window = status_window(status, now, self._window(), expiring_within)
         return self.matching(account=account, cn_glob=cn_glob, domain=domain, states=window.states,
                              not_after_min=window.low, not_after_max=window.high, limit=limit,
-                             renewed=window.renewed)
+                             renewed=window.renewed, soonest_first=soonest_first)
 
     def revoked_entries(self, ca_name: str) -> list[RevokedRow]:
         """Every revoked or held certificate of ``ca_name``: the entries its CRL must list (RFC 5280 §5.3)."""
@@ -318,6 +337,7 @@ class CertificateRepository:
             validity=r["validity"], invalidity_date=r["invalidity_date"],
             issuer=issuers.get(r["ca_name"], r["ca_name"]), path=str(self._layout.cert_path(r["serial"])),
             der=bytes(r["der"]), renewed_by=r["renewed_by"],
+            paid_until=parse_rfc3339(r["paid_until"]) if r["paid_until"] else None,
         )
 
 

@@ -260,6 +260,14 @@ class PostgresEngine:
             self.set_meta("schema_version", str(SCHEMA_VERSION))
             self.set_meta("created_at", rfc3339(utcnow()))
 
+    def drop_schema(self) -> None:
+        """Drop every twcactl table (a failed ``ca init`` undoing its :meth:`create_schema`)."""
+        from twcactl.store.transfer import TABLES as ALL_TABLES
+
+        with self.transaction():
+            for table, _identity in reversed(ALL_TABLES):
+                self.db.run(f"DROP TABLE IF EXISTS {table} CASCADE")
+
     def migrate(self) -> None:
         """Run the forward migrations from the stored version, one transaction each (the same as SQLite's).
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from twcactl.models import AccountPolicy
+from twcactl.rules.public_trust import reissue_from
 from twcactl.rules.times import rfc3339
 from twcactl.rules.windows import in_renewal_window
 
@@ -117,6 +118,15 @@ class CertRecord:
     validity: str = ""
     invalidity_date: str | None = None
     renewed_by: str | None = None
+    #: the end of the paid time of the subscription it serves (issue 16); None: not a subscription
+    paid_until: dt.datetime | None = None
+
+    def reissue_from(self, renewal_window_days: int) -> dt.datetime | None:
+        """When the next certificate of its subscription may be re-issued at no charge
+        (:func:`twcactl.rules.public_trust.reissue_from`); None when no paid time is left or it was renewed."""
+        if self.renewed_by is not None or self.state == "revoked":
+            return None
+        return reissue_from(self.not_after, self.paid_until, renewal_window_days, self.not_before)
 
     def status(self, now: dt.datetime, renewal_window_days: int) -> str:
         """The status word: the first of revoked, suspended, expired, renewed, expiring, valid that applies
@@ -148,7 +158,13 @@ class CertRecord:
             "issuer": self.issuer,
             "path": self.path,
             "renewed_by": self.renewed_by,
+            "paid_until": rfc3339(self.paid_until) if self.paid_until else None,
+            "reissue_from": _time_or_none(self.reissue_from(renewal_window_days)),
         }
+
+
+def _time_or_none(value: dt.datetime | None) -> str | None:
+    return rfc3339(value) if value is not None else None
 
 
 @dataclass(frozen=True)
@@ -205,6 +221,9 @@ class CaRecord:
     cert_file: Path
     key_file: Path
     der: bytes
+    #: The RFC 7512 URI of a key on a PKCS#11 token (issue 14), stored in ``cas.key_file`` in place of a path;
+    #: None for a key file.  With a URI, ``key_file`` is where a file would be, and none is ever read.
+    key_uri: str | None = None
 
     def certificate(self) -> Any:
         """The parsed ``x509.Certificate``."""

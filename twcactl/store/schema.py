@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 5
 
 # Version 1: the whole lifecycle from the start (ledger, operators, hash-chained log, CRL numbers).
 SCHEMA_V1 = """
@@ -204,8 +204,32 @@ CREATE TABLE acme_challenges (
 CREATE INDEX acme_chall_authz ON acme_challenges (authz_id)
 """
 
+# Version 4 (issue 16, public trust): certificate-years sold as subscriptions of short certificates.  Each
+# certificate of a subscription records the end of the paid time it serves (RFC 3339, UTC); NULL for a
+# certificate that is not part of one (every certificate issued before).  A renewal inside the paid time is
+# re-issued at no charge (rules/quota.py subscription_charge).
+SCHEMA_V4 = """
+ALTER TABLE certificates ADD COLUMN paid_until TEXT
+"""
+
+# Version 5 (issue 17): the notices mailed to technical contacts (store/notices.py): one row per certificate,
+# kind ("issued" or "reminder") and window (days before notAfter; 0 for "issued"), so that a nightly
+# `twcactl notify due` never mails the same reminder twice.
+SCHEMA_V5 = """
+CREATE TABLE notices (
+    serial TEXT NOT NULL REFERENCES certificates(serial),
+    kind TEXT NOT NULL CHECK (kind IN ('issued', 'reminder')),
+    window_days INTEGER NOT NULL,
+    recipient TEXT NOT NULL,
+    sent_at TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    operator TEXT NOT NULL,
+    PRIMARY KEY (serial, kind, window_days)
+)
+"""
+
 # Forward migrations: index N - 1 upgrades version N to N + 1.  A new home runs SCHEMA_V1 and then every step.
-MIGRATIONS: tuple[str, ...] = (SCHEMA_V2, SCHEMA_V3)
+MIGRATIONS: tuple[str, ...] = (SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5)
 
 
 def statements(script: str) -> Iterator[str]:

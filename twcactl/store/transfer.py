@@ -11,17 +11,36 @@ sequences are then moved past the copied values.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from twcactl.errors import StateError
 from twcactl.store.interface import Engine
+from twcactl.store.schema import MIGRATIONS, SCHEMA_V1, statements
 
-#: Tables in the order a copy must fill them (foreign keys point backwards), with their identity column if any.
-TABLES: tuple[tuple[str, str | None], ...] = (
-    ("meta", None), ("cas", None), ("operators", None), ("accounts", None), ("account_aliases", None),
-    ("account_domains", None), ("ledger", "id"), ("certificates", None), ("activity_log", "seq"), ("crls", "id"),
-)
+_TABLE_RE = re.compile(r"^\s*CREATE TABLE (\w+) \((.*)\)\s*$", re.S)
+_IDENTITY_RE = re.compile(r"(\w+) INTEGER PRIMARY KEY")
+
+
+def schema_tables() -> tuple[tuple[str, str | None], ...]:
+    """Every table of the schema (version 1 and each forward step), in the order they are created, which is
+    the order a copy must fill them (foreign keys point backwards), with its identity column if any."""
+    out: list[tuple[str, str | None]] = []
+    for script in (SCHEMA_V1, *MIGRATIONS):
+        for statement in statements(script):
+            match = _TABLE_RE.match(statement)
+            if match is None:
+                continue
+            name, body = match.groups()
+            identity = _IDENTITY_RE.search(body)
+            out.append((name, identity.group(1) if identity else None))
+    return tuple(out)
+
+
+#: Tables in the order a copy must fill them, with their identity column if any (derived from the schema,
+#: so a table a later migration adds is copied too).
+TABLES: tuple[tuple[str, str | None], ...] = schema_tables()
 _BATCH = 2_000
 
 
@@ -51,8 +70,12 @@ def _consistent_read(engine: Engine) -> Iterator[None]:
             yield
 
 
-def copy_records(source: Engine, target: Engine) -> TransferCounts:
+def copy_records(source: Engine, target: Engine, *, source_locked: bool = False) -> TransferCounts:
     """Copy every table of ``source`` into the empty schema of ``target``.
+
+    Rows are read in insertion order (a renewal after the certificate it renews: the foreign keys hold
+    row by row).  ``source_locked``: the caller already holds the source's write transaction (``store
+    migrate`` keeps every writer out until the home is switched), so no snapshot is opened here.
 
     Both engines must be at the same schema version (the caller migrates the
     source first); the target's meta (schema version, created_at) is replaced
@@ -68,7 +91,9 @@ def copy_records(source: Engine, target: Engine) -> TransferCounts:
         if target.db.one(f"SELECT 1 AS x FROM {table} LIMIT 1") is not None:
             raise StateError(f"the target already holds records ({table}); migrate into an empty database.")
     counts: dict[str, int] = {}
-    with _consistent_read(source), target.transaction():
+    reading = contextlib.nullcontext() if source_locked else _consistent_read(source)
+    order = source.db.dialect.insertion_order
+    with reading, target.transaction():
         target.db.run("DELETE FROM meta")
         for table, _identity in TABLES:
             columns = _columns(source, table)
@@ -78,7 +103,7 @@ def copy_records(source: Engine, target: Engine) -> TransferCounts:
             sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
             batch: list[tuple[object, ...]] = []
             total = 0
-            for row in source.db.iterate(f"SELECT {', '.join(columns)} FROM {table}"):
+            for row in source.db.iterate(f"SELECT {', '.join(columns)} FROM {table} ORDER BY {order}"):
                 batch.append(tuple(row[c] for c in columns))
                 if len(batch) >= _BATCH:
                     target.db.run_many(sql, batch)
