@@ -37,7 +37,7 @@ from twcactl.errors import BusyError, InputError, StateError
 from twcactl.rules.times import rfc3339, utcnow
 from twcactl.store.executor import ConstraintViolation, Dialect
 from twcactl.store.interface import Row
-from twcactl.store.schema import MIGRATIONS, SCHEMA_V1, SCHEMA_VERSION, statements
+from twcactl.store.schema import MIGRATIONS, SCHEMA_V1, SCHEMA_VERSION, migration_steps, statements
 
 #: The advisory lock every write transaction takes (any constant; "twca" in ASCII).
 WRITE_LOCK_KEY = 0x74776361
@@ -274,14 +274,9 @@ class PostgresEngine:
         Raises:
             StateError: the database was written by a newer twcactl (exit 5).
         """
-        version = self.schema_version()
-        if version > SCHEMA_VERSION:
-            raise StateError(f"this CA database has schema version {version}; this twcactl knows up to "
-                             f"{SCHEMA_VERSION}.", hint="upgrade twcactl")
-        while version < SCHEMA_VERSION:
+        for version, script in migration_steps(self.schema_version(), what="CA database"):
             with self.transaction():
-                self._script(MIGRATIONS[version - 1])
-                version += 1
+                self._script(script)
                 self.set_meta("schema_version", str(version))
 
     def schema_version(self) -> int:

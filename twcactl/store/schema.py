@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from twcactl.errors import StateError
+
 SCHEMA_VERSION = 5
 
 # Version 1: the whole lifecycle from the start (ledger, operators, hash-chained log, CRL numbers).
@@ -237,3 +239,18 @@ def statements(script: str) -> Iterator[str]:
     for statement in script.split(";"):
         if statement.strip():
             yield statement
+
+
+def migration_steps(version: int, *, what: str) -> list[tuple[int, str]]:
+    """The forward steps from ``version`` to :data:`SCHEMA_VERSION`: ``[(new version, script), ...]``.
+
+    Each engine runs each step in its own transaction and records the new
+    version in ``meta`` with it, so an interrupted upgrade resumes where it stopped.
+
+    Raises:
+        StateError: ``what`` (the home or database) was written by a newer twcactl (exit 5).
+    """
+    if version > SCHEMA_VERSION:
+        raise StateError(f"this {what} has schema version {version}; this twcactl knows up to {SCHEMA_VERSION}.",
+                         hint="upgrade twcactl")
+    return [(step + 1, MIGRATIONS[step - 1]) for step in range(max(version, 1), SCHEMA_VERSION)]

@@ -33,7 +33,7 @@ from urllib.parse import quote
 from twcactl.errors import BusyError, InputError, StateError
 from twcactl.rules.times import rfc3339, utcnow
 from twcactl.store.executor import SqliteExecutor
-from twcactl.store.schema import MIGRATIONS, SCHEMA_V1, SCHEMA_VERSION, statements
+from twcactl.store.schema import MIGRATIONS, SCHEMA_V1, SCHEMA_VERSION, migration_steps, statements
 
 _BUSY_HINT = "retry, or raise --lock-timeout"
 
@@ -229,18 +229,12 @@ class SqliteEngine:
         Raises:
             StateError: the home was written by a newer twcactl (exit 5).
         """
-        version = self.schema_version()
-        if version > SCHEMA_VERSION:
-            raise StateError(
-                f"this CA home has schema version {version}; this twcactl knows up to {SCHEMA_VERSION}.",
-                hint="upgrade twcactl",
-            )
-        if version < SCHEMA_VERSION:
+        steps = migration_steps(self.schema_version(), what="CA home")
+        if steps:
             self._refuse_read_only()
-        while version < SCHEMA_VERSION:
+        for version, script in steps:
             with self.transaction():
-                self._script(MIGRATIONS[version - 1])
-                version += 1
+                self._script(script)
                 self.set_meta("schema_version", str(version))
 
     def schema_version(self) -> int:
