@@ -1030,6 +1030,7 @@ def ocsp_respond(store: Store, request_der: bytes, *, operator: str, passphrase:
     Raises:
         InputError: not an OCSP request (exit 3).  StateError: not a manager (exit 5).
     """
+    from twcactl.authority.responder import ocsp_status
     from twcactl.pkix.ocsp import OcspStatus, build_response, load_request
 
     store.operators.require_manager(operator)
@@ -1039,19 +1040,9 @@ def ocsp_respond(store: Store, request_der: bytes, *, operator: str, passphrase:
     seen: dict[str, str] = {}
 
     def lookup(serial_number: int) -> OcspStatus:
-        try:
-            record = store.certificates.get(format_serial(serial_number))
-        except StateError:
-            seen["status"] = "unknown"
-            return OcspStatus("unknown")
-        if record.ca_name != signer.ca.name:
-            seen["status"] = "unknown"
-            return OcspStatus("unknown")
-        if record.state in ("revoked", "suspended") and record.revoked_at:
-            seen["status"] = "revoked"
-            return OcspStatus("revoked", parse_rfc3339(record.revoked_at), record.reason)
-        seen["status"] = "good"
-        return OcspStatus("good")
+        status = ocsp_status(store, serial_number, signer.ca.name)
+        seen["status"] = status.status
+        return status
 
     response = build_response(request, issuer_cert=signer.cert, issuer_key=signer.key, lookup=lookup, now=now,
                               validity=dt.timedelta(days=br.crl_days(store.settings().crl_days,

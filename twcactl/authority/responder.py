@@ -48,6 +48,23 @@ OCSP_SIGNERS = ("delegated", "ca")
 Delegate = tuple[x509.Certificate, PrivateKey]
 
 
+
+def ocsp_status(store: Store, serial_number: int, ca_name: str) -> OcspStatus:
+    """The RFC 6960 status of ``serial_number`` as CA ``ca_name``'s records know it.
+
+    ``good`` for a valid record, ``revoked`` (with time and reason) for a revoked or suspended one
+    (certificateHold, domain.md §5), ``unknown`` for a serial the CA never issued.
+    """
+    try:
+        record = store.certificates.get(format_serial(serial_number))
+    except StateError:
+        return OcspStatus("unknown")
+    if record.ca_name != ca_name:
+        return OcspStatus("unknown")
+    if record.state in ("revoked", "suspended") and record.revoked_at:
+        return OcspStatus("revoked", parse_rfc3339(record.revoked_at), record.reason)
+    return OcspStatus("good")
+
 @dataclass
 class Signers:
     """The keys the server signs OCSP responses with, unlocked once at start.
@@ -131,18 +148,9 @@ def ocsp_answer(store: Store, request_der: bytes, signers: Signers) -> tuple[byt
         seen: dict[str, str] = {}
 
         def lookup(serial_number: int, ca_name: str = ca.name, seen: dict[str, str] = seen) -> OcspStatus:
-            try:
-                record = store.certificates.get(format_serial(serial_number))
-            except StateError:
-                record = None
-            if record is None or record.ca_name != ca_name:
-                seen["status"] = "unknown"
-                return OcspStatus("unknown")
-            if record.state in ("revoked", "suspended") and record.revoked_at:
-                seen["status"] = "revoked"
-                return OcspStatus("revoked", parse_rfc3339(record.revoked_at), record.reason)
-            seen["status"] = "good"
-            return OcspStatus("good")
+            status = ocsp_status(store, serial_number, ca_name)
+            seen["status"] = status.status
+            return status
 
         response = build_response(request, issuer_cert=cert, issuer_key=key, lookup=lookup, now=now,
                                   validity=validity, responder=signers.responder_for(store, ca.name))
