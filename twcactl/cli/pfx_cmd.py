@@ -299,8 +299,6 @@ def rekey(file: Path, out: Path | None, password: str | None, new_password: str 
     in the PKI sense: a new key pair and a replacement certificate.
     """
     from twcactl.errors import UsageError
-    from twcactl.fsutil import write_file
-    from twcactl.pfx import change_password
 
     if revoke_old and not new_key:
         raise UsageError("--revoke-old goes with --new-key.")
@@ -315,11 +313,8 @@ def rekey(file: Path, out: Path | None, password: str | None, new_password: str 
                                               revoke_old=revoke_old, ca_passphrase=ca_passphrase, name=str(file),
                                               target=target, force=force or in_place)
     else:
-        result = change_password(opened, old_password=old_password, new_password=new_pw, legacy=legacy,
-                                 name=str(file))
-        if result.same_password:
-            note("warning: the new password is the same as the old one.")
-        write_file(target, result.data, mode=0o600, force=force or in_place)
+        result = _write_new_password(opened, old_password, new_pw, legacy=legacy, name=str(file), target=target,
+                                     force=force or in_place)
     _render_rekey(file, target, result, outcome, in_place=in_place)
 
 
@@ -349,17 +344,24 @@ def change_password_cmd(file: Path, out: Path | None, password: str | None, new_
     old password writes nothing (exit 4); a file holding several keys is
     refused rather than losing one (exit 1).
     """
+    target = _rekey_target(file, out, in_place=in_place, force=force)
+    _data, opened, old_password = _open(file, password)
+    result = _write_new_password(opened, old_password, _new_password_provider(new_password), legacy=legacy,
+                                 name=str(file), target=target, force=force or in_place)
+    _render_rekey(file, target, result, None, in_place=in_place)
+
+
+def _write_new_password(opened: Any, old_password: str | None, new_password: Any, *, legacy: bool, name: str,
+                        target: Path, force: bool) -> Any:
+    """The password change shared by ``pfx rekey`` and ``pfx change-password``: repack, warn, write 0600."""
     from twcactl.fsutil import write_file
     from twcactl.pfx import change_password
 
-    target = _rekey_target(file, out, in_place=in_place, force=force)
-    _data, opened, old_password = _open(file, password)
-    result = change_password(opened, old_password=old_password, new_password=_new_password_provider(new_password),
-                             legacy=legacy, name=str(file))
+    result = change_password(opened, old_password=old_password, new_password=new_password, legacy=legacy, name=name)
     if result.same_password:
         note("warning: the new password is the same as the old one.")
-    write_file(target, result.data, mode=0o600, force=force or in_place)
-    _render_rekey(file, target, result, None, in_place=in_place)
+    write_file(target, result.data, mode=0o600, force=force)
+    return result
 
 
 def _rekey_target(file: Path, out: Path | None, *, in_place: bool, force: bool) -> Path:
