@@ -122,21 +122,23 @@ def test_account_independent_rules_are_warnings_not_refusals(tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize(
-    "args",
+    ("args", "code"),
     [
-        ("--cn", "www.twca.com.tw", "--org", "台灣網路認證"),
-        ("--cn", "www.台灣.tw"),
-        ("--cn", "www.twca.com.tw", "--ou", "SYS\x1b[31mTEM"),
-        ("--cn", "www.twca.com.tw", "--locality", " Taipei"),
-        ("--cn", "www.twca.com.tw", "--san", "ｗｗｗ.twca.com.tw"),
-        ("--cn", "www.twca.com.tw", "--country", "TWN"),
-        ("--org", "TWCA"),  # no CN at all
+        # non-English text breaks the profile's rule subject.printable: exit 1 unless --force (issue 17)
+        (("--cn", "www.twca.com.tw", "--org", "台灣網路認證"), 1),
+        (("--cn", "www.台灣.tw"), 1),
+        # a control character, padding, a SAN or C that cannot be encoded: usage errors
+        (("--cn", "www.twca.com.tw", "--ou", "SYS\x1b[31mTEM"), 2),
+        (("--cn", "www.twca.com.tw", "--locality", " Taipei"), 2),
+        (("--cn", "www.twca.com.tw", "--san", "ｗｗｗ.twca.com.tw"), 2),
+        (("--cn", "www.twca.com.tw", "--country", "TWN"), 2),
+        (("--org", "TWCA"), 2),  # no CN at all
     ],
 )
-def test_bad_values_are_refused_before_any_key_is_generated(tmp_path: Path, args: tuple[str, ...]) -> None:
+def test_bad_values_are_refused_before_any_key_is_generated(tmp_path: Path, args: tuple[str, ...], code: int) -> None:
     key = tmp_path / "k"
     result = invoke("csr", "new", *args, "--key-out", key, "--no-passphrase")
-    assert result.code == 2, result.stderr
+    assert result.code == code, result.stderr
     assert not key.exists()
     assert "Generating" not in result.stderr
     assert "\x1b" not in result.stderr
@@ -230,7 +232,9 @@ def test_from_cert_refuses_a_non_english_subject_before_keygen(tmp_path: Path) -
     cert_file = tmp_path / "old.cer"
     cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     result = invoke("csr", "new", "--from-cert", cert_file, "--key-out", tmp_path / "k", "--no-passphrase")
-    assert result.code == 2 and "non-ASCII" in result.stderr
+    assert result.code == 1 and not (tmp_path / "k").exists()
+    doc = invoke("--json", "csr", "new", "--from-cert", cert_file, "--key-out", tmp_path / "k", "--no-passphrase")
+    assert doc.code == 1 and [f["rule"] for f in doc.json()["findings"] if not f["ok"]] == ["subject.printable"]
     assert not (tmp_path / "k").exists()
     # ...but the override fixes it
     fixed = invoke("csr", "new", "--from-cert", cert_file, "--org", "TWCA", "--key-out", tmp_path / "k",
@@ -292,7 +296,7 @@ def test_template_with_non_english_value_is_refused_before_keygen(tmp_path: Path
     template = tmp_path / "t.toml"
     template.write_text('cn = "www.twca.com.tw"\norg = "臺灣"\n', encoding="utf-8")
     result = invoke("csr", "new", "--template", template, "--key-out", tmp_path / "k", "--no-passphrase")
-    assert result.code == 2 and not (tmp_path / "k").exists()
+    assert result.code == 1 and not (tmp_path / "k").exists()
 
 
 # ---------------------------------------------------------------- the core values behind the options

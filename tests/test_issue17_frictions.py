@@ -132,7 +132,19 @@ def test_csr_new_warnings_stay_warnings_and_non_english_is_refused(tmp_path: Pat
     assert ok.code == 0 and [w["rule"] for w in ok.json()["warnings"]] == ["subject.required"]
     chinese = invoke("--json", "csr", "new", "--cn", "www.twca.com.tw", "--org", "台灣網路認證", "--country", "TW",
                      "--key-out", tmp_path / "k2", "--no-passphrase")
-    assert chinese.code == 2 and not (tmp_path / "k2").exists()  # refused before any key is made (exit 2 kept)
+    assert chinese.code == 1 and not (tmp_path / "k2").exists()  # refused before any key is made
+    assert chinese.json()["error"]["kind"] == "policy"
+    assert [f["rule"] for f in chinese.json()["findings"] if not f["ok"]] == ["subject.printable"]
+    forced = invoke("--json", "csr", "new", "--cn", "www.twca.com.tw", "--org", "台灣網路認證", "--country", "TW",
+                    "--key-out", tmp_path / "k2", "--no-passphrase", "--out", tmp_path / "r2.csr", "--force")
+    assert forced.code == 0, forced.stderr
+    assert "subject.printable" in [w["rule"] for w in forced.json()["warnings"]]
+    written = _load_csr(tmp_path / "r2.csr")
+    assert written.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value == "台灣網路認證"
+    # a control character is never "another script": a usage error, --force or not
+    escape = invoke("--json", "csr", "new", "--cn", "www.twca.com.tw", "--ou", "A\x1bB", "--country", "TW",
+                    "--key-out", tmp_path / "k3", "--no-passphrase", "--force")
+    assert escape.code == 2 and not (tmp_path / "k3").exists()
 
 
 # ------------------------------------------------------------------ pfx export chains

@@ -507,20 +507,33 @@ class RequestSpec:
         """The first CN, or None."""
         return next((v for n, v in self.subject if n == "CN"), None)
 
-    def check_values(self) -> None:
+    def check_values(self, *, force: bool | None = None) -> None:
         """Refuse what no CA accepts before any key is generated (domain.md §1): a value that is
         not printable ASCII (the manuals' most common mistake: a Chinese value), a C that is not two
         characters, a SAN that is not ASCII.
 
+        Args:
+            force: None (card enrolment): every problem is a usage error.  ``csr new`` passes its
+                ``--force``: a subject value that is not English is then the profile rule
+                ``subject.printable``, refused with exit 1 unless ``force`` (issue 17), because
+                cryptography can still encode it (UTF8String) for another CA; a C of another length
+                or a non-ASCII SAN cannot be encoded at all, and a control character or padding is never
+                meant: those stay usage errors.
+
         Raises:
             UsageError: naming the attribute (exit 2).
+            PolicyError: a subject value that is not English, ``force`` given as False (exit 1), with
+                the failed ``subject.printable`` finding.
         """
         from twcactl.policy.checks import printable_problem
 
-        for short, value in self.subject:
-            problem = printable_problem(value)
-            if problem:
-                raise UsageError(f"{short}: {problem}.", hint="every subject value must be English (printable ASCII)")
+        problems = [(short, problem) for short, value in self.subject if (problem := printable_problem(value))]
+        # Only text in another script is the overridable rule; a control character or padding never is.
+        unencodable = [(short, problem) for short, value in self.subject
+                       if (problem := printable_problem(value)) and not _only_not_english(value)]
+        if unencodable or (problems and force is None):
+            short, problem = (unencodable or problems)[0]
+            raise UsageError(f"{short}: {problem}.", hint="every subject value must be English (printable ASCII)")
         for short, value in self.subject:
             if short == "C" and len(value) != 2:
                 raise UsageError("C must be a two-letter ISO 3166 code, such as TW.")
@@ -528,6 +541,24 @@ class RequestSpec:
             problem = printable_problem(san)
             if problem:
                 raise UsageError(f"SAN: {problem}.", hint="a SAN is an ASCII host name or e-mail address")
+        if problems and not force:
+            from twcactl.errors import PolicyError
+            from twcactl.models import Finding
+
+            message = "; ".join(f"{short} {problem}" for short, problem in problems)
+            finding = Finding("subject.printable", False, f"{message}; every field must be English (printable ASCII)")
+            raise PolicyError(f"the request breaks the {self.profile or 'ssl'} profile's rules: subject.printable: "
+                              f"{problems[0][0]} {problems[0][1]}.",
+                              hint="correct the value, or give --force to write it anyway", findings=[finding])
+
+
+def _only_not_english(value: str) -> bool:
+    """True when the one thing wrong with ``value`` is text beyond ASCII (U+00A0 and up): no control
+    character (C0, DEL, C1), no padding, not empty."""
+    from twcactl.policy.checks import printable_problem
+
+    latin = "".join("x" if ord(ch) > 0x9F else ch for ch in value)
+    return latin != value and printable_problem(latin) is None
 
 
 def subject_options(*, cn: str | None, org: str | None, ous: Sequence[str], locality: str | None,

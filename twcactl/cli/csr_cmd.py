@@ -102,7 +102,7 @@ def new(cn: str | None, org: str | None, ous: tuple[str, ...], locality: str | N
 
     if spec.cn is None:
         raise UsageError("--cn is required (unless --from-cert or --template gives a CN).")
-    spec.check_values()
+    spec.check_values(force=force)  # refused: exit 1 (not English) or 2, before any key is made
     ensure_free([key_out, out], force=force)
     key, request = _make_request(spec, profile_name, key_type_name)
     result = new_request_check(request, profile_name, force=force)  # refused: exit 1, nothing written
