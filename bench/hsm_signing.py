@@ -28,9 +28,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from bench.harness import Figure  # noqa: E402
 
 PIN = "24681357"
 PASSPHRASE = "correct horse battery staple"
@@ -85,31 +89,75 @@ def _twcactl(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str
 
 
 def whole_commands(module: str, work: Path, count: int) -> dict[str, float]:
-    """Median seconds of one ``twcactl cert issue`` process: CA keys on the token vs encrypted key files."""
+    """Median seconds of one ``twcactl cert issue`` process: CA keys on the token vs encrypted key files,
+    the two alternating (the order swapped every round) after one untimed run of each."""
     env = dict(os.environ, TWCACTL_OPERATOR="bench", BENCH_SECRET=PASSPHRASE,
                TWCACTL_CA_PASSPHRASE_SOURCE="env:BENCH_SECRET")
     homes = {"file": (work / "file-home", [], PASSPHRASE),
              "token": (work / "hsm-home", ["--key-uri", "pkcs11:token=CA", "--pkcs11-module", module], PIN)}
-    out: dict[str, float] = {}
-    for where, (home, extra, secret) in homes.items():
+    for home, extra, secret in homes.values():
         run_env = dict(env, BENCH_SECRET=secret)
         proc = _twcactl("--home", str(home), "ca", "init", "--root-key-type", "rsa2048", *extra, env=run_env)
         assert proc.returncode == 0, proc.stderr
         proc = _twcactl("--home", str(home), "account", "add", "70759028-01", "--org", "TWCA", "--domain",
-                        "twca.com.tw", "--quota", str(count + 1), env=run_env)
+                        "twca.com.tw", "--quota", str(count + 2), env=run_env)
         assert proc.returncode == 0, proc.stderr
-        times = []
-        for i in range(count):
+    times: dict[str, list[float]] = {"file": [], "token": []}
+    for i in range(count + 1):
+        for where in ("file", "token") if i % 2 else ("token", "file"):
+            home, _extra, secret = homes[where]
             csr, key = work / f"{where}-{i}.csr", work / f"{where}-{i}.key"
-            subprocess.run(["openssl", "req", "-new", "-newkey", "rsa:2048", "-nodes", "-subj", SUBJ, "-keyout",
-                            str(key), "-out", str(csr)], check=True, capture_output=True)
+            subprocess.run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                            "-nodes", "-subj", SUBJ, "-keyout", str(key), "-out", str(csr)], check=True,
+                           capture_output=True)
             start = time.perf_counter()
-            proc = _twcactl("--home", str(home), "cert", "issue", str(csr), "--account", "70759028-01", env=run_env)
-            times.append(time.perf_counter() - start)
+            proc = _twcactl("--home", str(home), "cert", "issue", str(csr), "--account", "70759028-01",
+                            env=dict(env, BENCH_SECRET=secret))
+            elapsed = time.perf_counter() - start
             assert proc.returncode == 0, proc.stderr
-        out[where] = statistics.median(times)
+            if i:  # the first round warms the page cache
+                times[where].append(elapsed)
+    out = {where: statistics.median(values) for where, values in times.items()}
     out["ratio"] = out["token"] / out["file"]
     return out
+
+
+def figures(quick: bool, work: Path) -> tuple[list[Figure], dict[str, Any]]:
+    """Issue 14's HSM rows, reported for information (no target): ``hsm.sign`` (one RSA-2048 signature on a
+    SoftHSM2 token key vs the same kind of key in memory) and ``hsm.issue_one`` (one ``cert issue`` process
+    whose CA keys are on the token vs encrypted key files).
+
+    Makes its own SoftHSM2 token directory in ``work`` (its ``SOFTHSM2_CONF`` set while it runs, restored
+    after).  ``quick``: 100 signatures and 3 commands each (about 15 s); else 500 and 9.
+
+    Raises:
+        RuntimeError: softhsm2-util or its module is not installed.
+    """
+    if shutil.which("softhsm2-util") is None or not any(os.path.isfile(m) for m in SOFTHSM_MODULES):
+        raise RuntimeError("the HSM figures need SoftHSM2 (apt-get install softhsm2)")
+    signatures, issues = (100, 3) if quick else (500, 9)
+    before = os.environ.get("SOFTHSM2_CONF")
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        module = _softhsm(work / "softhsm")
+        raw = raw_signatures(module, signatures)
+        commands = whole_commands(module, work, issues)
+    finally:
+        if before is None:
+            os.environ.pop("SOFTHSM2_CONF", None)
+        else:
+            os.environ["SOFTHSM2_CONF"] = before
+    rsa_fig = raw["rsa2048"]
+    rows = [
+        Figure("hsm.sign", "one RSA-2048 signature on a SoftHSM2 token (vs a key in memory)", "s",
+               rsa_fig["token"], "cryptography, key in memory", rsa_fig["file"],
+               note=f"mean of {signatures}; EC P-256: token {raw['ec-p256']['token'] * 1000:.3f} ms, "
+                    f"memory {raw['ec-p256']['file'] * 1000:.3f} ms"),
+        Figure("hsm.issue_one", "one cert issue process, CA keys on SoftHSM2 (vs encrypted key files)", "s",
+               commands["token"], "encrypted CA key files", commands["file"], note=f"medians of {issues}"),
+    ]
+    return rows, {"hsm_signatures": raw, "hsm_cert_issue": commands, "hsm_module": module,
+                  "load_average": os.getloadavg()[0]}
 
 
 def main() -> None:

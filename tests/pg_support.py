@@ -39,6 +39,15 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _server_base(base: Path | None) -> str:
+    """``base`` if the postgres user can enter it and a socket path in it fits (107 bytes), else /tmp."""
+    if base is None or len(str(base.resolve())) > 60:
+        return "/tmp"
+    probe = subprocess.run(["runuser", "-u", "postgres", "--", "test", "-x", str(base.resolve())], check=False,
+                           capture_output=True)
+    return str(base.resolve()) if probe.returncode == 0 else "/tmp"
+
+
 def _as_postgres(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["runuser", "-u", "postgres", "--", *args], check=True, capture_output=True, text=True)
 
@@ -54,8 +63,10 @@ class PgServer:
     durable: bool = False
 
     @classmethod
-    def start(cls, *, durable: bool = False) -> PgServer:
-        directory = Path(tempfile.mkdtemp(prefix="twcactl-pg-", dir="/tmp"))
+    def start(cls, *, durable: bool = False, base: Path | None = None) -> PgServer:
+        """Start a server in a new directory under ``base`` (when the ``postgres`` user can reach it and
+        the socket's path stays short), else under /tmp."""
+        directory = Path(tempfile.mkdtemp(prefix="twcactl-pg-", dir=_server_base(base)))
         shutil.chown(directory, "postgres", "postgres")
         port = _free_port()
         _as_postgres(str(PG_BIN / "initdb"), "-D", str(directory / "data"), "-A", "trust", "-U", "postgres")

@@ -17,23 +17,27 @@ import sys
 import threading
 import time
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cryptography import x509
 
-from tests.conftest import ACCOUNT, CaHome, db_rows, invoke, make_ca, openssl_csr
+from tests.card_support import PIN, SoftHsm, softhsm_directory
+from tests.conftest import ACCOUNT, CaHome, db_rows, invoke, make_ca, openssl_csr, require
 from tests.test_reliability import write_csrs
+from twcactl.backends.p11_uri import parse_pkcs11_uri
 
 REPO = Path(__file__).resolve().parent.parent
 OPERATOR = {"TWCACTL_OPERATOR": "alice"}
 
 
-def pg_home(server: Any, path: Path, *extra: str) -> tuple[CaHome, str]:
-    """A CA (no passphrase) whose records are in a fresh database; account 70759028-01 with 10,000 years."""
+def pg_home(server: Any, path: Path, *extra: str, passphrase: str | None = None) -> tuple[CaHome, str]:
+    """A CA (no passphrase by default) whose records are in a fresh database; account 70759028-01 with
+    10,000 years."""
     url = server.new_database()
-    home = make_ca(path, "--store", url, *extra, passphrase=None)
+    home = make_ca(path, "--store", url, *extra, passphrase=passphrase)
     result = home.run("account", "add", ACCOUNT, "--org", "TWCA", "--domain", "twca.com.tw", "--quota", "10000")
     assert result.code == 0, result.stderr
     return home, url
@@ -41,7 +45,8 @@ def pg_home(server: Any, path: Path, *extra: str) -> tuple[CaHome, str]:
 
 def add_node(first: CaHome, url: str, path: Path) -> CaHome:
     """Another node: its own home directory holding only config.toml (``store = URL``) and copies of the
-    CA key files (docs/scale-out.md, "Adding a node"); it shares no file with ``first``."""
+    CA key files, if any: none when the CA keys are on a token (docs/scale-out.md, "Adding a node");
+    it shares no file with ``first``."""
     (path / "ca" / "private").mkdir(parents=True)
     os.chmod(path, 0o700)
     os.chmod(path / "ca", 0o700)
@@ -198,15 +203,39 @@ def _assert_books(nodes: list[CaHome]) -> None:
         assert doc["ok"], (node.path, doc["findings"])
 
 
-def test_four_nodes_share_one_database(pg_server: Any, tmp_path: Path) -> None:
-    """4 processes, each with its own home (no shared file), one database: 50 issues + revokes each."""
-    first, url = pg_home(pg_server, tmp_path / "node0")
+@pytest.fixture(params=["hsm", "key-files"])
+def ca_keys(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SoftHsm | None]:
+    """Where the 4 nodes' CA keys are: on ONE SoftHSM2 token every node reaches through PKCS#11 (issue 14:
+    no node holds a key file), or copies of the CA key files on each node (the weaker choice)."""
+    if request.param == "key-files":
+        yield None
+        return
+    require("softhsm2-util")
+    with softhsm_directory(tmp_path / "softhsm") as hsm:  # one token directory; its SOFTHSM2_CONF for all
+        yield hsm
+
+
+def test_four_nodes_share_one_database(pg_server: Any, tmp_path: Path, ca_keys: SoftHsm | None) -> None:
+    """4 processes, each with its own home (no shared file), one database and (``hsm``) one SoftHSM2 token:
+    50 issues + revokes each."""
+    if ca_keys is None:
+        first, url = pg_home(pg_server, tmp_path / "node0")
+    else:
+        label = ca_keys.new_token(prefix="CA")
+        first, url = pg_home(pg_server, tmp_path / "node0", "--key-uri", f"pkcs11:token={label}",
+                             "--pkcs11-module", ca_keys.module, passphrase=PIN)
     nodes = [first] + [add_node(first, url, tmp_path / f"node{i}") for i in range(1, 4)]
+    if ca_keys is not None:  # the nodes sign with the token's keys, named by URI in the database
+        assert all(not list((n.path / "ca" / "private").iterdir()) for n in nodes)
+        uris = [ca["key_uri"] for ca in first.run("--json", "ca", "show").json()["cas"]]
+        assert len(uris) == 2 and all(parse_pkcs11_uri(u).token == label for u in uris), uris
     procs = []
     for i, node in enumerate(nodes):
         write_csrs(tmp_path / f"csr{i}", 50, f"n{i}h")
         env = {**os.environ, **OPERATOR, "PYTHONPATH": str(REPO)}
         env.pop("TWCACTL_CA_PASSPHRASE_SOURCE", None)
+        if ca_keys is not None:  # the token's user PIN is the CA passphrase; SOFTHSM2_CONF is in os.environ
+            env.update({"TW_TEST_CA_PASS": PIN, "TWCACTL_CA_PASSPHRASE_SOURCE": "env:TW_TEST_CA_PASS"})
         procs.append(subprocess.Popen([sys.executable, "-m", "tests.reliability_worker", str(node.path), ACCOUNT,
                                        str(tmp_path / f"csr{i}"), str(tmp_path / f"out{i}.json")], env=env, cwd=REPO))
     for p in procs:

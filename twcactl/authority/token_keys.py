@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -199,6 +200,33 @@ def _stored_uri(ca: CaRecord) -> Pkcs11Uri:
     return uri
 
 
+#: Seconds between the tries of :func:`_open_session` (a token another process is writing can be missed).
+TOKEN_RETRY_WAITS: tuple[float, ...] = (0.05, 0.1, 0.2, 0.4)
+
+
+def _open_session(module: str, label: str, pin: str | None, *, again: bool) -> P11Session:
+    """A session on the token labelled ``label`` through ``module`` (logged in when ``pin`` is given), tried
+    again (re-initialising) a few times when the token is not seen or fails: several processes sharing one
+    SoftHSM2 token directory (the nodes of docs/scale-out.md) can miss the token, or get CKR_GENERAL_ERROR,
+    while another process's C_Login rewrites its ``token.object`` (SoftHSM2's token integrity check fails
+    for that instant; SoftHSMv2 issue 757; about one command in twenty failed so with four nodes).  A wrong
+    PIN is never tried again.  A token that is really absent costs :data:`TOKEN_RETRY_WAITS` (0.75 s) more
+    before exit 6.
+
+    Raises:
+        PinError: the PIN is wrong or locked (exit 4).
+        DeviceError: no module, or still no token labelled ``label`` after the last try (exit 6).
+    """
+    for wait in (*TOKEN_RETRY_WAITS, None):
+        try:
+            return _open_module(module, again=again).open_token(label).session(pin)
+        except DeviceError:
+            if wait is None or again:  # without re-initialising, the module would not look again
+                raise
+            time.sleep(wait)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def load_token_key(ca: CaRecord, pin: str | None) -> PrivateKey:
     """``ca``'s private key on its token, logged in with ``pin``, as a cryptography private key.
 
@@ -222,13 +250,12 @@ def load_token_key(ca: CaRecord, pin: str | None) -> PrivateKey:
     # a session another Pkcs11Module's C_Initialize ended (a card command on the same library): open a new
     # one without re-initialising, which would end that command's session in turn
     try:
-        token = _open_module(module, again=cached is not None).open_token(uri.token)
+        session = _open_session(module, uri.token, pin, again=cached is not None)
     except DeviceError as exc:
         raise DeviceError(f"the key of CA {ca.name} is out of reach: {exc.message}",
                           hint=f"the CA keys are on the token {uri.token!r} through {module}: make the token "
                                "reachable (pkcs11-tool --module MODULE --list-slots shows what the module sees)"
                           ) from exc
-    session = token.session(pin)
     _SESSIONS[(module, uri.token)] = session
     return session.private_key(uri.id_hex)
 
@@ -249,7 +276,7 @@ def token_public_key(ca: CaRecord) -> Any:
             found = cached.public_key(uri.id_hex)
             if found is not None:
                 return found
-    with _open_module(module).open_token(uri.token).session() as session:
+    with _open_session(module, uri.token, None, again=False) as session:
         found = session.public_key(uri.id_hex)
     if found is None:
         raise DeviceError(f"the token {uri.token!r} shows no public key with the id of CA {ca.name}'s key.")

@@ -29,6 +29,7 @@ import decimal
 import functools
 import re
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,9 @@ from twcactl.store.schema import MIGRATIONS, SCHEMA_V1, SCHEMA_VERSION, migratio
 #: The advisory lock every write transaction takes (any constant; "twca" in ASCII).
 WRITE_LOCK_KEY = 0x74776361
 _BUSY_HINT = "retry, or raise --lock-timeout"
+#: Seconds the ``meta`` table read once when a node opens (:meth:`PostgresEngine.load_meta`) answers reads
+#: outside a transaction: one command's start-up, not a long-running server's life.
+META_FRESH_SECONDS = 2.0
 #: The tables :meth:`PostgresEngine.integrity_check` asks for.
 TABLES: tuple[str, ...] = ("meta", "cas", "operators", "accounts", "account_aliases", "account_domains", "ledger",
                            "certificates", "activity_log", "crls")
@@ -125,12 +129,30 @@ def _dict_rows(cursor: Any) -> Any:
     return make
 
 
+#: Queries of the ``cas`` table (the CA certificates, written only by ``ca init`` and the like, inside a
+#: transaction): a command asks them two or three times, and each is a round trip.
+_STATIC_QUERY_RE = re.compile(r"^SELECT [\w, ]+ FROM cas( ORDER BY \w+)?$")
+
+
 class PgExecutor:
-    """Runs repository SQL on one psycopg connection."""
+    """Runs repository SQL on one psycopg connection.
+
+    Reads of the ``cas`` table outside a transaction are answered from the first such read for as long as
+    the engine's opening read of ``meta`` is fresh (:data:`META_FRESH_SECONDS`); any transaction forgets
+    them.  A command's start-up thus costs two round trips fewer (issue 14, ``pg.issue_one``).
+    """
 
     def __init__(self, conn: Any) -> None:
         self._conn = conn
         self.dialect = PgDialect()
+        #: ``time.monotonic()`` until which :attr:`_static` answers; 0 disables it
+        self.static_until = 0.0
+        self._static: dict[tuple[str, tuple[Any, ...]], list[Row]] = {}
+
+    def forget(self) -> None:
+        """Drop the remembered ``cas`` reads (a transaction begins)."""
+        self._static.clear()
+        self.static_until = 0.0
 
     def _cursor(self) -> Any:
         return self._conn.cursor(row_factory=_dict_rows)
@@ -144,9 +166,17 @@ class PgExecutor:
 
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         """Every row of a query."""
+        key = (sql, tuple(params))
+        remember = (time.monotonic() < self.static_until and _STATIC_QUERY_RE.match(sql) is not None
+                    and self._conn.info.transaction_status == _psycopg().pq.TransactionStatus.IDLE)
+        if remember and key in self._static:
+            return list(self._static[key])  # rows are read, never changed, by the repositories
         with _wrap_errors(), self._cursor() as cur:
             cur.execute(pg_sql(sql), tuple(params))
-            return list(cur.fetchall())
+            rows = list(cur.fetchall())
+        if remember:
+            self._static[key] = list(rows)
+        return rows
 
     def iterate(self, sql: str, params: Sequence[Any] = ()) -> Iterator[Row]:
         """The rows of a query one at a time (psycopg's single-row streaming mode)."""
@@ -169,8 +199,12 @@ class PgExecutor:
         Raises:
             ConstraintViolation: a constraint refused a row.
         """
+        params = [tuple(r) for r in rows]
         with _wrap_errors(), self._cursor() as cur:
-            cur.executemany(pg_sql(sql), [tuple(r) for r in rows])
+            if len(params) == 1:  # one row: a plain execute, not a prepared statement (fewer waits on the server)
+                cur.execute(pg_sql(sql), params[0])
+            elif params:
+                cur.executemany(pg_sql(sql), params)
 
 
 @contextlib.contextmanager
@@ -202,6 +236,10 @@ class PostgresEngine:
         self._lock_timeout_ms = max(1, int(lock_timeout * 1000))
         self.url = url
         self.db = PgExecutor(conn)
+        #: the ``meta`` table as read by :meth:`load_meta` (None: not read, or no schema), and until when
+        #: (``time.monotonic()``) it answers :meth:`meta` outside a transaction
+        self._meta: dict[str, str] | None = None
+        self._meta_until = 0.0
 
     @classmethod
     def connect(cls, url: str, *, password: str | None = None, lock_timeout: float = 30.0) -> PostgresEngine:
@@ -234,16 +272,67 @@ class PostgresEngine:
         Raises:
             BusyError: the lock was not had within the lock timeout, or the connection broke (exit 75).
         """
-        with _wrap_errors(), self._conn.transaction(), self._conn.cursor() as cur:
-            cur.execute(f"SET LOCAL lock_timeout = {self._lock_timeout_ms}")
-            cur.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK_KEY,))
-            yield
+        self._meta = None  # inside a transaction, and after one, meta (and cas) are read afresh
+        self.db.forget()
+        psycopg = _psycopg()
+        if self._conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            with _wrap_errors(), self._conn.transaction():  # nested: a savepoint inside the caller's
+                yield
+            return
+        try:
+            # one round trip to open: BEGIN, the lock timeout and the advisory lock as one simple query
+            with _wrap_errors(), self._conn.cursor() as cur:
+                cur.execute(f"BEGIN; SET LOCAL lock_timeout = {self._lock_timeout_ms}; "
+                            f"SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})")
+            with _wrap_errors():
+                yield
+            if self._conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
+                raise BusyError("a statement of the change failed on the CA database; nothing was changed.",
+                                hint=_BUSY_HINT)  # COMMIT would silently roll back: say so instead
+        except BaseException:
+            with contextlib.suppress(psycopg.Error):  # a broken connection: the server rolled it back
+                self._conn.execute("ROLLBACK")
+            raise
+        with _wrap_errors():
+            self._conn.execute("COMMIT")
 
     # ----- schema -----
     def has_schema(self) -> bool:
         """True when the database holds a twcactl schema."""
+        if self._cached_meta() is not None:
+            return True
         row = self.db.one("SELECT to_regclass('meta') IS NOT NULL AS present")
         return bool(row and row["present"])
+
+    def load_meta(self) -> dict[str, str] | None:
+        """Read the whole ``meta`` table in one round trip (None when the database holds no schema); for
+        :data:`META_FRESH_SECONDS` after this, :meth:`meta` and :meth:`has_schema` outside a transaction
+        answer from it.  Opening a node's home asks ``meta`` five to eight questions (schema version,
+        ``moved_to``, the index flag, the settings, whether the CA keys are encrypted ...): one round
+        trip instead of eight, which is most of a command's time on a busy server (issue 14, ``pg.issue_one``).
+
+        Raises:
+            BusyError: the connection broke (exit 75).
+        """
+        psycopg = _psycopg()
+        try:
+            with _wrap_errors(), self._conn.cursor() as cur:
+                cur.execute("SELECT key, value FROM meta")
+                self._meta = {str(k): str(v) for k, v in cur.fetchall()}
+        except psycopg.errors.UndefinedTable:  # autocommit: the failed statement leaves nothing behind
+            self._meta = None
+            return None
+        self._meta_until = self.db.static_until = time.monotonic() + META_FRESH_SECONDS
+        return dict(self._meta)
+
+    def _cached_meta(self) -> dict[str, str] | None:
+        """The table :meth:`load_meta` read, while it is fresh and no transaction is open, else None."""
+        if self._meta is None or time.monotonic() > self._meta_until:
+            self._meta = None
+            return None
+        if self._conn.info.transaction_status != _psycopg().pq.TransactionStatus.IDLE:
+            return None
+        return self._meta
 
     def create_schema(self) -> None:
         """Create every table at :data:`SCHEMA_VERSION` (DDL is transactional in PostgreSQL).
@@ -293,12 +382,16 @@ class PostgresEngine:
 
     # ----- meta -----
     def meta(self, key: str) -> str | None:
-        """A value of the ``meta`` table, or None."""
+        """A value of the ``meta`` table, or None (from :meth:`load_meta`'s read while it is fresh)."""
+        cached = self._cached_meta()
+        if cached is not None:
+            return cached.get(key)
         row = self.db.one("SELECT value FROM meta WHERE key = ?", (key,))
         return str(row["value"]) if row else None
 
     def set_meta(self, key: str, value: str) -> None:
         """Set a ``meta`` value (inside a transaction)."""
+        self._meta = None
         self.db.run("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                     (key, value))
 
