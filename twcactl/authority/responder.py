@@ -14,6 +14,7 @@ import hashlib
 import ipaddress
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509 import ocsp as x509_ocsp
 
 from twcactl.authority.audit import certificate_state
 from twcactl.authority.home import load_ca_key
@@ -46,6 +48,52 @@ OCSP_CERT_DAYS = 30
 OCSP_SIGNERS = ("delegated", "ca")
 
 Delegate = tuple[x509.Certificate, PrivateKey]
+
+#: How long a signed OCSP answer is reused for the same question while the record reads the same (RFC 5019
+#: §2.2 allows pre-produced responses): its thisUpdate is at most this old when it is served.
+OCSP_REUSE = dt.timedelta(hours=1)
+#: Signed answers kept per server process (about 1 KB each with the delegated certificate).
+OCSP_CACHE_ENTRIES = 20_000
+
+
+class OcspCache:
+    """Signed OCSP answers kept for reuse, keyed so that a cached answer never hides a change of the record.
+
+    The key holds what the answer says: CA, serial, CertID hash, the record's state, revocation time and
+    reason as read from the store *for this request*, and the signing certificate.  Every request still reads
+    the record (one indexed query); the cache only saves building and signing the response.  A revocation,
+    hold or release committed by any process therefore changes the key, and the very next request is
+    answered afresh: nothing stale is served, not even until nextUpdate.  An answer is reused for at most
+    :data:`OCSP_REUSE` after its thisUpdate, never for a request that carries a nonce (which must be echoed),
+    and at most :data:`OCSP_CACHE_ENTRIES` are kept (least recently used dropped first).
+    """
+
+    def __init__(self, max_entries: int = OCSP_CACHE_ENTRIES, reuse: dt.timedelta = OCSP_REUSE) -> None:
+        self.max_entries = max_entries
+        self.reuse = reuse
+        self.hits = 0
+        self.misses = 0
+        self._entries: OrderedDict[tuple[object, ...], tuple[bytes, dt.datetime, dt.datetime]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[object, ...], now: dt.datetime) -> tuple[bytes, dt.datetime, dt.datetime] | None:
+        """The cached ``(DER, thisUpdate, nextUpdate)`` for ``key`` while younger than the reuse time."""
+        with self._lock:
+            found = self._entries.get(key)
+            if found is None or now >= found[1] + self.reuse:
+                self.misses += 1
+                return None
+            self._entries.move_to_end(key)
+            self.hits += 1
+            return found
+
+    def put(self, key: tuple[object, ...], answer: tuple[bytes, dt.datetime, dt.datetime]) -> None:
+        """Keep ``answer`` under ``key`` (dropping the least recently used beyond the bound)."""
+        with self._lock:
+            self._entries[key] = answer
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
 
 
 
@@ -74,11 +122,13 @@ class Signers:
         delegated: CA name -> (OCSP signing certificate, its key), when responses are signed by a delegated
             responder (``--ocsp-signer delegated``); empty when the CA key signs (``ca``).
         operator: who issues a fresh OCSP signing certificate while serving (the operator who started it).
+        cache: this process's signed answers (:class:`OcspCache`).
     """
 
     cas: dict[str, tuple[CaRecord, x509.Certificate, PrivateKey]]
     delegated: dict[str, Delegate] = field(default_factory=dict)
     operator: str | None = None
+    cache: OcspCache = field(default_factory=OcspCache, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
@@ -105,6 +155,10 @@ class Signers:
                 signers.delegated[name] = ocsp_signing_certificate(store, name, signers)
         return signers
 
+    def delegates_fresh(self) -> bool:
+        """True while no delegated responder is due for replacement (:meth:`responder_for` writes nothing)."""
+        return all(_fresh(cert) for cert, _key in self.delegated.values())
+
     def responder_for(self, store: Store, ca_name: str) -> Delegate | None:
         """The delegated responder of ``ca_name``, replaced first when a third of its life or less is left
         (a long-running server keeps it fresh); None when the CA key signs."""
@@ -129,7 +183,9 @@ def ocsp_answer(store: Store, request_der: bytes, signers: Signers) -> tuple[byt
 
     The CA whose name and key hashes the request carries answers (``unauthorized`` when none does);
     ``good``, ``revoked`` (reason and time; a held certificate answers certificateHold) or ``unknown``;
-    the nonce is echoed.
+    the nonce is echoed.  The record is read for every request (one indexed query); a request without a
+    nonce may get the answer signed for the same question and the same record state within the last
+    :data:`OCSP_REUSE` (:class:`OcspCache`: never one that hides a change of the record).
 
     Returns:
         ``(response DER, status word, thisUpdate, nextUpdate)``.
@@ -145,21 +201,34 @@ def ocsp_answer(store: Store, request_der: bytes, signers: Signers) -> tuple[byt
     for ca, cert, key in signers.cas.values():
         if not issuer_matches(request, cert):
             continue
-        seen: dict[str, str] = {}
+        status = ocsp_status(store, request.serial_number, ca.name)
+        delegate = signers.responder_for(store, ca.name)
+        cache_key = None if _has_nonce(request) else (
+            ca.name, request.serial_number, request.hash_algorithm.name, status, validity,
+            delegate[0].serial_number if delegate is not None else None)
+        if cache_key is not None and (hit := signers.cache.get(cache_key, now)) is not None:
+            return hit[0], status.status, hit[1], hit[2]
+        def lookup(_serial: int, found: OcspStatus = status) -> OcspStatus:
+            return found
 
-        def lookup(serial_number: int, ca_name: str = ca.name, seen: dict[str, str] = seen) -> OcspStatus:
-            status = ocsp_status(store, serial_number, ca_name)
-            seen["status"] = status.status
-            return status
-
-        response = build_response(request, issuer_cert=cert, issuer_key=key, lookup=lookup, now=now,
-                                  validity=validity, responder=signers.responder_for(store, ca.name))
-        return (response.public_bytes(serialization.Encoding.DER), seen.get("status", "unknown"), now,
-                now + validity)
+        response = build_response(request, issuer_cert=cert, issuer_key=key, now=now, validity=validity,
+                                  lookup=lookup, responder=delegate)
+        der = response.public_bytes(serialization.Encoding.DER)
+        if cache_key is not None:
+            signers.cache.put(cache_key, (der, now, now + validity))
+        return der, status.status, now, now + validity
     from cryptography.x509 import ocsp
 
     unauthorized = ocsp.OCSPResponseBuilder.build_unsuccessful(ocsp.OCSPResponseStatus.UNAUTHORIZED)
     return unauthorized.public_bytes(serialization.Encoding.DER), "unauthorized", now, now
+
+
+def _has_nonce(request: x509_ocsp.OCSPRequest) -> bool:
+    try:
+        request.extensions.get_extension_for_class(x509.OCSPNonce)
+    except x509.ExtensionNotFound:
+        return False
+    return True
 
 
 def latest_crl(store: Store, ca_name: str) -> tuple[bytes, dt.datetime, int]:

@@ -43,7 +43,21 @@ def load_request(data: bytes, *, name: str = "request") -> ocsp.OCSPRequest:
     return request
 
 
+#: (issuer, hash name) -> (issuerNameHash, issuerKeyHash): a responder answers for a handful of CAs, and parsing
+#: the SPKI for the key hash cost more than signing the response (bounded: cleared when it grows past 64).
+_HASHES: dict[tuple[x509.Certificate, str], tuple[bytes, bytes]] = {}
+
+
 def _issuer_hashes(issuer: x509.Certificate, algorithm: hashes.HashAlgorithm) -> tuple[bytes, bytes]:
+    found = _HASHES.get((issuer, algorithm.name))
+    if found is None:
+        if len(_HASHES) >= 64:
+            _HASHES.clear()
+        found = _HASHES[(issuer, algorithm.name)] = _compute_issuer_hashes(issuer, algorithm)
+    return found
+
+
+def _compute_issuer_hashes(issuer: x509.Certificate, algorithm: hashes.HashAlgorithm) -> tuple[bytes, bytes]:
     name_hash = hashes.Hash(algorithm)
     name_hash.update(issuer.subject.public_bytes())
     key_hash = hashes.Hash(algorithm)
