@@ -193,6 +193,10 @@ def _fmt(value: float, unit: str) -> str:
         return f"{value:.1f} MB"
     if unit == "certs/s":
         return f"{value:,.0f}/s"
+    if unit.endswith("/s"):
+        return f"{value:,.0f} {unit}"
+    if unit == "ms":
+        return f"{value:.2f} ms"
     return f"{value:g} {unit}"
 
 

@@ -17,11 +17,15 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 EXPECTED_KEYS = {
-    "startup.version", "startup.help",
-    "issue.flat", "issue.vs_openssl_ca", "issue.vs_easyrsa", "issue.encrypted.vs_openssl_ca",
-    "batch.rate", "batch.vs_raw",
+    "startup.version", "startup.help", "startup.import_floor",
+    "issue.flat", "issue.vs_openssl_ca", "issue.vs_easyrsa", "issue.encrypted.vs_openssl_ca", "issue.import_floor",
+    "batch.rate", "batch.vs_raw", "batch.vs_sign_only",
     "crl.revoke", "crl.full",
     "list.cn_prefix", "list.status_expiring", "list.expiring_within",
+    # issue 18's rows for the other issues' engines, keys and server
+    "pg.issue_one", "pg.batch", "pg.nodes4",
+    "hsm.sign", "hsm.issue_one",
+    "serve.ocsp_rate", "serve.acme_rate", "serve.finalize_ms",
 }
 
 

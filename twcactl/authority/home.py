@@ -16,12 +16,11 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from twcactl.authority.token_keys import TokenKeyMaker, load_token_key
-from twcactl.backends.p11_uri import parse_pkcs11_uri
 from twcactl.errors import AuthError, StateError, UsageError
 from twcactl.fsutil import write_file
 from twcactl.issue import (
@@ -44,6 +43,9 @@ from twcactl.rules.times import utcnow
 from twcactl.rules.vocab import KEY_TYPES
 from twcactl.store import CaRecord, Store
 from twcactl.store.home import building_home, trusted_owner
+
+if TYPE_CHECKING:  # the PKCS#11 layer loads only for a CA key on a token (issue 18: start-up)
+    from twcactl.authority.token_keys import TokenKeyMaker
 
 MIN_CA_PASSPHRASE = 12
 
@@ -100,6 +102,8 @@ def _validate(opts: CaInitOptions, passphrase: str | None) -> None:
     if country is not None and (len(country) != 2 or not country.isascii() or not country.isupper()):
         raise UsageError("--country must be a two-letter upper-case ISO 3166 code, such as TW.")
     if opts.key_uri:
+        from twcactl.backends.p11_uri import parse_pkcs11_uri
+
         parse_pkcs11_uri(opts.key_uri)  # a bad URI is refused before the token is touched
         if passphrase is None:
             raise UsageError("CA keys on a token need the token's user PIN; --no-passphrase does not apply.",
@@ -212,6 +216,8 @@ def _key_maker(opts: CaInitOptions, passphrase: str | None) -> _FileKeys | Token
     """
     if not opts.key_uri:
         return _FileKeys()
+    from twcactl.authority.token_keys import TokenKeyMaker
+
     return TokenKeyMaker(opts.key_uri, opts.pkcs11_module, passphrase, label_base=opts.name,
                          names=chain_names(opts.intermediates))
 
@@ -347,6 +353,8 @@ def load_ca_key(ca: CaRecord, passphrase: str | None, *, encrypted: bool | None 
         DeviceError: the key's token or PKCS#11 module is not there (exit 6).
     """
     if ca.key_uri is not None:
+        from twcactl.authority.token_keys import load_token_key
+
         token_key = load_token_key(ca, passphrase)
         if not key_matches_certificate(token_key.public_key(), ca.certificate()):
             raise StateError(f"the token key of CA {ca.name} does not belong to its certificate; refusing to sign "

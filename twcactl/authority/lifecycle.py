@@ -9,6 +9,7 @@ can always be rebuilt from the database.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import datetime as dt
 import hashlib
@@ -51,6 +52,8 @@ from twcactl.store import CaRecord, Store
 from twcactl.store.records import CertRecord
 
 PassphraseProvider = Callable[[], "str | None"]
+#: ``progress(stage, done, total)``: how far a batch is (issue 18: a progress bar on a terminal)
+Progress = Callable[[str, int, int], None]
 
 #: The most seconds a writer waits, after its commit, for another process holding the lock for derived files
 #: (less when ``--lock-timeout`` is shorter); past it the files are left pending for ``ca check`` (issue 13: no
@@ -297,6 +300,16 @@ class _Built:
     cn: str | None
     subject: str
     sans: list[str]
+    #: the certificate's DER, encoded once for its record, its log entry and its PEM file (issue 18)
+    der: bytes = b""
+
+
+def _pem(der: bytes) -> bytes:
+    """The PEM file of a certificate's DER (RFC 7468 §2: 64-character base64 lines), byte for byte what
+    ``public_bytes(Encoding.PEM)`` writes, without encoding the certificate a second time."""
+    b64 = base64.b64encode(der)
+    lines = b"\n".join(b64[i:i + 64] for i in range(0, len(b64), 64))
+    return b"-----BEGIN CERTIFICATE-----\n" + lines + b"\n-----END CERTIFICATE-----\n"
 
 
 def _build(signer: _Signer, csr: x509.CertificateSigningRequest, *, profile: str, account_id: str,
@@ -312,7 +325,7 @@ def _build(signer: _Signer, csr: x509.CertificateSigningRequest, *, profile: str
                       serial=x509.random_serial_number(), not_before=not_before, not_after=not_after,
                       urls=urls, subject=subject, sans=sans)
     return _Built(cert=cert, cn=names.common_name(subject), subject=names.rfc4514(subject),
-                  sans=names.sans_json(names.general_names(sans)))
+                  sans=names.sans_json(names.general_names(sans)), der=cert.public_bytes(serialization.Encoding.DER))
 
 
 def _record(store: Store, built: _Built, *, ca_name: str, account_id: str, profile: str,
@@ -329,7 +342,7 @@ def _record(store: Store, built: _Built, *, ca_name: str, account_id: str, profi
         cn=built.cn, subject=built.subject, sans=built.sans,
         not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
         cost=validity.cost if cost is None else cost, validity=validity.to_text(), contact=contact, note=note,
-        renewed_from=renewed_from, operator=operator, der=cert.public_bytes(serialization.Encoding.DER),
+        renewed_from=renewed_from, operator=operator, der=built.der or cert.public_bytes(serialization.Encoding.DER),
         paid_until=paid_until,
     )
     store.keys.set_key(serial, spki_sha256(cert.public_key()))
@@ -343,8 +356,8 @@ def _write_pems(store: Store, built: Sequence[_Built]) -> FilesReport:
     lock held elsewhere past :func:`_files_wait`) is reported pending, and a partial one is removed.
     """
     report = FilesReport()
-    todo = [(store.cert_path(format_serial(b.cert.serial_number)), b.cert.public_bytes(serialization.Encoding.PEM))
-            for b in built]
+    todo = [(store.cert_path(format_serial(b.cert.serial_number)),
+             _pem(b.der) if b.der else b.cert.public_bytes(serialization.Encoding.PEM)) for b in built]
     try:
         with store.files_lock(timeout=_files_wait(store)):
             for path, pem in todo:
@@ -383,6 +396,7 @@ def issue_certificates(
     note: str | None = None,
     keep_going: bool = False,
     strict: bool = False,
+    progress: Progress | None = None,
 ) -> IssueOutcome:
     """Issue one certificate per CSR from the home's issuing CA under ``account_id``.
 
@@ -395,7 +409,8 @@ def issue_certificates(
     Without ``keep_going`` the batch is all or nothing: the first refused
     request is raised and nothing is issued.  With it, refused requests are
     reported in ``failed`` and the rest are issued.  The whole batch is one
-    transaction (durable when this returns).
+    transaction (durable when this returns).  ``progress(stage, done, total)``, when given, is called as
+    requests are checked (``"checking"``) and certificates signed (``"signing"``): the CLI's progress bar.
 
     Raises:
         StateError: operator not a manager, unknown account (exit 5).
@@ -413,13 +428,16 @@ def issue_certificates(
     outcome = IssueOutcome(balance_before=account.balance, balance_after=account.balance)
 
     accepted: list[tuple[CsrInput, x509.CertificateSigningRequest]] = []
-    for item in requests:
+    policy = account.policy()
+    for done, item in enumerate(requests, 1):
         try:
-            accepted.append((item, check_csr(item, account.policy(), item.profile or profile, store=store)))
+            accepted.append((item, check_csr(item, policy, item.profile or profile, store=store)))
         except TwcaError as exc:
             if not keep_going:
                 raise
             outcome.failed.append((item.name, exc))
+        if progress is not None:
+            progress("checking", done, len(requests))
     if not accepted:
         return outcome
 
@@ -432,10 +450,13 @@ def issue_certificates(
         check_within_issuer(_term_end(t, paid_until), ca.certificate())
     signer = _unlock(store, passphrase, ca)
     urls = _urls(store)
-    policy = account.policy()
-    built = [(_build(signer, csr, profile=item.profile or profile, account_id=account_id, account=policy,
-                     not_before=not_before, not_after=_term_end(t, paid_until), urls=urls,
-                     public_trust=t is not None), item) for (item, csr), t in zip(accepted, terms)]
+    built: list[tuple[_Built, CsrInput]] = []
+    for (item, csr), t in zip(accepted, terms):
+        built.append((_build(signer, csr, profile=item.profile or profile, account_id=account_id, account=policy,
+                             not_before=not_before, not_after=_term_end(t, paid_until), urls=urls,
+                             public_trust=t is not None), item))
+        if progress is not None:
+            progress("signing", len(built), len(accepted))
     outcome.notes.extend(sorted({n for t in terms if t and (n := t.note())}))
 
     with store.transaction():
@@ -478,7 +499,7 @@ def _term_end(term: br.Term | None, end: dt.datetime) -> dt.datetime:
 
 def _issued_state(built: _Built, account_id: str) -> dict[str, object]:
     """The state a new certificate record starts in, as its log entry states it (issue 13)."""
-    der = built.cert.public_bytes(serialization.Encoding.DER)
+    der = built.der or built.cert.public_bytes(serialization.Encoding.DER)
     return certificate_state(state="valid", reason=None, revoked_at=None, not_after=built.cert.not_valid_after_utc,
                              account=account_id, der=der)
 

@@ -16,7 +16,7 @@ from twcactl.cli.context import (
     json_option,
     parse_time_option,
 )
-from twcactl.cli.output import emit, files_document, note, safe
+from twcactl.cli.output import emit, files_document, note, progress_bar, safe
 from twcactl.rules.vocab import PROFILES
 
 if TYPE_CHECKING:
@@ -100,7 +100,7 @@ def issue(csrs: tuple[Path, ...], account_id: str, profile: str, years: int | No
         outcome = issue_certificates(
             store, inputs, account_id=account_id, profile=profile, validity=validity, operator=current_operator(),
             passphrase=ca_passphrase_provider(ca_passphrase), contact=contact, note=note, keep_going=keep_going,
-            strict=strict)
+            strict=strict, progress=progress_bar(len(inputs)))
         settings = store.settings()
         notices = _send_issue_notices(store, outcome, mail) if mail is not None else None
     finally:

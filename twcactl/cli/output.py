@@ -74,6 +74,7 @@ def error_document(err: TwcaError) -> dict[str, Any]:
 
 def print_error(err: TwcaError, *, as_json: bool) -> None:
     """Report ``err``: the error document on stdout under ``--json``, else one line (and a hint) on stderr."""
+    _clear_bar()  # a batch refused half-way: its progress bar goes before the error line
     if as_json:
         sys.stdout.write(json.dumps(error_document(err), indent=2, ensure_ascii=False) + "\n")
         sys.stdout.flush()
@@ -97,3 +98,44 @@ def files_document(files: Any) -> dict[str, list[str]]:
                          f"be written: {', '.join(safe(p) for p in doc['pending'])}\n"
                          "hint: run `twcactl ca check` to write them from the database\n")
     return doc
+
+
+def progress_bar(total: int, *, minimum: int = 2) -> Callable[[str, int, int], None] | None:
+    """A progress bar on stderr for a batch of ``total`` items, or None when none is shown.
+
+    Shown only when stderr is a terminal, ``--quiet`` is off and the batch has at least ``minimum``
+    items (issue 18); a script's stderr (a pipe or a file) never gets one.  The returned callable takes
+    ``(stage, done, total)``, redraws one line at most ten times a second, and clears the line when
+    a stage is done.  Plain text, so a batch does not load rich.
+    """
+    import time
+
+    if total < minimum or app().quiet or not sys.stderr.isatty():
+        return None
+    last = [0.0]
+
+    def update(stage: str, done: int, of: int) -> None:
+        now = time.monotonic()
+        finished = done >= of
+        if not finished and now - last[0] < 0.1:
+            return
+        last[0] = now
+        width = 30
+        filled = width * done // max(of, 1)
+        sys.stderr.write(f"\r{stage:8} [{'#' * filled}{'.' * (width - filled)}] {done}/{of}")
+        _bar_on_screen[:] = [True]
+        if finished:  # each stage clears its line: nothing is left behind a refused batch either
+            _clear_bar()
+        sys.stderr.flush()
+
+    return update
+
+
+#: Whether a progress bar's line is on stderr now (an error clears it before its own line).
+_bar_on_screen: list[bool] = [False]
+
+
+def _clear_bar() -> None:
+    if _bar_on_screen[0]:
+        sys.stderr.write("\r" + " " * 60 + "\r")
+        _bar_on_screen[:] = [False]

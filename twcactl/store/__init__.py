@@ -18,17 +18,17 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import os
 import tomllib
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twcactl.errors import InputError, NotFoundError, StateError
 from twcactl.rules.settings import NODE_LOCAL_KEYS, Settings, SettingsFileError, settings_problems, store_url_problem
 from twcactl.store.accounts import AccountRepository
-from twcactl.store.acme import AcmeRepository
 from twcactl.store.cas import CaRepository
 from twcactl.store.certificates import CertificateRepository
 from twcactl.store.crls import CrlRepository
@@ -36,11 +36,14 @@ from twcactl.store.home import DB_MODE, DB_NAME, GROUP_DB_MODE, HOME_DIRS, HomeL
 from twcactl.store.interface import Engine
 from twcactl.store.keys import INDEXED_META, KeyRepository
 from twcactl.store.log import GENESIS_HASH, LogRepository, log_hash
-from twcactl.store.notices import NoticeRepository
 from twcactl.store.operators import OperatorRepository
 from twcactl.store.records import CaRecord
 from twcactl.store.schema import SCHEMA_VERSION
 from twcactl.store.sqlite import SqliteEngine
+
+if TYPE_CHECKING:  # loaded by the commands that use them (issue 18: start-up)
+    from twcactl.store.acme import AcmeRepository
+    from twcactl.store.notices import NoticeRepository
 
 __all__ = ["DB_NAME", "DEFAULT_SETTINGS", "GENESIS_HASH", "SCHEMA_VERSION", "CaRecord", "Store", "default_home",
            "log_hash", "read_settings"]
@@ -134,8 +137,20 @@ class Store(HomeLayout):
         self.crls = CrlRepository(engine)
         self.log = LogRepository(engine)
         self.keys = KeyRepository(engine)
-        self.acme = AcmeRepository(engine)  # the ACME server's state (issue 15)
-        self.notices = NoticeRepository(engine)  # notices mailed to technical contacts (issue 17)
+
+    @functools.cached_property
+    def acme(self) -> AcmeRepository:
+        """The ACME server's state (issue 15); its module loads on first use (issue 18)."""
+        from twcactl.store.acme import AcmeRepository
+
+        return AcmeRepository(self.engine)
+
+    @functools.cached_property
+    def notices(self) -> NoticeRepository:
+        """Notices mailed to technical contacts (issue 17); its module loads on first use (issue 18)."""
+        from twcactl.store.notices import NoticeRepository
+
+        return NoticeRepository(self.engine)
 
     def _renewal_window_days(self) -> int:
         # the status words' store queries need the window; read from the settings when a query runs
@@ -221,7 +236,7 @@ class Store(HomeLayout):
 
         engine = PostgresEngine.connect(url, password=password, lock_timeout=lock_timeout)
         try:
-            if not engine.has_schema():
+            if engine.load_meta() is None:  # one round trip answers the opening's meta questions
                 raise NotFoundError(f"the database {redact(url)} holds no CA.",
                                     hint="create one with: twcactl ca init --store URL")
             moved = engine.meta(MOVED_META)

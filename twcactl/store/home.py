@@ -18,9 +18,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import shutil
 import stat
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -94,6 +92,9 @@ def building_home(home: Path, what: str) -> Iterator[Path]:
     """
     if home.is_symlink() or (home.exists() and (not home.is_dir() or any(home.iterdir()))):
         raise StateError(f"{home} exists and is not an empty directory.", hint="use a new --home")
+    import shutil  # here, not at import: shutil and tempfile cost every command ~2 ms (issue 18)
+    import tempfile
+
     parent = home.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
@@ -121,6 +122,8 @@ def building_home(home: Path, what: str) -> Iterator[Path]:
 
 def _move_contents(source: Path, target: Path) -> None:
     """Move every entry of ``source`` into the empty directory ``target``; the database goes last."""
+    import shutil
+
     names = sorted(os.listdir(source), key=lambda n: n == DB_NAME)
     for name in names:
         shutil.move(str(source / name), str(target / name))
