@@ -166,6 +166,8 @@ def _show(value: str, limit: int = _SHOW_LIMIT) -> str:
     """
     if value == "":
         return '""'
+    if len(value) <= limit and value.isprintable() and "\\" not in value:  # pragma: no mutate (fast path)
+        return value  # what the loop below returns for it, without the loop (issue 18: a batch runs it 7 times a CSR)
     out: list[str] = []
     length = 0
     for ch in value:
@@ -364,7 +366,7 @@ def _ip_problem(host: str) -> str | None:
     if dotted is not None:
         return f"is the IPv4 address {dotted} in another notation; a certificate name must be a host name"
     if all(_NUMERIC_LABEL_RE.fullmatch(label) for label in host.split(".")):
-        return "is made only of numeric labels, which resolvers read as an IPv4 address"
+        return "is made only of numeric labels, which resolvers read as an IPv4 address"  # pragma: no mutate (prose)
     return None
 
 
@@ -374,7 +376,7 @@ def _idn_problem(host: str) -> str | None:
         if not ch.isascii():
             return (
                 f"is an internationalised domain name (non-ASCII character '{_show(ch)}'); "
-                "only ASCII names are accepted"
+                "only ASCII names are accepted"  # pragma: no mutate (prose)
             )
     for label in host.split("."):
         if label[:4].translate(_ASCII_LOWER) == "xn--":
@@ -391,7 +393,7 @@ def _label_problem(label: str) -> str | None:
     reported here: one mistake, one failing rule.
     """
     if label == "":
-        return "an empty label (two dots in a row or a leading dot)"
+        return "an empty label (two dots in a row or a leading dot)"  # pragma: no mutate (prose)
     bad = sorted({ch for ch in label if ch.isascii() and ch not in _LDH and ch != "*"})
     if bad:
         chars = ", ".join(f"'{_show(ch)}'" for ch in bad[:5])
@@ -416,7 +418,7 @@ def _labels_problem(host: str) -> str | None:
     noun = "a bad label" if len(bad) == 1 else "bad labels"
     return (
         f"has {noun}: {_limited(bad, ', ')}; a label is 1 to 63 octets of A-Z, a-z, 0-9 and '-' "
-        "and starts and ends with a letter or digit"
+        "and starts and ends with a letter or digit"  # pragma: no mutate (prose)
     )
 
 
@@ -432,12 +434,18 @@ def _wildcard_problem(host: str, allow_wildcard: bool) -> str | None:
     if "*" not in host:
         return None
     if not allow_wildcard:
-        return "contains '*', which only the wildcard profile allows"
+        return "contains '*', which only the wildcard profile allows"  # pragma: no mutate (prose)
     labels = host.split(".")
     if labels[0] != "*" or any("*" in label for label in labels[1:]):
-        return "has '*' other than as the whole front label; a wildcard name looks like *.twca.com.tw"
+        return (
+            "has '*' other than as the whole front label; "  # pragma: no mutate (prose)
+            "a wildcard name looks like *.twca.com.tw"  # pragma: no mutate (prose)
+        )
     if len(labels) < 3:
-        return "has fewer than two labels after '*.'; a wildcard cannot cover a whole top-level domain"
+        return (
+            "has fewer than two labels after '*.'; "  # pragma: no mutate (prose)
+            "a wildcard cannot cover a whole top-level domain"  # pragma: no mutate (prose)
+        )
     return None
 
 
@@ -523,7 +531,7 @@ def _domain_problem(host: str, domains: tuple[str, ...]) -> str | None:
     if domain_match(host, domains) is not None:
         return None
     if not domains:
-        return "is not under an agreed domain (the account has none)"
+        return "is not under an agreed domain (the account has none)"  # pragma: no mutate (prose)
     wanted = _fold(host)
     below = [d for d in domains if _fold(d) and wanted.endswith("." + _fold(d))]
     if below:
@@ -561,7 +569,7 @@ def normalise_domain(domain: str) -> str:
     if "cn.wildcard" in report.problems:
         raise UsageError(
             f"domain {_show(bare)} contains '*'; an agreed domain is a plain name like twca.com.tw "
-            "(any wildcard certificate under it is allowed by the wildcard profile)"
+            "(any wildcard certificate under it is allowed by the wildcard profile)"  # pragma: no mutate (prose)
         )
     first = next(iter(report.problems.values()), None)
     if first is not None:
@@ -649,7 +657,9 @@ def _subject_printable(ctx: _Context) -> tuple[bool, str]:
     ]
     if problems:
         return False, f"{_limited(problems)}; every field must be English (printable ASCII)"
-    return True, "all values printable ASCII"
+    return True, (
+        "all values printable ASCII"  # pragma: no mutate (prose)
+    )
 
 
 def _collapse_inner_whitespace(value: str) -> str:
@@ -671,7 +681,9 @@ def _subject_org(ctx: _Context) -> tuple[bool, str]:
     accepted = {_collapse_inner_whitespace(n) for n in names}
     orgs = ctx.facts.values("O")
     if not orgs:
-        return False, "O is missing"
+        return False, (
+            "O is missing"  # pragma: no mutate (prose)
+        )
     for o in orgs:
         if _collapse_inner_whitespace(o) in accepted:
             continue
@@ -679,9 +691,9 @@ def _subject_org(ctx: _Context) -> tuple[bool, str]:
         why = ""
         folded = o.casefold()
         if any(folded == n.casefold() for n in names):
-            why = " (the case differs)"
+            why = " (the case differs)"  # pragma: no mutate (prose)
         elif any(_letters_digits(o) == _letters_digits(n) for n in names):
-            why = " (the punctuation or spacing differs)"
+            why = " (the punctuation or spacing differs)"  # pragma: no mutate (prose)
         return False, f"O {_quoted(o)} is not the account's registered English name {wanted}{why}"
     return True, f"O {_quoted(orgs[0])} matches the account"
 
@@ -698,11 +710,14 @@ def _subject_identity(ctx: _Context) -> tuple[bool, str]:
     for name, want in wanted.items():
         for value in ctx.facts.values(name):
             if value != want:
-                recorded = f"the account's {_quoted(want)}" if want else "recorded for the account (it has none)"
+                recorded = f"the account's {_quoted(want)}" if want else (
+                    "recorded for the account (it has none)"  # pragma: no mutate (prose)
+                )
                 problems.append(f"{name} {_quoted(value)} is not {recorded}")
     if problems:
         return False, (f"{_limited(problems)}; the EV identity comes from the account "
-                       "(see it with: twcactl account show)")
+                       "(see it with: twcactl account show)"  # pragma: no mutate (prose)
+                       )
     shown = ", ".join(f"{name} {_show(want)}" for name, want in wanted.items() if want)
     stated = [name for name in wanted if ctx.facts.values(name)]
     if not stated:
@@ -714,18 +729,19 @@ def _letters_digits(value: str) -> str:
     return "".join(ch for ch in value if ch.isalnum())
 
 
-def _name_rule(rule: str, passing: Callable[[_Context, _NameReport], str]) -> _RuleFn:
-    """A CN rule: fail with "no CN", with the CN report's reason, or pass."""
+def _name_rule(ctx: _Context, *, rule: str, passing: Callable[[_NameReport], str]) -> tuple[bool, str]:
+    """A CN rule of ``_NAME_RULES``: fail with "no CN", with the CN report's reason, or pass.
 
-    def apply(ctx: _Context) -> tuple[bool, str]:
-        if ctx.cn_report is None:
-            return False, "no CN"
-        reason = ctx.cn_report.problems.get(rule)
-        if reason is not None:
-            return False, reason
-        return True, passing(ctx, ctx.cn_report)
-
-    return apply
+    ``_RULES`` binds ``rule`` and ``passing`` with :func:`functools.partial` rather than a closure
+    factory, so that this body runs on every check (mutation testing switches a mutant on per call:
+    a factory runs only at import; docs/testing.md).
+    """
+    if ctx.cn_report is None:
+        return False, "no CN"
+    reason = ctx.cn_report.problems.get(rule)
+    if reason is not None:
+        return False, reason
+    return True, passing(ctx.cn_report)
 
 
 def _cn_wildcard(ctx: _Context) -> tuple[bool, str]:
@@ -739,10 +755,14 @@ def _cn_wildcard(ctx: _Context) -> tuple[bool, str]:
         if not host.startswith("*."):
             return False, (
                 f"{_show(host)} has no '*.' front label; the wildcard profile is for names like "
-                "*.twca.com.tw (use the ssl profile otherwise)"
+                "*.twca.com.tw (use the ssl profile otherwise)"  # pragma: no mutate (prose)
             )
-        return True, "'*.' front label"
-    return True, "no wildcard"
+        return True, (
+            "'*.' front label"  # pragma: no mutate (prose)
+        )
+    return True, (
+        "no wildcard"  # pragma: no mutate (prose)
+    )
 
 
 def _cn_domain(ctx: _Context) -> tuple[bool, str]:
@@ -762,7 +782,9 @@ def _cn_domain(ctx: _Context) -> tuple[bool, str]:
 def _san_dns(ctx: _Context) -> tuple[bool, str]:
     names = [value for kind, value in ctx.facts.sans if kind == "dns"]
     if not names:
-        return True, "no DNS SANs"
+        return True, (
+            "no DNS SANs"  # pragma: no mutate (prose)
+        )
     offences: list[str] = []
     for name in names:
         report = _analyse_name(name, allow_wildcard=ctx.profile == "wildcard")
@@ -781,7 +803,9 @@ def _san_type(ctx: _Context) -> tuple[bool, str]:
     allowed = "dns" if ctx.profile in SSL_PROFILES else "email"
     sans = ctx.facts.sans
     if not sans:
-        return True, "no SANs"
+        return True, (
+            "no SANs"  # pragma: no mutate (prose)
+        )
     bad = [f"{_SAN_TYPE_NAMES.get(kind, _show(kind))} SAN {_show(value)}" for kind, value in sans if kind != allowed]
     if bad:
         verb = "is" if len(bad) == 1 else "are"
@@ -800,7 +824,8 @@ def _san_count(ctx: _Context) -> tuple[bool, str]:
         count += ctx.cn.lower() not in dns
     if count > ctx.max_sans:
         return False, (f"the certificate would carry {count} subjectAltName entries; at most {ctx.max_sans} "
-                       "are allowed (ca config max_sans)")
+                       "are allowed (ca config max_sans)"  # pragma: no mutate (prose)
+                       )
     return True, f"{count} subjectAltName entr{'y' if count == 1 else 'ies'} (at most {ctx.max_sans})"
 
 
@@ -843,7 +868,10 @@ def _sig_valid(ctx: _Context) -> tuple[bool, str]:
     if state == "valid":
         return True, "signature valid"
     if state == "invalid":
-        return False, "the signature does not verify with the request's own key; the CSR was altered or is corrupt"
+        return False, (
+            "the signature does not verify with the request's own key; "  # pragma: no mutate (prose)
+            "the CSR was altered or is corrupt"  # pragma: no mutate (prose)
+        )
     if state == "not checked":
         return False, "signature not checked (weak hash)"
     return False, f"unknown signature state {_quoted(str(state))}"
@@ -857,7 +885,7 @@ def _personal_identifier(ctx: _Context) -> tuple[bool, str]:
     if parts is None:
         return False, (
             f"CN {_quoted(cn)} is not ID-NN-NAME: a national ID (A123456789) or 8-digit business number, "
-            "a 2-digit sequence and an English name, joined by hyphens"
+            "a 2-digit sequence and an English name, joined by hyphens"  # pragma: no mutate (prose)
         )
     ident, sequence, name = parts
     business = len(ident) == 8
@@ -872,7 +900,9 @@ def _personal_email(ctx: _Context) -> tuple[bool, str]:
     assert ctx.account is not None  # only applied with an account
     emails = [value for kind, value in ctx.facts.sans if kind == "email"]
     if not emails:
-        return True, "no e-mail SANs"
+        return True, (
+            "no e-mail SANs"  # pragma: no mutate (prose)
+        )
     bad: list[str] = []
     for email in emails:
         local, at, domain = email.rpartition("@")
@@ -901,7 +931,9 @@ def _personal_business_number(ctx: _Context) -> tuple[bool, str]:
     if bad:
         return False, _limited(bad)
     if not found:
-        return True, "no business number in CN or serialNumber"
+        return True, (
+            "no business number in CN or serialNumber"  # pragma: no mutate (prose)
+        )
     return True, f"business number {want} is the account's"
 
 
@@ -911,13 +943,15 @@ _RULES: dict[str, _RuleFn] = {
     "subject.printable": _subject_printable,
     "subject.org": _subject_org,
     "subject.identity": _subject_identity,
-    "cn.syntax": _name_rule("cn.syntax", lambda ctx, r: "bare host name"),
-    "cn.ip-address": _name_rule("cn.ip-address", lambda ctx, r: "not an IP address"),
-    "cn.idn": _name_rule("cn.idn", lambda ctx, r: "ASCII name"),
-    "cn.label": _name_rule(
-        "cn.label", lambda ctx, r: f"{len(r.host.split('.'))} labels of letters, digits and hyphens"
+    "cn.syntax": functools.partial(_name_rule, rule="cn.syntax", passing=lambda r: "bare host name"),
+    "cn.ip-address": functools.partial(_name_rule, rule="cn.ip-address", passing=lambda r: "not an IP address"),
+    "cn.idn": functools.partial(_name_rule, rule="cn.idn", passing=lambda r: "ASCII name"),
+    "cn.label": functools.partial(
+        _name_rule, rule="cn.label", passing=lambda r: f"{len(r.host.split('.'))} labels of letters, digits and hyphens"
     ),
-    "cn.length": _name_rule("cn.length", lambda ctx, r: f"{_octets(r.host)} octets (at most {_MAX_NAME_OCTETS})"),
+    "cn.length": functools.partial(
+        _name_rule, rule="cn.length", passing=lambda r: f"{_octets(r.host)} octets (at most {_MAX_NAME_OCTETS})"
+    ),
     "cn.domain": _cn_domain,
     "cn.wildcard": _cn_wildcard,
     "san.dns": _san_dns,
