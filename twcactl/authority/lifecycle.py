@@ -1040,41 +1040,6 @@ def generate_crl(store: Store, *, operator: str, passphrase: PassphraseProvider,
     return CrlOutcome(crl, write_current_crl(store, signer.ca.name))
 
 
-def ocsp_respond(store: Store, request_der: bytes, *, operator: str, passphrase: PassphraseProvider,
-                 name: str = "request") -> tuple[bytes, str]:
-    """A signed OCSP response (DER) for a DER request, from the records (RFC 6960).
-
-    Returns:
-        ``(response DER, status word)`` with status ``good``, ``revoked``,
-        ``unknown`` or ``unauthorized`` (another issuer).
-
-    Raises:
-        InputError: not an OCSP request (exit 3).  StateError: not a manager (exit 5).
-    """
-    from twcactl.authority.responder import ocsp_status
-    from twcactl.pkix.ocsp import OcspStatus, build_response, load_request
-
-    store.operators.require_manager(operator)
-    request = load_request(request_der, name=name)
-    signer = _unlock(store, passphrase)
-    now = utcnow()
-    seen: dict[str, str] = {}
-
-    def lookup(serial_number: int) -> OcspStatus:
-        status = ocsp_status(store, serial_number, signer.ca.name)
-        seen["status"] = status.status
-        return status
-
-    response = build_response(request, issuer_cert=signer.cert, issuer_key=signer.key, lookup=lookup, now=now,
-                              validity=dt.timedelta(days=br.crl_days(store.settings().crl_days,
-                                                                     bool(store.settings().public_trust))))
-    status = seen.get("status", "unauthorized")
-    with store.transaction():
-        store.log.append(operator=operator, action="ocsp.respond", serial=format_serial(request.serial_number),
-                         details={"status": status})
-    return response.public_bytes(serialization.Encoding.DER), status
-
-
 def ca_chain_for(store: Store, record: CertRecord) -> list[x509.Certificate]:
     """The CA certificates above ``record``, root first (its issuing CA last)."""
     chain: list[x509.Certificate] = []

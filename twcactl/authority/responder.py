@@ -1,7 +1,8 @@
-"""What ``twcactl serve`` answers without changing the books: OCSP, CRLs, CA certificates; and its own TLS
-certificate.
+"""OCSP answers, and what ``twcactl serve`` answers without changing the books: OCSP, CRLs, CA
+certificates; and its own TLS certificate.
 
-:func:`ocsp_answer` is the read-only twin of :func:`twcactl.authority.lifecycle.ocsp_respond`: the same
+:func:`ocsp_respond` answers one request for ``twcactl ocsp respond`` (a manager, one activity-log
+entry); :func:`ocsp_answer` is its read-only twin for the server: the same
 records and :func:`twcactl.pkix.ocsp.build_response`, but no operator check and no activity-log entry per
 request (a responder answers thousands of requests; the hash-chained log records changes, not queries).
 The keys are unlocked once when the server starts (:class:`Signers`).
@@ -112,6 +113,42 @@ def ocsp_status(store: Store, serial_number: int, ca_name: str) -> OcspStatus:
     if record.state in ("revoked", "suspended") and record.revoked_at:
         return OcspStatus("revoked", parse_rfc3339(record.revoked_at), record.reason)
     return OcspStatus("good")
+
+def ocsp_respond(store: Store, request_der: bytes, *, operator: str, passphrase: PassphraseProvider,
+                 name: str = "request") -> tuple[bytes, str]:
+    """A signed OCSP response (DER) for a DER request, from the records (RFC 6960).
+
+    Returns:
+        ``(response DER, status word)`` with status ``good``, ``revoked``,
+        ``unknown`` or ``unauthorized`` (another issuer).
+
+    Raises:
+        InputError: not an OCSP request (exit 3).  StateError: not a manager (exit 5).
+    """
+    from twcactl.rules import public_trust as br
+
+    store.operators.require_manager(operator)
+    request = load_request(request_der, name=name)
+    ca = store.cas.issuing()
+    encrypted = store.ca_key_encrypted
+    ca_key = load_ca_key(ca, passphrase() if encrypted else None, encrypted=encrypted)
+    now = utcnow()
+    seen: dict[str, str] = {}
+
+    def lookup(serial_number: int) -> OcspStatus:
+        status = ocsp_status(store, serial_number, ca.name)
+        seen["status"] = status.status
+        return status
+
+    response = build_response(request, issuer_cert=ca.certificate(), issuer_key=ca_key, lookup=lookup, now=now,
+                              validity=dt.timedelta(days=br.crl_days(store.settings().crl_days,
+                                                                     bool(store.settings().public_trust))))
+    status = seen.get("status", "unauthorized")
+    with store.transaction():
+        store.log.append(operator=operator, action="ocsp.respond", serial=format_serial(request.serial_number),
+                         details={"status": status})
+    return response.public_bytes(serialization.Encoding.DER), status
+
 
 @dataclass
 class Signers:

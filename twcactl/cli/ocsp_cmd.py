@@ -41,7 +41,7 @@ Example:
 @json_option
 def respond(request_file: Path, out: Path, force: bool, ca_passphrase: str | None) -> None:
     """Write a signed OCSP response (good / revoked / unknown) for a request."""
-    from twcactl.authority.lifecycle import ocsp_respond
+    from twcactl.authority.responder import ocsp_respond
     from twcactl.fsutil import ensure_free, read_input, write_file
 
     ensure_free([out], force=force)

@@ -27,11 +27,16 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
-
-from twcactl.store.interface import Row
+from typing import Any, Protocol
 
 Params = Sequence[Any]
+
+
+class Row(Protocol):
+    """A result row, read by column name only."""
+
+    def __getitem__(self, key: str, /) -> Any:
+        """The value of column ``key``."""
 
 
 class ConstraintViolation(Exception):

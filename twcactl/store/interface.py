@@ -22,8 +22,9 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from twcactl.store.executor import Dialect, Row
+
 if TYPE_CHECKING:
-    from twcactl.store.executor import Dialect
     from twcactl.store.records import (
         Account,
         BlockedKey,
@@ -40,13 +41,6 @@ if TYPE_CHECKING:
 
 #: ``(operator, action, account, serial, details)`` of one activity-log entry to append.
 LogItem = tuple[str, str, "str | None", "str | None", "dict[str, Any] | None"]
-
-
-class Row(Protocol):
-    """A result row, read by column name only."""
-
-    def __getitem__(self, key: str, /) -> Any:
-        """The value of column ``key``."""
 
 
 class Executor(Protocol):
