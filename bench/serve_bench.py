@@ -61,6 +61,8 @@ for _p in (str(BENCH), str(REPO)):
 
 from harness import BenchError, Figure, Target, median  # noqa: E402
 
+from tests.serve_support import free_port  # noqa: E402 - the tests' port rule (below the ephemeral range)
+
 ACCOUNT = "70759028-01"
 DOMAIN = "twca.com.tw"
 OPERATOR = "bench"
@@ -118,19 +120,6 @@ def tw(home: Path, *args: str, check: bool = True) -> subprocess.CompletedProces
     if check and proc.returncode != 0:
         raise BenchError(f"twcactl {' '.join(args)} exited {proc.returncode}: {proc.stderr[-2000:]}")
     return proc
-
-
-def free_port() -> int:
-    """A free loopback port below the ephemeral range (so no client socket takes it before the bind)."""
-    for _ in range(200):
-        port = random.randrange(20_000, 32_000)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise BenchError("no free loopback port")
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:

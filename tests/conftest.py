@@ -151,7 +151,7 @@ def keytool_request(tool_dir: Path) -> Path:
     require("keytool")
     store = tool_dir / "keytool.p12"
     dname = "CN=www.twca.com.tw, OU=SYSTEM, O=TWCA, L=Taipei, ST=Taiwan, C=TW"
-    common = ["-keystore", store, "-storetype", "PKCS12", "-storepass", "changeit", "-alias", "www"]
+    common: list[str | os.PathLike[str]] = ["-keystore", store, "-storetype", "PKCS12", "-storepass", "changeit", "-alias", "www"]
     proc = sh("keytool", "-genkeypair", *common, "-keyalg", "RSA", "-keysize", "2048", "-dname", dname, "-validity", "30")
     assert proc.returncode == 0, proc.stderr
     csr = tool_dir / "keytool.csr"
