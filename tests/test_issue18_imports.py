@@ -177,13 +177,14 @@ def test_a_refused_batch_clears_its_progress_bar_before_the_error(ca_home: CaHom
 
 
 @pytest.mark.parametrize("count", [1, 2, 5])
-def test_pem_from_der_matches_cryptography(ca_home: CaHome, tmp_path: Path, count: int) -> None:
-    """The PEM a batch writes from the DER it encoded once is byte for byte cryptography's PEM."""
-    from twcactl.authority.lifecycle import _pem
-
+def test_der_encoded_once_is_the_certificate_everywhere(ca_home: CaHome, tmp_path: Path, count: int) -> None:
+    """The DER a batch encodes once is the record's and the PEM file's certificate, byte for byte."""
     directory = _batch(tmp_path, count)
     result = ca_home.run("cert", "issue", directory, "--account", ACCOUNT, "--json")
     assert result.code == 0, result.stderr
     for item in result.json()["certificates"]:
-        cert = x509.load_pem_x509_certificate((ca_home.path / "certs" / f"{item['serial']}.pem").read_bytes())
-        assert _pem(cert.public_bytes(Encoding.DER)) == cert.public_bytes(Encoding.PEM)
+        pem = (ca_home.path / "certs" / f"{item['serial']}.pem").read_bytes()
+        cert = x509.load_pem_x509_certificate(pem)
+        assert pem == cert.public_bytes(Encoding.PEM)
+        stored = db_rows(ca_home.path, "SELECT der FROM certificates WHERE serial = ?", item["serial"])[0][0]
+        assert bytes(stored) == cert.public_bytes(Encoding.DER)

@@ -9,7 +9,6 @@ can always be rebuilt from the database.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import datetime as dt
 import hashlib
@@ -300,16 +299,8 @@ class _Built:
     cn: str | None
     subject: str
     sans: list[str]
-    #: the certificate's DER, encoded once for its record, its log entry and its PEM file (issue 18)
+    #: the certificate's DER, encoded once for its record and its log entry (issue 18)
     der: bytes = b""
-
-
-def _pem(der: bytes) -> bytes:
-    """The PEM file of a certificate's DER (RFC 7468 §2: 64-character base64 lines), byte for byte what
-    ``public_bytes(Encoding.PEM)`` writes, without encoding the certificate a second time."""
-    b64 = base64.b64encode(der)
-    lines = b"\n".join(b64[i:i + 64] for i in range(0, len(b64), 64))
-    return b"-----BEGIN CERTIFICATE-----\n" + lines + b"\n-----END CERTIFICATE-----\n"
 
 
 def _build(signer: _Signer, csr: x509.CertificateSigningRequest, *, profile: str, account_id: str,
@@ -356,8 +347,8 @@ def _write_pems(store: Store, built: Sequence[_Built]) -> FilesReport:
     lock held elsewhere past :func:`_files_wait`) is reported pending, and a partial one is removed.
     """
     report = FilesReport()
-    todo = [(store.cert_path(format_serial(b.cert.serial_number)),
-             _pem(b.der) if b.der else b.cert.public_bytes(serialization.Encoding.PEM)) for b in built]
+    todo = [(store.cert_path(format_serial(b.cert.serial_number)), b.cert.public_bytes(serialization.Encoding.PEM))
+            for b in built]
     try:
         with store.files_lock(timeout=_files_wait(store)):
             for path, pem in todo:
