@@ -96,7 +96,7 @@ def atomic_writer(path: str | os.PathLike[str], *, mode: int = 0o644, force: boo
                 raise StateError(f"{target} already exists.", hint="use --force to replace it") from exc
             os.unlink(tmp_name)
         if durable:
-            _fsync_dir(directory)
+            fsync_dir(directory)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
@@ -171,8 +171,9 @@ def write_new_file(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o6
         fh.write(data)
 
 
-def _fsync_dir(directory: Path) -> None:
-    """Make a rename durable (POSIX needs the directory fsynced)."""
+def fsync_dir(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (POSIX needs the directory fsynced); an OSError is ignored
+    (a filesystem that cannot fsync a directory gives what it can)."""
     try:
         dfd = os.open(directory, os.O_RDONLY)
     except OSError:

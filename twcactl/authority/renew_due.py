@@ -31,7 +31,6 @@ the files, as certbot's deploy hooks do; see :func:`hook_environment`).
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import datetime as dt
 import os
@@ -47,6 +46,7 @@ from cryptography.hazmat.primitives import serialization
 
 from twcactl.authority.lifecycle import CsrInput, PassphraseProvider, ca_chain_for, renew_and_revoke
 from twcactl.errors import TwcaError, UsageError
+from twcactl.fsutil import fsync_dir
 from twcactl.pfx import check_password, export_pfx, key_matches, new_key_like, replacement_csr
 from twcactl.pkix.chain import fullchain_pem
 from twcactl.pkix.keys import PrivateKey, is_encrypted_key, load_private_key, private_key_pem
@@ -385,7 +385,7 @@ def _stage(out_dir: Path, target: Path, files: list[tuple[str, bytes, int]]) -> 
             for other in target.iterdir():
                 if other.name not in OWNED_FILES and other.is_file() and not other.is_symlink():
                     shutil.copy2(other, staging / other.name)
-        _fsync_dir(staging)
+        fsync_dir(staging)
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)
         raise InputError(f"cannot write the files in {out_dir}: {exc.strerror or exc}; nothing was renewed.") from exc
@@ -413,7 +413,7 @@ def _place(staging: Path, target: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)  # now the previous directory
     else:
         os.rename(staging, target)
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent)
 
 
 def _exchange(a: Path, b: Path) -> bool:
@@ -426,11 +426,3 @@ def _exchange(a: Path, b: Path) -> bool:
     at_fdcwd, rename_exchange = -100, 2
     return int(renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)) == 0
 
-
-def _fsync_dir(directory: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from twcactl.errors import InputError, StateError
+from twcactl.fsutil import fsync_dir
 
 DB_NAME = "twcactl.db"
 #: Sub-directories of a home, made by ``ca init`` and by ``ca restore``.
@@ -109,7 +110,7 @@ def building_home(home: Path, what: str) -> Iterator[Path]:
             if exc.errno not in (errno.EXDEV, errno.EBUSY):
                 raise
             _move_contents(tmp, home)  # ``home`` is a mount point: move its entries, the database last
-        _fsync_dir(parent)
+        fsync_dir(parent)
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         if is_disk_full(exc):
@@ -130,14 +131,6 @@ def _move_contents(source: Path, target: Path) -> None:
     os.chmod(target, stat.S_IMODE(os.stat(source).st_mode))
     os.rmdir(source)
 
-
-def _fsync_dir(directory: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 class HomeLayout:

@@ -35,10 +35,9 @@ from pathlib import Path
 from typing import Any
 
 from twcactl.errors import BusyError, InputError, StateError
-from twcactl.rules.times import rfc3339, utcnow
 from twcactl.store.executor import ConstraintViolation, Dialect
 from twcactl.store.interface import Row
-from twcactl.store.schema import MIGRATIONS, SCHEMA_V1, SCHEMA_VERSION, migration_steps, statements
+from twcactl.store.schema import migration_steps, new_schema, statements
 
 #: The advisory lock every write transaction takes (any constant; "twca" in ASCII).
 WRITE_LOCK_KEY = 0x74776361
@@ -343,11 +342,11 @@ class PostgresEngine:
         if self.has_schema():
             raise StateError(f"{redact(self.url)} already holds a CA.", hint="use another database")
         with self.transaction():
-            self._script(SCHEMA_V1)
-            for step in MIGRATIONS:  # a new home is version 1 plus every forward step
-                self._script(step)
-            self.set_meta("schema_version", str(SCHEMA_VERSION))
-            self.set_meta("created_at", rfc3339(utcnow()))
+            scripts, meta = new_schema()
+            for script in scripts:
+                self._script(script)
+            for key, value in meta.items():
+                self.set_meta(key, value)
 
     def drop_schema(self) -> None:
         """Drop every twcactl table (a failed ``ca init`` undoing its :meth:`create_schema`)."""

@@ -254,3 +254,13 @@ def migration_steps(version: int, *, what: str) -> list[tuple[int, str]]:
         raise StateError(f"this {what} has schema version {version}; this twcactl knows up to {SCHEMA_VERSION}.",
                          hint="upgrade twcactl")
     return [(step + 1, MIGRATIONS[step - 1]) for step in range(max(version, 1), SCHEMA_VERSION)]
+
+
+def new_schema() -> tuple[list[str], dict[str, str]]:
+    """What a new store is made of: the scripts to run in one transaction (version 1 plus every forward
+    step, so a new store and an upgraded one have the same tables) and the ``meta`` rows to set
+    (``schema_version`` = :data:`SCHEMA_VERSION`, ``created_at`` now, RFC 3339)."""
+    from twcactl.rules.times import rfc3339, utcnow
+
+    return [SCHEMA_V1, *MIGRATIONS], {"schema_version": str(SCHEMA_VERSION), "created_at": rfc3339(utcnow())}
+

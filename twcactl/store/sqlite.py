@@ -31,9 +31,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 from twcactl.errors import BusyError, InputError, StateError
-from twcactl.rules.times import rfc3339, utcnow
 from twcactl.store.executor import SqliteExecutor
-from twcactl.store.schema import MIGRATIONS, SCHEMA_V1, SCHEMA_VERSION, migration_steps, statements
+from twcactl.store.schema import migration_steps, new_schema, statements
 
 _BUSY_HINT = "retry, or raise --lock-timeout"
 
@@ -217,11 +216,11 @@ class SqliteEngine:
         DDL is transactional in SQLite: a crash leaves either no schema or all of it.
         """
         with self.transaction():
-            self._script(SCHEMA_V1)
-            for step in MIGRATIONS:  # a new home is version 1 plus every forward step
-                self._script(step)
-            self.set_meta("schema_version", str(SCHEMA_VERSION))
-            self.set_meta("created_at", rfc3339(utcnow()))
+            scripts, meta = new_schema()
+            for script in scripts:
+                self._script(script)
+            for key, value in meta.items():
+                self.set_meta(key, value)
 
     def migrate(self) -> None:
         """Run the forward migrations from the stored version, one transaction each.
