@@ -337,15 +337,21 @@ def notify_due(store: Store, *, operator: str, config: MailConfig | None, dry_ru
         with session(config) as mail:
             for record, result in todo:
                 assert result.recipient is not None
-                message = reminder_message(config, record, result.recipient, result.window_days, now)
-                try:
-                    mail.send(message)
-                except MailError as exc:
-                    result.outcome, result.error = "failed", exc.message
-                    continue
-                result.outcome, result.message_id = "sent", str(message["Message-ID"])
-                _record_sent(store, result, operator, now)
+                if _send(mail, reminder_message(config, record, result.recipient, result.window_days, now), result):
+                    _record_sent(store, result, operator, now)
     return outcome
+
+
+def _send(mail: MailSession, message: EmailMessage, result: NoticeResult) -> bool:
+    """Hand one notice to the relay; ``result`` says ``sent`` (with the Message-ID) or ``failed`` (the relay's
+    error).  Returns True when sent."""
+    try:
+        mail.send(message)
+    except MailError as exc:
+        result.outcome, result.error = "failed", exc.message
+        return False
+    result.outcome, result.message_id = "sent", str(message["Message-ID"])
+    return True
 
 
 def send_issue_notices(store: Store, records: Sequence[CertRecord], *, operator: str, config: MailConfig,
@@ -378,13 +384,8 @@ def send_issue_notices(store: Store, records: Sequence[CertRecord], *, operator:
                 assert result.recipient is not None
                 leaf = x509.load_der_x509_certificate(record.der)
                 bundle = zip_bytes(bundle_files(leaf, ca_chain_for(store, record)))
-                message = issue_message(config, record, bundle, result.recipient, now)
-                try:
-                    mail.send(message)
-                except MailError as exc:
-                    result.outcome, result.error = "failed", exc.message
+                if not _send(mail, issue_message(config, record, bundle, result.recipient, now), result):
                     continue
-                result.outcome, result.message_id = "sent", str(message["Message-ID"])
                 try:
                     _record_sent(store, result, operator, now)
                 except TwcaError as exc:  # sent; only the record of it is missing (a busy home)

@@ -268,20 +268,31 @@ def show(file: Path, password: str | None) -> None:
     emit(doc, human)
 
 
+def _rewrite_options(command: Callable[..., None]) -> Callable[..., None]:
+    """FILE and the options of every command that writes a PFX again under a new password (``pfx rekey``,
+    ``pfx change-password``), in the order their help lists them."""
+    for decorator in reversed((
+        click.argument("file", type=click.Path(path_type=Path, dir_okay=False)),
+        click.option("--out", type=click.Path(path_type=Path, dir_okay=False),
+                     help="The new PFX (never FILE, unless --in-place)."),
+        click.option("--password", metavar="SOURCE", help=PASSWORD_HELP),
+        click.option("--new-password", metavar="SOURCE",
+                     help="The new password, at least 6 characters (default: prompt twice)."),
+        click.option("--legacy", is_flag=True,
+                     help="Downgrade on purpose to 3DES and a SHA-1 MAC, for old Windows and Java."),
+        click.option("--in-place", is_flag=True, help="Replace FILE itself (atomically)."),
+    )):
+        command = decorator(command)
+    return command
+
+
 @pfx.command("rekey", epilog="""\b
 Examples:
   twcactl pfx rekey old.pfx --out new.pfx --password env:OLD_PASS --new-password env:NEW_PASS
   twcactl pfx rekey www.pfx --in-place --password file:old.pass --new-password file:new.pass
   twcactl pfx rekey www.pfx --out www-2026.pfx --new-key --revoke-old --password env:P --new-password env:P2
 """)
-@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--out", type=click.Path(path_type=Path, dir_okay=False),
-              help="The new PFX (never FILE, unless --in-place).")
-@click.option("--password", metavar="SOURCE", help=PASSWORD_HELP)
-@click.option("--new-password", metavar="SOURCE",
-              help="The new password, at least 6 characters (default: prompt twice).")
-@click.option("--legacy", is_flag=True, help="Downgrade on purpose to 3DES and a SHA-1 MAC, for old Windows and Java.")
-@click.option("--in-place", is_flag=True, help="Replace FILE itself (atomically).")
+@_rewrite_options
 @click.option("--new-key", is_flag=True, help="A fresh key pair and a replacement certificate from the CA home "
               "(the cert renew rules), in a new PFX.")
 @click.option("--revoke-old", is_flag=True, help="With --new-key: revoke the old certificate as superseded.")
@@ -326,14 +337,7 @@ Examples:
 The manuals' "change the PFX password". A new key pair and certificate (a re-key in the PKI sense)
 is `twcactl pfx rekey FILE --new-key`.
 """)
-@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--out", type=click.Path(path_type=Path, dir_okay=False),
-              help="The new PFX (never FILE, unless --in-place).")
-@click.option("--password", metavar="SOURCE", help=PASSWORD_HELP)
-@click.option("--new-password", metavar="SOURCE",
-              help="The new password, at least 6 characters (default: prompt twice).")
-@click.option("--legacy", is_flag=True, help="Downgrade on purpose to 3DES and a SHA-1 MAC, for old Windows and Java.")
-@click.option("--in-place", is_flag=True, help="Replace FILE itself (atomically).")
+@_rewrite_options
 @click.option("--force", is_flag=True, help="Replace an existing --out file.")
 @json_option
 def change_password_cmd(file: Path, out: Path | None, password: str | None, new_password: str | None, legacy: bool,
