@@ -72,8 +72,24 @@ def _one_space(text: str) -> str:
     return " ".join(text.split())
 
 
+@dataclass(frozen=True, kw_only=True)
+class _EvIdentityValues:
+    """The EV identity values an account command gives (keyword-only; None: not given)."""
+
+    jurisdiction_country: str | None = None
+    jurisdiction_state: str | None = None
+    jurisdiction_locality: str | None = None
+    business_category: str | None = None
+
+    @property
+    def identity(self) -> dict[str, str | None]:
+        """The EV identity columns given (checked and normalised; raises UsageError, exit 2)."""
+        return _identity(self.jurisdiction_country, self.jurisdiction_state, self.jurisdiction_locality,
+                         self.business_category)
+
+
 @dataclass(frozen=True)
-class NewAccount:
+class NewAccount(_EvIdentityValues):
     """An account to register (``account add``).
 
     Attributes:
@@ -97,16 +113,6 @@ class NewAccount:
     aliases: tuple[str, ...] = ()
     quota: int = 0
     note: str | None = None
-    jurisdiction_country: str | None = None
-    jurisdiction_state: str | None = None
-    jurisdiction_locality: str | None = None
-    business_category: str | None = None
-
-    @property
-    def identity(self) -> dict[str, str | None]:
-        """The EV identity columns given (checked and normalised)."""
-        return _identity(self.jurisdiction_country, self.jurisdiction_state, self.jurisdiction_locality,
-                         self.business_category)
 
     def __post_init__(self) -> None:
         if not is_valid_account_id(self.id):
@@ -124,7 +130,7 @@ class NewAccount:
 
 
 @dataclass(frozen=True)
-class AccountChange:
+class AccountChange(_EvIdentityValues):
     """A change to an account's organisation, agreed domains or O aliases (``account set``).
 
     Attributes:
@@ -145,16 +151,6 @@ class AccountChange:
     remove_domains: tuple[str, ...] = ()
     add_aliases: tuple[str, ...] = ()
     remove_aliases: tuple[str, ...] = field(default=())
-    jurisdiction_country: str | None = None
-    jurisdiction_state: str | None = None
-    jurisdiction_locality: str | None = None
-    business_category: str | None = None
-
-    @property
-    def identity(self) -> dict[str, str | None]:
-        """The EV identity columns to change (checked and normalised)."""
-        return _identity(self.jurisdiction_country, self.jurisdiction_state, self.jurisdiction_locality,
-                         self.business_category)
 
     def __post_init__(self) -> None:
         if self.org is None and not (self.add_domains or self.remove_domains or self.add_aliases
