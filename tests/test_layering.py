@@ -40,7 +40,9 @@ def test_device_libraries_only_in_their_adapter() -> None:
 
 
 def test_core_reads_no_environment() -> None:
-    allowed = {"store/__init__.py"}  # default_home(): the platform data directory (XDG_DATA_HOME / LOCALAPPDATA)
+    # default_home(): the platform data directory (XDG_DATA_HOME / LOCALAPPDATA); forwarder: the thin client
+    # that hands a command line and its environment to the resident process (it runs before click loads)
+    allowed = {"platform_dirs.py", "forwarder.py"}
     offenders = []
     for path in sorted(PACKAGE.rglob("*.py")):
         rel = str(path.relative_to(PACKAGE))
@@ -142,7 +144,7 @@ AREAS: dict[str, tuple[str, ...]] = {
     "cli": ("foundation", "policy", "pkix", "backends", "store", "front", "authority", "serve"),
 }
 FRONT_DOORS = {"csr.py", "issue.py", "pfx.py", "card.py"}
-FOUNDATION = {"__init__.py", "errors.py", "models.py", "fsutil.py"}
+FOUNDATION = {"__init__.py", "errors.py", "models.py", "fsutil.py", "platform_dirs.py"}
 
 
 def _area(rel: str) -> str:
@@ -152,7 +154,7 @@ def _area(rel: str) -> str:
         return "foundation"
     if rel in FRONT_DOORS:
         return "front"
-    if top == "__main__.py":
+    if top in ("__main__.py", "forwarder.py"):  # the console entry and its client of the resident process
         return "cli"
     if top.endswith(".py"):
         raise AssertionError(f"{rel}: a module outside every area; add it to an area in docs/architecture.md")

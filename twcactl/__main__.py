@@ -2,7 +2,8 @@
 
 ``twcactl --version`` is answered here before click is imported, so a
 version probe costs little more than starting Python (issue 7's start-up
-target).
+target).  Any other command goes to the resident process for its home
+when one runs (:mod:`twcactl.forwarder`), else runs here.
 """
 
 from __future__ import annotations
@@ -17,6 +18,12 @@ def main() -> None:
 
         sys.stdout.write(f"twcactl {__version__}\n")
         raise SystemExit(0)
+    # A resident process for the home (``twcactl resident start``) runs the command warm (issue 29).
+    from twcactl.forwarder import forward
+
+    status = forward(sys.argv[1:])
+    if status is not None:
+        raise SystemExit(status)
     from twcactl.cli import run
 
     run()

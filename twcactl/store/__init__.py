@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from twcactl.errors import InputError, NotFoundError, StateError
+from twcactl.platform_dirs import default_home
 from twcactl.rules.settings import NODE_LOCAL_KEYS, Settings, SettingsFileError, settings_problems, store_url_problem
 from twcactl.store.accounts import AccountRepository
 from twcactl.store.cas import CaRepository
@@ -80,17 +81,6 @@ def store_url(home: Path) -> str:
 
 def _password(source: PasswordSource) -> str | None:
     return source() if callable(source) else source
-
-
-def default_home() -> Path:
-    """``$TWCACTL_HOME`` is read by the CLI; this is the platform's user data directory for twcactl."""
-    if os.name == "nt":
-        base = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
-        return Path(base) / "twcactl"
-    if os.uname().sysname == "Darwin":
-        return Path.home() / "Library" / "Application Support" / "twcactl"
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "twcactl"
 
 
 def read_settings(path: Path) -> Settings:
