@@ -659,3 +659,53 @@ def test_eab_optional_mode_binds_accounts_to_the_default_account(tmp_path: Path)
     # an unknown default account: refused at start
     out = home.run("serve", "--listen", "127.0.0.1:0", "--acme-eab", "optional", "--acme-default-account", "nosuch")
     assert out.code == 5, out.stderr
+
+
+# ---------------------------------------------------------------- odd payloads on every JWS endpoint
+
+ODD_PAYLOADS: list[Any] = [[], "x", 5, True, {"status": 5}, {"status": ["deactivated"]}, {"status": "valid"},
+                           {"csr": 5}, {"csr": "!!"}, {"csr": b64(b"not a csr")}, {"certificate": 5},
+                           {"certificate": b64(b"not a cert")}, {"certificate": b64(b"x"), "reason": "4"},
+                           {"contact": "mailto:x"}, {"contact": [5]}, {"oldKey": 5, "account": []},
+                           {"protected": 5, "payload": "", "signature": ""}]
+
+
+def test_odd_payloads_on_every_endpoint_are_never_a_server_error(world: World) -> None:
+    client = world.accounts()
+    status, headers, doc = client.new_order("odd.example.test")
+    assert status == 201
+    _s, _h, authz = client.post(doc["authorizations"][0], None)
+    urls = [client.kid or "", headers["location"], doc["finalize"], doc["authorizations"][0],
+            authz["challenges"][0]["url"], client.dir["revokeCert"], client.dir["keyChange"], client.dir["newOrder"]]
+    for url in urls:
+        for payload in ODD_PAYLOADS:
+            got = client.post(url, payload)
+            assert got[0] < 500, (url, payload, got)
+            if got[0] >= 400:
+                problem(*got)
+    assert client.post(client.kid or "", None)[2]["status"] == "valid"  # nothing deactivated the account
+
+
+def test_an_order_is_invalid_once_expired_or_an_authorization_failed() -> None:
+    from twcactl.authority.acme import _current_status
+    from twcactl.store.acme import AcmeAuthz, AcmeOrder
+
+    now = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
+
+    def order(status: str, expires: dt.datetime) -> AcmeOrder:
+        return AcmeOrder(id="o", acme_account="a", status=status, identifiers=("a.example.test",), expires=expires,
+                         replaces="01", serial=None, error=None)
+
+    def authz(status: str) -> AcmeAuthz:
+        return AcmeAuthz(id="z", order_id="o", acme_account="a", identifier="a.example.test", status=status,
+                         expires=now, wildcard=False)
+
+    later, earlier = now + dt.timedelta(days=1), now - dt.timedelta(seconds=1)
+    assert _current_status(order("pending", later), [authz("pending")], now) == "pending"
+    assert _current_status(order("pending", later), [authz("valid")], now) == "ready"
+    assert _current_status(order("pending", later), [authz("invalid")], now) == "invalid"
+    assert _current_status(order("pending", earlier), [authz("pending")], now) == "invalid"
+    assert _current_status(order("ready", earlier), [authz("valid")], now) == "invalid"
+    assert _current_status(order("ready", later), [authz("valid")], now) == "ready"
+    for final in ("processing", "valid", "invalid"):
+        assert _current_status(order(final, earlier), [authz("valid")], now) == final
