@@ -709,3 +709,26 @@ def test_an_order_is_invalid_once_expired_or_an_authorization_failed() -> None:
     assert _current_status(order("ready", later), [authz("valid")], now) == "ready"
     for final in ("processing", "valid", "invalid"):
         assert _current_status(order(final, earlier), [authz("valid")], now) == final
+
+
+@pytest.mark.parametrize("store_engine", ["postgresql"], indirect=True)
+def test_an_order_keeps_its_profile_on_postgresql(store_engine: str, tmp_path: Path) -> None:
+    """The order's profile column (schema version 6) on the PostgreSQL engine: a shortlived order there."""
+    home = make_ca(tmp_path / "ca")
+    assert home.run("account", "add", ACCOUNT, "--org", "Example Ltd", "--domain", DOMAIN, "--quota", "5").code == 0
+    log = tmp_path / "serve.log"
+    proc, port, http_port, http01_port = start_server(home, log)
+    served = Served(home=home, port=port, http_port=http_port, http01_port=http01_port, proc=proc, log=log)
+    web = ChallengeServer(http01_port)
+    try:
+        world = World(served=served, web=web, tmp=tmp_path)
+        client = Acme(served)
+        client.register(*eab(served))
+        order, cert = issued(world, client, "pg.example.test", profile="shortlived")
+        assert client.post(order["url"], None)[2]["profile"] == "shortlived"
+        assert cert.not_valid_after_utc - cert.not_valid_before_utc <= dt.timedelta(days=7)
+        got = client.new_order("pg.example.test", profile="nosuch")
+        assert got[0] == 400 and problem(*got) == "invalidProfile"
+    finally:
+        web.close()
+        assert served.stop() == 0, log.read_text()[-2000:]
