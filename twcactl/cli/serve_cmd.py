@@ -44,7 +44,7 @@ Example:
 def serve(listen: str, http_listen: str | None, tls_cert: Path | None, tls_key: Path | None, names: tuple[str, ...],
           workers: int, resolve: tuple[str, ...], acme_http01_port: int, acme_dns_resolver: str | None,
           ocsp_signer: str, acme_eab: str, acme_default_account: str | None, ca_passphrase: str | None) -> None:
-    """Serve ACME (RFC 8555, EAB required), OCSP and CRLs until SIGTERM."""
+    """Serve ACME (RFC 8555; EAB required unless --acme-eab optional), OCSP and CRLs until SIGTERM."""
     from twcactl.serve.config import ServeConfig, parse_hostport, parse_resolve
 
     provider = ca_passphrase_provider(ca_passphrase)
