@@ -5,10 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # The real components the tests drive: openssl, keytool (JRE), certtool (GnuTLS),
-# pk12util (NSS), SoftHSM2 / opencryptoki / OpenSC, pcscd + vpcd; gcc and headers for pyscard.
+# pk12util (NSS), SoftHSM2 / opencryptoki / OpenSC, pcscd + vpcd; gcc and headers for pyscard;
+# the ACME clients of the serve tests (lego, caddy, dehydrated, acme-tiny; node for npm's acme-client).
 packages=(openssl default-jre-headless gnutls-bin libnss3-tools softhsm2 opencryptoki opensc pcscd
           vsmartcard-vpcd libpcsclite-dev gcc python3-dev python3-venv easy-rsa lego
-          postgresql faketime)
+          postgresql faketime caddy dehydrated acme-tiny nodejs)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -23,7 +24,13 @@ fi
 if [ "${CI:-}" = "true" ]; then
   pkill -x pcscd 2>/dev/null || true
   pkill -x pkcsslotd 2>/dev/null || true
+  # caddy's package starts a system service on port 80; the tests run their own Caddy
+  systemctl disable --now caddy 2>/dev/null || true
 fi
+
+# npm's acme-client (tests/clients/acme_client_node.js) in a project-local, gitignored directory
+command -v npm >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null; }
+[ -d .cache/npm/node_modules/acme-client ] || npm install -q --prefix .cache/npm --no-audit --no-fund acme-client@5.4.0
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install -q --disable-pip-version-check -e '.[card,test,serve]'

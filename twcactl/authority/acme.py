@@ -37,6 +37,7 @@ from typing import Any
 
 from twcactl.errors import AuthError, InputError, PolicyError, QuotaError, StateError, TwcaError
 from twcactl.policy.checks import dns_name_problems, domain_match
+from twcactl.rules.acme_profiles import ACME_PROFILES, DEFAULT_PROFILE
 from twcactl.rules.serials import format_serial
 from twcactl.rules.times import rfc3339, utcnow
 from twcactl.rules.validity import Validity
@@ -65,16 +66,19 @@ class AcmeProblem(TwcaError):
             (the document's ``type`` is ``urn:ietf:params:acme:error:`` plus it).
         status: the HTTP status.
         rule: the policy rule ID behind the refusal (``cn.domain``...), or None.
+        extra: more members of the document (``algorithms`` of ``badSignatureAlgorithm``, RFC 8555 §6.2).
     """
 
     exit_code = 1
     kind = "acme"
 
-    def __init__(self, acme_type: str, detail: str, *, status: int = 400, rule: str | None = None) -> None:
+    def __init__(self, acme_type: str, detail: str, *, status: int = 400, rule: str | None = None,
+                 extra: dict[str, Any] | None = None) -> None:
         super().__init__(detail)
         self.acme_type = acme_type
         self.status = status
         self.rule = rule
+        self.extra = extra or {}
 
     def document(self) -> dict[str, Any]:
         """The problem document (JSON object)."""
@@ -82,7 +86,7 @@ class AcmeProblem(TwcaError):
                                "status": self.status}
         if self.rule:
             doc["rule"] = self.rule
-        return doc
+        return {**self.extra, **doc}
 
 
 def problem_from(exc: TwcaError) -> AcmeProblem:
@@ -324,6 +328,45 @@ def new_account(store: Store, *, jwk_json: str, thumbprint: str, kid: str, conta
     return account
 
 
+def new_account_without_eab(store: Store, *, account_id: str, jwk_json: str, thumbprint: str,
+                            contact: Sequence[str], by: str) -> AcmeAccount:
+    """Register an ACME account that came without External Account Binding, acting for ``account_id``
+    (``serve --acme-eab optional --acme-default-account ID``; closed networks only, docs/serve.md).
+
+    It is made like an EAB account so that every later check is the same: an internal key record
+    ``noeab-<token>`` (bound at once, no HMAC key), its manager operator ``acme:noeab-<token>`` registered
+    by ``by`` (the operator who started the server), and the log entries ``operator.add`` and
+    ``acme.account`` (``"eab": false``).  Deactivating it ends its operator like any other.
+
+    Raises:
+        AcmeProblem: ``unauthorized`` (403) when ``account_id`` no longer exists.
+    """
+    from twcactl.errors import NotFoundError
+
+    try:
+        store.accounts.get(account_id, ledger=False)
+    except NotFoundError as exc:
+        raise AcmeProblem("unauthorized", "the server's default account does not exist.", status=403) from exc
+    kid = "noeab-" + _token(12)
+    operator = f"acme:{kid}"
+    acme_id = _token(12)
+    with store.transaction():
+        store.acme.add_eab(kid=kid, account_id=account_id, hmac_sealed="", operator=operator, by=by)
+        store.acme.set_eab_state(kid, "bound", expect="issued")
+        store.operators.add(operator, "manager", by=by)
+        store.log.append(operator=by, action="operator.add", details={"name": operator, "role": "manager", "kid": kid})
+        try:
+            store.acme.add_account(acme_id=acme_id, thumbprint=thumbprint, jwk=jwk_json, account_id=account_id,
+                                   eab_kid=kid, contact=contact)
+        except StateError as exc:
+            raise AcmeProblem("unauthorized", exc.message, status=403) from exc
+        store.log.append(operator=operator, action="acme.account", account=account_id,
+                         details={"acme_account": acme_id, "kid": kid, "thumbprint": thumbprint, "eab": False})
+    account = store.acme.account(acme_id)
+    assert account is not None
+    return account
+
+
 def update_account(store: Store, account: AcmeAccount, *, contact: Sequence[str] | None,
                    deactivate_it: bool) -> AcmeAccount:
     """Change the contact or deactivate (RFC 8555 §7.3.2, §7.3.6); deactivation also ends the operator."""
@@ -381,18 +424,23 @@ class OrderView:
 
 
 def new_order(store: Store, account: AcmeAccount, identifiers: Sequence[tuple[str, str]], *,
-              replaces: str | None = None) -> OrderView:
+              replaces: str | None = None, profile: str | None = None) -> OrderView:
     """Make a pending order with one authorization (http-01 and dns-01 challenges) per name.
 
     ``replaces`` (RFC 9773 §5) names the certificate this order renews, as an ARI certificate ID; it must
-    be the same twcactl account's, renewable and not already replaced by another order.
+    be the same twcactl account's, renewable and not already replaced by a live order (one that became
+    invalid or expired no longer counts).  ``profile`` (draft-ietf-acme-profiles) is a name of
+    :data:`twcactl.rules.acme_profiles.ACME_PROFILES`, None for the default.
 
     Raises:
         AcmeProblem: ``malformed`` (no identifiers), ``unsupportedIdentifier`` (not ``dns``),
-            ``rejectedIdentifier`` (rule ID), ``alreadyReplaced``.
+            ``rejectedIdentifier`` (rule ID), ``alreadyReplaced``, ``invalidProfile``.
     """
     if not identifiers:
         raise AcmeProblem("malformed", "the order has no identifiers.")
+    if profile is not None and profile not in ACME_PROFILES:
+        raise AcmeProblem("invalidProfile", f"no profile {profile!r}; this CA offers "
+                                            f"{', '.join(ACME_PROFILES)} (see the directory's meta.profiles).")
     domains = store.accounts.get(account.account_id, ledger=False).domains
     names: list[str] = []
     for kind, value in identifiers:
@@ -410,7 +458,7 @@ def new_order(store: Store, account: AcmeAccount, identifiers: Sequence[tuple[st
     order_id = _token(12)
     with store.transaction():
         store.acme.add_order(order_id=order_id, acme_account=account.id, identifiers=names,
-                             expires=now + ORDER_LIFETIME, replaces=replaced)
+                             expires=now + ORDER_LIFETIME, replaces=replaced, profile=profile or DEFAULT_PROFILE)
         for name in names:
             authz_id = _token(12)
             wildcard = name.startswith("*.")
@@ -429,6 +477,13 @@ def ari_cert_id(cert: Any) -> str:
     aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
     serial = cert.serial_number
     return f"{b64url(aki)}.{b64url(serial.to_bytes((serial.bit_length() + 8) // 8, 'big'))}"
+
+
+def ari_cert_id_of_serial(store: Store, serial: str) -> str:
+    """The RFC 9773 §4.1 certificate ID of the certificate record ``serial`` (what ``replaces`` names)."""
+    from cryptography import x509
+
+    return ari_cert_id(x509.load_der_x509_certificate(store.certificates.get(serial).der))
 
 
 def _serial_of_cert_id(cert_id: str) -> tuple[bytes, str]:
@@ -473,7 +528,7 @@ def _replaced_serial(store: Store, account: AcmeAccount, cert_id: str) -> str:
         raise AcmeProblem("malformed", f"replaces: {exc.message}") from exc
     if record.account != account.account_id:
         raise AcmeProblem("unauthorized", "replaces: the certificate is another account's.", status=403)
-    if store.acme.orders_replacing(serial):
+    if any(_refreshed_status(store, order_id) != "invalid" for order_id in store.acme.orders_replacing(serial)):
         raise AcmeProblem("alreadyReplaced", "replaces: another order already replaces this certificate.",
                           status=409)
     return serial
@@ -486,6 +541,31 @@ def _own_order(store: Store, account: AcmeAccount, order_id: str) -> AcmeOrder:
     return order
 
 
+def _current_status(order: AcmeOrder, authzs: Sequence[AcmeAuthz], now: dt.datetime) -> str:
+    """The status an order has now (RFC 8555 §7.1.6): ``pending`` becomes ``ready`` once every authorization
+    is valid; ``pending`` or ``ready`` becomes ``invalid`` once one is invalid or the order has expired."""
+    status = order.status
+    if status in ("pending", "ready"):
+        if any(a.status == "invalid" for a in authzs) or order.expires <= now:
+            return "invalid"
+        if status == "pending" and authzs and all(a.status == "valid" for a in authzs):
+            return "ready"
+    return status
+
+
+def _refreshed_status(store: Store, order_id: str) -> str:
+    """The order's current status, written back when it changed (so that a failed renewal order stops
+    blocking the certificate it ``replaces``)."""
+    order = store.acme.order(order_id)
+    if order is None:
+        return "invalid"
+    status = _current_status(order, store.acme.authzs_of(order_id), utcnow())
+    if status != order.status:
+        with store.transaction():
+            store.acme.set_order(order_id, status=status, expect=order.status)
+    return status
+
+
 def order_view(store: Store, account: AcmeAccount, order_id: str) -> OrderView:
     """An order of ``account`` and its authorizations; ``pending`` becomes ``ready`` once all are valid,
     ``invalid`` once one is invalid or the order has expired (RFC 8555 §7.1.6).
@@ -494,18 +574,9 @@ def order_view(store: Store, account: AcmeAccount, order_id: str) -> OrderView:
         AcmeProblem: not this account's order (404).
     """
     order = _own_order(store, account, order_id)
-    authzs = store.acme.authzs_of(order_id)
-    status = order.status
-    if status == "pending":
-        if any(a.status == "invalid" for a in authzs) or order.expires <= utcnow():
-            status = "invalid"
-        elif authzs and all(a.status == "valid" for a in authzs):
-            status = "ready"
-        if status != order.status:
-            with store.transaction():
-                store.acme.set_order(order_id, status=status, expect="pending")
-            order = _own_order(store, account, order_id)
-    return OrderView(order=order, authzs=authzs)
+    if _refreshed_status(store, order_id) != order.status:
+        order = _own_order(store, account, order_id)
+    return OrderView(order=order, authzs=store.acme.authzs_of(order_id))
 
 
 def authorization(store: Store, account: AcmeAccount, authz_id: str) -> tuple[AcmeAuthz, list[AcmeChallenge]]:
@@ -608,16 +679,20 @@ def finalize(store: Store, account: AcmeAccount, order_id: str, csr_der: bytes, 
     with store.transaction():
         if not store.acme.set_order(order_id, status="processing", expect="ready"):
             raise AcmeProblem("orderNotReady", "the order is being finalized already.", status=403)
+    acme_profile = ACME_PROFILES[view.order.profile or DEFAULT_PROFILE]
     item = CsrInput(name=f"acme-order-{order_id}", data=csr_der, domain_validated=True,
-                    profile="wildcard" if any(n.startswith("*.") for n in names) else "ssl")
+                    profile="wildcard" if any(n.startswith("*.") for n in names) else "ssl",
+                    short_lived=acme_profile.short_lived)
     try:
-        if view.order.replaces:
+        # a short-lived certificate starts its few days now: a renewal would carry the old notAfter forward
+        if view.order.replaces and not acme_profile.short_lived:
             renewed = renew_certificate(store, view.order.replaces, item, validity=None, early=True,
                                         operator=account.operator, passphrase=passphrase, note="acme renewal")
             serial = renewed.certificate.serial
         else:
             issued = issue_certificates(store, [item], account_id=account.account_id, profile=item.profile or "ssl",
-                                        validity=ACME_VALIDITY, operator=account.operator, passphrase=passphrase,
+                                        validity=acme_profile.validity(utcnow()), operator=account.operator,
+                                        passphrase=passphrase,
                                         note="acme")
             serial = issued.issued[0].serial
     except TwcaError as exc:

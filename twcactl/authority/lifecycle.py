@@ -99,6 +99,9 @@ class CsrInput:
     #: An ACME request (issue 15): domain-validated, its subject at most a CN, so the subject.* rules
     #: (an OV subject the CSR supplies) do not apply and the name rules judge its CN or else its first DNS SAN.
     domain_validated: bool = False
+    #: A short-lived certificate (issue 24, ACME profile ``shortlived``): no CRL Distribution Point and no
+    #: OCSP URL (BR §7.1.2.11.2), honoured only when its validity is short-lived (BR §1.6.1).
+    short_lived: bool = False
 
 
 @dataclass
@@ -444,7 +447,9 @@ def issue_certificates(
     built: list[tuple[_Built, CsrInput]] = []
     for (item, csr), t in zip(accepted, terms):
         built.append((_build(signer, csr, profile=item.profile or profile, account_id=account_id, account=policy,
-                             not_before=not_before, not_after=_term_end(t, paid_until), urls=urls,
+                             not_before=not_before, not_after=_term_end(t, paid_until),
+                             urls=_short_lived_urls(urls) if item.short_lived and br.is_short_lived(
+                                 not_before, _term_end(t, paid_until)) else urls,
                              public_trust=t is not None), item))
         if progress is not None:
             progress("signing", len(built), len(accepted))
@@ -469,6 +474,11 @@ def issue_certificates(
     outcome.files = _write_pems(store, [b for b, _item in built])
     outcome.issued.extend(store.certificates.get_many([format_serial(b.cert.serial_number) for b, _item in built]))
     return outcome
+
+
+def _short_lived_urls(urls: CaUrls) -> CaUrls:
+    """``urls`` without the CRL Distribution Point and OCSP URL of a short-lived certificate (BR §7.1.2.11.2)."""
+    return dataclasses.replace(urls, crl_url=None, ocsp_url=None)
 
 
 def _issue_term(store: Store, profile: str, not_before: dt.datetime, paid_until: dt.datetime,

@@ -37,11 +37,14 @@ Example:
 @click.option("--acme-dns-resolver", metavar="ADDRESS:PORT", help="The DNS server dns-01 validation asks.")
 @click.option("--ocsp-signer", type=click.Choice(["delegated", "ca"]), default="delegated", show_default=True,
               help="Sign OCSP responses with a delegated OCSP signing certificate kept fresh, or the CA key.")
+@click.option("--acme-eab", type=click.Choice(["required", "optional"]), default="required", show_default=True,
+              help="optional: ACME accounts made without EAB act for --acme-default-account (closed networks only).")
+@click.option("--acme-default-account", metavar="ACCOUNT", help="The account of ACME accounts made without EAB.")
 @ca_passphrase_option
 def serve(listen: str, http_listen: str | None, tls_cert: Path | None, tls_key: Path | None, names: tuple[str, ...],
           workers: int, resolve: tuple[str, ...], acme_http01_port: int, acme_dns_resolver: str | None,
-          ocsp_signer: str, ca_passphrase: str | None) -> None:
-    """Serve ACME (RFC 8555, EAB required), OCSP and CRLs until SIGTERM."""
+          ocsp_signer: str, acme_eab: str, acme_default_account: str | None, ca_passphrase: str | None) -> None:
+    """Serve ACME (RFC 8555; EAB required unless --acme-eab optional), OCSP and CRLs until SIGTERM."""
     from twcactl.serve.config import ServeConfig, parse_hostport, parse_resolve
 
     provider = ca_passphrase_provider(ca_passphrase)
@@ -53,7 +56,8 @@ def serve(listen: str, http_listen: str | None, tls_cert: Path | None, tls_key: 
         tls_cert=tls_cert, tls_key=tls_key, names=names, workers=workers, lock_timeout=ctx.lock_timeout,
         acme_resolve=parse_resolve(resolve), acme_http01_port=acme_http01_port,
         acme_dns_resolver=parse_hostport(acme_dns_resolver, option="--acme-dns-resolver") if acme_dns_resolver
-        else None, ocsp_signer=ocsp_signer, quiet=ctx.quiet)
+        else None, ocsp_signer=ocsp_signer, quiet=ctx.quiet, acme_eab=acme_eab,
+        acme_default_account=acme_default_account)
     from twcactl.serve.runner import run
 
     run(config)

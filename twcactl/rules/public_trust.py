@@ -77,6 +77,11 @@ def latest_not_after(not_before: dt.datetime) -> dt.datetime:
     return not_before + dt.timedelta(days=max_validity_days(not_before)) - _SECOND
 
 
+def short_lived_days(at: dt.datetime) -> int:
+    """The most days of a short-lived subscriber certificate issued at ``at`` (:data:`SHORT_LIVED`, BR §1.6.1)."""
+    return _lookup(SHORT_LIVED, at)
+
+
 def is_short_lived(not_before: dt.datetime, not_after: dt.datetime) -> bool:
     """True when the certificate is a short-lived subscriber certificate (:data:`SHORT_LIVED`, BR §1.6.1), which
     may leave out CRL Distribution Points."""

@@ -33,8 +33,10 @@ from twcactl.authority import acme as core
 from twcactl.authority import responder
 from twcactl.authority.acme import AcmeProblem, OrderView
 from twcactl.errors import NotFoundError, TwcaError
+from twcactl.rules.acme_profiles import ACME_PROFILES, DEFAULT_PROFILE
 from twcactl.serve import jose
 from twcactl.serve.config import MAX_ACME_BODY, MAX_OCSP_BODY, ServeConfig
+from twcactl.serve.orders import new_order_fields
 from twcactl.serve.validation import make_validator
 from twcactl.store import Store
 from twcactl.store.acme import AcmeAccount
@@ -95,6 +97,8 @@ class Server:
         self._local = threading.local()
         self.validator = make_validator(resolve=config.acme_resolve, http01_port=config.acme_http01_port,
                                         dns_server=config.acme_dns_resolver)
+        if config.acme_default_account is not None:  # refused at start (exit 5), not at the first client
+            self.store().accounts.get(config.acme_default_account, ledger=False)
 
     def store(self) -> Store:
         """This thread's open store."""
@@ -175,7 +179,8 @@ class Server:
         if order.error:
             doc["error"] = order.error
         if order.replaces:
-            doc["replaces"] = order.replaces
+            doc["replaces"] = core.ari_cert_id_of_serial(self.store(), order.replaces)  # RFC 9773 §5: the ID
+        doc["profile"] = order.profile or DEFAULT_PROFILE  # draft-ietf-acme-profiles §5
         return doc
 
     def authz_json(self, request: Request, authz: Any, challenges: list[Any]) -> dict[str, Any]:
@@ -427,9 +432,13 @@ class _Handlers:
             "newNonce": f"{base}/new-nonce", "newAccount": f"{base}/new-account", "newOrder": f"{base}/new-order",
             "revokeCert": f"{base}/revoke-cert", "keyChange": f"{base}/key-change",
             "renewalInfo": f"{base}/renewal-info",
-            "meta": messages.Directory.Meta(external_account_required=True, website="https://twca.com.tw"),
+            "meta": messages.Directory.Meta(external_account_required=self.s.config.acme_eab == "required",
+                                            website="https://twca.com.tw"),
         })
-        return JSONResponse(directory.to_json())
+        doc = directory.to_json()
+        # draft-ietf-acme-profiles §3: profile name -> description (acme's Meta of this version lacks it)
+        doc["meta"] = {**doc["meta"], "profiles": {p.name: p.description for p in ACME_PROFILES.values()}}
+        return JSONResponse(doc)
 
     async def new_nonce(self, request: Request) -> Response:
         nonce = await run_in_threadpool(lambda: core.new_nonce(self.s.store()))
@@ -463,6 +472,14 @@ class _Handlers:
         if reg.only_return_existing:
             raise AcmeProblem("accountDoesNotExist", "no account has this key.")
         eab = reg.external_account_binding
+        default_account = self.s.config.acme_default_account
+        if not eab and default_account is not None:  # --acme-eab optional (closed networks)
+            account = core.new_account_without_eab(store, account_id=default_account,
+                                                   jwk_json=jose.jwk_json(signed.jwk),
+                                                   thumbprint=thumb, contact=[str(c) for c in reg.contact],
+                                                   by=self.s.config.operator)
+            return self.s.acme_response(request, self.s.account_json(account, request), status=201,
+                                        location=f"{base}/acme/acct/{account.id}")
         if not eab:
             raise AcmeProblem("externalAccountRequired", "this server requires an external account binding "
                                                          "(twcactl acme eab ACCOUNT).")
@@ -495,16 +512,9 @@ class _Handlers:
     def new_order(self, request: Request, body: bytes) -> Response:
         signed, account = self.s.authenticate(request, body)
         assert account is not None
-        doc = signed.payload_json()
-        try:
-            order = messages.NewOrder.from_json(doc)
-            identifiers = [(i.typ.name, i.value) for i in order.identifiers or ()]
-        except Exception as exc:  # noqa: BLE001
-            raise AcmeProblem("malformed", "the newOrder payload is not an order.") from exc
-        replaces = doc.get("replaces")
-        if replaces is not None and not isinstance(replaces, str):
-            raise AcmeProblem("malformed", "replaces must be a certificate ID.")
-        view = core.new_order(self.s.store(), account, identifiers, replaces=replaces)
+        fields = new_order_fields(signed.payload_json())
+        view = core.new_order(self.s.store(), account, fields.identifiers, replaces=fields.replaces,
+                              profile=fields.profile)
         return self.s.acme_response(request, self.s.order_json(request, view), status=201,
                                     location=f"{self.s.base(request)}/acme/order/{view.order.id}")
 
@@ -524,6 +534,8 @@ class _Handlers:
             csr_der = b""
         if not csr_der:
             raise AcmeProblem("badCSR", "finalize needs the CSR, base64url DER.")
+        if jose.csr_key_is_an_account_key(csr_der, self.s.store().acme.account_by_thumbprint):
+            raise AcmeProblem("badCSR", "the CSR's key is an ACME account key (RFC 8555 §11.1).")
         view = core.finalize(self.s.store(), account, request.path_params["id"], csr_der,
                              passphrase=self.s.config.passphrase)
         return self.s.acme_response(request, self.s.order_json(request, view),

@@ -56,6 +56,8 @@ class ServeConfig:
         passphrase: the CA key passphrase provider (read once at start).
         acme_resolve / acme_http01_port / acme_dns_resolver: validation for tests and closed networks.
         ocsp_signer: ``delegated`` (an OCSP signing certificate the server keeps fresh) or ``ca`` (the CA key).
+        acme_eab: ``required`` (RFC 8555 §7.3.4 binding for every ACME account) or ``optional``: an account
+            made without one acts for ``acme_default_account`` (closed networks; docs/serve.md).
     """
 
     home: Path
@@ -73,11 +75,17 @@ class ServeConfig:
     acme_dns_resolver: tuple[str, int] | None = None
     ocsp_signer: str = "delegated"
     quiet: bool = False
+    acme_eab: str = "required"
+    acme_default_account: str | None = None
 
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):
             raise UsageError("give --tls-cert and --tls-key together (or neither, to have the CA issue one).")
         if self.workers < 1 or self.workers > 64:
             raise UsageError("--workers must be between 1 and 64.")
+        if self.acme_eab not in ("required", "optional"):
+            raise UsageError("--acme-eab takes required or optional.")
+        if (self.acme_eab == "optional") != (self.acme_default_account is not None):
+            raise UsageError("--acme-eab optional needs --acme-default-account ACCOUNT (and that option needs it).")
         if not self.names:
             self.names = tuple(dict.fromkeys(("localhost", self.listen[0])))

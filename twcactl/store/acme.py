@@ -70,6 +70,8 @@ class AcmeOrder:
     replaces: str | None
     serial: str | None
     error: dict[str, Any] | None
+    #: the ACME profile the order asked for (draft-ietf-acme-profiles), None for the default
+    profile: str | None = None
 
 
 @dataclass(frozen=True)
@@ -235,12 +237,12 @@ class AcmeRepository:
 
     # ----- orders, authorizations, challenges -----
     def add_order(self, *, order_id: str, acme_account: str, identifiers: Sequence[str], expires: dt.datetime,
-                  replaces: str | None) -> None:
+                  replaces: str | None, profile: str | None = None) -> None:
         """Record a new pending order (inside a transaction)."""
-        self._db.run("INSERT INTO acme_orders (id, acme_account, status, identifiers, expires, replaces, created_at)"
-                     " VALUES (?, ?, 'pending', ?, ?, ?, ?)",
+        self._db.run("INSERT INTO acme_orders (id, acme_account, status, identifiers, expires, replaces, created_at,"
+                     " profile) VALUES (?, ?, 'pending', ?, ?, ?, ?, ?)",
                      (order_id, acme_account, json.dumps(list(identifiers)), rfc3339(expires), replaces,
-                      rfc3339(utcnow())))
+                      rfc3339(utcnow()), profile))
 
     def order(self, order_id: str) -> AcmeOrder | None:
         """The order ``order_id``, or None."""
@@ -249,7 +251,8 @@ class AcmeRepository:
             return None
         return AcmeOrder(id=r["id"], acme_account=r["acme_account"], status=r["status"],
                          identifiers=tuple(json.loads(r["identifiers"])), expires=parse_rfc3339(r["expires"]),
-                         replaces=r["replaces"], serial=r["serial"], error=_json_or_none(r["error"]))
+                         replaces=r["replaces"], serial=r["serial"], error=_json_or_none(r["error"]),
+                         profile=r["profile"])
 
     def order_by_serial(self, serial: str) -> AcmeOrder | None:
         """The order that produced certificate ``serial``, or None."""

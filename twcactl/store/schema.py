@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 from twcactl.errors import StateError
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 # Version 1: the whole lifecycle from the start (ledger, operators, hash-chained log, CRL numbers).
 SCHEMA_V1 = """
@@ -230,8 +230,14 @@ CREATE TABLE notices (
 )
 """
 
+# Version 6 (issue 24, ACME profiles, draft-ietf-acme-profiles): the profile an order asked for (NULL: the
+# default profile, every order made before).
+SCHEMA_ISSUE24 = """
+ALTER TABLE acme_orders ADD COLUMN profile TEXT
+"""
+
 # Forward migrations: index N - 1 upgrades version N to N + 1.  A new home runs SCHEMA_V1 and then every step.
-MIGRATIONS: tuple[str, ...] = (SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5)
+MIGRATIONS: tuple[str, ...] = (SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_ISSUE24)
 
 
 def statements(script: str) -> Iterator[str]:
