@@ -55,6 +55,13 @@ class ServeConfig:
         operator: who started the server (a manager: the CRL and the TLS certificate are issued in its name).
         passphrase: the CA key passphrase provider (read once at start).
         acme_resolve / acme_http01_port / acme_dns_resolver: validation for tests and closed networks.
+        acme_allow_private: validation may connect to non-public addresses (closed networks).
+        acme_tls_alpn_port: the port tls-alpn-01 validation connects to (443, RFC 8737).
+        acme_validation_timeout: seconds one whole validation may take.
+        acme_validations_per_account / acme_validations_total: validations at once (K, M) per process.
+        header_timeout: seconds a connection has to send a request's headers.
+        keepalive_timeout: seconds an idle keep-alive connection stays open.
+        max_connections_per_client / max_connections: open connections per client address / per listener.
         ocsp_signer: ``delegated`` (an OCSP signing certificate the server keeps fresh) or ``ca`` (the CA key).
     """
 
@@ -71,6 +78,15 @@ class ServeConfig:
     acme_resolve: dict[str, str] = field(default_factory=dict)
     acme_http01_port: int = 80
     acme_dns_resolver: tuple[str, int] | None = None
+    acme_allow_private: bool = False
+    acme_tls_alpn_port: int = 443
+    acme_validation_timeout: float = 10.0
+    acme_validations_per_account: int = 4
+    acme_validations_total: int = 32
+    header_timeout: float = 10.0
+    keepalive_timeout: float = 5.0
+    max_connections_per_client: int = 64
+    max_connections: int = 2048
     ocsp_signer: str = "delegated"
     quiet: bool = False
 

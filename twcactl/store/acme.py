@@ -297,6 +297,12 @@ class AcmeRepository:
         return [self._authz(r) for r in self._db.all("SELECT * FROM acme_authorizations WHERE order_id = ?"
                                                      " ORDER BY identifier, id", (order_id,))]
 
+    def pending_authz_count(self, acme_account: str, now: dt.datetime) -> int:
+        """How many authorizations of ``acme_account`` are pending and unexpired at ``now``."""
+        r = self._db.one("SELECT COUNT(*) AS n FROM acme_authorizations WHERE acme_account = ? AND status = 'pending'"
+                         " AND expires > ?", (acme_account, rfc3339(now)))
+        return int(r["n"]) if r else 0
+
     def set_authz(self, authz_id: str, status: str) -> None:
         """Set an authorization's status (inside a transaction)."""
         self._db.run("UPDATE acme_authorizations SET status = ? WHERE id = ?", (status, authz_id))
