@@ -2,7 +2,8 @@
 
 - 1,000 connections that never finish their headers (from other loopback addresses than the probes'):
   /health, an OCSP GET and a CRL keep answering within 1 s; the attacker's sockets are closed within the
-  header deadline, most of them at once by the per-client cap.
+  header deadline, most of them at once by the per-client cap; so are one that sends its header a byte at a
+  time and an idle keep-alive connection.
 - 50 http-01 targets that send one byte a second: each validation ends by its deadline, /health keeps
   answering.
 - Names resolving to loopback, RFC 1918 and link-local addresses are refused with a generic problem; the
@@ -243,6 +244,12 @@ def test_a_thousand_half_sent_requests_starve_nothing(tmp_path: Path, stop: list
         trickle = _connect_from("127.0.0.4", served.http_port)
         trickle_opened = time.monotonic()
         trickle_closed: float | None = None
+        # and one keep-alive connection that asks once, then stays idle
+        idle = _connect_from("127.0.0.5", served.http_port)
+        idle.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert idle.recv(4096).startswith(b"HTTP/1.1 200")
+        idle_since = time.monotonic()
+        idle_closed: float | None = None
         text = b"GET /health HTTP/1.1\r\nHost: x\r\n" + b"X-Slow: " + b"a" * 100
         selector = selectors.DefaultSelector()
         for fd, sock in socks.items():
@@ -250,7 +257,8 @@ def test_a_thousand_half_sent_requests_starve_nothing(tmp_path: Path, stop: list
             selector.register(sock, selectors.EVENT_READ, fd)
         end = time.monotonic() + header_timeout + 8
         sent = 0
-        while (len(closed) < len(opened) or trickle_closed is None) and time.monotonic() < end:
+        while (len(closed) < len(opened) or trickle_closed is None or idle_closed is None) \
+                and time.monotonic() < end:
             for key, _events in selector.select(timeout=0.25):
                 fd = key.data
                 try:
@@ -262,6 +270,12 @@ def test_a_thousand_half_sent_requests_starve_nothing(tmp_path: Path, stop: list
                 if not data:
                     closed[fd] = time.monotonic()
                     selector.unregister(socks[fd])
+            if idle_closed is None and select.select([idle], [], [], 0)[0]:
+                try:
+                    if not idle.recv(4096):
+                        idle_closed = time.monotonic()
+                except OSError:
+                    idle_closed = time.monotonic()
             if trickle_closed is None:
                 try:
                     trickle.sendall(text[sent:sent + 1])
@@ -286,6 +300,7 @@ def test_a_thousand_half_sent_requests_starve_nothing(tmp_path: Path, stop: list
     assert {kinds[fd] for fd in held} == {"tls-half", "tls-silent", "http-half"}
     assert trickle_closed is not None and trickle_closed - trickle_opened < header_timeout + 3
     assert sent > 4  # it kept sending: a deadline per read would never have closed it
+    assert idle_closed is not None and idle_closed - idle_since < header_timeout + 3  # idle keep-alive closes
     # relying parties were answered throughout, each within 1 s
     assert not probes.failures, probes.failures[:5]
     assert len(probes.times) >= 8 and {url for _t, url in probes.times} == set(probes.urls)

@@ -127,7 +127,10 @@ def run(config: ServeConfig) -> None:
                          f"({config.workers} worker{'s' if config.workers > 1 else ''})\n")
         sys.stderr.flush()
     if config.workers == 1:
-        asyncio.run(_serve([_Server(c) for c in configs], listeners))
+        try:
+            asyncio.run(_serve([_Server(c) for c in configs], listeners))
+        finally:
+            app.server.validations.close()
         return
     children = []
     for _ in range(config.workers):
@@ -136,6 +139,7 @@ def run(config: ServeConfig) -> None:
             code = 0
             try:
                 asyncio.run(_serve([_Server(c) for c in configs], listeners))
+                app.server.validations.close()
             except BaseException:  # noqa: BLE001 - a worker reports and exits; the parent carries on
                 code = 1
             os._exit(code)

@@ -61,6 +61,15 @@ class ValidationPool:
             executor = self._executor
         executor.submit(self._run, account, job)
 
+    def close(self) -> None:
+        """At shutdown: the validations running finish (each within its deadline); those waiting are dropped,
+        their challenges stay ``processing`` until their order expires (the client orders anew)."""
+        with self._lock:
+            self._waiting.clear()
+            executor = self._executor
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
+
     def _run(self, account: str, job: Job) -> None:
         while True:
             with self._lock:
@@ -72,11 +81,11 @@ class ValidationPool:
                 sys.stderr.write(f"twcactl serve: a validation failed: {type(exc).__name__}\n")
             with self._lock:
                 self._now -= 1
-                waiting = self._waiting[account]
+                waiting = self._waiting.get(account)
                 if not waiting:
                     self._running[account] -= 1
                     if not self._running[account]:
                         del self._running[account]
-                        del self._waiting[account]
+                        self._waiting.pop(account, None)
                     return
                 job = waiting.popleft()
