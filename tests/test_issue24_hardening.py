@@ -619,3 +619,18 @@ def test_pending_authorizations_per_account_are_capped(tmp_path: Path, monkeypat
         core.new_order(store, account, [("dns", f"c.{DOMAIN}"), ("dns", f"d.{DOMAIN}")])
     finally:
         store.close()
+
+
+def test_connection_caps_per_client_and_in_all() -> None:
+    from twcactl.serve.guard import Limits
+
+    limits = Limits(header_timeout=2, per_client=2, total=3)
+    assert limits.acquire("a") and limits.acquire("a")
+    assert not limits.acquire("a")  # the per-client cap
+    assert limits.acquire("b")
+    assert not limits.acquire("c")  # the cap in all, for a client that has none open
+    limits.release("a")
+    assert limits.acquire("c") and not limits.acquire("b")
+    for client in ("a", "b", "c"):
+        limits.release(client)
+    assert limits.count == 0 and not limits.open and limits.refused == 3

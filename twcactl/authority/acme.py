@@ -557,9 +557,10 @@ def respond_challenge(store: Store, account: AcmeAccount, challenge_id: str,
         return authz, challenge
     args = (challenge.type, authz.identifier, challenge.token, key_authorization(challenge.token, account.thumbprint))
     if later is not None:
-        with store.transaction():
-            store.acme.set_challenge(challenge_id, status="processing")
-        later(account.id, lambda own: _record_validation(own, challenge_id, authz.id, validator(*args)))
+        with store.transaction():  # only one of two simultaneous POSTs starts the validation
+            started = store.acme.set_challenge(challenge_id, status="processing", expect="pending")
+        if started:
+            later(account.id, lambda own: _record_validation(own, challenge_id, authz.id, validator(*args)))
     else:
         _record_validation(store, challenge_id, authz.id, validator(*args))
     after_authz = store.acme.authz(authz.id)

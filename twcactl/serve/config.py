@@ -31,13 +31,19 @@ def parse_resolve(items: tuple[str, ...]) -> dict[str, str]:
     """``--acme-resolve NAME=ADDRESS`` values as a mapping (``*`` matches every name).
 
     Raises:
-        UsageError: not NAME=ADDRESS (exit 2).
+        UsageError: not NAME=ADDRESS with an IPv4 or IPv6 ADDRESS (exit 2).
     """
+    import ipaddress
+
     out: dict[str, str] = {}
     for item in items:
         name, sep, address = item.partition("=")
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            address = ""
         if not sep or not name or not address:
-            raise UsageError(f"--acme-resolve takes NAME=ADDRESS, not {item!r}.")
+            raise UsageError(f"--acme-resolve takes NAME=ADDRESS (an IP address), not {item!r}.")
         out[name.lower().rstrip(".")] = address
     return out
 

@@ -44,18 +44,21 @@ class Limits:
     total: int
     tls: ssl.SSLContext | None = None
     open: collections.Counter[str] = field(default_factory=collections.Counter)
+    count: int = 0
     refused: int = 0
 
     def acquire(self, client: str) -> bool:
         """Count a new connection from ``client``; False (not counted) when a cap is reached."""
-        if self.open[client] >= self.per_client or self.open.total() >= self.total:
+        if self.open[client] >= self.per_client or self.count >= self.total:
             self.refused += 1
             return False
         self.open[client] += 1
+        self.count += 1
         return True
 
     def release(self, client: str) -> None:
         """Forget one connection of ``client``."""
+        self.count -= 1
         self.open[client] -= 1
         if self.open[client] <= 0:
             del self.open[client]

@@ -25,6 +25,7 @@ import http.client
 import ipaddress
 import socket
 import ssl
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -240,6 +241,9 @@ def validate(settings: Settings, kind: str, name: str, token: str, key_authoriza
         return Failure("timeout", f"the validation did not finish within {settings.timeout:g} s.").problem(kind)
     except (OSError, ssl.SSLError):
         return Failure("refused", "the connection failed.").problem(kind)
+    except Exception as exc:  # noqa: BLE001 - a bug must not leave the challenge processing for ever
+        sys.stderr.write(f"twcactl serve: {kind} validation failed: {type(exc).__name__}\n")
+        return AcmeProblem("serverInternal", f"{kind}: the validation could not be made.", status=500)
     return None
 
 
