@@ -542,6 +542,21 @@ def _start_fails(tmp_path: Path, home: CaHome, *args: str, passphrase: str = "en
     return code, log.read_text()
 
 
+def served_cert(tmp_path: Path) -> Path:
+    """A self-signed certificate of a key of its own (PEM)."""
+    import datetime as dt
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "localhost")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
+            .sign(key, hashes.SHA256()))
+    path = tmp_path / "other.pem"
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return path
+
+
 def test_bad_start_up_input_exits_2_or_3_with_one_line(tmp_path: Path) -> None:
     home = make_ca(tmp_path / "ca")
     garbage = tmp_path / "garbage.pem"
@@ -555,6 +570,9 @@ def test_bad_start_up_input_exits_2_or_3_with_one_line(tmp_path: Path) -> None:
         "garbage --tls-cert": (["--tls-cert", str(garbage), "--tls-key", str(key)], 3, "--tls-cert"),
         "20 MB --tls-cert": (["--tls-cert", str(huge), "--tls-key", str(key)], 3, "bytes"),
         "20 MB --tls-key": (["--tls-cert", str(garbage), "--tls-key", str(huge)], 3, "--tls-key"),
+        "--tls-cert /dev/zero": (["--tls-cert", "/dev/zero", "--tls-key", str(key)], 3, "regular file"),
+        "a key of another certificate": (["--tls-cert", str(served_cert(tmp_path)), "--tls-key", str(key)], 3,
+                                         "--tls-key"),
         "--listen 256.1.1.1:1": (["--listen", "256.1.1.1:1"], 2, "--listen 256.1.1.1:1"),
         "--http-listen on an address not here": (["--http-listen", "192.0.2.1:1"], 2, "--http-listen"),
     }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import stat
 from pathlib import Path
 
 from twcactl.errors import InputError, UsageError
@@ -34,14 +35,17 @@ def tls_context(cert: Path, key: Path) -> ssl.SSLContext:
     ALPN http/1.1).
 
     Raises:
-        InputError: a file over :data:`MAX_PEM`, unreadable, not PEM, or a key that is not the
-            certificate's (exit 3).
+        InputError: a file over :data:`MAX_PEM`, not a regular file, unreadable, not PEM, or a key that is not
+            the certificate's (exit 3).
     """
     for option, path in (("--tls-cert", cert), ("--tls-key", key)):
         try:
-            size = path.stat().st_size
+            info = path.stat()
         except OSError as exc:
             raise InputError(f"{option} {path}: cannot be read ({exc.strerror}).") from exc
+        if not stat.S_ISREG(info.st_mode):  # /dev/zero or a FIFO would be read for ever
+            raise InputError(f"{option} {path}: not a regular file.")
+        size = info.st_size
         if size > MAX_PEM:
             raise InputError(f"{option} {path}: {size} bytes, more than a certificate chain or key "
                              f"({MAX_PEM} at most).")
