@@ -43,7 +43,7 @@ from cryptography.x509 import ocsp
 from tests.conftest import ACCOUNT, CaHome, make_ca
 from tests.serve_support import Served, eab, free_port
 from twcactl.serve.addresses import CLASSES, forbidden_class
-from twcactl.serve.validation import Deadline, Failure, Settings, addresses
+from twcactl.serve.validation import Deadline, Failure, Settings, addresses, validate
 from twcactl.serve.validation_pool import ValidationPool
 
 DOMAIN = "example.test"
@@ -141,11 +141,12 @@ def _http01_error(authzr: messages.AuthorizationResource) -> Any:
 
 
 class Timed:
-    """Probes /health, an OCSP GET and the CRL (plain HTTP) and /health over HTTPS until stopped; the slowest."""
+    """Probes /health, an OCSP GET, the CRL and a CA certificate (plain HTTP) and /health over HTTPS until
+    stopped, each answer timed."""
 
     def __init__(self, served: Served, ocsp_path: str | None) -> None:
         self.served = served
-        self.urls = [f"{served.http}/health", f"{served.http}/crl/uca.crl",
+        self.urls = [f"{served.http}/health", f"{served.http}/crl/uca.crl", f"{served.http}/ca/uca.cer",
                      f"https://127.0.0.1:{served.port}/health"]
         if ocsp_path:
             self.urls.append(f"{served.http}{ocsp_path}")
@@ -492,6 +493,10 @@ def test_allow_private_and_named_addresses_lift_the_refusal() -> None:
         with pytest.raises(Failure) as missing:
             addresses(f"nosuch.{DOMAIN}", base, Deadline(5))
         assert missing.value.kind == "no address"
+        # tls-alpn-01 and http-01 go through the same rule
+        for kind in ("http-01", "tls-alpn-01"):
+            problem = validate(base, kind, f"lo.{DOMAIN}", "token", "token.thumb")
+            assert problem is not None and problem.acme_type == "rejectedIdentifier", problem
     finally:
         dns_server.close()
 
