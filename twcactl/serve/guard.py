@@ -88,15 +88,18 @@ class GuardedH11(H11Protocol):
 
     slot: _Slot | None = None
     header_timeout: float = 10.0
+    #: When the connection was accepted (loop time): the TLS handshake and the first headers share a deadline.
+    accepted: float | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._header_timer: asyncio.TimerHandle | None = None
-        self._arm()
+        self._arm(since=self.accepted)
 
-    def _arm(self) -> None:
+    def _arm(self, since: float | None = None) -> None:
         self._disarm()
-        self._header_timer = self.loop.call_later(self.header_timeout, self._headers_late)
+        start = self.loop.time() if since is None else since
+        self._header_timer = self.loop.call_at(start + self.header_timeout, self._headers_late)
 
     def _disarm(self) -> None:
         timer = getattr(self, "_header_timer", None)
@@ -145,6 +148,7 @@ class _TlsGate(asyncio.Protocol):
             transport.abort()
             return
         self.inner.slot = _Slot(self.limits, client)
+        self.inner.accepted = self.loop.time()
         transport.pause_reading()  # the ClientHello is for the TLS layer start_tls puts in place
         self.task = self.loop.create_task(self._handshake(transport))
 
