@@ -535,10 +535,14 @@ def test_public_addresses_pass(address: str) -> None:
 
 # ---------------------------------------------------------------- 4. start-up
 
-def _start_fails(tmp_path: Path, home: CaHome, *args: str, passphrase: str = "env:TW_TEST_CA_PASS"
-                 ) -> tuple[int, str]:
+def _start(tmp_path: Path, home: CaHome, *args: str, passphrase: str = "env:TW_TEST_CA_PASS"
+           ) -> tuple[subprocess.Popen[bytes], Path]:
     log = tmp_path / f"fail-{time.monotonic_ns()}.log"
-    proc = _launch(home, log, ["--listen", f"127.0.0.1:{free_port()}", *args], passphrase=passphrase)
+    return _launch(home, log, ["--listen", f"127.0.0.1:{free_port()}", *args], passphrase=passphrase), log
+
+
+def _refusal(started: tuple[subprocess.Popen[bytes], Path]) -> tuple[int, str]:
+    proc, log = started
     try:
         code = proc.wait(timeout=60)
     except subprocess.TimeoutExpired:
@@ -581,12 +585,14 @@ def test_bad_start_up_input_exits_2_or_3_with_one_line(tmp_path: Path) -> None:
         "--listen 256.1.1.1:1": (["--listen", "256.1.1.1:1"], 2, "--listen 256.1.1.1:1"),
         "--http-listen on an address not here": (["--http-listen", "192.0.2.1:1"], 2, "--http-listen"),
     }
-    for what, (args, want, mention) in cases.items():
-        code, err = _start_fails(tmp_path, home, *args)
+    started = {what: _start(tmp_path, home, *args) for what, (args, _want, _mention) in cases.items()}
+    inline = _start(tmp_path, home, passphrase=f"pass:{home.passphrase}")
+    for what, (_args, want, mention) in cases.items():
+        code, err = _refusal(started[what])
         lines = [line for line in err.splitlines() if line.strip()]
         assert code == want, (what, code, err)
         assert len(lines) == 1 and mention in lines[0] and "Traceback" not in err, (what, err)
-    code, err = _start_fails(tmp_path, home, passphrase=f"pass:{home.passphrase}")
+    code, err = _refusal(inline)
     assert code == 2 and "pass:" in err and (home.passphrase or "-") not in err, err
     assert len([line for line in err.splitlines() if line.strip()]) == 1
 
