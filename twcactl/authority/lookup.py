@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from twcactl.store import Store
     from twcactl.store.records import CertRecord
 
-__all__ = ["MAX_LISTED", "MIN_PREFIX", "resolve_serial"]
+__all__ = ["MAX_LISTED", "MIN_PREFIX", "resolve_serial", "short_serials"]
 
 #: The fewest hex digits a serial prefix may have (git asks for 4 of 40 for a commit; we ask for 8: 32 bits).
 MIN_PREFIX = 8
@@ -56,3 +56,32 @@ def resolve_serial(store: Store, text: str) -> CertRecord:
         raise UsageError(f"serial prefix {serial} is ambiguous: it matches {', '.join(listed)}{more}.",
                          hint="give more hex digits of the serial", details={"matches": listed})
     return store.certificates.get(matches[0])
+
+
+def short_serials(store: Store, serials: list[str]) -> dict[str, str]:
+    """Each serial shortened, as ``git log --oneline`` shortens hashes, to one width for all: the fewest hex
+    digits (at least :data:`MIN_PREFIX`) that leave every one of ``serials`` a unique prefix among all the
+    certificates of the home, so :func:`resolve_serial` takes each back (issue 28).
+
+    Args:
+        store: the open CA home.
+        serials: printed serials (lowercase hex), e.g. the rows of a table.
+
+    Returns:
+        ``{serial: prefix}``; a serial no longer than the width stays whole.
+    """
+    width = MIN_PREFIX
+    for serial in dict.fromkeys(serials):
+        for other in store.certificates.neighbours(serial):
+            if other is not None:
+                width = max(width, _common_prefix(serial, other) + 1)
+    return {s: s[:width] for s in serials}
+
+
+def _common_prefix(a: str, b: str) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n

@@ -16,7 +16,18 @@ from twcactl.cli.context import (
     json_option,
     parse_time_option,
 )
-from twcactl.cli.output import emit, files_document, note, progress_bar, safe
+from twcactl.cli.output import (
+    Column,
+    csv_cell,
+    emit,
+    files_document,
+    note,
+    print_table,
+    progress_bar,
+    safe,
+    serial_labels,
+    wide_option,
+)
 from twcactl.rules.vocab import PROFILES
 
 if TYPE_CHECKING:
@@ -529,11 +540,17 @@ Examples:
 @click.option("--csv", "csv_file", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
               help="Write a CSV report of the rows here.")
 @click.option("--force", is_flag=True, help="Replace an existing --csv file.")
+@wide_option
 @json_option
 def list_(cn_glob: str | None, domain: str | None, account_id: str | None, status: str | None,
-          expiring_within: int | None, limit: int | None, sort: str, csv_file: Path | None, force: bool) -> None:
+          expiring_within: int | None, limit: int | None, sort: str, csv_file: Path | None, force: bool,
+          wide: bool = False) -> None:
     """List certificates, newest expiry first (--sort expiry: soonest first), filtered by CN, domain, account,
-    status or expiry."""
+    status or expiry.
+
+    On a terminal the serials are shortened to a unique prefix (accepted wherever a serial is) and only the
+    columns that fit are shown, CN, status, expiry and account always whole; --wide shows everything.
+    """
     from twcactl.rules.times import utcnow
 
     now = utcnow()
@@ -543,37 +560,32 @@ def list_(cn_glob: str | None, domain: str | None, account_id: str | None, statu
         records = store.certificates.find(now=now, status=status, expiring_within=expiring_within,
                                           account=account_id, cn_glob=cn_glob, domain=domain, limit=limit,
                                           soonest_first=sort == "expiry")
+        short = serial_labels(store, [s for r in records for s in (r.serial, r.renewed_by) if s], wide=wide)
     finally:
         store.close()
     rows = [r.to_json(now, window) for r in records]
     if csv_file is not None:
         _write_csv(csv_file, records, now, window, force=force)
 
-    def human(console: Console) -> None:
-        from rich.table import Table
-
-        table = Table(box=None, pad_edge=False)
-        for col in ("SERIAL", "CN", "STATUS", "NOT AFTER", "PROFILE", "ACCOUNT", "RENEWED BY", "NOTE"):
-            table.add_column(col, no_wrap=col in ("SERIAL", "NOT AFTER", "RENEWED BY"))
-        for r, row in zip(records, rows):
-            table.add_row(r.serial, safe(r.cn or ""), row["status"], row["not_after"][:10], r.profile,
-                          r.account or "", r.renewed_by or "", safe(r.note or ""))
-        console.print(table)
-        console.print(f"{len(rows)} certificate(s).")
+    def human(_console: Console) -> None:
+        table = [[short[r.serial], safe(r.cn or ""), row["status"], row["not_after"][:10], r.account or "",
+                  r.profile, short.get(r.renewed_by or "", ""), safe(r.note or "")] for r, row in zip(records, rows)]
+        print_table(LIST_COLUMNS, table, wide=wide, footer=f"{len(rows)} certificate(s).")
 
     emit({"certificates": rows, "count": len(rows)}, human)
 
 
+#: ``cert list``'s columns: the ones people read first are kept whole (issue 28).
+LIST_COLUMNS = [Column("SERIAL", keep=True), Column("CN", keep=True), Column("STATUS", keep=True),
+                Column("NOT AFTER", keep=True), Column("ACCOUNT", keep=True), Column("PROFILE"),
+                Column("RENEWED BY"), Column("NOTE", wrap=True)]
+
+
 CSV_COLUMNS = ("serial", "cn", "account", "profile", "status", "not_before", "not_after", "revoked_at", "reason",
-               "contact", "note")
+               "contact", "note", "renewed_by")
 
 
-def _csv_cell(value: object) -> str:
-    """A cell a spreadsheet will not run as a formula (OWASP CSV injection)."""
-    text = "" if value is None else str(value)
-    if text[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + text
-    return text
+_csv_cell = csv_cell  # the name tests/test_units.py knows
 
 
 def _write_csv(path: Path, records: list[CertRecord], now: Any, window: int, *, force: bool) -> None:
@@ -589,7 +601,7 @@ def _write_csv(path: Path, records: list[CertRecord], now: Any, window: int, *, 
     for r in records:
         writer.writerow([_csv_cell(v) for v in (
             r.serial, r.cn, r.account, r.profile, r.status(now, window), rfc3339(r.not_before),
-            rfc3339(r.not_after), r.revoked_at, r.reason, r.contact, r.note)])
+            rfc3339(r.not_after), r.revoked_at, r.reason, r.contact, r.note, r.renewed_by)])
     data = buffer.getvalue().encode("utf-8")
     if str(path) == "-":
         click.echo(data.decode("utf-8"), nl=False, err=app().json)

@@ -2,21 +2,37 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
 from twcactl.cli.context import app, json_option
-from twcactl.cli.output import emit, safe
+from twcactl.cli.output import (
+    Column,
+    compact_output,
+    csv_cell,
+    emit,
+    note,
+    print_table,
+    safe,
+    serial_labels,
+    wide_option,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+    from twcactl.store.records import LogEntry
 
 
 @click.group(invoke_without_command=True, epilog="""\b
 Examples:
   twcactl log --account 70759028-01 --limit 20
   twcactl log --action cert.revoke --operator alice --json
+  twcactl log --verbose --limit 5          # each entry's details under it
+  twcactl log show 42                      # one entry in full
+  twcactl log --csv audit.csv              # every column, for a spreadsheet
   twcactl log verify
 """)
 @click.option("--account", "account_id", metavar="ID")
@@ -24,34 +40,130 @@ Examples:
               "account.credit, operator.add, ca.config.")
 @click.option("--operator", metavar="NAME")
 @click.option("--limit", type=click.IntRange(min=1), metavar="N")
+@click.option("--verbose", "-v", is_flag=True, help="Each entry's details, one per line, under its summary.")
+@click.option("--csv", "csv_file", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
+              help="Write the entries as CSV here (- for stdout): seq, time, operator, action, account, serial, "
+                   "summary, details (JSON).")
+@click.option("--force", is_flag=True, help="Replace an existing --csv file.")
+@wide_option
 @json_option
 @click.pass_context
 def log(ctx: click.Context, account_id: str | None, action: str | None, operator: str | None,
-        limit: int | None) -> None:
-    """Show the activity log, newest first: every change, with time, operator and details."""
+        limit: int | None, verbose: bool = False, csv_file: Path | None = None, force: bool = False,
+        wide: bool = False) -> None:
+    """Show the activity log, newest first: one line per change (time, action, operator, a summary).
+
+    --verbose or `log show SEQ` give the details; --csv writes them for a spreadsheet.
+    """
     if ctx.invoked_subcommand is not None:
         return
     store = app().open_store()
     try:
         entries = store.log.entries(account=account_id, action=action, operator=operator, limit=limit)
+        short = serial_labels(store, [e.serial for e in entries if e.serial], wide=wide)
     finally:
         store.close()
+    if csv_file is not None:
+        _write_csv(csv_file, entries, force=force)
+        if str(csv_file) == "-":
+            return
 
     def human(console: Console) -> None:
-        import json
-
-        from rich.table import Table
-
-        table = Table(box=None, pad_edge=False)
-        for col in ("SEQ", "TIME", "OPERATOR", "ACTION", "ACCOUNT", "SERIAL", "DETAILS"):
-            table.add_column(col, no_wrap=col != "DETAILS")
-        for e in entries:
-            table.add_row(str(e.seq), e.time, safe(e.operator), e.action, e.account or "", e.serial or "",
-                          safe(json.dumps(e.details, ensure_ascii=False, sort_keys=True)))
-        console.print(table)
-        console.print(f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'}.")
+        if verbose:
+            for e in entries:
+                _print_entry(console, e)
+            console.print(_count(entries))
+            return
+        compact = compact_output(wide)
+        rows = [[str(e.seq), e.time[:16].replace("T", " ") if compact else e.time, e.action, safe(e.operator),
+                 short.get(e.serial or "", ""), e.account or "", safe(summary(e))] for e in entries]
+        print_table(LOG_COLUMNS, rows, wide=wide, footer=_count(entries))
 
     emit({"entries": [e.to_json() for e in entries]}, human)
+
+
+#: ``log``'s columns (issue 28): the summary takes what is left of the line and is the one cell shortened.
+LOG_COLUMNS = [Column("SEQ", keep=True), Column("TIME", keep=True), Column("ACTION", keep=True),
+               Column("OPERATOR"), Column("SERIAL"), Column("ACCOUNT"), Column("SUMMARY", rest=True, min_width=20)]
+
+#: The detail keys a summary names first, when an entry has them.
+_FIRST_KEYS = ("cn", "reason", "amount", "delta", "balance", "name", "role", "key", "old", "new", "profile",
+               "not_after", "recipient", "number")
+
+
+def summary(entry: LogEntry) -> str:
+    """One line for an entry's details: ``key=value`` for each plain value (the usual keys first), lists
+    joined by commas, nested objects counted; the whole details: --verbose, ``log show``, --json."""
+    details = entry.details or {}
+    keys = [k for k in _FIRST_KEYS if k in details] + sorted(k for k in details if k not in _FIRST_KEYS)
+    parts: list[str] = []
+    for k in keys:
+        v = details[k]
+        if isinstance(v, dict):
+            parts.append(f"{k}={{{len(v)} field(s)}}")
+        elif isinstance(v, list):
+            parts.append(f"{k}={','.join(str(x) for x in v)}" if all(not isinstance(x, dict | list) for x in v)
+                         else f"{k}=[{len(v)}]")
+        elif v is not None:
+            parts.append(f"{k}={v}")
+    return " ".join(parts)
+
+
+def _count(entries: list[LogEntry]) -> str:
+    return f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'}."
+
+
+def _print_entry(console: Console, e: LogEntry) -> None:
+    """An entry in full: its fields, then each detail on its own line (nested values as JSON)."""
+    import json
+
+    console.print(f"#{e.seq}  {e.time}  {e.action}  by {safe(e.operator)}")
+    if e.account:
+        console.print(f"    account  {e.account}")
+    if e.serial:
+        console.print(f"    serial   {e.serial}")
+    for k, v in (e.details or {}).items():
+        text = v if isinstance(v, str) else json.dumps(v, ensure_ascii=False, sort_keys=True)
+        console.print(f"    {safe(k)}: {safe(text)}")
+
+
+def _write_csv(path: Path, entries: list[LogEntry], *, force: bool) -> None:
+    import csv
+    import io
+    import json
+
+    from twcactl.fsutil import write_file
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(("seq", "time", "operator", "action", "account", "serial", "summary", "details"))
+    for e in entries:
+        writer.writerow([csv_cell(v) for v in (e.seq, e.time, e.operator, e.action, e.account, e.serial,
+                                               summary(e), json.dumps(e.details, ensure_ascii=False,
+                                                                      sort_keys=True))])
+    data = buffer.getvalue()
+    if str(path) == "-":
+        click.echo(data, nl=False, err=app().json)
+    else:
+        write_file(path, data.encode("utf-8"), force=force)
+        note(f"CSV written to {path}")
+
+
+@log.command("show", epilog="""\b
+Examples:
+  twcactl log show 42
+  twcactl log show 42 --json
+""")
+@click.argument("seq", type=click.IntRange(min=1))
+@json_option
+def show(seq: int) -> None:
+    """Show one activity-log entry in full: its fields and every detail."""
+    store = app().open_store()
+    try:
+        entry = store.log.get(seq)
+    finally:
+        store.close()
+    emit(entry.to_json(), lambda console: _print_entry(console, entry))
 
 
 def _parse_head(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> list[tuple[int, str]]:

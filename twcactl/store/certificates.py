@@ -191,6 +191,14 @@ class CertificateRepository:
                             " ORDER BY serial LIMIT ?", (prefix, prefix + "g", prefix + "%", limit))
         return [r["serial"] for r in rows]
 
+    def neighbours(self, serial: str) -> tuple[str | None, str | None]:
+        """The serials just before and just after ``serial`` in sorted order (either None at an end): the two that
+        share the longest prefix with it, so its shortest unique prefix follows from them (issue 28)."""
+        before = self._db.one("SELECT serial FROM certificates WHERE serial < ? ORDER BY serial DESC LIMIT 1",
+                              (serial,))
+        after = self._db.one("SELECT serial FROM certificates WHERE serial > ? ORDER BY serial LIMIT 1", (serial,))
+        return (before["serial"] if before else None), (after["serial"] if after else None)
+
     def get_many(self, serials: Sequence[str]) -> list[CertRecord]:
         """The records of ``serials``, in that order (unknown serials are left out)."""
         issuers = self._cas.subjects()
