@@ -35,6 +35,7 @@ _SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "acme": ("twcactl.cli.acme_cmd:acme", "ACME: EAB keys for clients, ACME accounts, deactivation."),
     "notify": ("twcactl.cli.notify_cmd:notify", "Mail technical contacts: renewal reminders before expiry."),
     "store": ("twcactl.cli.store_cmd:store", "Where the records live: SQLite or PostgreSQL; migrate between them."),
+    "trust": ("twcactl.cli.trust_cmd:trust", "Put the CA's root into the system, NSS and Java trust stores."),
 }
 
 
