@@ -120,6 +120,25 @@ def contact_address(contact: str | None) -> str | None:
     return address
 
 
+def default_contact(record: CertRecord) -> str | None:
+    """Where a certificate's notices go: its recorded contact (``cert issue --contact``, ``card enroll
+    --contact``, ``cert set-contact``), else, for a personal certificate (any profile but the server ones),
+    the first e-mail address of its SAN, rfc822Name (issue 28: the holder is the one to remind).
+
+    Returns:
+        An e-mail address, or None when the certificate names none.
+    """
+    recorded = contact_address(record.contact)
+    if recorded is not None or record.contact or record.profile in windows.SERVER_PROFILES or not record.der:
+        return recorded
+    try:
+        sans = x509.load_der_x509_certificate(record.der).extensions.get_extension_for_class(
+            x509.SubjectAlternativeName).value
+    except (ValueError, x509.ExtensionNotFound):
+        return None
+    return next((a for a in (contact_address(e) for e in sans.get_values_for_type(x509.RFC822Name)) if a), None)
+
+
 def _header_text(text: str) -> str:
     """Certificate text made safe for a header: control characters become spaces (CN is untrusted)."""
     return "".join(" " if ord(c) < 0x20 or c == "\x7f" else c for c in text)
@@ -323,12 +342,12 @@ def notify_due(store: Store, *, operator: str, config: MailConfig | None, dry_ru
     outcome = NotifyOutcome()
     todo: list[tuple[CertRecord, NoticeResult]] = []
     for record, window in _due_reminders(store, now, outcome):
-        to = contact_address(record.contact)
+        to = default_contact(record)
         result = NoticeResult(record.serial, record.cn, to, "reminder", window, record.not_after,
                               "would-send" if dry_run else "pending")
         if to is None:
-            result.outcome, result.why = "skipped", ("no contact was given at issue" if not record.contact
-                                                     else "the contact is not an e-mail address")
+            result.outcome, result.why = "skipped", ("no contact was given (twcactl cert set-contact)"
+                                                     if not record.contact else "the contact is not an e-mail address")
         elif not dry_run:
             todo.append((record, result))
         outcome.results.append(result)
@@ -369,7 +388,7 @@ def send_issue_notices(store: Store, records: Sequence[CertRecord], *, operator:
     results: list[NoticeResult] = []
     todo: list[tuple[CertRecord, NoticeResult]] = []
     for record in records:
-        to = contact_address(record.contact)
+        to = default_contact(record)
         result = NoticeResult(record.serial, record.cn, to, "issued", 0, record.not_after, "pending")
         if to is None:
             result.outcome, result.why = "skipped", "no e-mail address was given with --contact"

@@ -359,13 +359,16 @@ Examples:
 @click.option("--key-type", type=click.Choice(KEY_TYPE_CHOICES), default="rsa2048", show_default=True,
               help="Key generated on the card (EC only where the token has it).")
 @click.option("--label", metavar="TEXT", help="CKA_LABEL of the key and certificate (default: the profile name).")
+@click.option("--contact", metavar="EMAIL", help="The holder's e-mail address, kept with the certificates: it gets "
+              "the renewal reminders (30 days ahead; default: an e-mail --san).")
 @click.option("--force", is_flag=True, help="Replace existing --csr-out files.")
 @ca_passphrase_option
 @json_option
 def enroll(module: str | None, token_label: str | None, pin_source: str | None, account_id: str | None,
            profile: str, pair: bool, csr_out: Path | None, years: int | None, days: int | None, cn: str,
            org: str | None, ous: tuple[str, ...], locality: str | None, state: str | None, country: str | None,
-           sans: tuple[str, ...], key_type: str, label: str | None, force: bool, ca_passphrase: str | None) -> None:
+           sans: tuple[str, ...], key_type: str, label: str | None, force: bool, ca_passphrase: str | None,
+           contact: str | None = None) -> None:
     """Generate a key pair on the card, have it certified, and write the certificate next to it.
 
     The private key is made on the card (sensitive, never extractable) and
@@ -375,11 +378,13 @@ def enroll(module: str | None, token_label: str | None, pin_source: str | None, 
     Refused while the card says its PIN must be changed.
     """
     from twcactl import card as card_mod
+    from twcactl.authority.contacts import checked_contact
     from twcactl.csr import subject_options as subject_fields
     from twcactl.errors import UsageError
     from twcactl.fsutil import ensure_free
     from twcactl.rules.validity import Validity
 
+    contact = checked_contact(contact)
     if csr_out is None and account_id is None:
         raise UsageError("give --account ID to issue from the local CA, or --csr-out FILE for an outside CA.")
     if csr_out is not None and account_id is not None:
@@ -398,7 +403,7 @@ def enroll(module: str | None, token_label: str | None, pin_source: str | None, 
 
             issuer = prepare_issuer(store, plan.specs, plan.subject_pairs, plan.sans_for, account_id=account_id,
                                     validity=validity, key_type=key_type, operator=current_operator(),
-                                    passphrase=ca_passphrase_provider(ca_passphrase))
+                                    passphrase=ca_passphrase_provider(ca_passphrase), contact=contact)
         token, pending, default_pin = _enroll_on_card(module, token_label, pin_source, plan, issuer, csr_files,
                                                       force=force)
         window = (store.settings() if store is not None else Settings()).renewal_window_days

@@ -644,6 +644,35 @@ def export(serial: str, out_dir: Path, force: bool) -> None:
     emit(doc, human)
 
 
+@cert.command("set-contact", epilog="""\b
+Examples:
+  twcactl cert set-contact 4b1e9d0c ops@twca.com.tw
+  twcactl cert set-contact 4b1e9d0c "Yi-Ru Chen <yiru@twca.com.tw>" --json
+  twcactl cert set-contact 4b1e9d0c ""           # clear it (a personal certificate's e-mail SAN is used then)
+""")
+@click.argument("serial")
+@click.argument("address", metavar="ADDR")
+@json_option
+def set_contact(serial: str, address: str) -> None:
+    """Set the technical contact who gets a certificate's notices and renewal reminders (logged).
+
+    Reminders go 60 days before notAfter for server certificates, 30 for personal and card ones
+    (twcactl notify due). Without a contact, a personal certificate's e-mail SAN is used.
+    """
+    from twcactl.authority.contacts import set_contact as change
+    from twcactl.rules.times import utcnow
+
+    store = app().open_store()
+    try:
+        record, old = change(store, serial, address, operator=current_operator())
+        window = store.settings().renewal_window_days
+    finally:
+        store.close()
+    doc = {"certificate": record.to_json(utcnow(), window), "contact": record.contact, "was": old}
+    line = f"contact {safe(record.contact or '-')} (was {safe(old or '-')})"
+    emit(doc, _cert_human("Contact set for", record, [line]))
+
+
 def _register_renew_due() -> None:
     """``cert renew-due`` lives in its own module (issue 17)."""
     from twcactl.cli.renew_due_cmd import renew_due

@@ -165,6 +165,10 @@ class CertificateRepository:
         )
 
     # ----- reads -----
+    def set_contact(self, serial: str, contact: str | None) -> None:
+        """Set (None: clear) the technical contact of certificate ``serial`` (inside a transaction; issue 28)."""
+        self._db.run("UPDATE certificates SET contact = ? WHERE serial = ?", (contact, serial))
+
     def get(self, serial: str) -> CertRecord:
         """The record of certificate ``serial`` (lowercase hex).
 
