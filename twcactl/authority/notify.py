@@ -34,6 +34,7 @@ from twcactl.pkix.chain import ZIP_NAME, bundle_files, zip_bytes
 from twcactl.rules import windows
 from twcactl.rules.settings import Settings
 from twcactl.rules.times import rfc3339, utcnow
+from twcactl.rules.words import count
 from twcactl.store import Store
 from twcactl.store.records import CertRecord
 
@@ -176,14 +177,14 @@ def reminder_message(config: MailConfig, record: CertRecord, to: str, window_day
     """The renewal reminder of a certificate inside its ``window_days`` window (domain.md §4)."""
     cn = record.cn or record.serial
     days_left = max(0, (record.not_after - now).days)
-    body = (f"The certificate for {cn} ends on {record.not_after:%Y-%m-%d} ({days_left} days from now).\n\n"
+    body = (f"The certificate for {cn} ends on {record.not_after:%Y-%m-%d} ({count(days_left, 'day')} from now).\n\n"
             f"  serial     {record.serial}\n  subject    {record.subject}\n  account    {record.account or '-'}\n\n"
             "Renew it before then; the renewed certificate's validity continues from this one's end date,\n"
             "so nothing is lost by renewing early:\n"
             f"  twcactl cert renew {record.serial} --csr NEW.csr\n"
             "or, for every due certificate at once:\n"
             f"  twcactl cert renew-due --within {window_days} --out-dir DIR\n"
-            f"(This reminder is sent once, {window_days} days before the end date.)\n")
+            f"(This reminder is sent once, {count(window_days, 'day')} before the end date.)\n")
     return _message(config, to, f"Certificate expiring: {cn} on {record.not_after:%Y-%m-%d} ({record.serial})",
                     body, now)
 

@@ -8,6 +8,7 @@ import click
 
 from twcactl.cli.context import app, current_operator, json_option
 from twcactl.cli.output import Column, compact_output, emit, print_table, safe, serial_labels, wide_option
+from twcactl.rules.words import count
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -189,7 +190,7 @@ def _render(acct: Account, subscriptions: list[dict[str, Any]] | None = None,
         console.print(f"  EV identity  business number {acct.business_number}, jurisdiction "
                       f"{acct.jurisdiction_country}{' (' + place + ')' if place else ''}, "
                       f"{safe(acct.business_category)}")
-        console.print(f"  balance  {acct.balance} certificate-years")
+        console.print(f"  balance  {count(acct.balance, 'certificate-year')}")
         if entries:
             compact = compact_output(wide)
             rows = [[e.time[:16].replace("T", " ") if compact else e.time, f"{e.delta:+d}", str(e.balance), e.action,

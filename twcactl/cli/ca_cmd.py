@@ -86,7 +86,8 @@ def init(name: str, org: str | None, country: str | None, key_type: str, root_ke
                          intermediates=intermediates, root_years=root_years, uca_years=uca_years,
                          crl_url=crl_url, ocsp_url=ocsp_url, group_readable=group_readable, key_uri=key_uri,
                          pkcs11_module=pkcs11_module if key_uri else None, public_trust=public_trust)
-    note(f"Generating {intermediates + 1} CA keys in {home} ...")
+    where = f"on the token {key_uri} (never as files)" if key_uri else f"in {home / 'ca' / 'private'}"
+    note(f"Generating {intermediates + 1} CA keys {where} ...")
     store = init_ca(home, opts, passphrase=passphrase, operator=current_operator(), lock_timeout=ctx.lock_timeout,
                     store_url=store_url or "", store_password=ctx.store_password() if store_url else None)
     try:
