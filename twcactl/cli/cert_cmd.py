@@ -460,38 +460,108 @@ def _lookup(store: Store, serial_text: str) -> CertRecord:
 Examples:
   twcactl cert show 4b1e9d0c7a2f5e8136c0d94a7be25f1380c6d2a9 --json
   twcactl cert show 4b1e9d0c          # a unique prefix of 8+ hex digits
+  twcactl cert show www/server.cer    # a certificate file (PEM or DER): its record when the home issued it
 """)
-@click.argument("serial")
+@click.argument("serial", metavar="SERIAL|FILE")
 @json_option
 def show(serial: str) -> None:
     """Show one certificate: status, subject, SANs, validity, thumbprints, contact, note, renewals and history.
 
-    SERIAL is the whole serial or a unique prefix of at least 8 hex digits.
+    SERIAL is the whole serial or a unique prefix of at least 8 hex digits; FILE a certificate (PEM or DER),
+    shown with its record when this CA home issued it, else from the file alone.
     """
-    from twcactl.rules.times import utcnow
-
+    if serial == "-" or Path(serial).is_file() or "/" in serial or Path(serial).suffix.lower() in _CERT_SUFFIXES:
+        return _show_file(Path(serial))  # a missing file is exit 3 there, like any input file
     store = app().open_store()
     try:
-        record = _lookup(store, serial)
-        history = [e.to_json() for e in reversed(store.log.entries(serial=record.serial))]
-        renewed_by = store.certificates.renewals_of(record.serial)
-        window = store.settings().renewal_window_days
-        chain = [{"name": ca.name, "subject": ca.certificate().subject.rfc4514_string()} for ca in store.cas.all()]
+        doc = _record_document(store, _lookup(store, serial))
     finally:
         store.close()
-    doc: dict[str, Any] = {
-        "certificate": record.to_json(utcnow(), window),
-        "history": history,
-        "chain": chain,
+    emit(doc, lambda console: _render_show(console, doc))
+
+
+#: File name endings that make ``cert show`` read a file rather than look a serial up.
+_CERT_SUFFIXES = (".cer", ".crt", ".pem", ".der")
+
+
+def _record_document(store: Store, record: CertRecord) -> dict[str, Any]:
+    """``cert show``'s JSON of a record: the certificate, its history, chain, contact, note, renewals, thumbprints."""
+    from twcactl.rules.times import utcnow
+
+    return {
+        "certificate": record.to_json(utcnow(), store.settings().renewal_window_days),
+        "history": [e.to_json() for e in reversed(store.log.entries(serial=record.serial))],
+        "chain": [{"name": ca.name, "subject": ca.certificate().subject.rfc4514_string()} for ca in store.cas.all()],
         "contact": record.contact,
         "note": record.note,
         "renewed_from": record.renewed_from,
-        "renewed_by": renewed_by,
+        "renewed_by": store.certificates.renewals_of(record.serial),
         # the thumbprints the manuals show (Windows' certificate dialog: SHA-1; browsers: SHA-256), lowercase hex
         "sha256": hashlib.sha256(record.der).hexdigest(),
         "sha1": hashlib.sha1(record.der).hexdigest(),  # a thumbprint, not a signature
     }
-    emit(doc, lambda console: _render_show(console, doc))
+
+
+def _show_file(path: Path) -> None:
+    """``cert show FILE`` (issue 28): the record of the certificate in the file when this home issued it (JSON as
+    for a serial, plus ``file`` and ``in_home``), else what the file itself says (``in_home`` false)."""
+    from cryptography.hazmat.primitives import serialization
+
+    from twcactl.errors import NotFoundError
+    from twcactl.fsutil import read_input
+    from twcactl.pkix.pem import load_certificate
+
+    cert = load_certificate(read_input(path, what="certificate"), name=str(path))
+    der = cert.public_bytes(serialization.Encoding.DER)
+    doc: dict[str, Any] | None = None
+    try:
+        store = app().open_store()
+    except NotFoundError:  # no CA home here: the file alone
+        store = None
+    if store is not None:
+        try:
+            record = store.certificates.find_by_der(der)
+            doc = _record_document(store, record) if record is not None else None
+        finally:
+            store.close()
+    if doc is None:
+        doc = {"certificate": _file_facts(cert), "sha256": hashlib.sha256(der).hexdigest(),
+               "sha1": hashlib.sha1(der).hexdigest(), "in_home": False, "file": str(path)}
+        emit(doc, lambda console: _render_file(console, doc or {}))
+        return
+    doc.update({"in_home": True, "file": str(path)})
+    emit(doc, lambda console: _render_show(console, doc or {}))
+
+
+def _file_facts(cert: Any) -> dict[str, Any]:
+    """A certificate no record describes: the fields ``cert show`` prints, with a status judged by time only."""
+    from cryptography import x509
+
+    from twcactl.pkix.names import general_names, sans_json
+    from twcactl.rules.serials import format_serial
+    from twcactl.rules.times import rfc3339, utcnow
+
+    try:
+        sans = sans_json(general_names(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value))
+    except x509.ExtensionNotFound:
+        sans = []
+    now = utcnow()
+    status = ("not yet valid" if now < cert.not_valid_before_utc else
+              "expired" if now > cert.not_valid_after_utc else "valid")
+    return {"serial": format_serial(cert.serial_number), "status": status, "subject": cert.subject.rfc4514_string(),
+            "issuer": cert.issuer.rfc4514_string(), "sans": sans, "not_before": rfc3339(cert.not_valid_before_utc),
+            "not_after": rfc3339(cert.not_valid_after_utc)}
+
+
+def _render_file(console: Console, doc: dict[str, Any]) -> None:
+    c = doc["certificate"]
+    console.print(f"Certificate {c['serial']}  {c['status']}  (from {safe(doc['file'])}; not issued by this CA home)")
+    console.print(f"  subject     {safe(c['subject'])}")
+    console.print(f"  SANs        {safe(', '.join(c['sans']))}")
+    console.print(f"  validity    {c['not_before']} .. {c['not_after']}")
+    console.print(f"  issuer      {safe(c['issuer'])}")
+    console.print(f"  SHA-256     {_thumbprint(doc['sha256'])}")
+    console.print(f"  SHA-1       {_thumbprint(doc['sha1'])}")
 
 
 def _thumbprint(hex_digest: str) -> str:

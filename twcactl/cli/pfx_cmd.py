@@ -80,7 +80,7 @@ def export(cert_file: Path, key_file: Path, chain_files: tuple[Path, ...], out: 
     cert, rest = split_leaf(read_bundle([cert_file]), name=str(cert_file))  # a fullchain: leaf first
     key_data = read_input(key_file, what="key")
     chain, source = _export_chain(cert, rest, chain_files)
-    key = _matching_key(key_data, key_passphrase, cert, key_file=key_file, cert_file=cert_file)
+    key = matching_key(key_data, key_passphrase, cert, key_file=key_file, cert_file=cert_file)
     pfx_password = get_secret(password, option="--password", what="new PFX password", new=True)
     check_password(pfx_password)
     name = friendly_name or common_name(cert.subject)
@@ -104,7 +104,7 @@ def _export_chain(cert: x509.Certificate, rest: list[x509.Certificate],
     return chain_for_export(cert, rest), ("cert" if rest else "none")
 
 
-def _matching_key(key_data: bytes, key_passphrase: str | None, cert: x509.Certificate, *, key_file: Path,
+def matching_key(key_data: bytes, key_passphrase: str | None, cert: x509.Certificate, *, key_file: Path,
                   cert_file: Path) -> PrivateKey:
     """The private key in ``key_data`` (its passphrase asked only when it is encrypted); it must be ``cert``'s."""
     from twcactl.cli.secrets import get_secret

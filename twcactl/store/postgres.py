@@ -54,7 +54,9 @@ def _psycopg() -> Any:
     try:
         import psycopg
     except ImportError as exc:  # an optional dependency: only nodes on PostgreSQL need it
-        raise InputError("the PostgreSQL store needs psycopg: pip install 'psycopg[binary]'.") from exc
+        raise InputError("the PostgreSQL store needs the 'postgres' extra (psycopg).",
+                         hint="from a checkout: .venv/bin/pip install -e '.[postgres]'; "
+                              "from an index: pip install 'twcactl[postgres]'") from exc
     return psycopg
 
 
