@@ -76,3 +76,40 @@ def test_chain_verify_key_must_be_the_leafs(issued: dict[str, Any], tmp_path: Pa
     assert refused.code == 1 and "does not belong" in refused.json()["error"]["message"]
     plain = home.run("--json", "chain", "verify", b / "server.cer", "--untrusted", b / "uca.cer")
     assert plain.code == 0 and plain.json()["key"] is None
+
+
+def test_a_software_signing_and_encryption_pair(issued: dict[str, Any], tmp_path: Path) -> None:
+    """csr new --pair, cert issue --pair, cert export (sign.cer / enc.cer) and two PFX files whose friendly names
+    tell the halves apart."""
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    home: CaHome = issued["home"]
+    made = invoke("--json", "csr", "new", "--pair", "--cn", "A123456789-01-YIRU", "--org", "TWCA", "--country",
+                  "TW", "--san", "yiru@twca.com.tw", "--key-type", "ec-p256", "--key-out", tmp_path / "yiru.key",
+                  "--out", tmp_path / "yiru.csr", "--no-passphrase")
+    assert made.code == 0, made.stdout + made.stderr
+    assert [d["profile"] for d in made.json()["pair"]] == ["user-sign", "user-enc"]
+    sign_csr, enc_csr = tmp_path / "yiru-sign.csr", tmp_path / "yiru-enc.csr"
+    assert sign_csr.is_file() and enc_csr.is_file() and (tmp_path / "yiru-sign.key").is_file()
+    assert home.run("cert", "issue", "--pair", sign_csr, "--account", ACCOUNT).code == 2  # two CSRs, in order
+    result = home.run("--json", "cert", "issue", "--pair", sign_csr, enc_csr, "--account", ACCOUNT)
+    assert result.code == 0, result.stdout + result.stderr
+    certs = result.json()["certificates"]
+    assert [c["profile"] for c in certs] == ["user-sign", "user-enc"]
+    names = {}
+    for c, tag in zip(certs, ("sign", "enc")):
+        out = tmp_path / f"bundle-{tag}"
+        exported = home.run("--json", "cert", "export", c["serial"], "--out-dir", out)
+        assert exported.code == 0, exported.stderr
+        assert sorted(p.name for p in out.iterdir()) == sorted(["root.cer", "uca.cer", f"{tag}.cer", "cert.zip"])
+        leaf = x509.load_pem_x509_certificate((out / f"{tag}.cer").read_bytes())
+        ku = leaf.extensions.get_extension_for_class(x509.KeyUsage).value
+        assert ku.content_commitment if tag == "sign" else ku.key_agreement
+        pfx = tmp_path / f"{tag}.pfx"
+        done = home.run("pfx", "export", "--cert", out / f"{tag}.cer", "--key", tmp_path / f"yiru-{tag}.key",
+                        "--out", pfx, "--password", "pass:Pfx-pass-28")
+        assert done.code == 0, done.stderr
+        loaded = pkcs12.load_pkcs12(pfx.read_bytes(), b"Pfx-pass-28")
+        assert loaded.cert is not None and loaded.cert.friendly_name is not None
+        names[tag] = loaded.cert.friendly_name.decode()
+    assert names == {"sign": "A123456789-01-YIRU (signing)", "enc": "A123456789-01-YIRU (encryption)"}

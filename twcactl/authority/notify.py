@@ -30,7 +30,7 @@ from cryptography import x509
 
 from twcactl.authority.lifecycle import ca_chain_for
 from twcactl.errors import AuthError, DeviceError, PolicyError, StateError, TwcaError
-from twcactl.pkix.chain import ZIP_NAME, bundle_files, zip_bytes
+from twcactl.pkix.chain import ZIP_NAME, bundle_files, leaf_file_name, zip_bytes
 from twcactl.rules import windows
 from twcactl.rules.settings import Settings
 from twcactl.rules.times import rfc3339, utcnow
@@ -403,7 +403,8 @@ def send_issue_notices(store: Store, records: Sequence[CertRecord], *, operator:
             for record, result in todo:
                 assert result.recipient is not None
                 leaf = x509.load_der_x509_certificate(record.der)
-                bundle = zip_bytes(bundle_files(leaf, ca_chain_for(store, record)))
+                bundle = zip_bytes(bundle_files(leaf, ca_chain_for(store, record),
+                                                leaf_name=leaf_file_name(record.profile)))
                 if not _send(mail, issue_message(config, record, bundle, result.recipient, now), result):
                     continue
                 try:

@@ -65,6 +65,7 @@ def _expand_inputs(paths: tuple[Path, ...]) -> tuple[list[Path], set[Path]]:
 Examples:
   twcactl cert issue www.csr --account 70759028-01 --years 1 --contact ops@twca.com.tw
   twcactl cert issue requests/ --account 70759028-01 --days 90 --keep-going --json
+  twcactl cert issue --pair holder-sign.csr holder-enc.csr --account 70759028-01   # after csr new --pair
 """)
 @click.argument("csrs", nargs=-1, required=True, type=click.Path(path_type=Path, allow_dash=True), metavar="CSR...|DIR")
 @click.option("--account", "account_id", required=True, metavar="ID",
@@ -81,11 +82,13 @@ Examples:
 @click.option("--notify", is_flag=True, help="Mail the --contact the bundle (cert.zip) once issued (ca config smtp_*).")
 @click.option("--strict", is_flag=True, help="Public trust: refuse a validity past the CA/Browser Forum maximum "
               "of today (SC-081) instead of capping it.")
+@click.option("--pair", is_flag=True, help="Two CSRs, SIGN then ENC (csr new --pair): a user-sign and a user-enc "
+              "certificate, issued together or not at all.")
 @ca_passphrase_option
 @json_option
 def issue(csrs: tuple[Path, ...], account_id: str, profile: str, years: int | None, days: int | None,
           contact: str | None, note: str | None, out: Path | None, keep_going: bool, force: bool,
-          ca_passphrase: str | None, notify: bool = False, strict: bool = False) -> None:
+          ca_passphrase: str | None, notify: bool = False, strict: bool = False, pair: bool = False) -> None:
     """Issue certificates for CSRs under an account, after the same checks as `csr check`.
 
     Several CSRs (or a directory of them) are one batch: all or nothing,
@@ -99,6 +102,7 @@ def issue(csrs: tuple[Path, ...], account_id: str, profile: str, years: int | No
     validity = Validity.from_options(years, days)
     files, in_dirs = _expand_inputs(csrs)
     inputs, failed_reads, skipped = _read_csrs(files, in_dirs, keep_going=keep_going)
+    inputs = _pair_inputs(inputs, profile, keep_going) if pair else inputs
     if not inputs and not failed_reads:
         raise UsageError("no CSR files given (the directory is empty)." if not skipped else
                          f"no CSR files given: {len(skipped)} file(s) in the directory are not CSRs.")
@@ -122,6 +126,19 @@ def issue(csrs: tuple[Path, ...], account_id: str, profile: str, years: int | No
     _render_issue(outcome, account_id, settings.renewal_window_days, skipped, notices)
     if outcome.failed:
         raise SystemExit(outcome.failed[0][1].exit_code)
+
+
+def _pair_inputs(inputs: list[CsrInput], profile: str, keep_going: bool) -> list[CsrInput]:
+    """``cert issue --pair SIGN.csr ENC.csr``: the first becomes a user-sign, the second a user-enc certificate,
+    one batch (issue 28: a software signing and encryption pair, domain.md §7)."""
+    from dataclasses import replace
+
+    from twcactl.errors import UsageError
+
+    if len(inputs) != 2 or keep_going or profile not in ("ssl", "user-sign"):
+        raise UsageError("--pair takes exactly two CSRs, the signing one first (csr new --pair writes them), "
+                         "without --keep-going or another --profile.")
+    return [replace(inputs[0], profile="user-sign"), replace(inputs[1], profile="user-enc")]
 
 
 def _read_csrs(files: list[Path], in_dirs: set[Path], *, keep_going: bool
@@ -691,9 +708,12 @@ Example:
 @click.option("--force", is_flag=True, help="Replace existing files.")
 @json_option
 def export(serial: str, out_dir: Path, force: bool) -> None:
-    """Write the certificate bundle of the manuals: root.cer, uca.cer, server.cer and cert.zip (all PEM)."""
+    """Write the certificate bundle of the manuals: root.cer, uca.cer, server.cer and cert.zip (all PEM).
+
+    A personal certificate's leaf is sign.cer (user-sign) or enc.cer (user-enc) instead of server.cer.
+    """
     from twcactl.authority.lifecycle import ca_chain_for
-    from twcactl.pkix.chain import bundle_files, write_bundle
+    from twcactl.pkix.chain import bundle_files, leaf_file_name, write_bundle
     from twcactl.pkix.pem import load_certificate
 
     store = app().open_store()
@@ -703,7 +723,7 @@ def export(serial: str, out_dir: Path, force: bool) -> None:
     finally:
         store.close()
     leaf = load_certificate(record.der, name=f"certificate {record.serial}")
-    written = write_bundle(out_dir, bundle_files(leaf, chain), force=force)
+    written = write_bundle(out_dir, bundle_files(leaf, chain, leaf_name=leaf_file_name(record.profile)), force=force)
     doc = {"serial": record.serial, "files": [str(p) for p in written], "zip": str(written[-1])}
 
     def human(console: Console) -> None:
