@@ -84,28 +84,43 @@ def log(ctx: click.Context, account_id: str | None, action: str | None, operator
 
 #: ``log``'s columns (issue 28): the summary takes what is left of the line and is the one cell shortened.
 LOG_COLUMNS = [Column("SEQ", keep=True), Column("TIME", keep=True), Column("ACTION", keep=True),
-               Column("OPERATOR"), Column("SERIAL"), Column("ACCOUNT"), Column("SUMMARY", rest=True, min_width=20)]
+               Column("OPERATOR"), Column("SERIAL"), Column("ACCOUNT"), Column("SUMMARY", rest=True, min_width=30)]
 
-#: The detail keys a summary names first, when an entry has them.
-_FIRST_KEYS = ("cn", "reason", "amount", "delta", "balance", "name", "role", "key", "old", "new", "profile",
-               "not_after", "recipient", "number")
+#: How a summary words the usual detail keys, in this order (the rest follow as ``key=value``).
+_WORDED: tuple[tuple[str, str], ...] = (
+    ("cn", "{}"), ("name", "{}"), ("role", "role {}"), ("reason", "{}"), ("profile", "{}"),
+    ("renewed", "renews {:.10}"), ("not_after", "until {:.10}"), ("amount", "{:+}"), ("delta", "{:+}"),
+    ("balance", "balance {}"), ("key", "{}"), ("old", "{} ->"), ("new", "{}"), ("to", "to {}"),
+    ("kind", "{}"), ("number", "#{}"), ("from", "from {}"),
+)
+#: Details a one-line summary leaves out: file paths and the copies of the record (--verbose shows them).
+_QUIET = frozenset({"csr", "record", "result", "identity", "sha256", "cost", "signed_request", "early"})
 
 
 def summary(entry: LogEntry) -> str:
-    """One line for an entry's details: ``key=value`` for each plain value (the usual keys first), lists
-    joined by commas, nested objects counted; the whole details: --verbose, ``log show``, --json."""
+    """One line for an entry's details, e.g. ``www.twca.com.tw ssl until 2027-12-08 balance 59``: the usual keys
+    worded (:data:`_WORDED`), other plain values as ``key=value``, lists joined by commas; nested objects and
+    paths are left to --verbose, ``log show`` and --json."""
     details = entry.details or {}
-    keys = [k for k in _FIRST_KEYS if k in details] + sorted(k for k in details if k not in _FIRST_KEYS)
     parts: list[str] = []
-    for k in keys:
-        v = details[k]
-        if isinstance(v, dict):
-            parts.append(f"{k}={{{len(v)} field(s)}}")
-        elif isinstance(v, list):
-            parts.append(f"{k}={','.join(str(x) for x in v)}" if all(not isinstance(x, dict | list) for x in v)
-                         else f"{k}=[{len(v)}]")
-        elif v is not None:
-            parts.append(f"{k}={v}")
+    for key, form in _WORDED:
+        value = details.get(key)
+        if value is None or isinstance(value, dict | list):
+            continue
+        try:
+            parts.append(form.format(value))
+        except (ValueError, TypeError):  # a value of another type than usual: as it is
+            parts.append(f"{key}={value}")
+    worded = {k for k, _f in _WORDED}
+    for key in sorted(details):
+        value = details[key]
+        if key in worded or key in _QUIET or value is None or isinstance(value, dict):
+            continue
+        if isinstance(value, list):
+            if value and all(not isinstance(x, dict | list) for x in value):
+                parts.append(f"{key}={','.join(str(x) for x in value)}")
+            continue
+        parts.append(f"{key}={value}")
     return " ".join(parts)
 
 
