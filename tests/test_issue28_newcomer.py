@@ -185,3 +185,11 @@ def test_log_csv_keeps_formulas_inert(tmp_path: Path) -> None:
     assert home.run("account", "add", ACCOUNT, "--org", "=HYPERLINK(1)", "--domain", "twca.com.tw").code == 0
     rows = list(csv.DictReader(io.StringIO(home.run("log", "--csv", "-").stdout)))
     assert rows and all(not v.startswith(("=", "+", "@")) for r in rows for v in r.values())
+
+
+def test_ca_init_key_uri_says_the_keys_go_to_the_token(tmp_path: Path) -> None:
+    result = invoke("--home", tmp_path / "ca", "ca", "init", "--key-uri", "pkcs11:token=NOPE", "--pkcs11-module",
+                    tmp_path / "missing.so", "--ca-passphrase", "pass:a-token-pin-1234")
+    assert result.code == 6  # no such module; the message came first
+    assert "on the token pkcs11:token=NOPE (never as files)" in result.stderr
+    assert str(tmp_path / "ca") not in result.stderr.split("\n")[0]
