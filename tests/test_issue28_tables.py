@@ -229,3 +229,10 @@ def test_certificate_csv_has_renewed_by(world: dict[str, Any]) -> None:
     rows = {r["serial"]: r for r in csv.DictReader(io.StringIO(result.stdout))}
     assert rows[world["renewed"]]["renewed_by"] == world["new"]
     assert rows[world["new"]]["renewed_by"] == ""
+
+
+def test_log_csv_to_stdout_under_json_keeps_one_document(world: dict[str, Any]) -> None:
+    home: CaHome = world["home"]
+    result = home.run("--json", "log", "--csv", "-")
+    assert result.code == 0
+    assert len(result.json()["entries"]) == len(list(csv.DictReader(io.StringIO(result.stderr))))

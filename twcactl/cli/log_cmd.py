@@ -65,7 +65,7 @@ def log(ctx: click.Context, account_id: str | None, action: str | None, operator
         store.close()
     if csv_file is not None:
         _write_csv(csv_file, entries, force=force)
-        if str(csv_file) == "-":
+        if str(csv_file) == "-" and not app().json:  # the CSV is the output (under --json it went to stderr)
             return
 
     def human(console: Console) -> None:
