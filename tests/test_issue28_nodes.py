@@ -185,3 +185,16 @@ def test_all_sql_lives_in_store() -> None:
                  for n, line in enumerate(path.read_text("utf-8").splitlines(), 1) if _SQL.search(line)]
     assert offenders == []
     assert _SQL.search('row = engine.db.one(f"SELECT COUNT(*) AS n FROM {table}")')  # the one that moved
+
+
+def test_an_empty_home_of_another_user_is_not_taken(tmp_path: Path) -> None:
+    import pwd
+
+    home = tmp_path / "theirs"
+    home.mkdir(mode=0o755)
+    nobody = pwd.getpwnam("nobody")
+    os.chown(home, nobody.pw_uid, nobody.pw_gid)
+    result = node(home, "--json", "cert", "list", env={"TWCACTL_STORE": "postgresql://twca@127.0.0.1:1/twca"})
+    assert result.returncode == 5, result.stdout + result.stderr
+    assert "owned by uid" in json.loads(result.stdout)["error"]["message"]
+    assert list(home.iterdir()) == [] and home.stat().st_uid == nobody.pw_uid

@@ -12,6 +12,7 @@ as it was.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 from pathlib import Path
 
@@ -45,7 +46,7 @@ def join_node(home: Path, url: str, *, lock_timeout: float = 30.0, store_passwor
     Raises:
         UsageError: ``url`` is not a PostgreSQL URL or holds a password (exit 2).
         NotFoundError: ``home`` exists and is not empty, or the database holds no CA (exit 5).
-        StateError: a key file in ``key_dir`` is missing (exit 5).
+        StateError: a key file in ``key_dir`` is missing, or the empty home belongs to another user (exit 5).
         AuthError, BusyError: from connecting (exit 4, 75; ``store.pg_connect``).
     """
     problem = store_url_problem(url)
@@ -55,6 +56,9 @@ def join_node(home: Path, url: str, *, lock_timeout: float = 30.0, store_passwor
         raise NotFoundError(f"no CA home at {home} (the directory is not empty, so it is not made a node).",
                             hint="point --home at an empty directory, or create a CA with: twcactl ca init")
     created = not home.exists()
+    if not created and home.stat().st_uid != os.geteuid():  # an empty directory someone else owns
+        raise StateError(f"refusing to make {home} a node: it is owned by uid {home.stat().st_uid}, not by you.",
+                         hint="chown it to the user running twcactl, or point --home elsewhere")
     HomeLayout(home).make_dirs()
     try:
         store = Store._open_shared(home, url, lock_timeout=lock_timeout, password=_password(store_password),
