@@ -166,6 +166,15 @@ def test_short_serial_width_grows_past_a_shared_prefix() -> None:
     assert short == {"1234567890abcdef": "12345678"}
     short = short_serials(Store(), serials)  # type: ignore[arg-type]
     assert set(short.values()) == {"abcdef01234", "abcdef01239", "1234567890a"}  # one width, each unique
+    # a long table takes every serial in one query and bisects: the same answer
+    import secrets
+
+    serials[:] = [secrets.token_hex(20) for _ in range(300)] + ["abcdef0123456789", "abcdef0123999999"]
+    Certs.sorted_serials = lambda self: sorted(serials)  # type: ignore[attr-defined]
+    few = {s: short_serials(Store(), [s, "abcdef0123456789"])[s] for s in serials[:5]}  # type: ignore[arg-type]
+    many = short_serials(Store(), serials)  # type: ignore[arg-type]
+    assert len(set(many.values())) == len(serials) and all(len(v) == 11 for v in many.values())
+    assert all(many[s].startswith(few[s]) for s in few)
 
 
 def test_log_is_one_line_per_entry_and_csv_parses(world: dict[str, Any]) -> None:

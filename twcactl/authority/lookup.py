@@ -70,12 +70,28 @@ def short_serials(store: Store, serials: list[str]) -> dict[str, str]:
     Returns:
         ``{serial: prefix}``; a serial no longer than the width stays whole.
     """
+    unique = list(dict.fromkeys(serials))
+    if len(unique) > _FEW:  # a long table: every serial in one query, the neighbours found by bisection
+        import bisect
+
+        every = store.certificates.sorted_serials()
+
+        def neighbours(serial: str) -> tuple[str | None, str | None]:
+            i = bisect.bisect_left(every, serial)
+            j = i + 1 if i < len(every) and every[i] == serial else i
+            return (every[i - 1] if i else None), (every[j] if j < len(every) else None)
+    else:
+        neighbours = store.certificates.neighbours
     width = MIN_PREFIX
-    for serial in dict.fromkeys(serials):
-        for other in store.certificates.neighbours(serial):
+    for serial in unique:
+        for other in neighbours(serial):
             if other is not None:
                 width = max(width, _common_prefix(serial, other) + 1)
     return {s: s[:width] for s in serials}
+
+
+#: Up to this many serials, each one's neighbours are two indexed queries; past it, one query reads them all.
+_FEW = 50
 
 
 def _common_prefix(a: str, b: str) -> int:
