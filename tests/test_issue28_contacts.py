@@ -138,3 +138,27 @@ def test_card_and_personal_certificates_get_their_reminders(tmp_path: Path, hsm:
     assert received == {serial: to for serial, (_o, _w, to) in expected.items()}
     again = _ok(home.run("--json", "notify", "due"))
     assert again["sent"] == 0 and len(handler.messages) == len(expected)  # once per window
+
+
+def test_issue_notice_of_a_personal_certificate_goes_to_its_email_san(tmp_path: Path,
+                                                                     smtp: tuple[_Keep, int]) -> None:
+    import io
+    import zipfile
+
+    handler, port = smtp
+    home: CaHome = make_ca(tmp_path / "ca", passphrase=None)
+    assert home.run("account", "add", ACCOUNT, "--org", "TWCA", "--domain", "twca.com.tw", "--quota", "5").code == 0
+    for key, value in (("smtp_host", "127.0.0.1"), ("smtp_port", str(port)), ("smtp_starttls", "false"),
+                       ("smtp_from", "ca@twca.com.tw")):
+        assert home.run("ca", "config", key, value).code == 0
+    csr = _personal_csr(tmp_path, "A123456789-02-YIRU", HOLDER_MAIL)
+    doc = _ok(home.run("--json", "cert", "issue", csr, "--account", ACCOUNT, "--profile", "user-sign", "--notify"))
+    assert [(n["outcome"], n["recipient"]) for n in doc["notices"]] == [("sent", HOLDER_MAIL)]
+    (message,) = handler.messages
+    assert message["To"] == HOLDER_MAIL
+    (bundle,) = [p for p in message.iter_attachments() if p.get_filename() == "cert.zip"]
+    with zipfile.ZipFile(io.BytesIO(bundle.get_content())) as archive:
+        assert sorted(archive.namelist()) == ["root.cer", "sign.cer", "uca.cer"]  # named by its profile
+    # a server certificate still needs --contact for --notify
+    server = _server_csr(tmp_path, "www.twca.com.tw")
+    assert home.run("cert", "issue", server, "--account", ACCOUNT, "--notify").code == 2

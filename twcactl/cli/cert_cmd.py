@@ -111,7 +111,7 @@ def issue(csrs: tuple[Path, ...], account_id: str, profile: str, years: int | No
     ensure_free([out], force=force)
     store = app().open_store()
     try:
-        mail = _issue_mail_config(store, contact) if notify else None  # checked before anything is issued
+        mail = _issue_mail_config(store, contact, profile, pair) if notify else None  # checked before issuing
         outcome = issue_certificates(
             store, inputs, account_id=account_id, profile=profile, validity=validity, operator=current_operator(),
             passphrase=ca_passphrase_provider(ca_passphrase), contact=contact, note=note, keep_going=keep_going,
@@ -184,13 +184,15 @@ def _copy_out(record: CertRecord, out: Path, *, force: bool) -> None:
         write_file(out, pem, force=force)
 
 
-def _issue_mail_config(store: Store, contact: str | None) -> Any:
-    """``--notify``: the relay settings, checked (and the password resolved) before anything is issued."""
+def _issue_mail_config(store: Store, contact: str | None, profile: str = "ssl", pair: bool = False) -> Any:
+    """``--notify``: the relay settings, checked (and the password resolved) before anything is issued.  A
+    personal certificate needs no --contact: its e-mail SAN is mailed (issue 28)."""
     from twcactl.authority.notify import contact_address
     from twcactl.cli.notify_cmd import mail_settings
     from twcactl.errors import UsageError
+    from twcactl.rules.vocab import SSL_PROFILES
 
-    if contact_address(contact) is None:
+    if contact_address(contact) is None and profile in SSL_PROFILES and not pair:
         raise UsageError("--notify needs --contact EMAIL: the technical contact the bundle is mailed to.")
     return mail_settings(store)
 
