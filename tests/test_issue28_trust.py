@@ -203,3 +203,23 @@ def test_dry_run_and_refusal_without_rights(issued: dict[str, Any], tmp_path: Pa
 def test_a_leaf_certificate_is_refused(issued: dict[str, Any]) -> None:
     result = invoke("--json", "trust", "install", "--cert", issued["bundle"] / "server.cer", "--dry-run")
     assert result.code == 2 and "not a CA certificate" in result.json()["error"]["message"]
+
+
+def test_nss_all_finds_the_home_databases(issued: dict[str, Any], tmp_path: Path) -> None:
+    certutil = require("certutil")
+    home_dir = tmp_path / "user"
+    dbs = [home_dir / ".pki" / "nssdb", home_dir / ".mozilla" / "firefox" / "ab12cd.default-release"]
+    for db in dbs:
+        db.mkdir(parents=True)
+        subprocess.run([certutil, "-N", "-d", f"sql:{db}", "--empty-password"], check=True)
+    (home_dir / ".mozilla" / "firefox" / "not-a-profile").mkdir()
+    result = issued["home"].run("--json", "trust", "install", "--nss-all", env={"HOME": str(home_dir)})
+    assert result.code == 0, result.stdout + result.stderr
+    stores = result.json()["stores"]
+    assert sorted(s["location"] for s in stores) == sorted(str(d) for d in dbs) and all(s["trusted"] for s in stores)
+    for db in dbs:
+        listed = subprocess.run([certutil, "-L", "-d", f"sql:{db}"], capture_output=True, text=True, check=True)
+        assert any(line.startswith(stores[0]["name"]) and line.split()[-1].startswith("C")
+                   for line in listed.stdout.splitlines())
+    empty = issued["home"].run("--json", "trust", "install", "--nss-all", env={"HOME": str(tmp_path / "nobody")})
+    assert empty.code == 2

@@ -34,7 +34,8 @@ from cryptography.hazmat.primitives import serialization
 
 from twcactl.errors import DeviceError, InputError, StateError, UsageError
 
-__all__ = ["ACTIONS", "STORES", "StoreReport", "SystemPaths", "Target", "trust_name", "run_trust"]
+__all__ = ["ACTIONS", "NSS_PLACES", "STORES", "StoreReport", "SystemPaths", "Target", "nss_databases", "run_trust",
+           "trust_name"]
 
 #: What ``twcactl trust`` does.
 ACTIONS = ("install", "uninstall", "status")
@@ -109,6 +110,18 @@ class SystemPaths:
                 "--certsdir", str(self.root / "usr/share/ca-certificates"),
                 "--localcertsdir", str(self.local_dir), "--etccertsdir", str(self.etc_certs),
                 "--hooksdir", str(self.root / "etc/ca-certificates/update.d")]
+
+
+#: Where NSS databases live under a home directory (as mkcert looks for them): Chromium and other NSS users'
+#: shared database, and every Firefox profile (the snap and flatpak ones too).
+NSS_PLACES: tuple[str, ...] = (".pki/nssdb", ".mozilla/firefox/*", "snap/firefox/common/.mozilla/firefox/*",
+                               ".var/app/org.mozilla.firefox/.mozilla/firefox/*")
+
+
+def nss_databases(home: Path) -> list[Path]:
+    """The NSS database directories (holding ``cert9.db``) under ``home`` (:data:`NSS_PLACES`), sorted."""
+    found = {p for pattern in NSS_PLACES for p in home.glob(pattern) if (p / "cert9.db").is_file()}
+    return sorted(found)
 
 
 def trust_name(cert: x509.Certificate) -> str:

@@ -27,6 +27,8 @@ def _store_options(func: Any) -> Any:
         click.option("--nss", "nss", type=click.Path(path_type=Path, file_okay=False), multiple=True, metavar="DIR",
                      help="An NSS database directory (certutil; Firefox profiles, ~/.pki/nssdb for Chromium). "
                      "Repeatable."),
+        click.option("--nss-all", is_flag=True, help="Every NSS database in your home, as mkcert finds them: "
+                     "~/.pki/nssdb and each Firefox profile."),
         click.option("--java", "java", type=click.Path(path_type=Path, dir_okay=False), multiple=True,
                      metavar="KEYSTORE", help="A Java keystore (keytool), e.g. $JAVA_HOME/lib/security/cacerts. "
                      "Repeatable."),
@@ -48,6 +50,7 @@ _EPILOG = """\b
 Examples:
   sudo twcactl trust install                         # the CA home's root into the system store
   twcactl trust install --nss ~/.pki/nssdb --dry-run  # what it would run
+  twcactl trust install --nss-all                     # ~/.pki/nssdb and every Firefox profile
   twcactl trust install --java "$JAVA_HOME/lib/security/cacerts" --cert root.cer
   twcactl trust status --system --nss ~/.pki/nssdb --json
   sudo twcactl trust uninstall --system
@@ -76,9 +79,18 @@ def status(**options: Any) -> None:
 
 
 def _trust(action: str, *, system: bool, nss: tuple[Path, ...], java: tuple[Path, ...], java_storepass: str | None,
-           cert_file: Path | None, root: Path, dry_run: bool) -> None:
-    from twcactl.backends.truststores import Target, run_trust
+           cert_file: Path | None, root: Path, dry_run: bool, nss_all: bool = False) -> None:
+    from twcactl.backends.truststores import Target, nss_databases, run_trust
     from twcactl.cli.secrets import get_secret
+    from twcactl.errors import UsageError
+
+    if nss_all:
+        found = nss_databases(Path.home())
+        if not found:
+            raise UsageError(f"no NSS database under {Path.home()} (~/.pki/nssdb, Firefox profiles).",
+                             hint="create one: mkdir -p ~/.pki/nssdb && certutil -N -d sql:$HOME/.pki/nssdb "
+                                  "--empty-password")
+        nss = (*nss, *found)
 
     targets = ([Target("system", root)] if system or not (nss or java) else []) + \
         [Target("nss", d) for d in nss] + [Target("java", k) for k in java]
