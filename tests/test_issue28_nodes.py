@@ -198,3 +198,15 @@ def test_an_empty_home_of_another_user_is_not_taken(tmp_path: Path) -> None:
     assert result.returncode == 5, result.stdout + result.stderr
     assert "owned by uid" in json.loads(result.stdout)["error"]["message"]
     assert list(home.iterdir()) == [] and home.stat().st_uid == nobody.pw_uid
+
+
+def test_doctor_checks_the_database_a_node_would_join(shared_ca: dict[str, Any]) -> None:
+    home = shared_ca["base"] / "doctor-node"
+    env = {"TWCACTL_STORE": shared_ca["url"]}
+    ok = node(home, "--json", "doctor", env=env)
+    store = {c["name"]: c for c in json.loads(ok.stdout)["checks"] if c["area"] == "home"}["store"]
+    assert ok.returncode == 0 and store["status"] == "ok" and "will join" in store["detail"]
+    assert not home.exists()  # doctor made nothing
+    refused = node(home, "--json", "doctor", env={**env, "NODE_PG_PASS": "wrong"})
+    store = {c["name"]: c for c in json.loads(refused.stdout)["checks"] if c["area"] == "home"}["store"]
+    assert refused.returncode == 1 and store["status"] == "fail" and "refused the login" in store["detail"]

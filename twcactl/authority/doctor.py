@@ -55,7 +55,8 @@ class Check:
 
 
 def run_checks(*, home: Path, open_store: Callable[[], Any], pkcs11_module: str | None,
-               server: str | None = None, module_candidates: Sequence[str] | None = None) -> list[Check]:
+               server: str | None = None, module_candidates: Sequence[str] | None = None,
+               node_store: str | None = None, store_password: Callable[[], str | None] | None = None) -> list[Check]:
     """Every check, in the order they are shown.
 
     Args:
@@ -64,12 +65,15 @@ def run_checks(*, home: Path, open_store: Callable[[], Any], pkcs11_module: str 
         pkcs11_module: ``$TWCACTL_PKCS11_MODULE`` (or None): the module card commands would load first.
         server: the base URL of a ``twcactl serve`` to ask for ``/health`` (None: not checked).
         module_candidates: the usual PKCS#11 paths (default: the adapter's own list).
+        node_store: ``$TWCACTL_STORE``: with no home yet, the database the first command would join is
+            connected to (and nothing is made).
+        store_password: its password, asked only then.
 
     Returns:
         The checks (never raises for what it finds).
     """
     checks = [_python(), *_extras(), *_tools(), _pcscd(), *_readers(), _pkcs11(pkcs11_module, module_candidates)]
-    checks += _home(home, open_store)
+    checks += _home(home, open_store, node_store, store_password)
     if server:
         checks.append(_server(server))
     return checks
@@ -143,10 +147,13 @@ def _pkcs11(explicit: str | None, candidates: Sequence[str] | None) -> Check:
                  "apt-get install opensc (cards) or softhsm2 (a software token)")
 
 
-def _home(home: Path, open_store: Callable[[], Any]) -> list[Check]:
+def _home(home: Path, open_store: Callable[[], Any], node_store: str | None = None,
+          store_password: Callable[[], str | None] | None = None) -> list[Check]:
     from twcactl.store import Store
     from twcactl.store.home import HomeLayout
 
+    if not Store.exists(home) and node_store:
+        return [_node_to_be(home, node_store, store_password)]
     if not Store.exists(home):
         return [Check("home", "home", "warn", f"no CA home at {home}",
                       "create one: twcactl ca init (or give --home DIR / TWCACTL_HOME; with TWCACTL_STORE an "
@@ -168,6 +175,29 @@ def _home(home: Path, open_store: Callable[[], Any]) -> list[Check]:
     finally:
         store.close()
     return out
+
+
+def _node_to_be(home: Path, url: str, store_password: Callable[[], str | None] | None) -> Check:
+    """No home yet, ``$TWCACTL_STORE`` set: can the first command join that database?  Connects, changes nothing."""
+    from twcactl.rules.settings import store_url_problem
+    from twcactl.store.postgres import PostgresEngine, redact
+
+    problem = store_url_problem(url)
+    if problem is not None:
+        return Check("home", "store", "fail", f"TWCACTL_STORE {problem}", "e.g. postgresql://twca@db.example.tw/twca")
+    try:
+        engine = PostgresEngine.connect(url, password=store_password() if store_password else None,
+                                        lock_timeout=10)
+    except TwcaError as exc:
+        return Check("home", "store", "fail", exc.message, exc.hint)
+    try:
+        holds_ca = engine.load_meta() is not None
+    finally:
+        engine.close()
+    if not holds_ca:
+        return Check("home", "store", "fail", f"{redact(url)} holds no CA",
+                     "create one: twcactl ca init --store URL (or point TWCACTL_STORE at the CA's database)")
+    return Check("home", "store", "ok", f"{home} will join {redact(url)} on the first command (TWCACTL_STORE)")
 
 
 def _server(url: str) -> Check:

@@ -32,7 +32,8 @@ def doctor(server: str | None) -> None:
 
     ctx = app()
     checks = run_checks(home=ctx.resolved_home(), open_store=ctx.open_store,
-                        pkcs11_module=os.environ.get("TWCACTL_PKCS11_MODULE") or None, server=server)
+                        pkcs11_module=os.environ.get("TWCACTL_PKCS11_MODULE") or None, server=server,
+                        node_store=os.environ.get("TWCACTL_STORE") or None, store_password=ctx.store_password)
     failed = [c for c in checks if c.status == "fail"]
     doc = {"ok": not failed, "checks": [c.to_json() for c in checks],
            "counts": {s: sum(1 for c in checks if c.status == s) for s in ("ok", "warn", "fail")}}
