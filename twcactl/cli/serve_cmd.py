@@ -62,8 +62,13 @@ def serve(listen: str, http_listen: str | None, tls_cert: Path | None, tls_key: 
           acme_validations: tuple[int, int], header_timeout: float, max_connections_per_client: int,
           max_connections: int, ocsp_signer: str, acme_eab: str, acme_default_account: str | None,
           ca_passphrase: str | None) -> None:
-    """Serve ACME (RFC 8555; EAB required unless --acme-eab optional), OCSP and CRLs until SIGTERM."""
+    """Serve ACME (RFC 8555; EAB required unless --acme-eab optional), OCSP and CRLs until SIGTERM.
+
+    Needs the serve extra: pip install -e '.[serve]' from a checkout, pip install 'twcactl[serve]' from an index.
+    """
     import os
+
+    require_serve_extra()
 
     from twcactl.serve.config import ServeConfig, parse_hostport, parse_resolve
     from twcactl.serve.startup import refuse_inline_secret
@@ -86,3 +91,25 @@ def serve(listen: str, http_listen: str | None, tls_cert: Path | None, tls_key: 
     from twcactl.serve.runner import run
 
     run(config)
+
+
+#: The modules of the ``serve`` extra (pyproject.toml) and the distribution each comes from.
+SERVE_MODULES = {"starlette": "starlette", "uvicorn": "uvicorn", "acme": "acme", "josepy": "josepy",
+                 "dns": "dnspython"}
+
+
+def require_serve_extra() -> None:
+    """Refuse ``serve`` without its extra installed, naming it (exit 2, issue 28; not an internal error).
+
+    Raises:
+        UsageError: a module of the ``serve`` extra cannot be found.
+    """
+    import importlib.util
+
+    from twcactl.errors import UsageError
+
+    missing = [dist for module, dist in SERVE_MODULES.items() if importlib.util.find_spec(module) is None]
+    if missing:
+        raise UsageError(f"twcactl serve needs the 'serve' extra (missing: {', '.join(missing)}).",
+                         hint="from a checkout: .venv/bin/pip install -e '.[serve]'; "
+                              "from an index: pip install 'twcactl[serve]'")
