@@ -1054,6 +1054,12 @@ def generate_crl(store: Store, *, operator: str, passphrase: PassphraseProvider,
     return CrlOutcome(crl, write_current_crl(store, signer.ca.name))
 
 
+def issuing_chain(store: Store) -> list[x509.Certificate]:
+    """The CA certificates above a new certificate or a renewal, root first: the active issuing CA's chain
+    (issue 25: a renewal of a certificate of a retired CA comes from the active one)."""
+    return [ca.certificate() for ca in store.cas.chain(store.cas.issuing().name)]
+
+
 def ca_chain_for(store: Store, record: CertRecord) -> list[x509.Certificate]:
     """The CA certificates above ``record``, root first (its own issuing CA last, by the issuer links; issue 25)."""
     return [ca.certificate() for ca in store.cas.chain(record.ca_name)]

@@ -465,7 +465,8 @@ def show(serial: str) -> None:
         history = [e.to_json() for e in reversed(store.log.entries(serial=record.serial))]
         renewed_by = store.certificates.renewals_of(record.serial)
         window = store.settings().renewal_window_days
-        chain = [{"name": ca.name, "subject": ca.certificate().subject.rfc4514_string()} for ca in store.cas.all()]
+        chain = [{"name": ca.name, "subject": ca.certificate().subject.rfc4514_string()}
+                 for ca in store.cas.chain(record.ca_name)]
     finally:
         store.close()
     doc: dict[str, Any] = {
