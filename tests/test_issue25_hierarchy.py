@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 
-from tests.conftest import ACCOUNT, CaHome, db_rows, db_run, make_ca
+from tests.conftest import ACCOUNT, CaHome, db_rows, db_run, invoke, make_ca
 from tests.hierarchy_support import compile_java, java_outcomes, openssl_outcome
 from tests.serve_support import Served, eab, free_port, start_server
 from tests.test_issue15_serve_clients import _certbot, _certonly
@@ -222,3 +222,10 @@ def test_schema_migrates_forward_on_both_engines(store_engine: str, tmp_path: Pa
     ok(home, "ca", "issuer", "add", "next")
     assert ok(home, "ca", "issuer", "list")["issuers"][-1]["issuer"] == "root"
     assert home.run("ca", "check").code == 0
+
+
+@pytest.mark.parametrize("sub", ["add", "list", "activate", "retire", "revoke"])
+def test_issuer_commands_have_help_with_an_example_and_json(sub: str) -> None:
+    result = invoke("ca", "issuer", sub, "--help")
+    assert result.code == 0 and "Example" in result.stdout and "--json" in result.stdout
+    assert f"twcactl ca issuer {sub}" in result.stdout
