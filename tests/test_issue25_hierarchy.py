@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 
-from tests.conftest import ACCOUNT, CaHome, db_rows, db_run, invoke, make_ca
+from tests.conftest import ACCOUNT, CaHome, db_rows, db_run, invoke, make_ca, require, sh
 from tests.hierarchy_support import compile_java, java_outcomes, openssl_outcome
 from tests.serve_support import Served, eab, free_port, start_server
 from tests.test_issue15_serve_clients import _certbot, _certonly
@@ -229,3 +229,29 @@ def test_issuer_commands_have_help_with_an_example_and_json(sub: str) -> None:
     result = invoke("ca", "issuer", sub, "--help")
     assert result.code == 0 and "Example" in result.stdout and "--json" in result.stdout
     assert f"twcactl ca issuer {sub}" in result.stdout
+
+
+def test_an_issuing_ca_with_its_key_on_a_token(tmp_path: Path) -> None:
+    """``ca issuer add --key-uri``: the new issuing CA's key is made on the token (SoftHSM2), never as a file;
+    it signs certificates and its CRL there, and the chain verifies with OpenSSL."""
+    from tests.card_support import PIN, softhsm_directory
+    from tests.test_issue14_hsm import hsm_home, private_keys
+
+    require("softhsm2-util")
+    with softhsm_directory(tmp_path / "softhsm") as hsm:
+        home, label = hsm_home(hsm, tmp_path / "ca")
+        before = len(private_keys(hsm, label))
+        added = ok(home, "ca", "issuer", "add", "hsm2", "--key-type", "ec-p256", "--key-uri", f"pkcs11:token={label}",
+                   "--pkcs11-module", hsm.module)
+        assert added["issuer"]["key_store"] == "pkcs11" and not (home.path / "ca" / "private" / "hsm2.key").exists()
+        assert len(private_keys(hsm, label)) == before + 1
+        ok(home, "ca", "issuer", "activate", "hsm2")
+        ok(home, "account", "add", ACCOUNT, "--org", "TWCA", "--domain", "twca.com.tw", "--quota", "2")
+        leaf = issue(home, tmp_path, "tok")
+        ok(home, "cert", "revoke", leaf["serial"], "--reason", "superseded")
+        crl = x509.load_der_x509_crl((home.path / "crl" / "hsm2.crl").read_bytes())
+        assert [r.serial_number for r in crl] == [int(leaf["serial"], 16)]
+        out = sh("openssl", "verify", "-CAfile", home.path / "ca" / "root.cer", "-untrusted",
+                 home.path / "ca" / "hsm2.cer", leaf["path"])
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert home.run("ca", "check").code == 0 and PIN

@@ -128,7 +128,6 @@ def add_issuer(store: Store, opts: NewIssuer, *, operator: str, passphrase: Pass
         raise StateError(f"this home already has a CA named {opts.name}.")
     root = _root(store)
     root_cert = root.certificate()
-    root_key = _unlock(store, root, passphrase)
     settings = store.settings()
     now = utcnow()
     not_after = min(add_years(now, opts.years), root_cert.not_valid_after_utc)
@@ -139,6 +138,7 @@ def add_issuer(store: Store, opts: NewIssuer, *, operator: str, passphrase: Pass
                          str(country[0].value) if country else None)
     found = publication.ca_certificate_urls(base_url=settings.base_url, crl_url=settings.crl_url, issuer=root.name)
     with _key_maker(opts, passphrase, base) as maker:
+        root_key = _root_key(store, root, passphrase, maker)
         key = maker.new_key(opts.name, opts.key_type)
         cert = build_ca_certificate(subject=subject, key=key, issuer_cert=root_cert, issuer_key=root_key,
                                     serial=x509.random_serial_number(), not_before=now, not_after=not_after,
@@ -161,6 +161,28 @@ def _key_maker(opts: NewIssuer, passphrase: PassphraseProvider, label_base: str)
     from twcactl.authority.token_keys import TokenKeyMaker
 
     return TokenKeyMaker(opts.key_uri, opts.pkcs11_module, passphrase(), label_base=label_base, names=[opts.name])
+
+
+def _root_key(store: Store, root: CaRecord, passphrase: PassphraseProvider, maker: Any) -> PrivateKey:
+    """The root's key, unlocked.  When it is on the token the new key is made on, it is taken from the maker's
+    session: opening a second session would re-initialise the module and end the maker's.
+
+    Raises:
+        StateError: the token's key is not the root certificate's (exit 5).  AuthError / PinError (exit 4).
+    """
+    session = getattr(maker, "session", None)
+    if root.key_uri is None or session is None:
+        return _unlock(store, root, passphrase)
+    from twcactl.authority.home import key_matches_certificate
+    from twcactl.backends.p11_uri import parse_pkcs11_uri
+
+    uri = parse_pkcs11_uri(root.key_uri)
+    if uri.token != maker.uri.token or uri.id_hex is None:
+        return _unlock(store, root, passphrase)
+    key: PrivateKey = session.private_key(uri.id_hex)
+    if not key_matches_certificate(key.public_key(), root.certificate()):
+        raise StateError("the token key of the root does not belong to its certificate; refusing to sign with it.")
+    return key
 
 
 def _record_new_issuer(store: Store, name: str, cert: x509.Certificate, key: PrivateKey, place: str | None,

@@ -674,13 +674,15 @@ def _sign_renewals(store: Store, plans: Sequence[_RenewalPlan], passphrase: Pass
                    now: dt.datetime) -> tuple[list[_Built], dict[str, _Signer]]:
     """The new certificates of ``plans``, signed (nothing recorded yet), and the unlocked CAs by name."""
     signers: dict[str, _Signer] = {}
+    urls: dict[str, CaUrls] = {}
     built = []
     for plan in plans:
         if plan.ca.name not in signers:
             signers[plan.ca.name] = _unlock(store, passphrase, plan.ca)
+            urls[plan.ca.name] = _urls(store, plan.ca.name)
         built.append(_build(signers[plan.ca.name], plan.request, profile=plan.old.profile, account_id=plan.account_id,
                             account=store.accounts.get(plan.account_id, ledger=False).policy(),
-                            not_before=now, not_after=plan.not_after, urls=_urls(store, plan.ca.name),
+                            not_before=now, not_after=plan.not_after, urls=urls[plan.ca.name],
                             public_trust=plan.term is not None))
     return built, signers
 
