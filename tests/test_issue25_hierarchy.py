@@ -17,11 +17,12 @@ import pytest
 from cryptography import x509
 
 from tests.conftest import ACCOUNT, CaHome, db_rows, db_run, invoke, make_ca, require, sh
-from tests.hierarchy_support import compile_java, java_outcomes, openssl_outcome
+from tests.hierarchy_support import compile_java, java_outcomes, openssl_outcome, urls_of
 from tests.serve_support import Served, eab, free_port, start_server
 from tests.test_issue15_serve_clients import _certbot, _certonly
 from tests.test_issue16_public_trust import _assert_clean, _lint_all
 from tests.test_issue25_relying_parties import issue, ok
+from twcactl.rules import publication
 from twcactl.rules.publication import CA_CRL_DAYS, CA_CRL_WARN_DAYS
 from twcactl.store import Store
 
@@ -255,3 +256,46 @@ def test_an_issuing_ca_with_its_key_on_a_token(tmp_path: Path) -> None:
                  home.path / "ca" / "hsm2.cer", leaf["path"])
         assert out.returncode == 0, out.stdout + out.stderr
         assert home.run("ca", "check").code == 0 and PIN
+
+
+def test_publication_rules() -> None:
+    """Each certificate names its own issuer's URLs: derived from base_url in serve's layout; explicit settings
+    win, adjusted to the issuer when their file name names a CA of the home; CA certificates beside crl_url."""
+    names = frozenset({"root", "uca", "ucb"})
+    base = publication.leaf_urls(base_url="http://pki.tw:8080/", crl_url="", ocsp_url="", ca_issuers_url="",
+                                 issuer="ucb", ca_names=names)
+    assert base == publication.Published("http://pki.tw:8080/crl/ucb.crl", "http://pki.tw:8080/ocsp",
+                                         "http://pki.tw:8080/ca/ucb.cer")
+    explicit = publication.leaf_urls(base_url="http://pki.tw", crl_url="http://x/repo/uca.crl",
+                                     ocsp_url="http://ocsp.x", ca_issuers_url="http://x/repo/uca.cer",
+                                     issuer="ucb", ca_names=names)
+    assert explicit == publication.Published("http://x/repo/ucb.crl", "http://ocsp.x", "http://x/repo/ucb.cer")
+    other = publication.leaf_urls(base_url="", crl_url="http://x/latest.crl", ocsp_url="", ca_issuers_url="",
+                                  issuer="ucb", ca_names=names)
+    assert other == publication.Published("http://x/latest.crl", None, None)
+    assert publication.leaf_urls(base_url="", crl_url="", ocsp_url="", ca_issuers_url="", issuer="uca",
+                                 ca_names=names) == publication.Published()
+    assert publication.ca_certificate_urls(base_url="http://pki.tw", crl_url="http://x/repo/uca.crl",
+                                           issuer="root") == publication.Published(
+        "http://pki.tw/crl/root.crl", None, "http://pki.tw/ca/root.cer")
+    assert publication.ca_certificate_urls(base_url="", crl_url="http://x/repo/uca.crl", issuer="root") == (
+        publication.Published("http://x/repo/root.crl", None, "http://x/repo/root.cer"))
+    assert publication.ca_certificate_urls(base_url="", crl_url="http://x:81/crl/uca.crl", issuer="root") == (
+        publication.Published("http://x:81/crl/root.crl", None, "http://x:81/ca/root.cer"))
+    assert publication.ca_certificate_urls(base_url="", crl_url="", issuer="root") == publication.Published()
+
+
+def test_ca_config_base_url_and_a_second_issuer_with_explicit_urls(tmp_path: Path) -> None:
+    home = make_ca(tmp_path / "ca", "--crl-url", "http://x/repo/uca.crl")
+    assert [u for u in urls_of(_ca(home, "uca"))] == [("crl", "http://x/repo/root.crl"), ("ca", "http://x/repo/root.cer")]
+    ok(home, "account", "add", ACCOUNT, "--org", "TWCA", "--domain", "twca.com.tw", "--quota", "5")
+    ok(home, "ca", "issuer", "add", "ucb")
+    ok(home, "ca", "issuer", "activate", "ucb")
+    leaf = _cert(Path(issue(home, tmp_path, "x")["path"]))
+    assert urls_of(leaf) == [("crl", "http://x/repo/ucb.crl")]  # ucb's own CRL, never uca's
+    ok(home, "ca", "config", "crl_url", "")
+    ok(home, "ca", "config", "base_url", "http://127.0.0.1:8181")
+    leaf = _cert(Path(issue(home, tmp_path, "y")["path"]))
+    assert sorted(urls_of(leaf)) == [("ca", "http://127.0.0.1:8181/ca/ucb.cer"),
+                                     ("crl", "http://127.0.0.1:8181/crl/ucb.crl"), ("ocsp", "http://127.0.0.1:8181/ocsp")]
+    assert home.run("ca", "config", "base_url", "ftp://x").code == 2

@@ -287,6 +287,8 @@ def _show(store: Any, *, created: bool) -> None:
         cas.append({
             "name": rec.name,
             "issuing": rec.issuing,
+            "state": rec.state,
+            "issuer": rec.issuer,
             "subject": rfc4514(cert.subject),
             "serial": format_serial(cert.serial_number),
             "not_before": rfc3339(cert.not_valid_before_utc),
@@ -306,8 +308,8 @@ def _show(store: Any, *, created: bool) -> None:
     def human(console: Console) -> None:
         console.print(("Created CA home " if created else "CA home ") + safe(doc["home"]))
         for c in cas:
-            role = "issuing" if c["issuing"] else ("root" if c["name"] == "root" else "intermediate")
-            console.print(f"  {c['name']:<6} {role:<12} {safe(c['subject'])}")
+            role = "issuing" if c["issuing"] else c["state"]
+            console.print(f"  {safe(c['name']):<6} {role:<12} {safe(c['subject'])}")
             console.print(f"         serial {c['serial']}  valid until {c['not_after'][:10]}  {safe(c['path'])}")
         on_token = any(c["key_uri"] for c in cas)
         console.print("  keys   " + ("on a PKCS#11 token (--ca-passphrase gives its PIN)" if on_token else
