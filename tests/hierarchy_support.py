@@ -40,34 +40,52 @@ public class PathCheck {
             try {
                 path = ((PKIXCertPathBuilderResult) CertPathBuilder.getInstance("PKIX").build(build)).getCertPath();
             } catch (CertPathBuilderException e) {
-                System.out.println("NOPATH -1 " + e.getMessage());
+                System.out.println("NOPATH -1 NOPATH -1");
                 continue;
             }
+            // the leaf by OCSP alone (no fallback to CRLs): the responder at the leaf's AIA URL must answer
+            CertPathValidator validator = CertPathValidator.getInstance("PKIX");
+            PKIXRevocationChecker ocspOnly = (PKIXRevocationChecker) validator.getRevocationChecker();
+            ocspOnly.setOptions(EnumSet.of(PKIXRevocationChecker.Option.ONLY_END_ENTITY,
+                                           PKIXRevocationChecker.Option.NO_FALLBACK));
+            PKIXParameters byOcsp = new PKIXParameters(anchors);
+            byOcsp.addCertPathChecker(ocspOnly);
+            String ocsp = verdict(validator, path, byOcsp);
+            // the whole chain, as a default PKIX client checks it: OCSP where a certificate names a responder,
+            // else the CRL at its distribution point
             PKIXParameters check = new PKIXParameters(anchors);
             check.setRevocationEnabled(true);
-            try {
-                CertPathValidator.getInstance("PKIX").validate(path, check);
-                System.out.println("VALID " + path.getCertificates().size());
-            } catch (CertPathValidatorException e) {
-                System.out.println(e.getReason() + " " + e.getIndex() + " " + e.getMessage());
-            }
+            System.out.println(verdict(CertPathValidator.getInstance("PKIX"), path, check) + " " + ocsp);
+        }
+    }
+
+    static String verdict(CertPathValidator validator, CertPath path, PKIXParameters params) {
+        try {
+            validator.validate(path, params);
+            return "VALID " + path.getCertificates().size();
+        } catch (CertPathValidatorException e) {
+            return e.getReason() + " " + e.getIndex();
+        } catch (Exception e) {
+            return "ERROR -1";
         }
     }
 }
 """
 
-_JAVA_LINE = re.compile(r"^(\w+) (-?\d+)(?: (.*))?$")
+_JAVA_LINE = re.compile(r"^(\w+) (-?\d+) (\w+) (-?\d+)$")
 _OPENSSL_ERROR = re.compile(r"error (\d+) at (\d+) depth lookup")
 
 
 @dataclass(frozen=True)
 class Outcome:
     """One relying party's verdict on a leaf: ``VALID`` or the failure's reason (Java's
-    ``BasicReason`` name, OpenSSL's X509_V_ERR number) and the depth (OpenSSL) or path index (Java) it is at."""
+    ``BasicReason`` name, OpenSSL's X509_V_ERR number) and the depth (OpenSSL) or path index (Java) it is at;
+    for Java ``ocsp`` is the verdict on the leaf by OCSP alone (``ONLY_END_ENTITY``, ``NO_FALLBACK``)."""
 
     verdict: str
     where: int
     text: str = ""
+    ocsp: str = ""
 
 
 def compile_java(directory: Path) -> Path:
@@ -89,7 +107,7 @@ def java_outcomes(classes: Path, root: Path, leaves: list[Path]) -> list[Outcome
     assert out.returncode == 0, out.stdout + out.stderr
     lines = [m for line in out.stdout.splitlines() if (m := _JAVA_LINE.match(line))]
     assert len(lines) == len(leaves), out.stdout + out.stderr
-    return [Outcome(m.group(1), int(m.group(2)), m.group(3) or "") for m in lines]
+    return [Outcome(m.group(1), int(m.group(2)), out.stdout, m.group(3)) for m in lines]
 
 
 def openssl_outcome(root: Path, leaf: Path, workdir: Path) -> Outcome:

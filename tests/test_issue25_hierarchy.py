@@ -120,7 +120,7 @@ def test_rotation_from_issuer_a_to_b(rotation: Served, tmp_path: Path) -> None:
         assert openssl_outcome(root, path, work).verdict == "VALID", path
     classes = compile_java(tmp_path / "java")
     java = java_outcomes(classes, root, [*leaves_a.values(), *leaves_b.values()])
-    assert [(o.verdict, o.where) for o in java] == [("REVOKED", 1)] * 2 + [("VALID", 2)] * 3, java
+    assert [(o.verdict, o.where, o.ocsp) for o in java] == [("REVOKED", 1, "VALID")] * 2 + [("VALID", 2, "VALID")] * 3, java
 
     check = home.run("--json", "ca", "check")
     assert check.code == 0 and check.json()["ok"], check.stdout

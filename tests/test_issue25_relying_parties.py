@@ -101,6 +101,8 @@ def test_openssl_and_java_check_revocation_through_the_served_urls(
     assert (java["good"].verdict, java["good"].where) == ("VALID", 2), java["good"]  # the issuer came via caIssuers
     assert (java["revoked"].verdict, java["revoked"].where) == ("REVOKED", 0), java["revoked"]
     assert (java["under"].verdict, java["under"].where) == ("REVOKED", 1), java["under"]
+    # the leaves' own OCSP answers, with no fallback to CRLs: the responder answers for each issuing CA
+    assert {name: o.ocsp for name, o in java.items()} == {"good": "VALID", "revoked": "REVOKED", "under": "VALID"}
 
 
 def test_every_url_in_every_certificate_and_crl_answers(hierarchy: tuple[CaHome, str, dict[str, Path]]) -> None:
