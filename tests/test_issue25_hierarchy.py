@@ -179,6 +179,11 @@ def test_ca_check_warns_before_the_root_crl_goes_stale(tmp_path: Path) -> None:
     assert any("root" in f and "crl --ca root" in f for f in stale.json()["findings"]), stale.stdout
     ok(home, "crl", "--ca", "root")  # the ceremony
     assert home.run("ca", "check").code == 0
+    db_run(home.path, "DELETE FROM crls WHERE ca_name = 'root'")  # a home from before: no root CRL at all
+    missing = home.run("--json", "ca", "check")
+    assert missing.code != 0 and any("crl --ca root" in f for f in missing.json()["findings"]), missing.stdout
+    ok(home, "crl", "--ca", "root")
+    assert home.run("ca", "check").code == 0
 
 
 def test_refusals_and_roles(tmp_path: Path) -> None:

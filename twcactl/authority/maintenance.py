@@ -181,6 +181,9 @@ def _check_crls(store: Store, report: CheckReport, repair: bool) -> None:
         if latest is None or not latest.get("der"):
             if revoked:
                 report.findings.append(f"CA {ca.name} has {revoked} revoked or held certificates but no CRL")
+            elif any(other.issuer == ca.name for other in store.cas.all()):  # a home made before issue 25
+                report.findings.append(f"CA {ca.name} signs CA certificates but has no CRL; relying parties that "
+                                       f"check the whole chain reject it: twcactl crl --ca {ca.name}")
             continue
         checked += 1
         crl = x509.load_der_x509_crl(latest["der"])
