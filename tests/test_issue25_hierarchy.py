@@ -304,3 +304,26 @@ def test_ca_config_base_url_and_a_second_issuer_with_explicit_urls(tmp_path: Pat
     assert sorted(urls_of(leaf)) == [("ca", "http://127.0.0.1:8181/ca/ucb.cer"),
                                      ("crl", "http://127.0.0.1:8181/crl/ucb.crl"), ("ocsp", "http://127.0.0.1:8181/ocsp")]
     assert home.run("ca", "config", "base_url", "ftp://x").code == 2
+
+
+def test_an_offline_root_with_its_own_passphrase(tmp_path: Path) -> None:
+    """The root key re-encrypted with a passphrase of its own: the root's CRL and a new issuing CA need it
+    (``crl --ca root --ca-passphrase``, ``ca issuer add --root-passphrase``); issuing needs only the other."""
+    from twcactl.pkix.keys import load_private_key, private_key_pem
+
+    home = make_ca(tmp_path / "ca")
+    assert home.passphrase is not None
+    root_key = home.path / "ca" / "private" / "root.key"
+    key = load_private_key(root_key.read_bytes(), home.passphrase, name="root", trusted=True)
+    root_key.write_bytes(private_key_pem(key, "the root's own long passphrase"))
+    root_env = {"ROOT_PASS": "the root's own long passphrase"}
+    assert home.run("crl", "--ca", "root").code == 4  # the issuing CAs' passphrase does not open the root
+    result = home.run("--json", "crl", "--ca", "root", "--ca-passphrase", "env:ROOT_PASS", env=root_env)
+    assert result.code == 0 and result.json()["number"] == 2, result.stderr
+    assert home.run("ca", "issuer", "add", "ucb").code == 4
+    added = home.run("--json", "ca", "issuer", "add", "ucb", "--root-passphrase", "env:ROOT_PASS", env=root_env)
+    assert added.code == 0, added.stderr
+    ok(home, "ca", "issuer", "activate", "ucb")
+    ok(home, "account", "add", ACCOUNT, "--org", "TWCA", "--domain", "twca.com.tw", "--quota", "2")
+    assert _cert(Path(issue(home, tmp_path, "w")["path"])).issuer == _ca(home, "ucb").subject  # the usual passphrase
+    assert home.run("ca", "check").code == 0

@@ -104,9 +104,12 @@ class NewIssuer:
     pkcs11_module: str | None = None
 
 
-def add_issuer(store: Store, opts: NewIssuer, *, operator: str, passphrase: PassphraseProvider) -> CaRecord:
+def add_issuer(store: Store, opts: NewIssuer, *, operator: str, passphrase: PassphraseProvider,
+               root_passphrase: PassphraseProvider | None = None) -> CaRecord:
     """Make a new issuing CA signed by the root (ready, not yet active), with its key in a file (encrypted
-    like the home's other keys) or on a token, and publish its first (empty) CRL.
+    with ``passphrase``, like the home's other keys) or on a token, and publish its first (empty) CRL.
+    ``root_passphrase`` unlocks the root key when it has a passphrase of its own (an offline root; default
+    ``passphrase``).
 
     Its certificate carries the root's CRL and certificate URLs (:func:`twcactl.rules.publication.
     ca_certificate_urls`), the BR ``INTERNAL-UNCONSTRAINED-TLS-CA`` profile in public-trust mode, and runs
@@ -138,7 +141,7 @@ def add_issuer(store: Store, opts: NewIssuer, *, operator: str, passphrase: Pass
                          str(country[0].value) if country else None)
     found = publication.ca_certificate_urls(base_url=settings.base_url, crl_url=settings.crl_url, issuer=root.name)
     with _key_maker(opts, passphrase, base) as maker:
-        root_key = _root_key(store, root, passphrase, maker)
+        root_key = _root_key(store, root, root_passphrase or passphrase, maker)
         key = maker.new_key(opts.name, opts.key_type)
         cert = build_ca_certificate(subject=subject, key=key, issuer_cert=root_cert, issuer_key=root_key,
                                     serial=x509.random_serial_number(), not_before=now, not_after=not_after,

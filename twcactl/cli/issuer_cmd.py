@@ -23,6 +23,7 @@ def issuer() -> None:
 Examples:
   twcactl ca issuer add uca2                         # a new issuing CA signed by the root, key in a file
   twcactl ca issuer add tls2026 --key-type ec-p384 --years 5
+  twcactl ca issuer add uca3 --root-passphrase file:/media/root-pass --ca-passphrase env:CA_PASS
   twcactl ca issuer add hsm1 --key-uri 'pkcs11:token=CA' --ca-passphrase env:TOKEN_PIN
 """)
 @click.argument("name")
@@ -31,17 +32,20 @@ Examples:
               help="Validity in years (never past the root's).")
 @click.option("--key-uri", metavar="URI", help="Make the key on a PKCS#11 token (RFC 7512 URI, pkcs11:token=LABEL).")
 @click.option("--pkcs11-module", envvar="TWCACTL_PKCS11_MODULE", metavar="PATH", help="The module for --key-uri.")
+@click.option("--root-passphrase", metavar="SOURCE",
+              help="The root key's own passphrase (an offline root), when it differs from --ca-passphrase.")
 @ca_passphrase_option
 @json_option
 def add(name: str, key_type: str, years: int, key_uri: str | None, pkcs11_module: str | None,
-        ca_passphrase: str | None) -> None:
+        root_passphrase: str | None, ca_passphrase: str | None) -> None:
     """Make a new issuing CA signed by the root (needs the root key); `activate` it to issue from it."""
     from twcactl.authority.hierarchy import NewIssuer, add_issuer
 
     store = app().open_store()
     try:
         add_issuer(store, NewIssuer(name, key_type, years, key_uri, pkcs11_module), operator=current_operator(),
-                   passphrase=ca_passphrase_provider(ca_passphrase))
+                   passphrase=ca_passphrase_provider(ca_passphrase),
+                   root_passphrase=ca_passphrase_provider(root_passphrase) if root_passphrase else None)
         _render(store, name)
     finally:
         store.close()
@@ -107,7 +111,7 @@ Example:
 @ca_passphrase_option
 @json_option
 def revoke(name: str, reason: str, ca_passphrase: str | None) -> None:
-    """Revoke issuing CA NAME: the root signs a new CRL listing it (needs the root key)."""
+    """Revoke issuing CA NAME: the root signs a new CRL listing it (--ca-passphrase: the root key's)."""
     from twcactl.authority.hierarchy import revoke_issuer
 
     store = app().open_store()
