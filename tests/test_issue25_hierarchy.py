@@ -189,18 +189,19 @@ def test_ca_check_warns_before_the_root_crl_goes_stale(tmp_path: Path) -> None:
 def test_refusals_and_roles(tmp_path: Path) -> None:
     home = make_ca(tmp_path / "ca")
     ok(home, "operator", "add", "bob", "--role", "auditor")
+    ok(home, "ca", "issuer", "add", "ucb")
     bob = {"TWCACTL_OPERATOR": "bob"}
-    for args in (("add", "ucb"), ("activate", "uca"), ("retire", "uca"), ("revoke", "uca", "--reason", "superseded")):
+    # each of these would succeed for a manager: only the role refuses them
+    for args in (("add", "ucc"), ("activate", "ucb"), ("retire", "ucb"), ("revoke", "ucb", "--reason", "superseded")):
         assert home.run("ca", "issuer", *args, env=bob).code == 5, args  # auditors only query
     assert home.run("ca", "issuer", "list", env=bob).code == 0
-    assert _states(home) == {"root": "root", "uca": "active"}
+    assert _states(home) == {"root": "root", "uca": "active", "ucb": "ready"}
     assert home.run("ca", "issuer", "add", "Bad/Name").code == 2
     assert home.run("ca", "issuer", "add", "uca").code == 5  # taken
     assert home.run("ca", "issuer", "retire", "uca").code == 5  # the active one: activate another first
     assert home.run("ca", "issuer", "revoke", "uca", "--reason", "keyCompromise").code == 5
     assert home.run("ca", "issuer", "activate", "root").code == 5
     assert home.run("ca", "issuer", "revoke", "root", "--reason", "keyCompromise").code == 5
-    ok(home, "ca", "issuer", "add", "ucb")
     assert home.run("ca", "issuer", "revoke", "ucb", "--reason", "certificateHold").code == 2
     ok(home, "ca", "issuer", "revoke", "ucb", "--reason", "keyCompromise")
     assert home.run("ca", "issuer", "activate", "ucb").code == 5  # revoked: never issues again
