@@ -4,10 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The real components the tests drive: openssl, keytool (JRE), certtool (GnuTLS),
+# The real components the tests drive: openssl, keytool (JRE), javac (JDK), certtool (GnuTLS),
 # pk12util (NSS), SoftHSM2 / opencryptoki / OpenSC, pcscd + vpcd; gcc and headers for pyscard;
 # the ACME clients of the serve tests (lego, caddy, dehydrated, acme-tiny; node for npm's acme-client).
-packages=(openssl default-jre-headless gnutls-bin libnss3-tools softhsm2 opencryptoki opensc pcscd
+packages=(openssl default-jre-headless default-jdk-headless gnutls-bin libnss3-tools softhsm2 opencryptoki opensc pcscd
           vsmartcard-vpcd libpcsclite-dev gcc python3-dev python3-venv easy-rsa lego
           postgresql faketime caddy dehydrated acme-tiny nodejs ca-certificates curl util-linux)
 missing=()

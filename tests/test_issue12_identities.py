@@ -184,7 +184,7 @@ def test_revoke_all_with_key_revokes_the_others_in_one_go(home: CaHome, tmp_path
         shown = home.run("--json", "cert", "show", serial).json()["certificate"]
         assert shown["status"] == "revoked"
     assert home.run("--json", "cert", "show", other).json()["certificate"]["status"] == "valid"
-    crl = x509.load_der_x509_crl((home.path / "crl").glob("*.crl").__next__().read_bytes())
+    crl = x509.load_der_x509_crl((home.path / "crl" / "uca.crl").read_bytes())
     listed = {format(r.serial_number, "x"): r for r in crl}
     assert set(serials) <= set(listed) and other not in listed
     assert all(listed[s].extensions.get_extension_for_class(x509.CRLReason).value.reason
@@ -263,6 +263,8 @@ def test_a_version_1_home_migrates_to_version_2(home: CaHome, tmp_path: Path) ->
             db.execute(f"DROP TABLE {table}")
         for statement in ("DROP INDEX cert_spki", "ALTER TABLE certificates DROP COLUMN spki_sha256",
                           "ALTER TABLE certificates DROP COLUMN paid_until",  # version 4 (issue 16)
+                          *(f"ALTER TABLE cas DROP COLUMN {c}"  # version 7 (issue 25)
+                            for c in ("issuer", "retired_at", "revoked_at", "reason")),
                           "ALTER TABLE accounts DROP COLUMN jurisdiction_country",
                           "ALTER TABLE accounts DROP COLUMN jurisdiction_state",
                           "ALTER TABLE accounts DROP COLUMN jurisdiction_locality",

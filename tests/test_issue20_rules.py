@@ -308,7 +308,9 @@ def test_a_gap_is_named_by_the_entry_after_it(chain: Store) -> None:
     count, problems = verify_log(chain)
     total = _sql(chain, "SELECT COUNT(*) FROM activity_log")[0][0]
     assert count == total
-    assert {p.seq for p in problems} == {3}
+    # entry 2 is also where ca init's first root CRL anchored the log head (issue 25): that anchor is named too
+    assert {p.seq for p in problems if "CRL" not in p.message} == {3}
+    assert {p.seq for p in problems if "CRL" in p.message} <= {2}
     assert any("follows 1" in p.message for p in problems), "the gap names the entry before it"
 
 

@@ -37,6 +37,8 @@ from twcactl.pkix.keys import (
     load_private_key,
     private_key_pem,
 )
+from twcactl.rules import publication
+from twcactl.rules.publication import beside
 from twcactl.rules.serials import format_serial
 from twcactl.rules.settings import Settings, store_url_problem
 from twcactl.rules.times import utcnow
@@ -66,6 +68,8 @@ class CaInitOptions:
         key_uri: an RFC 7512 ``pkcs11:token=LABEL`` URI: make the CA keys on that token, not as files
             (issue 14; the passphrase is the token's user PIN).
         pkcs11_module: the PKCS#11 module for ``key_uri`` (``--pkcs11-module`` / ``$TWCACTL_PKCS11_MODULE``).
+        base_url: ``--base-url``: the CA publishes its CRLs, CA certificates and OCSP under it in the layout
+            ``twcactl serve`` answers (issue 25; :mod:`twcactl.rules.publication`).
         public_trust: make a public-trust CA (issue 16): CA certificates of the BR root and TLS issuing CA
             profiles, ``public_trust`` and ``ca_issuers_url`` set; needs an ``http://`` ``crl_url``, whose
             directory is where the CA publishes ``<name>.crl`` and ``<name>.cer`` (:func:`publication_urls`).
@@ -85,6 +89,8 @@ class CaInitOptions:
     key_uri: str | None = None
     pkcs11_module: str | None = None
     public_trust: bool = False
+    #: where the CA publishes in ``serve``'s layout (issue 25): every URL of every certificate derives from it
+    base_url: str | None = None
 
 
 #: The longest CA validity ``ca init`` accepts, in years: a sum of "now" and 8000 years overflows dates.
@@ -120,12 +126,17 @@ def _initial_settings(opts: CaInitOptions) -> Settings:
     """The new home's config.toml; the URLs obey ``ca config``'s rule.
 
     Raises:
-        UsageError: ``--crl-url`` / ``--ocsp-url`` is not an http(s) URL; ``--public-trust`` without an
-            ``http://`` ``--crl-url`` (exit 2).
+        UsageError: ``--crl-url`` / ``--ocsp-url`` / ``--base-url`` is not an http(s) URL; ``--public-trust``
+            without an ``http://`` ``--base-url`` or ``--crl-url`` (exit 2).
     """
-    settings = Settings().with_value("crl_url", opts.crl_url or "").with_value("ocsp_url", opts.ocsp_url or "")
+    settings = (Settings().with_value("crl_url", opts.crl_url or "").with_value("ocsp_url", opts.ocsp_url or "")
+                .with_value("base_url", opts.base_url or ""))
     if not opts.public_trust:
         return settings
+    if opts.base_url:
+        if not opts.base_url.startswith("http://"):
+            raise UsageError("--public-trust needs an http:// --base-url (BR 7.1.2.11.2 asks for HTTP).")
+        return settings.with_value("public_trust", "true")
     leaf_issuer = chain_names(opts.intermediates)[-1]
     return settings.with_value("public_trust", "true").with_value(
         "ca_issuers_url", publication_urls(opts.crl_url, leaf_issuer).ca_issuers_url or "")
@@ -133,17 +144,28 @@ def _initial_settings(opts: CaInitOptions) -> Settings:
 
 def publication_urls(crl_url: str | None, issuer_stem: str) -> CaUrls:
     """Where a public-trust CA publishes the CRL and certificate of CA ``issuer_stem`` (``root``, ``uca``...):
-    ``<stem>.crl`` and ``<stem>.cer`` beside ``crl_url`` (BR §7.1.2.6: the CRL Distribution Points and
-    AIA caIssuers of a subordinate CA certificate are HTTP URLs of its issuer's; issue 16).
+    beside ``crl_url``, in ``serve``'s layout when ``crl_url`` is ``.../crl/NAME.crl``
+    (:func:`twcactl.rules.publication.beside`; BR §7.1.2.6: the CRL Distribution Points and AIA caIssuers of a
+    subordinate CA certificate are HTTP URLs of its issuer's; issues 16, 25).
 
     Raises:
         UsageError: ``crl_url`` is missing or not an ``http://`` URL (BR §7.1.2.11.2 asks for HTTP) (exit 2).
     """
     if not crl_url or not crl_url.startswith("http://") or "/" not in crl_url[len("http://"):]:
-        raise UsageError("--public-trust needs --crl-url http://HOST/PATH/NAME.crl (an http:// URL, BR 7.1.2.11.2); "
-                         "the CA's certificates and CRLs are published beside it.")
-    base = crl_url.rsplit("/", 1)[0] + "/"
-    return CaUrls(crl_url=f"{base}{issuer_stem}.crl", ca_issuers_url=f"{base}{issuer_stem}.cer")
+        raise UsageError("--public-trust needs --base-url http://HOST[:PORT] or --crl-url http://HOST/PATH/NAME.crl "
+                         "(an http:// URL, BR 7.1.2.11.2); the CA's certificates and CRLs are published there.")
+    found = beside(crl_url, issuer_stem)
+    return CaUrls(crl_url=found.crl_url, ca_issuers_url=found.ca_issuers_url)
+
+
+def ca_certificate_urls(opts: CaInitOptions, issuer_stem: str) -> CaUrls:
+    """The URLs a CA certificate signed by ``issuer_stem`` carries: its issuer's CRL and certificate
+    (never the leaves' URLs, never an OCSP URL no responder answers for; issue 25)."""
+    if opts.public_trust and not opts.base_url:
+        return publication_urls(opts.crl_url, issuer_stem)
+    found = publication.ca_certificate_urls(base_url=opts.base_url or "", crl_url=opts.crl_url or "",
+                                            issuer=issuer_stem)
+    return CaUrls(crl_url=found.crl_url, ca_issuers_url=found.ca_issuers_url)
 
 
 def ensure_new_home(home: Path) -> None:
@@ -187,11 +209,10 @@ def init_ca(home: Path, opts: CaInitOptions, *, passphrase: str | None, operator
     stems = chain_names(opts.intermediates)
     now = utcnow()
     periods = sequence_validity(now, [opts.root_years] + [opts.uca_years] * opts.intermediates)
-    urls = CaUrls(crl_url=opts.crl_url or None, ocsp_url=opts.ocsp_url or None)
 
     maker = _key_maker(opts, passphrase)  # a token's PIN is tried here, before anything is made
     with maker, building_home(home, "ca init") as build:  # token keys are destroyed again on failure
-        keys, certs = _make_chain(opts, stems, periods, urls, maker)
+        keys, certs = _make_chain(opts, stems, periods, maker)
         store = Store.create(build, lock_timeout=lock_timeout, group_readable=opts.group_readable, url=store_url,
                              store_password=store_password)
         try:
@@ -241,7 +262,7 @@ class _FileKeys:
 
 
 def _make_chain(opts: CaInitOptions, stems: list[str], periods: list[tuple[dt.datetime, dt.datetime]],
-                urls: CaUrls, maker: _FileKeys | TokenKeyMaker) -> tuple[list[PrivateKey], list[x509.Certificate]]:
+                maker: _FileKeys | TokenKeyMaker) -> tuple[list[PrivateKey], list[x509.Certificate]]:
     """The CA keys (made by ``maker``) and certificates, root first, each signed by the one above it."""
     keys: list[PrivateKey] = []
     certs: list[x509.Certificate] = []
@@ -267,8 +288,7 @@ def _make_chain(opts: CaInitOptions, stems: list[str], periods: list[tuple[dt.da
             not_before=not_before,
             not_after=not_after,
             path_length=len(stems) - 1 - position,
-            urls=(publication_urls(opts.crl_url, stems[position - 1]) if opts.public_trust else urls)
-            if position > 0 else CaUrls(),
+            urls=ca_certificate_urls(opts, stems[position - 1]) if position > 0 else CaUrls(),
             public_trust=opts.public_trust,
         )
         keys.append(key)
@@ -309,7 +329,7 @@ def _write_new_home(store: Store, opts: CaInitOptions, stems: list[str], keys: l
                 subject=cert.subject.rfc4514_string(), serial=format_serial(cert.serial_number),
                 not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
                 cert_file=f"ca/{stem}.cer", key_file=(key_places or {}).get(stem, f"ca/private/{stem}.key"),
-                der=cert.public_bytes(serialization.Encoding.DER),
+                der=cert.public_bytes(serialization.Encoding.DER), issuer=stems[position - 1] if position else None,
             )
         store.set_meta("ca_key_encrypted", "1" if passphrase is not None else "0")
         store.operators.add(operator, "manager", by=operator)
@@ -322,6 +342,25 @@ def _write_new_home(store: Store, opts: CaInitOptions, stems: list[str], keys: l
             **({"public_trust": True} if opts.public_trust else {}),
         })
         store.log.append(operator=operator, action="operator.add", details={"name": operator, "role": "manager"})
+        # the CAs that sign CA certificates publish a CRL from the start: relying parties that check the
+        # whole chain (openssl -crl_check_all, Java's PKIX) need the root's (issue 25)
+        first_crls(store, list(zip(stems, certs, keys))[:-1], utcnow())
+
+
+def first_crls(store: Store, signers: list[tuple[str, x509.Certificate, PrivateKey]], now: dt.datetime) -> None:
+    """Sign and record an empty first CRL of each CA in ``signers`` (``(name, certificate, key)``; inside the
+    caller's transaction), current for :data:`twcactl.rules.publication.CA_CRL_DAYS` (BR §4.9.7: at most 12
+    months for a CRL over CA certificates).  The file ``crl/NAME.crl`` follows from the record."""
+    from twcactl.pkix.crl import build_crl
+
+    for name, cert, key in signers:
+        number = store.crls.next_number(name)
+        next_update = now + dt.timedelta(days=publication.CA_CRL_DAYS)
+        crl = build_crl(issuer_cert=cert, issuer_key=key, entries=[], number=number, this_update=now,
+                        next_update=next_update)
+        der = crl.public_bytes(serialization.Encoding.DER)
+        store.crls.add(ca_name=name, number=number, this_update=now, next_update=next_update, entries=0, der=der)
+        write_file(store.crl_path(name), der, force=True)
 
 
 def key_matches_certificate(public_key: object, cert: x509.Certificate) -> bool:

@@ -41,6 +41,7 @@ from twcactl.pkix.profiles import Profile, get_profile, public_trust_profile
 from twcactl.policy.checks import check_request
 from twcactl.rules import public_trust as br
 from twcactl.rules import windows
+from twcactl.rules.publication import CA_CRL_DAYS, leaf_urls
 from twcactl.rules.quota import Refund, refund_decision, require_balance, require_balances, subscription_charge
 from twcactl.rules.serials import format_serial, parse_serial
 from twcactl.rules.settings import DEFAULT_MAX_SANS
@@ -177,14 +178,15 @@ def _unlock(store: Store, passphrase: PassphraseProvider, ca: CaRecord | None = 
     return _Signer(ca=ca, cert=ca.certificate(), key=key)
 
 
-def _urls(store: Store) -> CaUrls:
+def _urls(store: Store, ca_name: str) -> CaUrls:
+    """The URLs a certificate of issuing CA ``ca_name`` carries: its own issuer's (issue 25,
+    :func:`twcactl.rules.publication.leaf_urls`)."""
     settings = store.settings()
-    return CaUrls(
-        crl_url=settings.crl_url or None,
-        ocsp_url=settings.ocsp_url or None,
-        ca_issuers_url=settings.ca_issuers_url or None,
-        cps_url=settings.cps_url or None,
-    )
+    found = leaf_urls(base_url=settings.base_url, crl_url=settings.crl_url, ocsp_url=settings.ocsp_url,
+                      ca_issuers_url=settings.ca_issuers_url, issuer=ca_name,
+                      ca_names=frozenset(ca.name for ca in store.cas.all()))
+    return CaUrls(crl_url=found.crl_url, ocsp_url=found.ocsp_url, ca_issuers_url=found.ca_issuers_url,
+                  cps_url=settings.cps_url or None)
 
 
 def _public_trust(store: Store, profile: str) -> bool:
@@ -443,7 +445,7 @@ def issue_certificates(
     for t in terms:
         check_within_issuer(_term_end(t, paid_until), ca.certificate())
     signer = _unlock(store, passphrase, ca)
-    urls = _urls(store)
+    urls = _urls(store, ca.name)
     built: list[tuple[_Built, CsrInput]] = []
     for (item, csr), t in zip(accepted, terms):
         built.append((_build(signer, csr, profile=item.profile or profile, account_id=account_id, account=policy,
@@ -669,7 +671,7 @@ def _plan_renewals(store: Store, items: Sequence[RenewalItem], *, validity: Vali
             raise PolicyError(f"the new CSR's CN {new_cn!r} differs from the certificate's CN {old.cn!r}.",
                               hint="a renewal keeps the CN; apply for a new certificate instead")
         chosen, cost, not_after, paid_until, charge, term = _subscription_plan(store, old, validity, now, strict)
-        ca = store.cas.by_name(old.ca_name)
+        ca = store.cas.issuing()  # the active issuing CA signs renewals too (issue 25: rotation)
         check_within_issuer(not_after, ca.certificate())
         costs[account.id] = costs.get(account.id, 0) + cost
         plans.append(_RenewalPlan(item, old, account.id, request, chosen, not_after, ca, cost, paid_until, charge,
@@ -682,13 +684,15 @@ def _sign_renewals(store: Store, plans: Sequence[_RenewalPlan], passphrase: Pass
                    now: dt.datetime) -> tuple[list[_Built], dict[str, _Signer]]:
     """The new certificates of ``plans``, signed (nothing recorded yet), and the unlocked CAs by name."""
     signers: dict[str, _Signer] = {}
+    urls: dict[str, CaUrls] = {}
     built = []
     for plan in plans:
         if plan.ca.name not in signers:
             signers[plan.ca.name] = _unlock(store, passphrase, plan.ca)
+            urls[plan.ca.name] = _urls(store, plan.ca.name)
         built.append(_build(signers[plan.ca.name], plan.request, profile=plan.old.profile, account_id=plan.account_id,
                             account=store.accounts.get(plan.account_id, ledger=False).policy(),
-                            not_before=now, not_after=plan.not_after, urls=_urls(store),
+                            not_before=now, not_after=plan.not_after, urls=urls[plan.ca.name],
                             public_trust=plan.term is not None))
     return built, signers
 
@@ -757,7 +761,8 @@ def renew_and_revoke(store: Store, serial: str, csr: CsrInput, *, early: bool, o
     built, signers = _sign_renewals(store, plans, passphrase, now)
     if prepare is not None:
         prepare(built[0].cert)
-    signer = signers[plans[0].ca.name]  # the old certificate's CA signs its renewal and its CRL
+    old_ca = plans[0].old.ca_name  # the old certificate's own CA lists it on its CRL (issue 25)
+    signer = signers.get(old_ca) or _unlock(store, passphrase, store.cas.by_name(old_ca))
     refund_days = store.settings().refund_window_days
     refund: Refund | None = None
     with store.transaction():
@@ -814,17 +819,33 @@ def _regenerate_crl(store: Store, signer: _Signer, now: dt.datetime, *, add: Seq
         kept.extend(add)
         if len(kept) == store.certificates.count_revoked(signer.ca.name):
             entries = kept
-    if entries is None:
-        entries = list(revoked_from_records(store.certificates.revoked_entries(signer.ca.name)))
+    revoked_cas = store.cas.revoked_entries(signer.ca.name)  # CA certificates it revoked (issue 25)
+    if entries is None or revoked_cas:
+        entries = list(revoked_from_records([*store.certificates.revoked_entries(signer.ca.name), *revoked_cas]))
     number = store.crls.next_number(signer.ca.name)
-    settings = store.settings()
-    next_update = now + dt.timedelta(days=br.crl_days(settings.crl_days, bool(settings.public_trust)))
+    next_update = now + dt.timedelta(days=crl_days_of(store, signer.ca))
     crl = build_crl(issuer_cert=signer.cert, issuer_key=signer.key, entries=entries, number=number,
                     this_update=now, next_update=next_update)
     der = crl.public_bytes(serialization.Encoding.DER)
     store.crls.add(ca_name=signer.ca.name, number=number, this_update=now, next_update=next_update,
                   entries=len(entries), der=der)
     return crl
+
+
+def sign_ca_crl(store: Store, ca: CaRecord, key: PrivateKey, now: dt.datetime) -> x509.CertificateRevocationList:
+    """Build, sign and record a complete new CRL of ``ca`` with its unlocked ``key`` (inside a transaction):
+    what ``ca issuer add`` and ``ca issuer revoke`` publish (issue 25)."""
+    return _regenerate_crl(store, _Signer(ca=ca, cert=ca.certificate(), key=key), now, full=True)
+
+
+def crl_days_of(store: Store, ca: CaRecord) -> int:
+    """How many days a CRL of ``ca`` stays current: a CA that signs CA certificates (the root) publishes for
+    :data:`twcactl.rules.publication.CA_CRL_DAYS` (BR §4.9.7: within 12 months; issue 25), an issuing CA for
+    the ``crl_days`` setting (at most 10 days in public-trust mode, BR §4.9.7)."""
+    if any(other.issuer == ca.name for other in store.cas.all()):
+        return CA_CRL_DAYS
+    settings = store.settings()
+    return br.crl_days(settings.crl_days, bool(settings.public_trust))
 
 
 def write_current_crl(store: Store, ca_name: str) -> FilesReport:
@@ -1022,8 +1043,12 @@ def release_certificate(store: Store, serial: str, *, operator: str, passphrase:
 
 
 def generate_crl(store: Store, *, operator: str, passphrase: PassphraseProvider,
-                 full: bool = False) -> CrlOutcome:
+                 full: bool = False, ca_name: str | None = None) -> CrlOutcome:
     """Regenerate the issuing CA's CRL on demand (``twcactl crl``); ``full`` rebuilds every entry from the records.
+
+    ``ca_name`` (``crl --ca NAME``, issue 25) names another CA: ``root`` signs the root's CRL with the root
+    key (the offline-root ceremony; ``passphrase`` is the root key's, or its token's PIN), listing the issuing
+    CAs it revoked; a retired issuing CA goes on publishing its CRL.
 
     Returns the new CRL and its file (written, or pending for ``ca check`` when it cannot be written).
 
@@ -1031,7 +1056,7 @@ def generate_crl(store: Store, *, operator: str, passphrase: PassphraseProvider,
         StateError: not a manager (exit 5).  AuthError: CA passphrase (exit 4).
     """
     store.operators.require_manager(operator)
-    signer = _unlock(store, passphrase)
+    signer = _unlock(store, passphrase, store.cas.by_name(ca_name) if ca_name else None)
     now = utcnow()
     with store.transaction():
         crl = _regenerate_crl(store, signer, now, full=full)
@@ -1041,11 +1066,12 @@ def generate_crl(store: Store, *, operator: str, passphrase: PassphraseProvider,
     return CrlOutcome(crl, write_current_crl(store, signer.ca.name))
 
 
+def issuing_chain(store: Store) -> list[x509.Certificate]:
+    """The CA certificates above a new certificate or a renewal, root first: the active issuing CA's chain
+    (issue 25: a renewal of a certificate of a retired CA comes from the active one)."""
+    return [ca.certificate() for ca in store.cas.chain(store.cas.issuing().name)]
+
+
 def ca_chain_for(store: Store, record: CertRecord) -> list[x509.Certificate]:
-    """The CA certificates above ``record``, root first (its issuing CA last)."""
-    chain: list[x509.Certificate] = []
-    for ca in store.cas.all():
-        chain.append(ca.certificate())
-        if ca.name == record.ca_name:
-            break
-    return chain
+    """The CA certificates above ``record``, root first (its own issuing CA last, by the issuer links; issue 25)."""
+    return [ca.certificate() for ca in store.cas.chain(record.ca_name)]

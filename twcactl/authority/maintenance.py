@@ -12,6 +12,7 @@ finding for a person to look at.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import gzip
 import hashlib
 import os
@@ -34,7 +35,9 @@ from twcactl.authority.token_keys import token_public_key
 from twcactl.errors import BusyError, InputError, NotFoundError, StateError, TwcaError
 from twcactl.fsutil import atomic_writer
 from twcactl.pkix.keys import load_private_key
+from twcactl.rules.publication import CA_CRL_WARN_DAYS
 from twcactl.rules.serials import format_serial
+from twcactl.rules.times import parse_rfc3339, utcnow
 from twcactl.store import CaRecord, Store
 from twcactl.store.home import DB_NAME, HomeLayout, building_home, is_disk_full, trusted_owner
 
@@ -178,6 +181,9 @@ def _check_crls(store: Store, report: CheckReport, repair: bool) -> None:
         if latest is None or not latest.get("der"):
             if revoked:
                 report.findings.append(f"CA {ca.name} has {revoked} revoked or held certificates but no CRL")
+            elif any(other.issuer == ca.name for other in store.cas.all()):  # a home made before issue 25
+                report.findings.append(f"CA {ca.name} signs CA certificates but has no CRL; relying parties that "
+                                       f"check the whole chain reject it: twcactl crl --ca {ca.name}")
             continue
         checked += 1
         crl = x509.load_der_x509_crl(latest["der"])
@@ -185,7 +191,9 @@ def _check_crls(store: Store, report: CheckReport, repair: bool) -> None:
         signed = crl.is_signature_valid(ca_cert.public_key())  # type: ignore[arg-type]
         if not signed:
             report.findings.append(f"CRL #{latest['number']} of {ca.name} does not verify with the CA's key")
-        expected = {int(s, 16): reason for s, _at, reason, _inv in store.certificates.revoked_entries(ca.name)}
+        expected = {int(s, 16): reason for s, _at, reason, _inv in [*store.certificates.revoked_entries(ca.name),
+                                                                    *store.cas.revoked_entries(ca.name)]}
+        _check_ca_crl_age(store, report, ca, latest)
         listed: dict[int, str] = {}
         for entry in crl:
             try:
@@ -218,6 +226,19 @@ def _check_crls(store: Store, report: CheckReport, repair: bool) -> None:
             else:
                 report.findings.append(f"crl/{path.name} is {what}")
     report.checked["CRLs"] = checked
+
+
+def _check_ca_crl_age(store: Store, report: CheckReport, ca: CaRecord, latest: dict[str, object]) -> None:
+    """Warn before the CRL of a CA that signs CA certificates (the root's, signed offline) goes stale: fewer
+    than :data:`twcactl.rules.publication.CA_CRL_WARN_DAYS` days to its nextUpdate (BR §4.9.7; issue 25).
+    Issuing CAs' CRLs are renewed by ``serve`` and every revocation; the root's only by its ceremony."""
+    if not any(other.issuer == ca.name for other in store.cas.all()):
+        return
+    left = parse_rfc3339(str(latest["next_update"])) - utcnow()
+    if left < dt.timedelta(days=CA_CRL_WARN_DAYS):
+        when = "is past its nextUpdate" if left.total_seconds() <= 0 else f"goes stale in {left.days} day(s)"
+        report.findings.append(f"the CRL of {ca.name} {when}; sign a new one: twcactl crl --ca {ca.name} "
+                               "(docs/hierarchy.md, the root ceremony)")
 
 
 REPAIR_LOCK_WAIT = 10.0
@@ -302,7 +323,7 @@ def _check_ca_files(store: Store, report: CheckReport) -> None:
     above it (the root by itself), and each key belongs to its certificate: encrypted PKCS#8 in a home
     whose keys are encrypted (checked without the passphrase), the same public key otherwise (issue 13)."""
     cas = store.cas.all()
-    above: x509.Certificate | None = None
+    certs = {ca.name: ca.certificate() for ca in cas}
     for ca in cas:
         cert = ca.certificate()
         try:
@@ -312,10 +333,10 @@ def _check_ca_files(store: Store, report: CheckReport) -> None:
         else:
             if on_disk.public_bytes(serialization.Encoding.DER) != ca.der:
                 report.findings.append(f"CA {ca.name}: {ca.cert_file} is not the certificate the store recorded")
+        above = certs.get(ca.issuer) if ca.issuer is not None else None  # its issuer (issue 25: links, not order)
         if not _signed_by_a_ca(cert, [above or cert]):
             report.findings.append(f"CA {ca.name}: its certificate is not signed by "
-                                   + ("the CA above it" if above is not None else "its own key"))
-        above = cert
+                                   + (f"its issuer {ca.issuer}" if ca.issuer is not None else "its own key"))
         _check_ca_key(store, ca, cert, report)
     recorded = {ca.cert_file.name for ca in cas}
     for path in sorted(store.ca_dir.glob("*.cer")):

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives import serialization
 from twcactl.authority.lifecycle import (
     CsrInput,
     PassphraseProvider,
-    ca_chain_for,
+    issuing_chain,
     renew_and_revoke,
 )
 from twcactl.errors import InputError, NotFoundError
@@ -108,7 +108,7 @@ def reissue_with_new_key(store: Store, cert: x509.Certificate, *, early: bool, o
                             hint="run it with --home pointing at the CA that issued the certificate")
     key = new_key_like(cert.public_key())
     csr = CsrInput(name="replacement request", data=replacement_csr(key, cert))
-    chain = list(reversed(ca_chain_for(store, record)))  # the renewal is signed by the old certificate's CA
+    chain = list(reversed(issuing_chain(store)))  # the renewal is signed by the active issuing CA (issue 25)
 
     def prepare_certificate(new_cert: x509.Certificate) -> None:
         if prepare is not None:

@@ -44,7 +44,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from twcactl.authority.lifecycle import CsrInput, PassphraseProvider, ca_chain_for, renew_and_revoke
+from twcactl.authority.lifecycle import CsrInput, PassphraseProvider, issuing_chain, renew_and_revoke
 from twcactl.errors import TwcaError, UsageError
 from twcactl.fsutil import fsync_dir
 from twcactl.pfx import check_password, export_pfx, key_matches, new_key_like, replacement_csr
@@ -310,7 +310,7 @@ def _renew_and_place(store: Store, request: RenewDueRequest, record: CertRecord,
                      passphrase: PassphraseProvider) -> None:
     """Renew ``record`` with ``key``; stage the files before the commit, swap them into place after it."""
     assert request.out_dir is not None
-    chain_issuer_first = list(reversed(ca_chain_for(store, record)))
+    chain_issuer_first = list(reversed(issuing_chain(store)))  # the active issuing CA renews (issue 25)
     staged: list[Path] = []
 
     def stage(new_cert: x509.Certificate) -> None:

@@ -128,8 +128,12 @@ def ocsp_respond(store: Store, request_der: bytes, *, operator: str, passphrase:
     from twcactl.rules import public_trust as br
 
     store.operators.require_manager(operator)
+    from twcactl.pkix.ocsp import issuer_matches
+
     request = load_request(request_der, name=name)
-    ca = store.cas.issuing()
+    # the CA the request names (issue 25: several issuing CAs), the active one when none does
+    ca = next((c for c in store.cas.all() if c.issuer is not None and issuer_matches(request, c.certificate())),
+              store.cas.issuing())
     encrypted = store.ca_key_encrypted
     ca_key = load_ca_key(ca, passphrase() if encrypted else None, encrypted=encrypted)
     now = utcnow()
@@ -291,23 +295,28 @@ def ca_certificate(store: Store, name: str) -> bytes:
 
 
 def ensure_fresh_crl(store: Store, *, operator: str, passphrase: PassphraseProvider) -> bool:
-    """Generate the issuing CA's CRL when there is none or the newest is past half its life (logged as
-    ``crl.generate`` by ``operator``, like ``twcactl crl``).
+    """Generate the CRL of each CA below the root (the active issuing CA, retired ones whose certificates
+    still run: issue 25) when there is none or the newest is past half its life (logged as ``crl.generate``
+    by ``operator``, like ``twcactl crl``).  The root's CRL is signed offline (``crl --ca root``).
 
     Returns:
         True when a CRL was generated.
     """
     from twcactl.authority.lifecycle import generate_crl
 
-    ca = store.cas.issuing()
-    latest = store.crls.latest(ca.name)
     now = utcnow()
-    if latest is not None and latest.get("der"):
-        this_update, next_update = parse_rfc3339(latest["this_update"]), parse_rfc3339(latest["next_update"])
-        if now < this_update + (next_update - this_update) / 2:
-            return False
-    generate_crl(store, operator=operator, passphrase=passphrase)
-    return True
+    generated = False
+    for ca in store.cas.all():
+        if ca.issuer is None or ca.revoked_at or ca.certificate().not_valid_after_utc <= now:
+            continue
+        latest = store.crls.latest(ca.name)
+        if latest is not None and latest.get("der"):
+            this_update, next_update = parse_rfc3339(latest["this_update"]), parse_rfc3339(latest["next_update"])
+            if now < this_update + (next_update - this_update) / 2:
+                continue
+        generate_crl(store, operator=operator, passphrase=passphrase, ca_name=ca.name)
+        generated = True
+    return generated
 
 
 def _san(name: str) -> x509.GeneralName:

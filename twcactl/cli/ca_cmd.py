@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from twcactl.cli.context import app, current_operator, json_option
+from twcactl.cli.issuer_cmd import issuer
 from twcactl.cli.output import emit, note, safe
 
 if TYPE_CHECKING:
@@ -19,10 +20,14 @@ def ca() -> None:
     """Create and inspect the local CA (root and issuing intermediates)."""
 
 
+ca.add_command(issuer)
+
+
 @ca.command("init", epilog="""\b
 Examples:
   twcactl --home ./myca ca init --org "TWCA Lab" --country TW --ca-passphrase env:CA_PASS
   twcactl --home /tmp/throwaway ca init --no-passphrase --intermediates 2
+  twcactl --home ./myca ca init --base-url http://pki.example.tw --ca-passphrase env:CA_PASS
   twcactl --home ./hsmca ca init --key-uri 'pkcs11:token=CA' --pkcs11-module /usr/lib/softhsm/libsofthsm2.so \
       --ca-passphrase env:TOKEN_PIN      # the CA keys on a PKCS#11 token; the PIN where the passphrase goes
 """)
@@ -38,6 +43,9 @@ Examples:
               help="1: root -> uca; 2: root -> uca_1 -> uca_2.")
 @click.option("--root-years", type=click.IntRange(1, 100), default=20, show_default=True)
 @click.option("--uca-years", type=click.IntRange(1, 100), default=10, show_default=True)
+@click.option("--base-url", metavar="URL",
+              help="Where the CA publishes (twcactl serve's layout): every certificate gets its own issuer's "
+                   "URL/crl/NAME.crl, URL/ca/NAME.cer and (leaves) URL/ocsp (docs/hierarchy.md).")
 @click.option("--crl-url", help="CRL distribution point put into issued certificates.")
 @click.option("--ocsp-url", help="OCSP responder URL put into issued certificates (AIA).")
 @click.option("--ca-passphrase", metavar="SOURCE", help="Passphrase for the CA keys (at least 12 characters): "
@@ -60,12 +68,14 @@ Examples:
                    "else the usual OpenSC/SoftHSM2/opencryptoki paths).")
 @click.option("--public-trust", is_flag=True,
               help="A browser-trusted TLS CA (CA/Browser Forum Baseline Requirements; docs/public-trust.md): needs "
-                   "--crl-url http://.../NAME.crl; the CA certificates and CRLs are published beside it.")
+                   "--base-url http://HOST or --crl-url http://.../NAME.crl; the CA certificates and CRLs are "
+                   "published there.")
 @json_option
 def init(name: str, org: str | None, country: str | None, key_type: str, root_key_type: str, intermediates: int,
          root_years: int, uca_years: int, crl_url: str | None, ocsp_url: str | None, ca_passphrase: str | None,
          no_passphrase: bool, group_readable: bool, store_url: str | None, store_password: str | None,
-         key_uri: str | None, pkcs11_module: str | None, public_trust: bool = False) -> None:
+         key_uri: str | None, pkcs11_module: str | None, public_trust: bool = False, base_url: str | None = None
+         ) -> None:
     """Create a CA home: a root CA and one or two issuing intermediates.
 
     The operator running it ($TWCACTL_OPERATOR, else the login name) is
@@ -85,7 +95,8 @@ def init(name: str, org: str | None, country: str | None, key_type: str, root_ke
     opts = CaInitOptions(name=name, org=org, country=country, key_type=key_type, root_key_type=root_key_type,
                          intermediates=intermediates, root_years=root_years, uca_years=uca_years,
                          crl_url=crl_url, ocsp_url=ocsp_url, group_readable=group_readable, key_uri=key_uri,
-                         pkcs11_module=pkcs11_module if key_uri else None, public_trust=public_trust)
+                         pkcs11_module=pkcs11_module if key_uri else None, public_trust=public_trust,
+                         base_url=base_url)
     where = f"on the token {key_uri} (never as files)" if key_uri else f"in {home / 'ca' / 'private'}"
     note(f"Generating {intermediates + 1} CA keys {where} ...")
     store = init_ca(home, opts, passphrase=passphrase, operator=current_operator(), lock_timeout=ctx.lock_timeout,
@@ -307,6 +318,8 @@ def _show(store: Any, *, created: bool) -> None:
         cas.append({
             "name": rec.name,
             "issuing": rec.issuing,
+            "state": rec.state,
+            "issuer": rec.issuer,
             "subject": rfc4514(cert.subject),
             "serial": format_serial(cert.serial_number),
             "not_before": rfc3339(cert.not_valid_before_utc),
@@ -326,8 +339,8 @@ def _show(store: Any, *, created: bool) -> None:
     def human(console: Console) -> None:
         console.print(("Created CA home " if created else "CA home ") + safe(doc["home"]))
         for c in cas:
-            role = "issuing" if c["issuing"] else ("root" if c["name"] == "root" else "intermediate")
-            console.print(f"  {c['name']:<6} {role:<12} {safe(c['subject'])}")
+            role = "issuing" if c["issuing"] else c["state"]
+            console.print(f"  {safe(c['name']):<6} {role:<12} {safe(c['subject'])}")
             console.print(f"         serial {c['serial']}  valid until {c['not_after'][:10]}  {safe(c['path'])}")
         on_token = any(c["key_uri"] for c in cas)
         console.print("  keys   " + ("on a PKCS#11 token (--ca-passphrase gives its PIN)" if on_token else

@@ -510,7 +510,8 @@ def _record_document(store: Store, record: CertRecord) -> dict[str, Any]:
     return {
         "certificate": record.to_json(utcnow(), store.settings().renewal_window_days),
         "history": [e.to_json() for e in reversed(store.log.entries(serial=record.serial))],
-        "chain": [{"name": ca.name, "subject": ca.certificate().subject.rfc4514_string()} for ca in store.cas.all()],
+        "chain": [{"name": ca.name, "subject": ca.certificate().subject.rfc4514_string()}
+                  for ca in store.cas.chain(record.ca_name)],
         "contact": record.contact,
         "note": record.note,
         "renewed_from": record.renewed_from,

@@ -25,7 +25,11 @@ Examples:
   twcactl crl                       # regenerate crl/<ca>.crl in the CA home
   twcactl crl --out /srv/www/uca.crl
   twcactl crl --out uca.pem --json  # PEM when the name ends in .pem
+  twcactl crl --ca root --ca-passphrase file:/media/root-pass   # the root ceremony: the root's CRL
 """)
+@click.option("--ca", "ca_name", metavar="NAME",
+              help="The CA whose CRL to sign (default: the active issuing CA); root signs the root's CRL with "
+                   "the root key, listing revoked issuing CAs (docs/hierarchy.md).")
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False),
               help="Also write the CRL here: PEM when the name ends in .pem, else DER.")
 @click.option("--force", is_flag=True, help="Replace an existing --out file.")
@@ -33,7 +37,7 @@ Examples:
               help="Rebuild every entry from the records instead of reusing the previous CRL's.")
 @ca_passphrase_option
 @json_option
-def crl(out: Path | None, force: bool, full: bool, ca_passphrase: str | None) -> None:
+def crl(out: Path | None, force: bool, full: bool, ca_passphrase: str | None, ca_name: str | None) -> None:
     """Regenerate the CRL (it is also regenerated after every revoke, hold and release)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
@@ -46,9 +50,9 @@ def crl(out: Path | None, force: bool, full: bool, ca_passphrase: str | None) ->
     store = app().open_store()
     try:
         outcome = generate_crl(store, operator=current_operator(), passphrase=ca_passphrase_provider(ca_passphrase),
-                               full=full)
+                               full=full, ca_name=ca_name)
         result = outcome.crl
-        path = store.crl_path(store.cas.issuing().name)
+        path = store.crl_path(ca_name or store.cas.issuing().name)
     finally:
         store.close()
     if out is not None:

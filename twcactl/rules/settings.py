@@ -114,6 +114,10 @@ class Settings:
             (BR §4.9.13).  ``true`` / ``false`` (default false).
         cps_url: the CPS URI put as a policy qualifier into EV certificates in public-trust mode
             (BR §7.1.2.7.9); ``""`` or an ``http``/``https`` URL.
+        base_url: where the CA publishes in the layout ``twcactl serve`` answers (issue 25,
+            :mod:`twcactl.rules.publication`): each certificate gets its own issuer's ``/crl/NAME.crl``,
+            ``/ca/NAME.cer`` and (leaves) ``/ocsp`` under it, unless ``crl_url`` / ``ocsp_url`` /
+            ``ca_issuers_url`` say otherwise; ``""`` or an ``http``/``https`` URL.
     """
 
     renewal_window_days: int = _days(30, 0)
@@ -133,6 +137,7 @@ class Settings:
     store: str = _text("store")
     public_trust: bool = _flag(False)
     cps_url: str = _text("url")
+    base_url: str = _text("url")
 
     @classmethod
     def keys(cls) -> tuple[str, ...]:

@@ -320,6 +320,19 @@ class CertificateRepository:
                            " WHERE ca_name = ? AND state IN ('revoked', 'suspended')", (ca_name,))
         return int(row["n"]) if row else 0
 
+    def counts_by_ca(self, now: dt.datetime) -> dict[str, dict[str, int]]:
+        """Per CA name: ``{"total", "unexpired", "revoked"}`` certificate counts (``ca issuer list``, issue 25);
+        ``revoked`` counts held ones too, ``unexpired`` those whose notAfter is after ``now``."""
+        out: dict[str, dict[str, int]] = {}
+        for r in self._db.all(
+                "SELECT ca_name, COUNT(*) AS total,"
+                " SUM(CASE WHEN not_after > ? THEN 1 ELSE 0 END) AS unexpired,"
+                " SUM(CASE WHEN state IN ('revoked', 'suspended') THEN 1 ELSE 0 END) AS revoked"
+                " FROM certificates GROUP BY ca_name", (rfc3339(now),)):
+            out[r["ca_name"]] = {"total": int(r["total"]), "unexpired": int(r["unexpired"] or 0),
+                                 "revoked": int(r["revoked"] or 0)}
+        return out
+
     def renewals_of(self, serial: str) -> list[str]:
         """Serials of the certificates that renewed ``serial``."""
         return [r["serial"] for r in self._db.all("SELECT serial FROM certificates WHERE renewed_from = ?", (serial,))]

@@ -224,6 +224,34 @@ class CaRecord:
     #: The RFC 7512 URI of a key on a PKCS#11 token (issue 14), stored in ``cas.key_file`` in place of a path;
     #: None for a key file.  With a URI, ``key_file`` is where a file would be, and none is ever read.
     key_uri: str | None = None
+    #: The name of the CA that signed this one (issue 25); None for the root.
+    issuer: str | None = None
+    #: When an issuing CA was retired (RFC 3339): it issues no more, its CRL and OCSP go on (issue 25).
+    retired_at: str | None = None
+    #: When its issuer revoked it (RFC 3339) and the RFC 5280 reason: the issuer's CRL lists it (issue 25).
+    revoked_at: str | None = None
+    reason: str | None = None
+
+    @property
+    def state(self) -> str:
+        """``root``, ``active`` (signs new certificates), ``ready`` (added, not yet active), ``retired``,
+        ``revoked``; for a CA between the root and the issuing CAs (``uca_1`` of two levels) ``intermediate``."""
+        if self.revoked_at:
+            return "revoked"
+        if self.issuer is None:
+            return "root"
+        if self.issuing:
+            return "active"
+        if self.retired_at:
+            return "retired"
+        return "ready" if self.position > 0 and not self._is_middle else "intermediate"
+
+    @property
+    def _is_middle(self) -> bool:
+        from cryptography import x509
+
+        constraints = self.certificate().extensions.get_extension_for_class(x509.BasicConstraints).value
+        return bool(constraints.path_length)
 
     def certificate(self) -> Any:
         """The parsed ``x509.Certificate``."""

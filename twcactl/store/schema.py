@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 from twcactl.errors import StateError
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 # Version 1: the whole lifecycle from the start (ledger, operators, hash-chained log, CRL numbers).
 SCHEMA_V1 = """
@@ -236,8 +236,19 @@ SCHEMA_ISSUE24 = """
 ALTER TABLE acme_orders ADD COLUMN profile TEXT
 """
 
+# Version 7 (issue 25): several issuing CAs under one root.  Each CA names the CA that signed it (``issuer``;
+# NULL for the root; existing homes: the CA one position above), and an issuing CA may be retired (issues no
+# more; its CRL and OCSP go on) or revoked by its issuer (``revoked_at``, ``reason``: the issuer's CRL lists it).
+SCHEMA_ISSUE25 = """
+ALTER TABLE cas ADD COLUMN issuer TEXT;
+ALTER TABLE cas ADD COLUMN retired_at TEXT;
+ALTER TABLE cas ADD COLUMN revoked_at TEXT;
+ALTER TABLE cas ADD COLUMN reason TEXT;
+UPDATE cas SET issuer = (SELECT above.name FROM cas above WHERE above.position = cas.position - 1)
+"""
+
 # Forward migrations: index N - 1 upgrades version N to N + 1.  A new home runs SCHEMA_V1 and then every step.
-MIGRATIONS: tuple[str, ...] = (SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_ISSUE24)
+MIGRATIONS: tuple[str, ...] = (SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_ISSUE24, SCHEMA_ISSUE25)
 
 
 def statements(script: str) -> Iterator[str]:
