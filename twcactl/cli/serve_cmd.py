@@ -37,10 +37,12 @@ Example:
 @click.option("--acme-dns-resolver", metavar="ADDRESS:PORT", help="The DNS server dns-01 validation asks.")
 @click.option("--ocsp-signer", type=click.Choice(["delegated", "ca"]), default="delegated", show_default=True,
               help="Sign OCSP responses with a delegated OCSP signing certificate kept fresh, or the CA key.")
+@click.option("--ocsp-listen", metavar="HOST:PORT",
+              help="Plain HTTP address answering only OCSP (GET /ocsp/BASE64, POST /ocsp), from answers signed ahead.")
 @ca_passphrase_option
 def serve(listen: str, http_listen: str | None, tls_cert: Path | None, tls_key: Path | None, names: tuple[str, ...],
           workers: int, resolve: tuple[str, ...], acme_http01_port: int, acme_dns_resolver: str | None,
-          ocsp_signer: str, ca_passphrase: str | None) -> None:
+          ocsp_signer: str, ocsp_listen: str | None, ca_passphrase: str | None) -> None:
     """Serve ACME (RFC 8555, EAB required), OCSP and CRLs until SIGTERM."""
     from twcactl.serve.config import ServeConfig, parse_hostport, parse_resolve
 
@@ -53,7 +55,8 @@ def serve(listen: str, http_listen: str | None, tls_cert: Path | None, tls_key: 
         tls_cert=tls_cert, tls_key=tls_key, names=names, workers=workers, lock_timeout=ctx.lock_timeout,
         acme_resolve=parse_resolve(resolve), acme_http01_port=acme_http01_port,
         acme_dns_resolver=parse_hostport(acme_dns_resolver, option="--acme-dns-resolver") if acme_dns_resolver
-        else None, ocsp_signer=ocsp_signer, quiet=ctx.quiet)
+        else None, ocsp_signer=ocsp_signer, quiet=ctx.quiet,
+        ocsp_listen=parse_hostport(ocsp_listen, option="--ocsp-listen") if ocsp_listen else None)
     from twcactl.serve.runner import run
 
     run(config)

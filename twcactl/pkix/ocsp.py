@@ -120,6 +120,12 @@ def build_response(
     return builder.sign(signer_key, hashes.SHA256())
 
 
+def issuer_hashes(issuer: x509.Certificate, algorithm: hashes.HashAlgorithm) -> tuple[bytes, bytes]:
+    """``(issuerNameHash, issuerKeyHash)`` of ``issuer`` with ``algorithm``: the CertID fields a request for
+    one of its certificates carries (RFC 6960 §4.1.1; computed once per issuer and algorithm)."""
+    return _issuer_hashes(issuer, algorithm)
+
+
 def issuer_matches(request: ocsp.OCSPRequest, issuer: x509.Certificate) -> bool:
     """True when ``request`` asks about a certificate of ``issuer`` (CertID hashes, RFC 6960 §4.1.1)."""
     name_hash, key_hash = _issuer_hashes(issuer, request.hash_algorithm)

@@ -30,7 +30,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from twcactl.authority import acme as core
-from twcactl.authority import responder
+from twcactl.authority import ocsp_answers, responder
 from twcactl.authority.acme import AcmeProblem, OrderView
 from twcactl.errors import NotFoundError, TwcaError
 from twcactl.serve import jose
@@ -237,7 +237,8 @@ def ocsp_reply(server: Server, data: bytes) -> tuple[bytes, dict[str, str]]:
     """The DER answer to an OCSP request and its RFC 5019 §6 caching headers (``malformedRequest`` for bytes
     that are not a request).  ``max-age`` runs to nextUpdate from now (a reused answer is younger than that)."""
     try:
-        der, _status, this_update, next_update = responder.ocsp_answer(server.store(), data, server.signers)
+        answer = ocsp_answers.reply(server.store(), data, server.signers)  # produced ahead (issue 29)
+        der, this_update, next_update = answer.der, answer.this_update, answer.next_update
     except TwcaError:
         from cryptography.hazmat.primitives import serialization
         from cryptography.x509 import ocsp
@@ -246,7 +247,7 @@ def ocsp_reply(server: Server, data: bytes) -> tuple[bytes, dict[str, str]]:
         return bad.public_bytes(serialization.Encoding.DER), {}
     max_age = max(0, int((next_update - dt.datetime.now(dt.UTC)).total_seconds()))
     return der, {"Last-Modified": _http_date(this_update), "Expires": _http_date(next_update),
-                 "ETag": responder.etag(der),
+                 "ETag": answer.etag,
                  "Cache-Control": f"max-age={max_age}, public, no-transform, must-revalidate"}
 
 

@@ -56,6 +56,7 @@ class ServeConfig:
         passphrase: the CA key passphrase provider (read once at start).
         acme_resolve / acme_http01_port / acme_dns_resolver: validation for tests and closed networks.
         ocsp_signer: ``delegated`` (an OCSP signing certificate the server keeps fresh) or ``ca`` (the CA key).
+        ocsp_listen: the address of the OCSP-only HTTP listener (issue 29), or None.
     """
 
     home: Path
@@ -73,6 +74,7 @@ class ServeConfig:
     acme_dns_resolver: tuple[str, int] | None = None
     ocsp_signer: str = "delegated"
     quiet: bool = False
+    ocsp_listen: tuple[str, int] | None = None
 
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):

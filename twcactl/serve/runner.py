@@ -12,15 +12,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import functools
 import os
 import signal
 import socket
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 import uvicorn
 
-from twcactl.authority import responder
+from twcactl.authority import ocsp_answers, responder
+from twcactl.serve import ocsp_listener
 from twcactl.serve.app import build_app
 from twcactl.serve.config import ServeConfig
 from twcactl.store import Store
@@ -67,6 +70,7 @@ def prepare(config: ServeConfig) -> tuple[responder.Signers, str, str]:
     try:
         signers = responder.Signers.unlock(store, config.passphrase, signer=config.ocsp_signer,
                                            operator=config.operator)
+        ocsp_answers.answers_of(signers).preproduce(store)  # before the fork: the workers share them (issue 29)
         responder.ensure_fresh_crl(store, operator=config.operator, passphrase=config.passphrase)
         if config.tls_cert is not None and config.tls_key is not None:
             cert, key = config.tls_cert, config.tls_key
@@ -78,7 +82,7 @@ def prepare(config: ServeConfig) -> tuple[responder.Signers, str, str]:
     return signers, str(cert), str(key)
 
 
-async def _serve(servers: list[_Server], sockets: list[socket.socket]) -> None:
+async def _serve(servers: list[_Server], sockets: list[socket.socket], beside: Any = None) -> None:
     loop = asyncio.get_running_loop()
 
     def stop() -> None:
@@ -87,7 +91,10 @@ async def _serve(servers: list[_Server], sockets: list[socket.socket]) -> None:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop)
-    await asyncio.gather(*(server.serve(sockets=[sock]) for server, sock in zip(servers, sockets)))
+    main = asyncio.gather(*(server.serve(sockets=[sock]) for server, sock in zip(servers, sockets)))
+    if beside is not None:  # the OCSP listener and the answers' refresher (issue 29)
+        await asyncio.gather(main, beside(lambda: main.done() or all(s.should_exit for s in servers)))
+    await main
 
 
 def run(config: ServeConfig) -> None:
@@ -99,6 +106,8 @@ def run(config: ServeConfig) -> None:
     signers, cert, key = prepare(config)
     app = build_app(config, signers)
     listeners = [_bind(*config.listen)]
+    ocsp_sock = _bind(*config.ocsp_listen) if config.ocsp_listen is not None else None
+    beside = functools.partial(ocsp_listener.run_beside, app.server, ocsp_sock)
     if config.http_listen is not None:
         listeners.append(_bind(*config.http_listen))
     log_level = "warning" if config.quiet else "info"
@@ -113,11 +122,12 @@ def run(config: ServeConfig) -> None:
     host, port = listeners[0].getsockname()[:2]
     if not config.quiet:
         plain = f" and http://{config.http_listen[0]}:{listeners[1].getsockname()[1]}" if config.http_listen else ""
+        plain += f", OCSP http://{':'.join(map(str, ocsp_sock.getsockname()[:2]))}/ocsp" if ocsp_sock else ""
         sys.stderr.write(f"twcactl serve: https://{host}:{port}/acme/directory{plain} "
                          f"({config.workers} worker{'s' if config.workers > 1 else ''})\n")
         sys.stderr.flush()
     if config.workers == 1:
-        asyncio.run(_serve([_Server(c) for c in configs], listeners))
+        asyncio.run(_serve([_Server(c) for c in configs], listeners, beside))
         return
     children = []
     for _ in range(config.workers):
@@ -125,7 +135,7 @@ def run(config: ServeConfig) -> None:
         if pid == 0:  # a worker
             code = 0
             try:
-                asyncio.run(_serve([_Server(c) for c in configs], listeners))
+                asyncio.run(_serve([_Server(c) for c in configs], listeners, beside))
             except BaseException:  # noqa: BLE001 - a worker reports and exits; the parent carries on
                 code = 1
             os._exit(code)
