@@ -60,6 +60,16 @@ def _verified(der: bytes, signer: x509.Certificate) -> ocsp.OCSPResponse:
 
 @pytest.fixture
 def issued(tmp_path: Path) -> Iterator[tuple[CaHome, x509.Certificate, x509.Certificate]]:
+    yield _issued(tmp_path)
+
+
+@pytest.fixture
+def issued_on_each_engine(store_engine: str, tmp_path: Path) -> Iterator[tuple[CaHome, x509.Certificate,
+                                                                               x509.Certificate]]:
+    yield _issued(tmp_path)  # SQLite, then PostgreSQL (no data_version there: the log is read every time)
+
+
+def _issued(tmp_path: Path) -> tuple[CaHome, x509.Certificate, x509.Certificate]:
     home = make_ca(tmp_path / "ca")
     assert home.run("account", "add", ACCOUNT, "--org", "TWCA", "--domain", "twca.com.tw", "--quota", "5").code == 0
     for name in ("www", "mail"):
@@ -68,7 +78,7 @@ def issued(tmp_path: Path) -> Iterator[tuple[CaHome, x509.Certificate, x509.Cert
         assert out.code == 0, out.stderr
     cert = x509.load_pem_x509_certificate((tmp_path / "www.cer").read_bytes())
     issuer = x509.load_pem_x509_certificate((home.path / "ca" / "uca.cer").read_bytes())
-    yield home, cert, issuer
+    return home, cert, issuer
 
 
 def _status(der: bytes, signer: x509.Certificate) -> tuple[ocsp.OCSPCertStatus, x509.ReasonFlags | None]:
@@ -79,8 +89,8 @@ def _status(der: bytes, signer: x509.Certificate) -> tuple[ocsp.OCSPCertStatus, 
 # ---------------------------------------------------------------- the answers, in-process
 
 def test_answers_are_produced_ahead_served_as_bytes_and_follow_every_change(
-        issued: tuple[CaHome, x509.Certificate, x509.Certificate]) -> None:
-    home, cert, issuer = issued
+        issued_on_each_engine: tuple[CaHome, x509.Certificate, x509.Certificate]) -> None:
+    home, cert, issuer = issued_on_each_engine
     serial = format(cert.serial_number, "x")
     store = Store.open(home.path)
     try:

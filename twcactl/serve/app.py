@@ -254,10 +254,10 @@ def ocsp_reply(server: Server, data: bytes) -> tuple[bytes, dict[str, str]]:
 class _OcspFastPath:
     """``POST /ocsp`` and ``GET /ocsp/BASE64`` answered before Starlette's routing, on the event loop itself.
 
-    An answer is one indexed read of the record and, unless a signed answer can be reused
-    (:class:`twcactl.authority.responder.OcspCache`), one ECDSA signature: about 0.15 ms, less than handing it
-    to a worker thread costs, so it runs inline; it goes to a thread when it may block (the delegated signer
-    is due for replacement, which writes to the store, or the store is a PostgreSQL server over the network).
+    An answer is the stored bytes of an answer produced ahead (:mod:`twcactl.authority.ocsp_answers`, issue 29)
+    after one cheap check for changes, or at most one ECDSA signature: less than handing it to a worker thread
+    costs, so it runs inline; it goes to a thread when it may block (the delegated signer is due for
+    replacement, which writes to the store, or the store is a PostgreSQL server over the network).
     Everything else, and every refusal (413, 414), goes to the Starlette application unchanged.
     """
 
