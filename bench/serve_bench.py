@@ -472,6 +472,16 @@ def check_samples(samples: Sequence[tuple[int, bytes]], expected: Sequence[Entry
     return {"checked": len(samples), "ok": len(samples) - len(problems), "problems": problems[:5]}
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds process ``pid`` has used (Linux ``/proc``; 0.0 where there is none): the
+    server's own cost per answer, which the other work on a loaded machine does not inflate as it does rates."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _pct(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
@@ -569,6 +579,7 @@ def bench_ocsp(home: Path, work: Path, sizes: Sizes, revoked: Sequence[Entry], g
                            "concurrency": sizes.concurrency}
     results: dict[str, list[LoadResult]] = {"twcactl": [], "listener": [], "openssl": []}
     checks: dict[str, dict[str, Any]] = {}
+    cpu_us: dict[str, list[float]] = {}
     t0 = time.monotonic()
     serve = start_serve(home, work)
     out["serve_start_s"] = time.monotonic() - t0  # includes signing every live certificate's answer (issue 29)
@@ -592,10 +603,13 @@ def bench_ocsp(home: Path, work: Path, sizes: Sizes, revoked: Sequence[Entry], g
                     expected.append(rng.getrandbits(159) | (1 << 158))
             reqs = ocsp_requests(issuer_der, [e if isinstance(e, int) else e.serial for e in expected])
             order = ["twcactl", "listener", "openssl"] if rnd % 2 == 0 else ["openssl", "listener", "twcactl"]
+            pids = {"twcactl": serve.proc.pid, "listener": serve.proc.pid, "openssl": ossl.pid}
             for who in order:
+                cpu0 = _cpu_seconds(pids[who])
                 result = drive(targets[who], reqs, concurrency=sizes.concurrency)
                 if rnd:
                     results[who].append(result)
+                    cpu_us.setdefault(who, []).append((_cpu_seconds(pids[who]) - cpu0) / len(reqs) * 1e6)
                     check = check_samples(result.samples, expected, signer_der)
                     agg = checks.setdefault(who, {"checked": 0, "ok": 0, "problems": []})
                     agg["checked"] += check["checked"]
@@ -630,6 +644,7 @@ def bench_ocsp(home: Path, work: Path, sizes: Sizes, revoked: Sequence[Entry], g
         out[who] = {"rate": median([r.rate for r in rs]), "rates": [r.rate for r in rs],
                     "p50_ms": _pct(lat, 0.5) * 1000, "p99_ms": _pct(lat, 0.99) * 1000,
                     "errors": sum(r.errors for r in rs), "reconnects": sum(r.reconnects for r in rs),
+                    "server_cpu_us_per_answer": median(cpu_us[who]) if cpu_us.get(who) else None,
                     "verified": checks.get(who)}
     tw_, os_, li_ = out["twcactl"], out["openssl"], out["listener"]
     listen = Figure(
@@ -638,7 +653,9 @@ def bench_ocsp(home: Path, work: Path, sizes: Sizes, revoked: Sequence[Entry], g
         unit="responses/s", value=li_["rate"], peer_name="openssl ocsp -port", peer_value=os_["rate"],
         target=Target("ratio_min", 1.0), samples=li_["rates"], peer_samples=os_["rates"],
         note=(f"p50/p99 {li_['p50_ms']:.2f}/{li_['p99_ms']:.2f} ms; answers produced ahead, served by the "
-              f"OCSP-only listener; 2 processes: {out['workers2']['listener_ratio']:.2f}x"))
+              f"OCSP-only listener; server CPU per answer {li_['server_cpu_us_per_answer'] or 0:.0f} us "
+              f"(--http-listen {tw_['server_cpu_us_per_answer'] or 0:.0f} us, openssl "
+              f"{os_['server_cpu_us_per_answer'] or 0:.0f} us); 2 processes: {out['workers2']['listener_ratio']:.2f}x"))
     p99 = Figure(
         key="serve.ocsp_listen_p99_ms", label="OCSP p99 latency, serve --ocsp-listen (client side)", unit="ms",
         value=li_["p99_ms"], peer_name="openssl ocsp -port p99", peer_value=os_["p99_ms"],

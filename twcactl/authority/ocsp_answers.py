@@ -192,7 +192,10 @@ class OcspAnswers:
     def _changed(self, store: Store, serials: Sequence[str]) -> None:
         self.counts["changed"] += len(serials)
         for i, text in enumerate(serials):
-            serial = int(text, 16)
+            try:
+                serial = int(text, 16)
+            except ValueError:
+                continue  # an entry naming something else than a certificate serial
             keys = self._by_serial.pop(serial, [])
             for key in keys:
                 self._entries.pop(key, None)
@@ -342,7 +345,10 @@ def _sign_all(signers: responder.Signers, jobs: list[tuple[str, CertIdKey, OcspS
               validity: dt.timedelta, processes: int | None) -> list[bytes]:
     global _POOL_STATE
     count = min(POOL_MAX, processes or os.cpu_count() or 1)
-    if count < 2 or len(jobs) < POOL_MIN:
+    # a key on a PKCS#11 token is a session of this process, which a forked child must not use
+    keys = [signers.delegated.get(name, (None, key))[1] for name, (_ca, _cert, key) in signers.cas.items()]
+    native = all(type(key).__module__.startswith("cryptography.") for key in keys)
+    if count < 2 or len(jobs) < POOL_MIN or not native:
         return [_sign(signers, ca, key, status, now, validity) for ca, key, status in jobs]
     step = -(-len(jobs) // (count * 4))
     _POOL_STATE = (signers, jobs, now, validity)

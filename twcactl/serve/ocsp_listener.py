@@ -14,7 +14,7 @@ exactly what OCSP clients send (RFC 5019 §5, RFC 6960 appendix A):
   :data:`~twcactl.serve.config.MAX_OCSP_BODY` 413; a GET path over it 414; headers over :attr:`Limits.max_request`
   431; other paths 404, other methods 405 (each of these closes the connection);
 * bounded clients: a request must be whole within :attr:`Limits.header_timeout` seconds of its first byte
-  and an idle keep-alive connection is closed after :attr:`Limits.idle_timeout`; at most
+  and an idle keep-alive connection is closed after :attr:`Limits.idle_timeout` (checked every ``tick``); at most
   :attr:`Limits.per_client` connections per client address and :attr:`Limits.total` in all (the next is
   closed at once); a client that does not read its answers stops being read from.
 
@@ -76,12 +76,25 @@ class OcspListener:
         self.per_client: dict[str, int] = {}
         self.connections: set[_Connection] = set()
         self._inline: bool | None = None
+        self._fresh = True
+        self._checked_until = 0.0
 
     def may_block(self) -> bool:
-        """True when an answer may wait on the network or write (see the module docstring)."""
+        """True when an answer may wait on the network or write (see the module docstring); whether the
+        delegated signers are fresh is looked at once a second (it changes over days)."""
         if self._inline is None:
             self._inline = not self.server.store().shared
-        return not self._inline or not self.server.signers.delegates_fresh()
+        now = time.monotonic()
+        if now >= self._checked_until:
+            self._fresh = self.server.signers.delegates_fresh()
+            self._checked_until = now + 1.0
+        return not self._inline or not self._fresh
+
+    def sweep(self) -> None:
+        """Close every connection past its deadline (called a few times a second)."""
+        now = time.monotonic()
+        for connection in [c for c in self.connections if c.deadline <= now]:
+            connection.expire()
 
     def answer(self, data: bytes) -> bytes:
         """The whole HTTP response (status line, headers, body) to one OCSP request's DER ``data``."""
@@ -131,7 +144,7 @@ class _Connection(asyncio.Protocol):
         self.busy = False
         self.paused = False
         self.closing = False
-        self.timer: asyncio.TimerHandle | None = None
+        self.deadline = float("inf")
 
     # ----- the connection -----
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -158,8 +171,6 @@ class _Connection(asyncio.Protocol):
                 listener.per_client[self.client] = left
             else:
                 listener.per_client.pop(self.client, None)
-        if self.timer is not None:
-            self.timer.cancel()
         self.closing = True
 
     def pause_writing(self) -> None:
@@ -170,14 +181,15 @@ class _Connection(asyncio.Protocol):
         self._process()
 
     def _arm(self, seconds: float) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-        self.timer = asyncio.get_running_loop().call_later(seconds, self._expire)
+        """Move the connection's deadline ``seconds`` from now (one float per request; :meth:`OcspListener.sweep`
+        closes the connections past theirs)."""
+        self.deadline = time.monotonic() + seconds
 
-    def _expire(self) -> None:
+    def expire(self) -> None:
+        """Cut the connection off: too slow (no answer is owed to a request that never arrived whole)."""
         if self.transport is not None and not self.closing:
             self.closing = True
-            self.transport.abort()  # too slow: no answer owed to a request that never arrived whole
+            self.transport.abort()
 
     def close(self) -> None:
         """Close after the answers written so far (server stopping)."""
@@ -211,8 +223,7 @@ class _Connection(asyncio.Protocol):
                 self._write(_response(404, b"not found\n"), keep_alive)
             elif self.listener.may_block():
                 self.busy = True
-                if self.timer is not None:
-                    self.timer.cancel()  # the wait is the server's, not the client's
+                self.deadline = float("inf")  # the wait is the server's, not the client's
                 loop = asyncio.get_running_loop()
                 future = loop.run_in_executor(None, self.listener.answer, data)
                 future.add_done_callback(functools.partial(self._done, keep_alive=keep_alive))
@@ -333,6 +344,7 @@ async def run_beside(server: Any, sock: socket.socket | None, should_stop: Calla
     try:
         while not should_stop():
             await asyncio.sleep(tick)
+            listener.sweep()
             try:
                 if listener.may_block():
                     await loop.run_in_executor(None, lambda: answers.refresh_due(server.store()))
