@@ -333,7 +333,7 @@ def _head(head: bytes) -> tuple[bytes, bytes, int | None, bool]:
 # ---------------------------------------------------------------- running
 
 async def run_beside(server: Any, sock: socket.socket | None, should_stop: Callable[[], bool], *,
-                     limits: Limits | None = None, tick: float = 0.05) -> None:
+                     limits: Limits | None = None, tick: float = 0.025) -> None:
     """Serve the OCSP listener on ``sock`` (when given) and keep the answers produced ahead fresh
     (:meth:`~twcactl.authority.ocsp_answers.OcspAnswers.refresh_due` every ``tick`` seconds), until
     ``should_stop()``; then stop accepting and close the connections after the answers written."""
@@ -346,10 +346,11 @@ async def run_beside(server: Any, sock: socket.socket | None, should_stop: Calla
             await asyncio.sleep(tick)
             listener.sweep()
             try:
+                # two signatures a tick at most (80 a second): the loop is never held for more than two
                 if listener.may_block():
-                    await loop.run_in_executor(None, lambda: answers.refresh_due(server.store()))
+                    await loop.run_in_executor(None, lambda: answers.refresh_due(server.store(), budget=2))
                 else:
-                    answers.refresh_due(server.store())
+                    answers.refresh_due(server.store(), budget=2)
             except TwcaError:
                 pass  # the store is busy: the next tick tries again (requests sign what they need)
     finally:
