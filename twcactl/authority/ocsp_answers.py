@@ -30,6 +30,7 @@ import multiprocessing
 import os
 import threading
 import time
+import weakref
 from collections.abc import Sequence
 
 from cryptography import x509
@@ -112,7 +113,8 @@ class OcspAnswers:
         self._issuer_algorithms: set[str] = set()
         self._due: collections.deque[tuple[float, CertIdKey]] = collections.deque()
         self._seq: int | None = None
-        self._versions: dict[int, tuple[int, int]] = {}
+        # per open store (connection): the change version it had when the log was last read through it
+        self._versions: weakref.WeakKeyDictionary[Store, tuple[int, int]] = weakref.WeakKeyDictionary()
         self._dirty = True
         self._validity: dt.timedelta | None = None
         self._lock = threading.RLock()
@@ -176,7 +178,7 @@ class OcspAnswers:
         """Drop and sign again the answers of every certificate whose record changed since the last call
         (module docstring): a no-op of one cheap query when no other connection committed (SQLite)."""
         version = store.log.change_version()
-        if version is not None and not self._dirty and self._versions.get(id(store)) == version:
+        if version is not None and not self._dirty and self._versions.get(store) == version:
             return
         with self._lock:
             self._dirty = False
@@ -187,7 +189,7 @@ class OcspAnswers:
                 self._seq = changed[-1][0]
                 self._changed(store, list(dict.fromkeys(serial for _seq, serial in changed)))
             if version is not None:
-                self._versions[id(store)] = version
+                self._versions[store] = version
 
     def _changed(self, store: Store, serials: Sequence[str]) -> None:
         self.counts["changed"] += len(serials)
