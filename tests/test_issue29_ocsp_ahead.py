@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime as dt
 import http.client
 import socket
 import subprocess
@@ -185,6 +186,23 @@ def test_answers_past_half_their_reuse_time_are_signed_again(
         after = answers.reply(store, request)
         assert after is not before and after.fresh_until > before.fresh_until - 40 * 60
         assert _status(after.der, signers.delegated["uca"][0]) == (ocsp.OCSPCertStatus.GOOD, None)
+
+        # the delegated signer replaced (rotation): no answer of the old one is served, all are signed again
+        old_cert = signers.delegated["uca"][0]
+        key = ec.generate_private_key(ec.SECP256R1())
+        ca_cert, ca_key = signers.cas["uca"][1], signers.cas["uca"][2]
+        now = dt.datetime.now(dt.UTC)
+        new_cert = (x509.CertificateBuilder().subject_name(old_cert.subject).issuer_name(ca_cert.subject)
+                    .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                    .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=30))
+                    .add_extension(x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.OCSP_SIGNING]), critical=False)
+                    .sign(ca_key, hashes.SHA256()))
+        signers.delegated["uca"] = (new_cert, key)
+        assert answers.refresh_due(store, budget=produced) == produced
+        rotated = answers.reply(store, request)
+        assert _status(rotated.der, new_cert) == (ocsp.OCSPCertStatus.GOOD, None)
+        assert ocsp.load_der_ocsp_response(rotated.der).certificates == [new_cert]
+        assert answers.refresh_due(store, budget=produced) == 0
     finally:
         store.close()
 

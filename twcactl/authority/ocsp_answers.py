@@ -6,7 +6,8 @@ signed DER answer with its thisUpdate and nextUpdate:
 
 * produced ahead: at start for every certificate of the unlocked CAs whose notAfter has not passed
   (:meth:`OcspAnswers.preproduce`, SHA-1 CertIDs, the RFC 5019 profile), again when a certificate's record
-  changes (issue, revoke, hold, release: :meth:`OcspAnswers.sync`), when the delegated signer is replaced, and
+  changes (issue, revoke, hold, release: :meth:`OcspAnswers.sync`), when the delegated signer is replaced
+  (rotation: an answer it did not sign is never served, and all are signed again in the background), and
   before an answer is :data:`~twcactl.authority.responder.OCSP_REUSE` old (:meth:`OcspAnswers.refresh_due`);
 * fresh: before every answer :meth:`OcspAnswers.sync` asks the store whether another connection committed
   (SQLite's ``PRAGMA data_version`` with this connection's own ``total_changes()``: about 4 µs); only then,
@@ -112,6 +113,8 @@ class OcspAnswers:
         self._issuers: dict[tuple[str, bytes, bytes], str] = {}
         self._issuer_algorithms: set[str] = set()
         self._due: collections.deque[tuple[float, CertIdKey]] = collections.deque()
+        self._resign: collections.deque[CertIdKey] = collections.deque()  # signed by a replaced signer
+        self._signers_seen: dict[str, object] = {}
         self._seq: int | None = None
         # per open store (connection): the change version it had when the log was last read through it
         self._versions: weakref.WeakKeyDictionary[Store, tuple[int, int]] = weakref.WeakKeyDictionary()
@@ -255,6 +258,14 @@ class OcspAnswers:
         done = 0
         horizon = time.time() + self.reuse.total_seconds() / 2
         with self._lock:
+            self._note_signers()
+            while self._resign and done < budget:  # a replaced delegated signer (rotation): all of its CA's
+                key = self._resign.popleft()
+                current = self._entries.get(key)
+                if current is None or current.status is None or self._usable(current):
+                    continue
+                self._produce(store, key, current.ca_name, current.status)
+                done += 1
             while self._due and done < budget and self._due[0][0] <= horizon:
                 fresh_until, key = self._due.popleft()
                 current = self._entries.get(key)
@@ -263,6 +274,14 @@ class OcspAnswers:
                 self._produce(store, key, current.ca_name, current.status)
                 done += 1
         return done
+
+    def _note_signers(self) -> None:
+        """Queue every answer of a CA whose delegated signer was replaced since the last look (under the lock)."""
+        for name in self.signers.cas:
+            current = self.signers.delegated.get(name)
+            if name in self._signers_seen and self._signers_seen[name] is not current:
+                self._resign.extend(k for k, a in self._entries.items() if a.ca_name == name)
+            self._signers_seen[name] = current
 
     # ----- ahead of time -----
     def preproduce(self, store: Store, *, processes: int | None = None) -> int:
@@ -279,6 +298,7 @@ class OcspAnswers:
             self._dirty = True
             for name in self.signers.cas:
                 self.signers.responder_for(store, name)
+            self._note_signers()
             now = utcnow().replace(microsecond=0)
             validity = self._validity_for(store)
             sha1 = {name: issuer_hashes(cert, _HASHES["sha1"]) for name, (_ca, cert, _key) in self.signers.cas.items()}
