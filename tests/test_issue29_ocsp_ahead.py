@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import datetime as dt
 import http.client
+import random
 import socket
 import subprocess
 import threading
@@ -341,6 +343,41 @@ def test_listener_keep_alive_refusals_and_no_5xx(listening: tuple[_Running, CaHo
     conn.request("POST", "/ocsp", body=der)
     assert conn.getresponse().status == 200
     conn.close()
+
+
+def test_listener_mangled_requests_never_get_a_5xx(listening: tuple[_Running, CaHome, x509.Certificate,
+                                                                   x509.Certificate]) -> None:
+    running, _home, cert, issuer = listening
+    der = _request(issuer, cert)
+    rng = random.Random(29)
+    seeds = [_post(der), _get(der), _post(der, extra="Connection: close\r\n")]
+    statuses: set[int] = set()
+    for case in range(150):  # bounded: each a few bytes flipped, cut, or repeated, on its own connection
+        wire = bytearray(seeds[case % len(seeds)])
+        for _ in range(rng.randrange(1, 4)):
+            at = rng.randrange(len(wire))
+            kind = rng.randrange(3)
+            if kind == 0:
+                wire[at] = rng.randrange(256)
+            elif kind == 1:
+                del wire[at:at + rng.randrange(1, 8)]
+            else:
+                wire[at:at] = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 8)))
+        with socket.create_connection(("127.0.0.1", running.port), timeout=30) as sock:
+            sock.sendall(bytes(wire))
+            sock.shutdown(socket.SHUT_WR)  # nothing more comes: an incomplete request is simply dropped
+            data = b""
+            with contextlib.suppress(ConnectionResetError):
+                while chunk := sock.recv(65536):
+                    data += chunk
+        if data:
+            status = int(data.split(b" ", 2)[1])
+            assert status < 500, (bytes(wire)[:80], data[:200])
+            statuses.add(status)
+    assert 200 in statuses and statuses & {400, 404, 405, 411, 413, 414}
+    with socket.create_connection(("127.0.0.1", running.port), timeout=30) as sock:  # still answering
+        (status, _h, body), = _exchange(sock, _post(der))
+        assert status == 200 and ocsp.load_der_ocsp_response(body).serial_number == cert.serial_number
 
 
 def test_listener_survives_slow_and_incomplete_clients(listening: tuple[_Running, CaHome, x509.Certificate,
