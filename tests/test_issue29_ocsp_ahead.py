@@ -180,11 +180,13 @@ def test_answers_past_half_their_reuse_time_are_signed_again(
         produced = answers.preproduce(store)
         request = _request(issuer, cert)
         before = answers.reply(store, request)
-        assert answers.refresh_due(store) == 0  # all young
+        assert not answers.due() and answers.refresh_due(store) == 0  # all young
         for answer in answers._entries.values():  # as if produced 40 minutes ago (reuse: 1 hour)
             answer.fresh_until -= 40 * 60
         answers._due = type(answers._due)((a.fresh_until, k) for k, a in answers._entries.items())
+        assert answers.due()
         assert answers.refresh_due(store, budget=produced) == produced
+        assert not answers.due()
         after = answers.reply(store, request)
         assert after is not before and after.fresh_until > before.fresh_until - 40 * 60
         assert _status(after.der, signers.delegated["uca"][0]) == (ocsp.OCSPCertStatus.GOOD, None)
@@ -200,6 +202,7 @@ def test_answers_past_half_their_reuse_time_are_signed_again(
                     .add_extension(x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.OCSP_SIGNING]), critical=False)
                     .sign(ca_key, hashes.SHA256()))
         signers.delegated["uca"] = (new_cert, key)
+        assert answers.due()
         assert answers.refresh_due(store, budget=produced) == produced
         rotated = answers.reply(store, request)
         assert _status(rotated.der, new_cert) == (ocsp.OCSPCertStatus.GOOD, None)

@@ -247,6 +247,14 @@ class OcspAnswers:
             self._validity = dt.timedelta(days=min(store.settings().crl_days, 7))
         return self._validity
 
+    def due(self) -> bool:
+        """True when :meth:`refresh_due` has work: an answer past half its reuse time, or signed by a replaced
+        signer (no store is read: an idle server asks this instead of the store)."""
+        if self._resign or any(self._signers_seen.get(name) is not self.signers.delegated.get(name)
+                               for name in self.signers.cas):
+            return True
+        return bool(self._due) and self._due[0][0] <= time.time() + self.reuse.total_seconds() / 2
+
     def refresh_due(self, store: Store, *, budget: int = 4) -> int:
         """Sign again, oldest first, at most ``budget`` kept answers that are past half their reuse time, so
         that requests find them fresh (RFC 5019 §6: answers renewed before they are stale).

@@ -345,6 +345,8 @@ async def run_beside(server: Any, sock: socket.socket | None, should_stop: Calla
         while not should_stop():
             await asyncio.sleep(tick)
             listener.sweep()
+            if not answers.due():
+                continue
             try:
                 # two signatures a tick at most (80 a second): the loop is never held for more than two
                 if listener.may_block():
