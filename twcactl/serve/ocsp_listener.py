@@ -229,7 +229,12 @@ class _Connection(asyncio.Protocol):
                 future.add_done_callback(functools.partial(self._done, keep_alive=keep_alive))
                 return
             else:
-                self._write(self.listener.answer(data), keep_alive)
+                try:
+                    payload = self.listener.answer(data)
+                except Exception as exc:  # noqa: BLE001 - a bug: one line on stderr, a 503, the connection closed
+                    sys.stderr.write(f"twcactl serve: internal error on the OCSP listener: {type(exc).__name__}\n")
+                    payload, keep_alive = _response(503, b"unavailable\n", close=True), False
+                self._write(payload, keep_alive)
             if not self.closing:  # the next request (pipelined) must be whole in time; else the idle wait
                 self._arm(self.limits.header_timeout if self.buf else self.limits.idle_timeout)
 
