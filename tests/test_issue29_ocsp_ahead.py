@@ -474,6 +474,13 @@ def test_serve_answers_changes_on_the_next_request_through_both_listeners(served
         assert home.run(*args).code == 0, args
         for port in ports:
             assert _status(_ask(port, der), signer) == (status, reason), (args, port)
+    # a CertID hash algorithm nobody knows (SHA-1's OID 1.3.14.3.2.26 made .27): malformedRequest, not a 5xx
+    sha1_oid = bytes.fromhex("06052b0e03021a")
+    assert der.count(sha1_oid) == 1
+    odd = der.replace(sha1_oid, bytes.fromhex("06052b0e03021b"))
+    for port in ports:
+        bad = ocsp.load_der_ocsp_response(_ask(port, odd))
+        assert bad.response_status == ocsp.OCSPResponseStatus.MALFORMED_REQUEST, port
     # a real client with a nonce against the new listener: verified, nonce echoed
     bundle = tmp_path / "bundle.pem"
     bundle.write_bytes(served.root.read_bytes() + (home.path / "ca" / "uca.cer").read_bytes())

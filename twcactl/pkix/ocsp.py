@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 
@@ -40,6 +41,10 @@ def load_request(data: bytes, *, name: str = "request") -> ocsp.OCSPRequest:
         request.serial_number  # noqa: B018 - force the parse
     except X509_LOAD_ERRORS as exc:
         raise InputError(f"{name} is not a DER OCSP request (one certificate per request).") from exc
+    try:
+        request.hash_algorithm  # noqa: B018 - a CertID hash cryptography does not know (issue 29: was a 500)
+    except UnsupportedAlgorithm as exc:
+        raise InputError(f"{name} names its certificate with a hash algorithm this responder does not know.") from exc
     return request
 
 
