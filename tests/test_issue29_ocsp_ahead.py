@@ -170,6 +170,36 @@ def test_answers_are_produced_ahead_served_as_bytes_and_follow_every_change(
         store.close()
 
 
+def test_mangled_requests_are_refused_or_answered(issued: tuple[CaHome, x509.Certificate, x509.Certificate]) -> None:
+    home, cert, issuer = issued
+    store = Store.open(home.path)
+    try:
+        signers = responder.Signers.unlock(store, lambda: CA_PASSPHRASE, signer="delegated", operator="alice")
+        answers = ocsp_answers.OcspAnswers(signers)
+        answers.preproduce(store)
+        rng = random.Random(2929)
+        seeds = [_request(issuer, cert), _request(issuer, cert, nonce=b"n" * 16),
+                 _request(issuer, cert, algorithm=hashes.SHA256())]
+        kinds: set[object] = set()
+        for case in range(300):  # bounded: DER with bytes flipped, cut or inserted; InputError or an answer
+            der = bytearray(seeds[case % len(seeds)])
+            for _ in range(rng.randrange(1, 3)):
+                at = rng.randrange(len(der))
+                if rng.randrange(2):
+                    der[at] = rng.randrange(256)
+                else:
+                    del der[at:at + rng.randrange(1, 4)]
+            try:
+                answer = answers.reply(store, bytes(der))
+            except InputError:
+                kinds.add("refused")
+                continue
+            kinds.add(ocsp.load_der_ocsp_response(answer.der).response_status)
+        assert "refused" in kinds and ocsp.OCSPResponseStatus.SUCCESSFUL in kinds
+    finally:
+        store.close()
+
+
 def test_answers_past_half_their_reuse_time_are_signed_again(
         issued: tuple[CaHome, x509.Certificate, x509.Certificate]) -> None:
     home, cert, issuer = issued

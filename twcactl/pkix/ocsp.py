@@ -45,6 +45,8 @@ def load_request(data: bytes, *, name: str = "request") -> ocsp.OCSPRequest:
         request.hash_algorithm  # noqa: B018 - a CertID hash cryptography does not know (issue 29: was a 500)
     except UnsupportedAlgorithm as exc:
         raise InputError(f"{name} names its certificate with a hash algorithm this responder does not know.") from exc
+    if request.serial_number < 0:  # RFC 5280 §4.1.2.2: positive; no response can name it (was a 500)
+        raise InputError(f"{name} asks about a negative serial number.")
     return request
 
 
