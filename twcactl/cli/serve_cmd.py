@@ -18,6 +18,7 @@ Example:
   twcactl acme eab 70759028-01 --json        # hand the kid and hmac to the client
   twcactl serve --listen 0.0.0.0:8443 --http-listen 0.0.0.0:8080 --name ca.example.com.tw
   certbot register --server https://ca.example.com.tw:8443/acme/directory --eab-kid KID --eab-hmac-key HMAC
+  twcactl serve --http-listen 0.0.0.0:8080 --ocsp-listen 0.0.0.0:8888   # OCSP alone on 8888 (answers signed ahead)
 """)
 @click.option("--listen", default="127.0.0.1:8443", show_default=True, metavar="HOST:PORT",
               help="HTTPS address: ACME, OCSP, CRLs, CA certificates.")
