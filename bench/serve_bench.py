@@ -9,7 +9,7 @@ Run from the repository root::
 The full run takes about 4 minutes on 2 cores (1.5 of them minting the 110,000 certificates) and about
 700 MB of disk in its work directory (a temporary one, removed at the end, unless ``--work DIR``).
 
-Three figures (``figures()`` returns them for bench/run.py; ``main()`` prints them as JSON):
+Five figures (``figures()`` returns them for bench/run.py; ``main()`` prints them as JSON):
 
 * ``serve.ocsp_rate``: OCSP responses per second from ``twcactl serve`` (plain HTTP, ``--workers 1``) against
   OpenSSL's own responder (``openssl ocsp -index index.txt -port P``, one process) over the same revoked set:
@@ -22,6 +22,11 @@ Three figures (``figures()`` returns them for bench/run.py; ``main()`` prints th
   reason, the signature by the delegated signer).  ``openssl ocsp -port`` answers one request at a time (one
   process, one thread; ``-multi N`` forks N of them): the extra ``workers2`` figure in the context puts
   ``serve --workers 2`` beside ``openssl ocsp -multi 2``.
+* ``serve.ocsp_listen_rate`` and ``serve.ocsp_listen_p99_ms`` (issue 29): the same rounds against the same
+  server's OCSP-only listener (``--ocsp-listen``), driven in turn with the other two (target >= 1.0x
+  ``openssl ocsp -port``; p99 over every counted request <= 2 ms, the load generator's clock).  Both twcactl
+  paths answer from the answers produced ahead (``authority/ocsp_answers.py``), signed for every live
+  certificate before ``serve`` listens: ``context.ocsp.serve_start_s`` is that start-up.
 * ``serve.acme_rate``: certificates per second through ACME (newOrder, http-01, finalize, download) with 8
   concurrent clients (the ``acme`` package's ``ClientV2``, one process each, each with its own EAB-bound
   account; the http-01 answers from a responder on loopback, ``--acme-resolve *=127.0.0.1``).  The peer is the
@@ -467,6 +472,16 @@ def check_samples(samples: Sequence[tuple[int, bytes]], expected: Sequence[Entry
     return {"checked": len(samples), "ok": len(samples) - len(problems), "problems": problems[:5]}
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds process ``pid`` has used (Linux ``/proc``; 0.0 where there is none): the
+    server's own cost per answer, which the other work on a loaded machine does not inflate as it does rates."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _pct(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
@@ -483,6 +498,7 @@ class Serve:
     http_port: int
     http01_port: int
     log: Path
+    ocsp_port: int = 0
 
     @property
     def directory(self) -> str:
@@ -491,14 +507,16 @@ class Serve:
 
 def start_serve(home: Path, work: Path, *, workers: int = 1, http01_port: int | None = None) -> Serve:
     """``twcactl serve`` on free loopback ports (access log and errors to a file), ready when /health answers."""
-    port, http_port, http01 = free_port(), free_port(), http01_port or free_port()
+    port, http_port, http01, ocsp_port = free_port(), free_port(), http01_port or free_port(), free_port()
     log_path = work / f"serve-{port}.log"
     args = [*twcactl_argv(), "--home", str(home), "serve", "--listen", f"127.0.0.1:{port}", "--http-listen",
             f"127.0.0.1:{http_port}", "--workers", str(workers), "--acme-resolve", "*=127.0.0.1",
-            "--acme-http01-port", str(http01), "--ca-passphrase", f"env:{PASS_VAR}"]
+            "--acme-http01-port", str(http01), "--ca-passphrase", f"env:{PASS_VAR}",
+            "--ocsp-listen", f"127.0.0.1:{ocsp_port}"]
+    started = time.monotonic()
     with open(log_path, "ab") as err:
         proc = subprocess.Popen(args, env=clean_env(), stdout=subprocess.DEVNULL, stderr=err)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 300  # the answers of every live certificate are signed before it listens
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise BenchError(f"twcactl serve exited {proc.returncode}: {log_path.read_text()[-2000:]}")
@@ -507,12 +525,13 @@ def start_serve(home: Path, work: Path, *, workers: int = 1, http01_port: int | 
             status, _ = conn.exchange(f"GET /health HTTP/1.1\r\nHost: 127.0.0.1:{http_port}\r\n\r\n".encode())
             conn.close()
             if status == 200:
-                return Serve(proc, port, http_port, http01, log_path)
+                log(f"serve --workers {workers} ready in {time.monotonic() - started:.1f} s")
+                return Serve(proc, port, http_port, http01, log_path, ocsp_port)
         except (OSError, BenchError):
             pass
         time.sleep(0.2)
     stop(proc)
-    raise BenchError("twcactl serve did not start within 60 s")
+    raise BenchError("twcactl serve did not start within 300 s")
 
 
 def start_openssl_ocsp(home: Path, index: Path, *, multi: int = 1) -> tuple[subprocess.Popen[bytes], int]:
@@ -558,15 +577,19 @@ def bench_ocsp(home: Path, work: Path, sizes: Sizes, revoked: Sequence[Entry], g
     out: dict[str, Any] = {"revoked_entries": len(revoked), "good_entries": len(good),
                            "requests_per_round": sizes.requests, "rounds": sizes.rounds,
                            "concurrency": sizes.concurrency}
-    results: dict[str, list[LoadResult]] = {"twcactl": [], "openssl": []}
+    results: dict[str, list[LoadResult]] = {"twcactl": [], "listener": [], "openssl": []}
     checks: dict[str, dict[str, Any]] = {}
+    cpu_us: dict[str, list[float]] = {}
+    t0 = time.monotonic()
     serve = start_serve(home, work)
+    out["serve_start_s"] = time.monotonic() - t0  # includes signing every live certificate's answer (issue 29)
     ossl: subprocess.Popen[bytes] | None = None
     try:
         signer_der = x509.load_pem_x509_certificate((home / "serve" / "ocsp-uca.cer").read_bytes()).public_bytes(
             serialization.Encoding.DER)
         ossl, ossl_port = start_openssl_ocsp(home, index)
         targets = {"twcactl": OcspTarget("twcactl serve", serve.http_port, "/ocsp", "/ocsp/"),
+                   "listener": OcspTarget("twcactl serve --ocsp-listen", serve.ocsp_port, "/ocsp", "/ocsp/"),
                    "openssl": OcspTarget("openssl ocsp", ossl_port, "/", "/")}
         for rnd in range(sizes.rounds + 1):  # round 0 warms both up and is not counted
             expected: list[Entry | int] = []
@@ -579,11 +602,14 @@ def bench_ocsp(home: Path, work: Path, sizes: Sizes, revoked: Sequence[Entry], g
                 else:
                     expected.append(rng.getrandbits(159) | (1 << 158))
             reqs = ocsp_requests(issuer_der, [e if isinstance(e, int) else e.serial for e in expected])
-            order = ["twcactl", "openssl"] if rnd % 2 == 0 else ["openssl", "twcactl"]
+            order = ["twcactl", "listener", "openssl"] if rnd % 2 == 0 else ["openssl", "listener", "twcactl"]
+            pids = {"twcactl": serve.proc.pid, "listener": serve.proc.pid, "openssl": ossl.pid}
             for who in order:
+                cpu0 = _cpu_seconds(pids[who])
                 result = drive(targets[who], reqs, concurrency=sizes.concurrency)
                 if rnd:
                     results[who].append(result)
+                    cpu_us.setdefault(who, []).append((_cpu_seconds(pids[who]) - cpu0) / len(reqs) * 1e6)
                     check = check_samples(result.samples, expected, signer_der)
                     agg = checks.setdefault(who, {"checked": 0, "ok": 0, "problems": []})
                     agg["checked"] += check["checked"]
@@ -596,15 +622,18 @@ def bench_ocsp(home: Path, work: Path, sizes: Sizes, revoked: Sequence[Entry], g
         serve = start_serve(home, work, workers=2)
         ossl, ossl_port = start_openssl_ocsp(home, index, multi=2)
         two = {"twcactl": OcspTarget("twcactl serve --workers 2", serve.http_port, "/ocsp", "/ocsp/"),
+               "listener": OcspTarget("twcactl serve --workers 2 --ocsp-listen", serve.ocsp_port, "/ocsp",
+                                      "/ocsp/"),
                "openssl": OcspTarget("openssl ocsp -multi 2", ossl_port, "/", "/")}
         reqs = ocsp_requests(issuer_der, [(e if isinstance(e, int) else e.serial) for e in expected])
         workers2: dict[str, Any] = {}
-        for who in ("twcactl", "openssl"):
+        for who in ("twcactl", "listener", "openssl"):
             drive(two[who], reqs[:200], concurrency=sizes.concurrency)
             r = drive(two[who], reqs, concurrency=sizes.concurrency)
             workers2[who] = {"rate": r.rate, "p50_ms": _pct(r.latencies, 0.5) * 1000,
                              "p99_ms": _pct(r.latencies, 0.99) * 1000, "errors": r.errors}
         workers2["ratio"] = workers2["twcactl"]["rate"] / workers2["openssl"]["rate"]
+        workers2["listener_ratio"] = workers2["listener"]["rate"] / workers2["openssl"]["rate"]
         out["workers2"] = workers2
     finally:
         stop(serve.proc)
@@ -615,13 +644,29 @@ def bench_ocsp(home: Path, work: Path, sizes: Sizes, revoked: Sequence[Entry], g
         out[who] = {"rate": median([r.rate for r in rs]), "rates": [r.rate for r in rs],
                     "p50_ms": _pct(lat, 0.5) * 1000, "p99_ms": _pct(lat, 0.99) * 1000,
                     "errors": sum(r.errors for r in rs), "reconnects": sum(r.reconnects for r in rs),
+                    "server_cpu_us_per_answer": median(cpu_us[who]) if cpu_us.get(who) else None,
                     "verified": checks.get(who)}
-    tw_, os_ = out["twcactl"], out["openssl"]
+    tw_, os_, li_ = out["twcactl"], out["openssl"], out["listener"]
+    listen = Figure(
+        key="serve.ocsp_listen_rate",
+        label=f"OCSP responses/s, serve --ocsp-listen, {len(revoked):,} revoked, {sizes.concurrency} conns",
+        unit="responses/s", value=li_["rate"], peer_name="openssl ocsp -port", peer_value=os_["rate"],
+        target=Target("ratio_min", 1.0), samples=li_["rates"], peer_samples=os_["rates"],
+        note=(f"p50/p99 {li_['p50_ms']:.2f}/{li_['p99_ms']:.2f} ms; answers produced ahead, served by the "
+              f"OCSP-only listener; server CPU per answer {li_['server_cpu_us_per_answer'] or 0:.0f} us "
+              f"(--http-listen {tw_['server_cpu_us_per_answer'] or 0:.0f} us, openssl "
+              f"{os_['server_cpu_us_per_answer'] or 0:.0f} us); 2 processes: {out['workers2']['listener_ratio']:.2f}x"))
+    p99 = Figure(
+        key="serve.ocsp_listen_p99_ms", label="OCSP p99 latency, serve --ocsp-listen (client side)", unit="ms",
+        value=li_["p99_ms"], peer_name="openssl ocsp -port p99", peer_value=os_["p99_ms"],
+        target=Target("value_max", 2.0), note="every request of the counted rounds, measured by the load generator")
+    out["figures"] = {"listen": listen, "p99": p99}
     figure = Figure(
         key="serve.ocsp_rate", label=f"OCSP responses/s, {len(revoked):,} revoked, {sizes.concurrency} conns",
         unit="responses/s", value=tw_["rate"], peer_name="openssl ocsp -port", peer_value=os_["rate"],
         target=Target("ratio_min", 1.0), samples=tw_["rates"], peer_samples=os_["rates"],
-        note=(f"p50/p99 twcactl {tw_['p50_ms']:.2f}/{tw_['p99_ms']:.2f} ms, openssl {os_['p50_ms']:.2f}/"
+        note=(f"--http-listen (uvicorn + ASGI) over answers produced ahead; "
+              f"p50/p99 twcactl {tw_['p50_ms']:.2f}/{tw_['p99_ms']:.2f} ms, openssl {os_['p50_ms']:.2f}/"
               f"{os_['p99_ms']:.2f} ms; one process each (openssl ocsp answers one request at a time); "
               f"2 processes: {out['workers2']['ratio']:.2f}x"))
     return figure, out
@@ -910,7 +955,7 @@ def bench_cli_peer(home: Path, work: Path, count: int, concurrency: int) -> dict
 # ---------------------------------------------------------------- the whole set
 
 def figures(quick: bool, work: Path) -> tuple[list[Figure], dict[str, Any]]:
-    """The three ``serve.*`` figures and their context (module docstring); ``work`` holds the homes."""
+    """The five ``serve.*`` figures and their context (module docstring); ``work`` holds the homes."""
     sizes = QUICK if quick else FULL
     rng = random.Random(18)
     started = time.monotonic()
@@ -922,7 +967,9 @@ def figures(quick: bool, work: Path) -> tuple[list[Figure], dict[str, Any]]:
     context: dict[str, Any] = {"mode": "quick" if quick else "full", "sizes": sizes.__dict__,
                                "loadavg_before": os.getloadavg()}
     ocsp_fig, context["ocsp"] = bench_ocsp(home, work, sizes, revoked, good, rng)
-    log(f"OCSP: {ocsp_fig.value:,.0f}/s against {ocsp_fig.peer_value:,.0f}/s")
+    extra = context["ocsp"].pop("figures")
+    log(f"OCSP: {ocsp_fig.value:,.0f}/s (--ocsp-listen {extra['listen'].value:,.0f}/s, p99 "
+        f"{extra['p99'].value:.2f} ms) against {ocsp_fig.peer_value:,.0f}/s")
     fin_fig, context["finalize"] = bench_finalize(home, sizes)
     log(f"finalize: {fin_fig.value:.2f} ms (raw signing {fin_fig.peer_value:.2f} ms)")
     acme_fig, context["acme"] = bench_acme(home, work, sizes)
@@ -932,7 +979,7 @@ def figures(quick: bool, work: Path) -> tuple[list[Figure], dict[str, Any]]:
                            "findings": (json.loads(check.stdout).get("findings") or [])[:5] if check.stdout else None}
     context["loadavg_after"] = os.getloadavg()
     context["seconds"] = time.monotonic() - started
-    return [ocsp_fig, acme_fig, fin_fig], context
+    return [ocsp_fig, extra["listen"], extra["p99"], acme_fig, fin_fig], context
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -28,6 +28,8 @@ EXPECTED_KEYS = {
     "serve.ocsp_rate", "serve.acme_rate", "serve.finalize_ms",
     # issue 29: a bash loop of cert issue with and without the resident process, against easy-rsa's
     "issue.loop.resident.vs_easyrsa", "issue.loop.cold.vs_easyrsa",
+    # issue 29: the OCSP-only listener over answers produced ahead
+    "serve.ocsp_listen_rate", "serve.ocsp_listen_p99_ms",
 }
 
 

@@ -19,6 +19,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -110,8 +111,14 @@ def ocsp_status(store: Store, serial_number: int, ca_name: str) -> OcspStatus:
         return OcspStatus("unknown")
     if record.ca_name != ca_name:
         return OcspStatus("unknown")
-    if record.state in ("revoked", "suspended") and record.revoked_at:
-        return OcspStatus("revoked", parse_rfc3339(record.revoked_at), record.reason)
+    return record_status(record.state, record.revoked_at, record.reason)
+
+
+def record_status(state: str, revoked_at: str | None, reason: str | None) -> OcspStatus:
+    """The RFC 6960 status of a record of the CA asked about, from its stored ``state``, ``revoked_at``
+    (RFC 3339) and ``reason``: ``revoked`` for a revoked or held one, ``good`` otherwise (domain.md §5)."""
+    if state in ("revoked", "suspended") and revoked_at:
+        return OcspStatus("revoked", parse_rfc3339(revoked_at), reason)
     return OcspStatus("good")
 
 def ocsp_respond(store: Store, request_der: bytes, *, operator: str, passphrase: PassphraseProvider,
@@ -170,6 +177,9 @@ class Signers:
     delegated: dict[str, Delegate] = field(default_factory=dict)
     operator: str | None = None
     cache: OcspCache = field(default_factory=OcspCache, repr=False)
+    #: the answers produced ahead (:class:`twcactl.authority.ocsp_answers.OcspAnswers`, issue 29), made by
+    #: ``ocsp_answers.answers_of`` on first use
+    answers: Any = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod

@@ -18,6 +18,7 @@ Example:
   twcactl acme eab 70759028-01 --json        # hand the kid and hmac to the client
   twcactl serve --listen 0.0.0.0:8443 --http-listen 0.0.0.0:8080 --name ca.example.com.tw
   certbot register --server https://ca.example.com.tw:8443/acme/directory --eab-kid KID --eab-hmac-key HMAC
+  twcactl serve --http-listen 0.0.0.0:8080 --ocsp-listen 0.0.0.0:8888   # OCSP alone on 8888 (answers signed ahead)
 """)
 @click.option("--listen", default="127.0.0.1:8443", show_default=True, metavar="HOST:PORT",
               help="HTTPS address: ACME, OCSP, CRLs, CA certificates.")
@@ -55,13 +56,15 @@ Example:
 @click.option("--acme-eab", type=click.Choice(["required", "optional"]), default="required", show_default=True,
               help="optional: ACME accounts made without EAB act for --acme-default-account (closed networks only).")
 @click.option("--acme-default-account", metavar="ACCOUNT", help="The account of ACME accounts made without EAB.")
+@click.option("--ocsp-listen", metavar="HOST:PORT",
+              help="Plain HTTP address answering only OCSP (GET /ocsp/BASE64, POST /ocsp), from answers signed ahead.")
 @ca_passphrase_option
 def serve(listen: str, http_listen: str | None, tls_cert: Path | None, tls_key: Path | None, names: tuple[str, ...],
           workers: int, resolve: tuple[str, ...], acme_http01_port: int, acme_tls_alpn_port: int,
           acme_dns_resolver: str | None, acme_allow_private: bool, acme_validation_timeout: float,
           acme_validations: tuple[int, int], header_timeout: float, max_connections_per_client: int,
           max_connections: int, ocsp_signer: str, acme_eab: str, acme_default_account: str | None,
-          ca_passphrase: str | None) -> None:
+          ocsp_listen: str | None, ca_passphrase: str | None) -> None:
     """Serve ACME (RFC 8555; EAB required unless --acme-eab optional), OCSP and CRLs until SIGTERM.
 
     Needs the serve extra: pip install -e '.[serve]' from a checkout, pip install 'twcactl[serve]' from an index.
@@ -87,7 +90,8 @@ def serve(listen: str, http_listen: str | None, tls_cert: Path | None, tls_key: 
         acme_allow_private=acme_allow_private, acme_validation_timeout=acme_validation_timeout,
         acme_validations_per_account=acme_validations[0], acme_validations_total=acme_validations[1],
         header_timeout=header_timeout, max_connections_per_client=max_connections_per_client,
-        max_connections=max_connections, acme_eab=acme_eab, acme_default_account=acme_default_account)
+        max_connections=max_connections, acme_eab=acme_eab, acme_default_account=acme_default_account,
+        ocsp_listen=parse_hostport(ocsp_listen, option="--ocsp-listen") if ocsp_listen else None)
     from twcactl.serve.runner import run
 
     run(config)

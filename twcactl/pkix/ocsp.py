@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 
@@ -40,6 +41,12 @@ def load_request(data: bytes, *, name: str = "request") -> ocsp.OCSPRequest:
         request.serial_number  # noqa: B018 - force the parse
     except X509_LOAD_ERRORS as exc:
         raise InputError(f"{name} is not a DER OCSP request (one certificate per request).") from exc
+    try:
+        request.hash_algorithm  # noqa: B018 - a CertID hash cryptography does not know (issue 29: was a 500)
+    except UnsupportedAlgorithm as exc:
+        raise InputError(f"{name} names its certificate with a hash algorithm this responder does not know.") from exc
+    if request.serial_number < 0:  # RFC 5280 §4.1.2.2: positive; no response can name it (was a 500)
+        raise InputError(f"{name} asks about a negative serial number.")
     return request
 
 
@@ -118,6 +125,12 @@ def build_response(
     except x509.ExtensionNotFound:
         pass
     return builder.sign(signer_key, hashes.SHA256())
+
+
+def issuer_hashes(issuer: x509.Certificate, algorithm: hashes.HashAlgorithm) -> tuple[bytes, bytes]:
+    """``(issuerNameHash, issuerKeyHash)`` of ``issuer`` with ``algorithm``: the CertID fields a request for
+    one of its certificates carries (RFC 6960 §4.1.1; computed once per issuer and algorithm)."""
+    return _issuer_hashes(issuer, algorithm)
 
 
 def issuer_matches(request: ocsp.OCSPRequest, issuer: x509.Certificate) -> bool:

@@ -71,6 +71,7 @@ class ServeConfig:
         ocsp_signer: ``delegated`` (an OCSP signing certificate the server keeps fresh) or ``ca`` (the CA key).
         acme_eab: ``required`` (RFC 8555 §7.3.4 binding for every ACME account) or ``optional``: an account
             made without one acts for ``acme_default_account`` (closed networks; docs/serve.md).
+        ocsp_listen: the address of the OCSP-only HTTP listener (issue 29), or None.
     """
 
     home: Path
@@ -99,6 +100,7 @@ class ServeConfig:
     quiet: bool = False
     acme_eab: str = "required"
     acme_default_account: str | None = None
+    ocsp_listen: tuple[str, int] | None = None
 
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):

@@ -13,17 +13,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import functools
 import os
 import signal
 import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
-from twcactl.authority import responder
-from twcactl.serve import guard, startup
+from twcactl.authority import ocsp_answers, responder
+from twcactl.serve import guard, ocsp_listener, startup
 from twcactl.serve.app import build_app
 from twcactl.serve.config import ServeConfig
 from twcactl.store import Store
@@ -53,6 +55,7 @@ def prepare(config: ServeConfig) -> tuple[responder.Signers, str, str]:
     try:
         signers = responder.Signers.unlock(store, config.passphrase, signer=config.ocsp_signer,
                                            operator=config.operator)
+        ocsp_answers.answers_of(signers).preproduce(store)  # before the fork: the workers share them (issue 29)
         responder.ensure_fresh_crl(store, operator=config.operator, passphrase=config.passphrase)
         if config.tls_cert is not None and config.tls_key is not None:
             cert, key = config.tls_cert, config.tls_key
@@ -64,7 +67,7 @@ def prepare(config: ServeConfig) -> tuple[responder.Signers, str, str]:
     return signers, str(cert), str(key)
 
 
-async def _serve(servers: list[_Server], sockets: list[socket.socket]) -> None:
+async def _serve(servers: list[_Server], sockets: list[socket.socket], beside: Any = None) -> None:
     loop = asyncio.get_running_loop()
 
     def stop() -> None:
@@ -73,7 +76,10 @@ async def _serve(servers: list[_Server], sockets: list[socket.socket]) -> None:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop)
-    await asyncio.gather(*(server.serve(sockets=[sock]) for server, sock in zip(servers, sockets)))
+    main = asyncio.gather(*(server.serve(sockets=[sock]) for server, sock in zip(servers, sockets)))
+    if beside is not None:  # the OCSP listener and the answers' refresher (issue 29)
+        await asyncio.gather(main, beside(lambda: main.done() or all(s.should_exit for s in servers)))
+    await main
 
 
 def _connection_cap(wanted: int, listeners: int) -> int:
@@ -103,6 +109,7 @@ def run(config: ServeConfig) -> None:
     listeners = [startup.bind(*config.listen, option="--listen")]
     if config.http_listen is not None:
         listeners.append(startup.bind(*config.http_listen, option="--http-listen"))
+    ocsp_sock = startup.bind(*config.ocsp_listen, option="--ocsp-listen") if config.ocsp_listen is not None else None
     if config.tls_cert is not None and config.tls_key is not None:
         startup.tls_context(config.tls_cert, config.tls_key)  # refused before the CA key is unlocked
     signers, cert, key = prepare(config)
@@ -110,6 +117,7 @@ def run(config: ServeConfig) -> None:
     total = _connection_cap(config.max_connections, len(listeners))
     limits = [guard.Limits(config.header_timeout, config.max_connections_per_client, total,
                            tls=startup.tls_context(Path(cert), Path(key)))]
+    beside = functools.partial(ocsp_listener.run_beside, app.server, ocsp_sock)
     if config.http_listen is not None:
         limits.append(guard.Limits(config.header_timeout, config.max_connections_per_client, total))
     log_level = "warning" if config.quiet else "info"
@@ -123,12 +131,13 @@ def run(config: ServeConfig) -> None:
     host, port = listeners[0].getsockname()[:2]
     if not config.quiet:
         plain = f" and http://{config.http_listen[0]}:{listeners[1].getsockname()[1]}" if config.http_listen else ""
+        plain += f", OCSP http://{':'.join(map(str, ocsp_sock.getsockname()[:2]))}/ocsp" if ocsp_sock else ""
         sys.stderr.write(f"twcactl serve: https://{host}:{port}/acme/directory{plain} "
                          f"({config.workers} worker{'s' if config.workers > 1 else ''})\n")
         sys.stderr.flush()
     if config.workers == 1:
         try:
-            asyncio.run(_serve([_Server(c) for c in configs], listeners))
+            asyncio.run(_serve([_Server(c) for c in configs], listeners, beside))
         finally:
             app.server.validations.close()
         return
@@ -138,7 +147,7 @@ def run(config: ServeConfig) -> None:
         if pid == 0:  # a worker
             code = 0
             try:
-                asyncio.run(_serve([_Server(c) for c in configs], listeners))
+                asyncio.run(_serve([_Server(c) for c in configs], listeners, beside))
                 app.server.validations.close()
             except BaseException:  # noqa: BLE001 - a worker reports and exits; the parent carries on
                 code = 1

@@ -98,6 +98,29 @@ class LogRepository:
             raise NotFoundError(f"no activity-log entry {seq}.", hint="twcactl log lists the entries, newest first")
         return _entry(row)
 
+    def change_version(self) -> tuple[int, int] | None:
+        """A pair that changes whenever anything is committed to the database, by any connection: SQLite's
+        ``data_version`` (changes when another connection commits) with this connection's ``total_changes()``
+        (its own writes); one statement of a few microseconds, no table read.  None when the engine has none
+        (PostgreSQL: ask :meth:`serials_since` instead).  Issue 29."""
+        if self._db.dialect.name != "sqlite":
+            return None
+        row = self._db.one("SELECT (SELECT data_version FROM pragma_data_version()) AS v, total_changes() AS t")
+        return (int(row["v"]), int(row["t"])) if row is not None else None
+
+    def serials_since(self, seq: int) -> list[tuple[int, str]]:
+        """``(seq, serial)`` of every entry after ``seq`` that names a certificate, oldest first: the
+        certificates whose record changed since (every state change is logged in its own transaction, and
+        appends are serialised, so ``seq`` grows in commit order; issue 29).  ``seq`` 0 and the newest entry:
+        :meth:`head_seq`."""
+        return [(int(r["seq"]), str(r["serial"])) for r in self._db.iterate(
+            "SELECT seq, serial FROM activity_log WHERE seq > ? AND serial IS NOT NULL ORDER BY seq", (seq,))]
+
+    def head_seq(self) -> int:
+        """The newest entry's ``seq`` (0 for an empty log)."""
+        row = self._db.one("SELECT seq FROM activity_log ORDER BY seq DESC LIMIT 1")
+        return int(row["seq"]) if row is not None else 0
+
     def raw(self) -> Iterator[RawLogEntry]:
         """Every entry in ``seq`` order as stored, hashes included (for verifying the chain)."""
         for r in self._db.iterate(f"SELECT {_COLUMNS} FROM activity_log ORDER BY seq"):
