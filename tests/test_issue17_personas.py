@@ -68,6 +68,8 @@ def _environment(tmp_path: Path) -> dict[str, str]:
     return {
         "HOME": str(home), "TWCACTL_HOME": str(tmp_path / "ca-home"), "USER": "root", "LANG": "C.UTF-8",
         "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin", "TMPDIR": str(tmp_path),
+        # the tree under test, when the run names one (a worktree's code first on the path)
+        **({"PYTHONPATH": os.environ["PYTHONPATH"]} if os.environ.get("PYTHONPATH") else {}),
     }
 
 
@@ -101,7 +103,7 @@ def test_every_command_of_the_page_runs(page: str, tmp_path: Path) -> None:
     steps = commands((DOCS / page).read_text("utf-8"))
     assert len(steps) >= 8, f"{page} should hold a day's work"
     env = _environment(tmp_path)
-    if page == "persona-card-holder.md":
+    if page in ("persona-card-holder.md", "persona-ra-operator.md"):  # the RA desk's card (issue 27)
         _softhsm(tmp_path, env)
     work = tmp_path / "work"
     work.mkdir()

@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from twcactl import __version__
-from twcactl.cli.context import AppContext, app, store_password_option
+from twcactl.cli.context import AppContext, app, operator_key_option, store_password_option
 
 # name -> "module:attribute" of each command group, loaded on first use
 _SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -82,6 +82,7 @@ Examples:
 @click.option("--lock-timeout", type=click.FloatRange(min=0), default=30.0, show_default=True, metavar="SECONDS",
               help="How long to wait for a busy CA home before giving up (exit 75).")
 @store_password_option
+@operator_key_option
 @click.version_option(__version__, "--version", prog_name="twcactl", message="%(prog)s %(version)s")
 @click.pass_context
 def cli(ctx: click.Context, home: Path | None, json_: bool, quiet: bool, debug: bool, lock_timeout: float) -> None:

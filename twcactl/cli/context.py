@@ -25,6 +25,8 @@ class AppContext:
     lock_timeout: float = 30.0
     #: ``--store-password SOURCE`` (issue 14), else ``$TWCACTL_STORE_PASSWORD_SOURCE`` when read
     store_password_source: str | None = None
+    #: ``--operator-key`` (issue 27), else ``$TWCACTL_OPERATOR_KEY``: the key that signs this operator's changes
+    operator_key: str | None = None
     _store_password: list[str | None] = field(default_factory=list)
 
     def store_password(self) -> str | None:
@@ -52,8 +54,10 @@ class AppContext:
         records are on PostgreSQL."""
         from twcactl.store import Store
 
-        return Store.open(self.resolved_home(), lock_timeout=self.lock_timeout, strict=strict,
-                          store_password=self.store_password)
+        store = Store.open(self.resolved_home(), lock_timeout=self.lock_timeout, strict=strict,
+                           store_password=self.store_password)
+        install_operator_auth(store, self.operator_key or os.environ.get("TWCACTL_OPERATOR_KEY") or None)
+        return store
 
 
 def app(ctx: click.Context | None = None) -> AppContext:
@@ -102,6 +106,49 @@ def store_password_option(f):  # type: ignore[no-untyped-def]
                         callback=_set_store_password,
                         help="Password of a PostgreSQL store: env:NAME, file:PATH, fd:N, stdin "
                              "(default $TWCACTL_STORE_PASSWORD_SOURCE, else libpq's PGPASSFILE).")(f)
+
+
+def install_operator_auth(store: Store, key_spec: str | None) -> None:
+    """Make the store's changes signed by the current operator when ``operator_auth`` requires it (issue 27):
+    ``key_spec`` is a PKCS#11 URI (the operator's card; PIN from the URI's pin-source or
+    ``$TWCACTL_OPERATOR_PIN_SOURCE``, else a prompt) or a key file (``file:PATH`` or a path)."""
+    from twcactl.authority.signed_actions import install
+
+    install(store, operator=current_operator(), key=_key_loader(store, key_spec) if key_spec else None)
+
+
+def _key_loader(store: Store, spec: str):  # type: ignore[no-untyped-def]
+    from twcactl.backends.p11_uri import is_pkcs11_uri
+
+    def load():  # type: ignore[no-untyped-def]
+        from twcactl.authority import signed_actions
+        from twcactl.cli.secrets import get_secret
+
+        if not is_pkcs11_uri(spec):
+            return signed_actions.load_key_file(spec.removeprefix("file:"))
+        from twcactl.backends.p11_uri import parse_pkcs11_uri
+
+        uri = parse_pkcs11_uri(spec)
+        source = f"file:{uri.pin_source.removeprefix('file:')}" if uri.pin_source else None
+        pin = get_secret(source, option="--operator-key PIN", what="operator card PIN",
+                         env_default="TWCACTL_OPERATOR_PIN_SOURCE")
+        module = os.environ.get("TWCACTL_PKCS11_MODULE") or store.settings().pkcs11_module or None
+        return signed_actions.load_token_key(spec, pin, module)
+
+    return load
+
+
+def _set_operator_key(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        app(ctx).operator_key = value
+
+
+def operator_key_option(f):  # type: ignore[no-untyped-def]
+    """The global ``--operator-key KEY``: the key that signs the operator's changes (issue 27)."""
+    return click.option("--operator-key", "operator_key", metavar="KEY", expose_value=False,
+                        callback=_set_operator_key,
+                        help="The key that signs your changes when operator_auth is required: pkcs11:token=...;"
+                             "id=... (your card) or a key file (default $TWCACTL_OPERATOR_KEY).")(f)
 
 
 def _set_json(ctx: click.Context, _param: click.Parameter, value: bool) -> None:

@@ -24,8 +24,9 @@ from urllib.parse import urlsplit
 
 from twcactl.errors import InputError, UsageError
 from twcactl.rules.addresses import single_address
+from twcactl.rules.operator_auth import OPERATOR_AUTH_VALUES
 
-Kind = Literal["days", "url", "path", "count", "flag", "host", "text", "source", "email", "store"]
+Kind = Literal["days", "url", "path", "count", "flag", "host", "text", "source", "email", "store", "auth"]
 SettingValue = int | str
 
 #: The largest day count any setting takes: 100 years.  Settings are added to
@@ -115,6 +116,9 @@ class Settings:
             (BR §4.9.13).  ``true`` / ``false`` (default false).
         cps_url: the CPS URI put as a policy qualifier into EV certificates in public-trust mode
             (BR §7.1.2.7.9); ``""`` or an ``http``/``https`` URL.
+        operator_auth: ``required`` (every change is signed by the operator's key; issue 27), ``off``
+            (today's single-user behaviour) or ``""`` (the default: required in public-trust mode, off
+            elsewhere; :func:`twcactl.rules.operator_auth.auth_required`).
     """
 
     renewal_window_days: int = _days(30, 0)
@@ -134,6 +138,7 @@ class Settings:
     store: str = _text("store")
     public_trust: bool = _flag(False)
     cps_url: str = _text("url")
+    operator_auth: str = _text("auth")
 
     @classmethod
     def keys(cls) -> tuple[str, ...]:
@@ -299,6 +304,10 @@ def _check(key: str, value: object, kind: Kind, minimum: int) -> None:
     if not isinstance(value, str):
         raise _Refused(f"{key} must be text, not {value!r}")
     if value == "":
+        return
+    if kind == "auth":
+        if value not in OPERATOR_AUTH_VALUES:
+            raise _Refused(f"{key} takes {' or '.join(OPERATOR_AUTH_VALUES)}, not {value!r}")
         return
     if kind in ("host", "text", "source", "email"):
         _check_mail_text(key, value, kind)
