@@ -220,3 +220,26 @@ def test_signed_actions_with_cards_and_a_key_file(hsm: SoftHsm, tmp_path: Path) 
     found = home.run("--json", "log", "verify")
     assert found.code == 1
     assert [f["seq"] for f in found.json()["findings"]] == [seq]
+
+
+def test_operator_enroll_makes_the_key_on_the_card_and_binds_it(hsm: SoftHsm, tmp_path: Path) -> None:
+    """``operator enroll``: the key is made on the operator's token, its certificate written there and bound;
+    the operator then signs with the card, and a certificate on another card does not stand in for it."""
+    home = make_ca(tmp_path / "ca", passphrase=None)
+    _ok(home.run("--json", "account", "add", ACCOUNT, "--org", "TWCA", "--domain", "twca.com.tw", "--quota", "20"))
+    token = hsm.new_token(prefix="dave")
+    doc = _ok(home.run("--json", "operator", "enroll", "dave", "--role", "ra", "--token", token, "--pin",
+                       f"pass:{PIN}", "--account", ACCOUNT, "--cn", "A123456789-06-DAVE", "--org", "TWCA",
+                       "--country", "TW", env=hsm.env()))
+    dave = next(o for o in doc["operators"] if o["name"] == "dave")
+    assert dave["role"] == "ra" and dave["cert_sha256"]
+    objects = hsm.pkcs11_tool(token, "--login", "--pin", PIN, "-O").stdout
+    assert "Private Key Object" in objects and "never extractable" in objects and "Certificate Object" in objects
+    # the bootstrap manager binds a card of their own, then requires signatures
+    boss_key, boss_cert = _enroll_card(hsm, home, "A123456789-07-BOSS", tmp_path)
+    _ok(home.run("--json", "operator", "add", "alice", "--role", "manager", "--update", "--cert", boss_cert))
+    _ok(home.run("--json", "ca", "config", "operator_auth", "required"))
+    desk = Desk(home, hsm, "dave", f"pkcs11:token={token};object=user-sign")
+    _ok(desk.issue(_server_csr(tmp_path, "dave.twca.com.tw")))
+    assert Desk(home, hsm, "dave", boss_key).issue(_server_csr(tmp_path, "x.twca.com.tw")).code == 4
+    assert _ok(home.run("--json", "log", "verify"))["ok"] is True

@@ -17,7 +17,7 @@ from twcactl.policy.checks import printable_problem
 from twcactl.rules.vocab import ROLES
 from twcactl.store import Store
 
-__all__ = ["OperatorGrant", "add_operator", "remove_operator", "set_operator_role"]
+__all__ = ["OperatorGrant", "add_operator", "bind_operator", "remove_operator", "set_operator_role"]
 
 
 @dataclass(frozen=True)
@@ -121,3 +121,14 @@ def remove_operator(store: Store, name: str, *, by: str) -> list[dict[str, Any]]
         role = store.operators.remove(name)
         store.log.append(operator=by, action="operator.remove", details={"name": name, "role": role})
     return store.operators.all()
+
+
+def bind_operator(store: Store, grant: OperatorGrant, *, by: str) -> list[dict[str, Any]]:
+    """Register ``grant`` (``operator.add``), or give an existing operator its role and certificate
+    (``operator.update``): the end of ``operator enroll`` (issue 27).
+
+    Raises:
+        StateError: ``by`` is not a manager, or the certificate cannot prove an operator (exit 5).
+    """
+    known = {str(o["name"]) for o in store.operators.all() if o["active"]}
+    return (set_operator_role if grant.name in known else add_operator)(store, grant, by=by)

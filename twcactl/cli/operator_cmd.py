@@ -7,9 +7,11 @@ from typing import TYPE_CHECKING
 
 import click
 
-from twcactl.cli.context import app, current_operator, json_option
+from twcactl.cli.context import app, ca_passphrase_option, ca_passphrase_provider, current_operator, json_option
 from twcactl.cli.output import emit, safe
-from twcactl.rules.vocab import ROLES
+from twcactl.rules.vocab import KEY_TYPES, ROLES
+
+KEY_TYPE_CHOICES = tuple(KEY_TYPES)
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -49,6 +51,55 @@ def add(name: str, role: str, cert_file: str | None, update: bool) -> None:
     try:
         workflow = set_operator_role if update else add_operator
         operators = workflow(store, grant, by=current_operator())
+    finally:
+        store.close()
+    _render(operators)
+
+
+@operator.command("enroll", epilog="""\b
+Examples:
+  twcactl operator enroll rita --role ra --token RITA-CARD --pin env:CARD_PIN \\
+      --account 70759028-01 --cn A123456789-02-RITA --org TWCA --country TW
+  export TWCACTL_OPERATOR_KEY="pkcs11:token=RITA-CARD;object=user-sign"   # then rita signs with her card
+""")
+@click.argument("name")
+@click.option("--role", required=True, type=click.Choice(ROLES))
+@click.option("--token", "token_label", metavar="LABEL", help="The operator's card (token label).")
+@click.option("--module", metavar="PATH", help="PKCS#11 module (default $TWCACTL_PKCS11_MODULE, else pkcs11_module).")
+@click.option("--pin", "pin_source", metavar="SOURCE", help="The card's PIN (default: prompt).")
+@click.option("--account", "account_id", required=True, metavar="ID", help="The account that pays.")
+@click.option("--cn", required=True, help="The operator's personal subject, e.g. A123456789-02-RITA.")
+@click.option("--org", help="O: the organisation.")
+@click.option("--country", help="C: ISO 3166 two-letter code.")
+@click.option("--years", type=int, help="Validity in calendar years, 1-100 (default 1).")
+@click.option("--key-type", type=click.Choice(KEY_TYPE_CHOICES), default="rsa2048", show_default=True)
+@ca_passphrase_option
+@json_option
+def enroll(name: str, role: str, token_label: str | None, module: str | None, pin_source: str | None,
+           account_id: str, cn: str, org: str | None, country: str | None, years: int | None, key_type: str,
+           ca_passphrase: str | None) -> None:
+    """Make the operator's key on their card, certify it (profile user-sign, as `card enroll` does), write the
+    certificate to the card and bind it to the operator (managers only; logged)."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from twcactl import card as card_mod
+    from twcactl.authority.card_issuer import prepare_issuer
+    from twcactl.authority.operators import OperatorGrant, bind_operator
+    from twcactl.cli.card_cmd import _enroll_on_card
+    from twcactl.csr import subject_options as subject_fields
+    from twcactl.rules.validity import Validity
+
+    grant = OperatorGrant(name, role)  # the name and role are checked before the card is touched
+    plan = card_mod.plan_enrolment(subject_fields(cn=cn, org=org, ous=(), locality=None, state=None, country=country),
+                                   sans=(), profile="user-sign", pair=False, key_type=key_type, label=None)
+    store = app().open_store()
+    try:
+        issuer = prepare_issuer(store, plan.specs, plan.subject_pairs, plan.sans_for, account_id=account_id,
+                                validity=Validity.from_options(years, None), key_type=key_type,
+                                operator=current_operator(), passphrase=ca_passphrase_provider(ca_passphrase))
+        _enroll_on_card(module, token_label, pin_source, plan, issuer, [], force=False)
+        der = issuer.issued[0][0].public_bytes(Encoding.DER)
+        operators = bind_operator(store, OperatorGrant(grant.name, grant.role, der), by=current_operator())
     finally:
         store.close()
     _render(operators)
