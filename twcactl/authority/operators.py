@@ -14,6 +14,7 @@ from typing import Any
 
 from twcactl.errors import StateError, UsageError
 from twcactl.policy.checks import printable_problem
+from twcactl.rules.operator_auth import SUBSCRIBER_PREFIX
 from twcactl.rules.vocab import ROLES
 from twcactl.store import Store
 
@@ -41,6 +42,8 @@ class OperatorGrant:
         problem = printable_problem(self.name)
         if problem:
             raise UsageError(f"operator name: {problem}.")
+        if self.name.startswith(SUBSCRIBER_PREFIX):
+            raise UsageError(f"operator names never start with {SUBSCRIBER_PREFIX!r} (the log's name for subscribers).")
         if self.role not in ROLES:
             raise UsageError(f"unknown role {self.role!r}; choose one of {', '.join(ROLES)}.")
 

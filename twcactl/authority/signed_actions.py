@@ -42,7 +42,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from twcactl.backends.p11_uri import Pkcs11Uri
 from twcactl.errors import AuthError, DeviceError, InputError, NotFoundError, StateError, UsageError
 from twcactl.pkix.keys import PrivateKey, load_private_key
-from twcactl.rules.operator_auth import SIGNED_ACTIONS, auth_required, statement
+from twcactl.rules.operator_auth import SIGNED_ACTIONS, SUBSCRIBER_PREFIX, auth_required, statement
 from twcactl.rules.times import utcnow
 from twcactl.store import Store
 from twcactl.store.interface import LogItem
@@ -324,7 +324,8 @@ def signature_problems(store: Store) -> tuple[int, list[tuple[int, str]]]:
             if details.get("key") == "operator_auth":
                 required = details.get("new") == "required"
         if entry.signature is None:
-            if was_required and entry.seq > covered_until and entry.action in SIGNED_ACTIONS:
+            by_subscriber = entry.operator.startswith(SUBSCRIBER_PREFIX)  # authorized by their password
+            if was_required and entry.seq > covered_until and entry.action in SIGNED_ACTIONS and not by_subscriber:
                 problems.append((entry.seq, f"entry {entry.seq} ({entry.action}) is not signed, but operator_auth "
                                             "was required"))
             continue

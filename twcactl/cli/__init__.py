@@ -35,6 +35,8 @@ _SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "acme": ("twcactl.cli.acme_cmd:acme", "ACME: EAB keys for clients, ACME accounts, deactivation."),
     "notify": ("twcactl.cli.notify_cmd:notify", "Mail technical contacts: renewal reminders before expiry."),
     "store": ("twcactl.cli.store_cmd:store", "Where the records live: SQLite or PostgreSQL; migrate between them."),
+    "subscriber": ("twcactl.cli.subscriber_cmd:subscriber", "Subscribers: suspend, resume, revoke, download "
+                   "with the password set at application."),
 }
 
 

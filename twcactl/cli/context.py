@@ -73,6 +73,10 @@ def current_operator() -> str:
     """``$TWCACTL_OPERATOR``, else the login name: accountability, not authentication."""
     name = os.environ.get("TWCACTL_OPERATOR")
     if name:
+        if name.startswith("subscriber:"):  # the log's name for a certificate's holder (issue 27)
+            from twcactl.errors import UsageError
+
+            raise UsageError("operator names never start with 'subscriber:'.")
         return name
     try:
         return getpass.getuser()

@@ -30,15 +30,41 @@ OPERATOR_AUTH_VALUES: tuple[str, ...] = ("required", "off")
 SIGNED_ACTIONS: frozenset[str] = frozenset({
     "cert.issue", "cert.renew", "cert.revoke", "cert.hold", "cert.release", "card.register",
     "account.add", "account.set", "account.credit",
-    "operator.add", "operator.update", "operator.remove", "subscriber.reset",
+    "operator.add", "operator.update", "operator.remove", "subscriber.reset", "subscriber.password",
     "ca.config", "acme.eab", "acme.deactivate",
 })
 
 #: What an RA operator may log: the certificate lifecycle and what it writes along (a notice, a CRL).
 RA_ACTIONS: frozenset[str] = frozenset({
     "cert.issue", "cert.renew", "cert.revoke", "cert.hold", "cert.release", "card.register",
-    "notice.sent", "crl.generate", "subscriber.reset",
+    "notice.sent", "crl.generate", "subscriber.reset", "subscriber.password",
 })
+
+
+#: Subscribers act on their own certificate with the password set at application (issue 27; manual 004
+#: §10, the IPO portal): their log entries name ``subscriber:SERIAL``, a name no operator may take.
+SUBSCRIBER_PREFIX = "subscriber:"
+#: What a subscriber's password lets them log, for their own certificate only.
+SUBSCRIBER_ACTIONS: frozenset[str] = frozenset({"cert.hold", "cert.release", "cert.revoke", "subscriber.password",
+                                                "subscriber.locked", "subscriber.download"})
+#: The RFC 5280 reasons a subscriber may give (BR §4.9.1.1 reasons a subscriber states; the others are the CA's).
+SUBSCRIBER_REVOKE_REASONS: tuple[str, ...] = ("keyCompromise", "superseded", "cessationOfOperation")
+#: Wrong passwords in a row that lock a subscriber out, and for how long (issue 27: 5 tries, 15 minutes).
+SUBSCRIBER_MAX_TRIES = 5
+SUBSCRIBER_LOCK_MINUTES = 15
+#: The shortest subscriber password (the PFX rule of domain.md §7: 6 or more characters).
+SUBSCRIBER_PASSWORD_MIN = 8
+
+
+def subscriber_name(serial: str) -> str:
+    """The log's operator name for the holder of certificate ``serial``."""
+    return SUBSCRIBER_PREFIX + serial
+
+
+def subscriber_may(name: str, action: str, serial: str | None) -> bool:
+    """True when subscriber log name ``name`` may write ``action`` about ``serial``: their own certificate,
+    one of :data:`SUBSCRIBER_ACTIONS`."""
+    return action in SUBSCRIBER_ACTIONS and serial is not None and name == subscriber_name(serial)
 
 
 def auth_required(operator_auth: str, public_trust: bool) -> bool:

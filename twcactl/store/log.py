@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from twcactl.errors import StateError
-from twcactl.rules.operator_auth import role_may
+from twcactl.rules.operator_auth import SUBSCRIBER_PREFIX, role_may, subscriber_may
 from twcactl.rules.times import rfc3339, utcnow
 from twcactl.store.interface import Engine, LogItem, Row
 from twcactl.store.records import LogEntry, RawLogEntry
@@ -92,7 +92,10 @@ class LogRepository:
         Raises:
             StateError: the role may not (exit 5); the caller's transaction rolls back.
         """
-        for name in {item[0] for item in entries}:
+        for name, action, _account, serial, _details in entries:
+            if name.startswith(SUBSCRIBER_PREFIX) and not subscriber_may(name, action, serial):
+                raise StateError(f"a subscriber may not do {action} on certificate {serial}.")
+        for name in {item[0] for item in entries if not item[0].startswith(SUBSCRIBER_PREFIX)}:
             row = self._db.one("SELECT role FROM operators WHERE name = ? AND active = 1", (name,))
             if row is None:
                 continue
