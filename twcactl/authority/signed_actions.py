@@ -31,7 +31,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -39,7 +39,6 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from twcactl.backends.p11_uri import Pkcs11Uri
 from twcactl.errors import AuthError, DeviceError, InputError, NotFoundError, StateError, UsageError
 from twcactl.pkix.keys import PrivateKey, load_private_key
 from twcactl.rules.operator_auth import SIGNED_ACTIONS, SUBSCRIBER_PREFIX, auth_required, statement
@@ -47,6 +46,9 @@ from twcactl.rules.times import utcnow
 from twcactl.store import Store
 from twcactl.store.interface import LogItem
 from twcactl.store.records import RawLogEntry
+
+if TYPE_CHECKING:
+    from twcactl.backends.p11_uri import Pkcs11Uri
 
 #: The version of the signature document stored with a log entry.
 SIGNATURE_VERSION = 1
@@ -334,7 +336,7 @@ def signature_problems(store: Store) -> tuple[int, list[tuple[int, str]]]:
             doc = json.loads(entry.signature)
             count = int(doc["entries"])
             der = base64.b64decode(doc["cert"], validate=True)
-            signature = base64.b64decode(doc["sig"], validate=True)
+            signature = base64.b64decode(doc.get("sig", ""), validate=True)
             cert = x509.load_der_x509_certificate(der)
         except (ValueError, KeyError, TypeError) as exc:
             problems.append((entry.seq, f"entry {entry.seq}: the signature is not readable ({exc})"))
@@ -342,6 +344,15 @@ def signature_problems(store: Store) -> tuple[int, list[tuple[int, str]]]:
         covered = entries[index:index + count]
         covered_until = entry.seq + count - 1
         items = [(e.operator, e.action, e.account, e.serial, json.loads(e.details)) for e in covered]
+        if "jws" in doc:  # a remote RA request (issue 27): the operator signed the command, not the statement
+            from twcactl.authority.remote_ra import request_signature_problem
+
+            problem = request_signature_problem(doc, entry.operator)
+            if problem is None and cert_sha256(der) not in bound.get(entry.operator, set()):
+                problem = f"signed with a certificate never bound to operator {entry.operator}"
+            if problem is not None:
+                problems.append((entry.seq, f"entry {entry.seq} ({entry.action}): {problem}"))
+            continue
         if cert_sha256(der) not in bound.get(entry.operator, set()):
             problems.append((entry.seq, f"entry {entry.seq}: signed with a certificate never bound to operator "
                                         f"{entry.operator}"))

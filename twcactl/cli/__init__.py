@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from twcactl import __version__
-from twcactl.cli.context import AppContext, app, operator_key_option, store_password_option
+from twcactl.cli.context import AppContext, app, operator_key_option, server_option, store_password_option
 
 # name -> "module:attribute" of each command group, loaded on first use
 _SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -85,9 +85,11 @@ Examples:
               help="How long to wait for a busy CA home before giving up (exit 75).")
 @store_password_option
 @operator_key_option
+@server_option
 @click.version_option(__version__, "--version", prog_name="twcactl", message="%(prog)s %(version)s")
 @click.pass_context
-def cli(ctx: click.Context, home: Path | None, json_: bool, quiet: bool, debug: bool, lock_timeout: float) -> None:
+def cli(ctx: click.Context, home: Path | None, json_: bool, quiet: bool, debug: bool, lock_timeout: float,
+        server: str | None = None) -> None:
     """twcactl: the command-line PKI toolkit for RA operators, sysadmins and card holders.
 
     CSRs with domain-policy checks, a local file-based CA with accounts and
@@ -99,6 +101,10 @@ def cli(ctx: click.Context, home: Path | None, json_: bool, quiet: bool, debug: 
     obj.quiet = quiet
     obj.debug = debug
     obj.lock_timeout = lock_timeout
+    if server:  # issue 27: an RA desk runs the command on the server, signed with its key
+        from twcactl.cli.ra_client import forward_from
+
+        forward_from(server, obj)
 
 
 def _argv_wants_json(argv: list[str]) -> bool:
@@ -110,7 +116,7 @@ def run(argv: list[str] | None = None) -> None:
     from twcactl.errors import InternalError, TwcaError, UsageError
 
     args = list(sys.argv[1:] if argv is None else argv)
-    obj = AppContext(json=_argv_wants_json(args))
+    obj = AppContext(json=_argv_wants_json(args), argv=args)
     code = 0
     try:
         cli.main(args=args, prog_name="twcactl", standalone_mode=False, obj=obj)

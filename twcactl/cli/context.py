@@ -27,6 +27,8 @@ class AppContext:
     store_password_source: str | None = None
     #: ``--operator-key`` (issue 27), else ``$TWCACTL_OPERATOR_KEY``: the key that signs this operator's changes
     operator_key: str | None = None
+    #: the whole command line (``--server`` forwards the command in it; issue 27)
+    argv: list[str] = field(default_factory=list)
     _store_password: list[str | None] = field(default_factory=list)
 
     def store_password(self) -> str | None:
@@ -118,7 +120,31 @@ def install_operator_auth(store: Store, key_spec: str | None) -> None:
     ``$TWCACTL_OPERATOR_PIN_SOURCE``, else a prompt) or a key file (``file:PATH`` or a path)."""
     from twcactl.authority.signed_actions import install
 
+    ticket_fd = os.environ.get("TWCACTL_RA_TICKET_FD")
+    if ticket_fd is not None:  # a remote RA request run by serve (issue 27): authorized by its JWS
+        import sys
+
+        from twcactl.serve.ra_api import authorize
+
+        authorize(store, _read_ticket(ticket_fd), sys.argv[1:], current_operator())
+        return
     install(store, operator=current_operator(), key=_key_loader(store, key_spec) if key_spec else None)
+
+
+_TICKET: list[bytes] = []
+
+
+def _read_ticket(fd: str) -> bytes:
+    """The RA request ticket serve passed through a pipe (read once per process)."""
+    from twcactl.errors import AuthError
+
+    if not _TICKET:
+        try:
+            with os.fdopen(int(fd), "rb") as fh:
+                _TICKET.append(fh.read(8 * 1024 * 1024))
+        except (OSError, ValueError) as exc:
+            raise AuthError("the RA request ticket cannot be read.") from exc
+    return _TICKET[0]
 
 
 def _key_loader(store: Store, spec: str):  # type: ignore[no-untyped-def]
@@ -153,6 +179,13 @@ def operator_key_option(f):  # type: ignore[no-untyped-def]
                         callback=_set_operator_key,
                         help="The key that signs your changes when operator_auth is required: pkcs11:token=...;"
                              "id=... (your card) or a key file (default $TWCACTL_OPERATOR_KEY).")(f)
+
+
+def server_option(f):  # type: ignore[no-untyped-def]
+    """The global ``--server URL``: run the RA command on this ``twcactl serve`` (issue 27; cli/ra_client.py)."""
+    return click.option("--server", "server", envvar="TWCACTL_SERVER", metavar="URL",
+                        help="Run the RA command on this twcactl serve (default $TWCACTL_SERVER), signed with "
+                             "--operator-key; the desk needs no database password and no CA key.")(f)
 
 
 def _set_json(ctx: click.Context, _param: click.Parameter, value: bool) -> None:

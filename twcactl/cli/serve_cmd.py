@@ -6,6 +6,7 @@ inside the command, so ``twcactl --help`` and ``--version`` never import them.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -53,7 +54,7 @@ def serve(listen: str, http_listen: str | None, tls_cert: Path | None, tls_key: 
         tls_cert=tls_cert, tls_key=tls_key, names=names, workers=workers, lock_timeout=ctx.lock_timeout,
         acme_resolve=parse_resolve(resolve), acme_http01_port=acme_http01_port,
         acme_dns_resolver=parse_hostport(acme_dns_resolver, option="--acme-dns-resolver") if acme_dns_resolver
-        else None, ocsp_signer=ocsp_signer, quiet=ctx.quiet)
+        else None, ocsp_signer=ocsp_signer, quiet=ctx.quiet, child_environment=dict(os.environ))
     from twcactl.serve.runner import run
 
     run(config)

@@ -73,6 +73,8 @@ class ServeConfig:
     acme_dns_resolver: tuple[str, int] | None = None
     ocsp_signer: str = "delegated"
     quiet: bool = False
+    #: the environment the remote RA's commands run in (the server's own, given by the CLI; issue 27)
+    child_environment: dict[str, str] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):
