@@ -267,6 +267,8 @@ def test_a_version_1_home_migrates_to_version_2(home: CaHome, tmp_path: Path) ->
                           "ALTER TABLE accounts DROP COLUMN jurisdiction_state",
                           "ALTER TABLE accounts DROP COLUMN jurisdiction_locality",
                           "ALTER TABLE accounts DROP COLUMN business_category",
+                          "ALTER TABLE activity_log DROP COLUMN signature",  # issue 27
+                          "ALTER TABLE operators DROP COLUMN cert_der", "ALTER TABLE operators DROP COLUMN cert_sha256",
                           "DELETE FROM meta WHERE key = 'keys_indexed'",
                           "UPDATE meta SET value = '1' WHERE key = 'schema_version'"):
             db.execute(statement)

@@ -147,11 +147,28 @@ def test_remote_desk_issues_revokes_lists_and_exports_like_local_use(served: Ser
     signed = [e for e in _ok(served.home.run("--json", "log", "--operator", "rita"))["entries"]]
     assert {e["action"] for e in signed} == {"cert.issue", "cert.revoke"}
     assert _ok(served.home.run("--json", "log", "verify"))["ok"] is True
+    _tamper_request_signature(served.home.path / "twcactl.db")
+    tampered = served.home.run("--json", "log", "verify")
+    assert tampered.code == 1 and "request signature" in tampered.json()["findings"][0]["message"]
     # the same exit codes: a refused request, a non-RA command, a role that may not
     assert desk.run("--json", "cert", "revoke", remote["first"]["certificates"][0]["serial"], "--reason",
                     "superseded").code == 5
     assert desk.run("--json", "account", "credit", ACCOUNT, "5").code == 2
     assert desk.run("--json", "cert", "issue", "--account", ACCOUNT, "/etc/hostname-not-sent").code == 2
+
+
+def _tamper_request_signature(db_path: Path) -> None:
+    """Change one character of the JWS payload kept with rita's first signed entry."""
+    import sqlite3
+
+    with sqlite3.connect(db_path) as db:
+        seq, text = db.execute("SELECT seq, signature FROM activity_log WHERE operator = 'rita' AND signature IS NOT"
+                               " NULL ORDER BY seq LIMIT 1").fetchone()
+        doc = json.loads(text)
+        jws = json.loads(doc["jws"])
+        jws["payload"] = ("B" if jws["payload"][0] != "B" else "C") + jws["payload"][1:]
+        doc["jws"] = json.dumps(jws)
+        db.execute("UPDATE activity_log SET signature = ? WHERE seq = ?", (json.dumps(doc), seq))
 
 
 def _signed_request(served: Served, key: Any, kid: str, argv: list[str], monkeypatch: pytest.MonkeyPatch,
@@ -194,3 +211,31 @@ def test_replayed_and_unknown_key_requests_are_refused(served: Served, tmp_path:
                                                                                 "manager"], monkeypatch, tmp_path))
     assert status == 400 and refused["error"]["code"] == 2
     assert [o["name"] for o in _ok(served.home.run("--json", "operator", "list"))["operators"]] == ["alice", "rita"]
+
+
+def test_remote_desk_signs_with_the_card(served: Served, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+                                         ) -> None:
+    """The RA operator's key is on their card (SoftHSM2): ``operator enroll`` puts it there, the desk signs
+    each request with it; the server's log holds the request signatures, and ``log verify`` checks them."""
+    from tests.card_support import PIN, softhsm_directory
+    from tests.conftest import require
+
+    require("softhsm2-util")
+    with softhsm_directory(tmp_path_factory.mktemp("softhsm")) as hsm:
+        token = hsm.new_token(prefix="desk")
+        _ok(served.home.run("--json", "operator", "enroll", "bob", "--role", "ra", "--token", token, "--pin",
+                            f"pass:{PIN}", "--account", ACCOUNT, "--cn", "A123456789-08-BOB", "--org", "TWCA",
+                            "--country", "TW", env=hsm.env()))
+        env: dict[str, str | None] = {
+            **hsm.env(), "TWCACTL_SERVER": f"https://127.0.0.1:{served.port}",
+            "TWCACTL_SERVER_CA_FILE": str(served.root), "TWCACTL_OPERATOR": "bob",
+            "TWCACTL_OPERATOR_KEY": f"pkcs11:token={token};object=user-sign", "TWCACTL_OPERATOR_PIN_SOURCE": "env:PIN",
+            "PIN": PIN, "TWCACTL_HOME": str(tmp_path / "no-desk-home")}
+        csr = _csr(tmp_path, "desk.twca.com.tw")[0]
+        issued = _ok(invoke("--json", "cert", "issue", csr, "--account", ACCOUNT, env=env))
+        serial = issued["certificates"][0]["serial"]
+        assert invoke("--json", "cert", "issue", csr, "--account", ACCOUNT,
+                      env={**env, "PIN": "00000000"}).code == 4  # a wrong card PIN signs nothing
+    entries = _ok(served.home.run("--json", "log", "--operator", "bob"))["entries"]
+    assert [(e["action"], e["serial"]) for e in entries] == [("cert.issue", serial)]
+    assert _ok(served.home.run("--json", "log", "verify"))["ok"] is True

@@ -301,6 +301,14 @@ def _bound_certificates(entries: Iterable[RawLogEntry]) -> dict[str, set[str]]:
     return bound
 
 
+def _authorized_otherwise(entry: RawLogEntry) -> bool:
+    """True for entries no operator signs: a subscriber's (their password), an ACME account's (its JWS and the
+    signed EAB hand-out, RFC 8555 §7.3.4) and ``serve``'s own certificates (its TLS and OCSP signing ones)."""
+    if entry.operator.startswith((SUBSCRIBER_PREFIX, "acme:")):
+        return True
+    return entry.action == "cert.issue" and '"internal":' in entry.details
+
+
 def signature_problems(store: Store) -> tuple[int, list[tuple[int, str]]]:
     """Check every signature stored in the activity log, offline (``log verify``; issue 27).
 
@@ -326,8 +334,8 @@ def signature_problems(store: Store) -> tuple[int, list[tuple[int, str]]]:
             if details.get("key") == "operator_auth":
                 required = details.get("new") == "required"
         if entry.signature is None:
-            by_subscriber = entry.operator.startswith(SUBSCRIBER_PREFIX)  # authorized by their password
-            if was_required and entry.seq > covered_until and entry.action in SIGNED_ACTIONS and not by_subscriber:
+            if was_required and entry.seq > covered_until and entry.action in SIGNED_ACTIONS \
+                    and not _authorized_otherwise(entry):
                 problems.append((entry.seq, f"entry {entry.seq} ({entry.action}) is not signed, but operator_auth "
                                             "was required"))
             continue
