@@ -7,7 +7,7 @@ the flattened JSON shape ACME uses, RFC 8555 §6.2) whose ``kid`` is the operato
 "paths"}``: the command's own output and exit code as it ran on this server, the files it wrote, and the
 server paths that stand for the desk's; or the CLI's error document (401 for an unknown key).
 
-The command runs as ``python -m twcactl --home HOME --json ...`` in a child process, as the operator, with the
+The command runs as ``python -m twcactl --home HOME ...`` in a child process, as the operator, with the
 server's CA passphrase and store password given through pipes; the child checks the request again and
 consumes its nonce (:func:`authorize`), so a request runs once.
 """
@@ -139,8 +139,11 @@ def run_command(server: Any, request: RaRequest, url: str) -> dict[str, Any]:
         argv = [paths.get(token, token) for token in request.argv]
         if any(token.startswith((IN_PREFIX, OUT_PREFIX)) for token in argv):
             raise AuthError("the request names a file it did not send.")
-        ticket = json.dumps({"jws": request.jws, "url": url, "paths": paths}).encode()
-        fds = [_pipe(ticket)]
+        ticket = Path(work) / "ticket"  # a file, not a pipe: a batch of CSRs can outgrow a pipe's buffer
+        ticket.write_bytes(json.dumps({"jws": request.jws, "url": url, "paths": paths}).encode())
+        ticket.chmod(0o600)
+        fds = [os.open(ticket, os.O_RDONLY)]
+        os.set_inheritable(fds[0], True)
         env = dict(server.config.child_environment, TWCACTL_OPERATOR=request.operator,
                    **{TICKET_FD_ENV: str(fds[0])})
         env.pop("TWCACTL_OPERATOR_KEY", None)
@@ -149,8 +152,8 @@ def run_command(server: Any, request: RaRequest, url: str) -> dict[str, Any]:
             fds.append(_pipe(passphrase.encode("utf-8") + b"\n"))
             env["TWCACTL_CA_PASSPHRASE_SOURCE"] = f"fd:{fds[-1]}"
         try:
-            done = subprocess.run([sys.executable, "-m", "twcactl", "--home", str(server.config.home), "--json",
-                                   *argv], env=env, pass_fds=fds, stdin=subprocess.DEVNULL, capture_output=True,
+            command = [sys.executable, "-m", "twcactl", "--home", str(server.config.home), *argv]
+            done = subprocess.run(command, env=env, pass_fds=fds, stdin=subprocess.DEVNULL, capture_output=True,
                                   timeout=COMMAND_TIMEOUT, check=False)
         finally:
             for fd in fds:
