@@ -187,6 +187,8 @@ def test_signed_actions_with_cards_and_a_key_file(hsm: SoftHsm, tmp_path: Path) 
     # the automation operator's certificate is revoked: it is refused from then on
     _ok(bob.run("--json", "cert", "revoke", ci_serial, "--reason", "keyCompromise"))
     assert ci.issue(csr).code == 4
+    # checked where the role is checked, before any transaction: even an unsigned duty (a CRL) is refused
+    assert ci.run("crl", "--out", tmp_path / "by-ci.crl").code == 4 and not (tmp_path / "by-ci.crl").exists()
     _ok(bob.run("--json", "operator", "remove", "ci"))
     _ok(bob.run("--json", "operator", "remove", "alice"))
     assert bob.run("operator", "remove", "bob").code == 5  # the last manager

@@ -212,7 +212,14 @@ def install(store: Store, *, operator: str, key: KeyLoader | None) -> bool:
     if not auth_required(settings.operator_auth, settings.public_trust):
         return False
     store.log.signer = ActionAuthority(store, operator, key)
+    store.operators.credential_check = lambda name: _check_before(store, name)
     return True
+
+
+def _check_before(store: Store, operator: str) -> None:
+    """The credential check run where the role is checked, before any transaction (once signing is in force)."""
+    if store.operators.any_bound_manager():
+        check_operator_credential(store, operator)
 
 
 def load_key_file(path: str) -> PrivateKey:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from twcactl.errors import NotFoundError, StateError
@@ -16,6 +17,10 @@ class OperatorRepository:
 
     def __init__(self, engine: Engine) -> None:
         self._db = engine.db
+        #: set by the command that opened the store when changes must be signed (issue 27): checks the acting
+        #: operator's certificate (issued by the CA, valid, not revoked) where the role is checked, before any
+        #: workflow opens its transaction; raises to refuse
+        self.credential_check: Callable[[str], None] | None = None
 
     def add(self, name: str, role: str, *, by: str, cert_der: bytes | None = None,
             cert_sha256: str | None = None) -> None:
@@ -112,7 +117,7 @@ class OperatorRepository:
         if role is None:
             raise StateError(f"operator {operator} is not registered in this CA home.",
                              hint="a manager can add it: twcactl operator add NAME --role manager")
-        if role == "ra":  # the RA's certificate work; the log refuses what else it tries (store/log.py)
-            return
-        if role != "manager":
+        if role not in ("manager", "ra"):  # an RA's certificate work passes; the log refuses what else it tries
             raise StateError(f"operator {operator} is an {role} and may only query.")
+        if self.credential_check is not None:
+            self.credential_check(operator)
