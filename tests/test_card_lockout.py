@@ -43,7 +43,7 @@ def verify(ock: Opencryptoki, pin: str) -> tuple[int, dict]:
 
 def test_three_wrong_pins_lock_and_the_so_pin_unblocks(ock: Opencryptoki) -> None:
     code, doc = verify(ock, "99990000")
-    assert code == 4 and "few tries are left" in doc["error"]["message"]
+    assert code == 4 and "since the last good one" in doc["error"]["message"]
     code, doc = verify(ock, "99990000")
     assert code == 4 and "final try" in doc["error"]["message"]
     code, doc = verify(ock, "99990000")

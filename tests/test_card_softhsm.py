@@ -294,7 +294,7 @@ def test_wrong_pin_is_exit_4_and_unblock_sets_a_new_one(hsm: SoftHsm, token: str
     wrong = run_card(hsm, None, "card", "verify-pin", "--token", token, "--pin", "pass:00000000", "--json")
     assert wrong.code == 4
     error = wrong.json()["error"]
-    assert error["kind"] == "auth" and "few tries" in error["message"] and "00000000" not in wrong.stdout
+    assert error["kind"] == "auth" and "since the last good one" in error["message"] and "00000000" not in wrong.stdout
     right = run_card(hsm, None, "card", "verify-pin", "--token", token, "--pin", f"pass:{PIN}", "--json")
     assert right.code == 0 and right.json()["ok"] is True
 

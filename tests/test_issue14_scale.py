@@ -28,6 +28,7 @@ from tests.card_support import PIN, SoftHsm, softhsm_directory
 from tests.conftest import ACCOUNT, CaHome, db_rows, invoke, make_ca, openssl_csr, require
 from tests.test_reliability import write_csrs
 from twcactl.backends.p11_uri import parse_pkcs11_uri
+from twcactl.rules.settings import NODE_LOCAL_KEYS
 
 REPO = Path(__file__).resolve().parent.parent
 OPERATOR = {"TWCACTL_OPERATOR": "alice"}
@@ -68,7 +69,7 @@ def ca_check(home: CaHome) -> dict[str, Any]:
 def test_ca_init_on_postgresql_and_a_second_node(pg_server: Any, tmp_path: Path) -> None:
     home, url = pg_home(pg_server, tmp_path / "n1")
     config = tomllib.loads((home.path / "config.toml").read_text())
-    assert set(config) <= {"store", "pkcs11_module"} and config["store"] == url, config
+    assert set(config) <= NODE_LOCAL_KEYS and config["store"] == url, config
     assert not (home.path / "twcactl.db").exists()
     shown = home.run("--json", "store", "show").json()
     assert (shown["engine"], shown["url"]) == ("postgresql", url)
@@ -76,7 +77,7 @@ def test_ca_init_on_postgresql_and_a_second_node(pg_server: Any, tmp_path: Path)
     assert home.run("ca", "config", "crl_days", "3").code == 0
     node = add_node(home, url, tmp_path / "n2")
     assert node.run("--json", "ca", "config", "crl_days").json()["settings"] == {"crl_days": 3}
-    assert set(tomllib.loads((home.path / "config.toml").read_text())) <= {"store", "pkcs11_module"}
+    assert set(tomllib.loads((home.path / "config.toml").read_text())) <= NODE_LOCAL_KEYS
     # the node wrote its CA certificates from the database (cas.der) on first open
     for stem in ("root", "uca"):
         cert = x509.load_pem_x509_certificate((node.path / "ca" / f"{stem}.cer").read_bytes())

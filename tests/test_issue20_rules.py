@@ -150,10 +150,12 @@ LOCKED_SO = ("the SO PIN is locked after too many wrong tries.",
 CHECK = "check the PIN letter before trying again"
 PIN_TABLE = [
     (S(), "ok", [], [], ("wrong PIN.", None), ("wrong SO PIN.", None)),
-    (S(count_low=True), "tries_low", ["a wrong PIN was entered: few tries left"],
-     ["a wrong PIN was entered since the last good one: few tries are left"],
-     ("wrong PIN; the card says few tries are left before it locks.", CHECK),
-     ("wrong SO PIN; the card says few tries are left before it locks.", CHECK)),
+    (S(count_low=True), "tries_low", ["a wrong PIN was entered since the last good one"],
+     ["a wrong PIN was entered since the last good one"],
+     ("wrong PIN; the card reports a wrong PIN since the last good one (it does not say how many tries are "
+      "left).", CHECK),
+     ("wrong SO PIN; the card reports a wrong SO PIN since the last good one (it does not say how many tries "
+      "are left).", CHECK)),
     (S(final_try=True, count_low=True), "final_try", ["final try: one more wrong PIN locks it"],
      ["one more wrong PIN locks the card"],
      ("wrong PIN; the card says the next wrong PIN locks it (final try).", CHECK),

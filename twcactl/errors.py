@@ -179,3 +179,12 @@ class InternalError(TwcaError):
 
     exit_code = 70
     kind = "internal"
+
+
+def error_for_code(code: int, message: str) -> TwcaError:
+    """The error of the contract's exit ``code`` carrying ``message``: how a client re-raises a server's error
+    document (issue 27: the same exit codes through ``--server`` as locally).  An unknown code is internal."""
+    for cls in (PolicyError, UsageError, InputError, AuthError, StateError, DeviceError, BusyError):
+        if cls.exit_code == code:
+            return cls(message)
+    return InternalError(message)

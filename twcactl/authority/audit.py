@@ -76,6 +76,9 @@ def verify_log(store: Store, *, expected: Sequence[tuple[int, str]] = ()) -> tup
         if hashes.get(want_seq) != want_hash.lower():
             problems.append(LogProblem(want_seq, f"entry {want_seq} does not match the head exported earlier "
                                                  "(the log was rewritten or truncated since)"))
+    from twcactl.authority.signed_actions import signature_problems  # issue 27: the operators' signatures
+
+    problems += [LogProblem(seq, message) for seq, message in signature_problems(store)[1]]
     return count, problems
 
 

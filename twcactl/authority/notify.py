@@ -24,7 +24,7 @@ import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid, parseaddr
+from email.utils import format_datetime, make_msgid
 
 from cryptography import x509
 
@@ -32,6 +32,7 @@ from twcactl.authority.lifecycle import ca_chain_for
 from twcactl.errors import AuthError, DeviceError, PolicyError, StateError, TwcaError
 from twcactl.pkix.chain import ZIP_NAME, bundle_files, leaf_file_name, zip_bytes
 from twcactl.rules import windows
+from twcactl.rules.addresses import single_address
 from twcactl.rules.settings import Settings
 from twcactl.rules.times import rfc3339, utcnow
 from twcactl.rules.words import count
@@ -111,14 +112,10 @@ def mail_config(settings: Settings, password: str | None) -> MailConfig:
 
 
 def contact_address(contact: str | None) -> str | None:
-    """The e-mail address in a record's ``contact`` (``ops@x`` or ``Name <ops@x>``), None when there is none."""
-    if not contact:
-        return None
-    _name, address = parseaddr(contact)
-    local, at, domain = address.rpartition("@")
-    if not (at and local and "." in domain) or any(c.isspace() or ord(c) < 0x20 for c in address):
-        return None
-    return address
+    """The e-mail address in a record's ``contact`` (``ops@x.tw`` or ``Name <ops@x.tw>``), None when it is not
+    exactly one sound address (parsed by :func:`twcactl.rules.addresses.single_address`, the standard
+    library's RFC 5322 parser)."""
+    return single_address(contact)
 
 
 def default_contact(record: CertRecord) -> str | None:
@@ -291,11 +288,13 @@ class NotifyOutcome:
 
 
 def _record_sent(store: Store, result: NoticeResult, operator: str, now: dt.datetime) -> None:
-    """Record one accepted notice: the ``notices`` row and a ``notice.sent`` log entry, in one transaction."""
+    """Record one accepted notice: the ``notices`` row and a ``notice.sent`` log entry, in one transaction (and
+    forget it as pending, if an earlier try failed)."""
     assert result.recipient is not None and result.message_id is not None
     with store.transaction():
         store.notices.record(serial=result.serial, kind=result.kind, window_days=result.window_days,
                              recipient=result.recipient, message_id=result.message_id, operator=operator, when=now)
+        store.notices.pending.clear(result.serial, result.kind, result.window_days)
         store.log.append(operator=operator, action="notice.sent", serial=result.serial, details={
             "kind": result.kind, "window_days": result.window_days, "to": result.recipient})
 
@@ -352,14 +351,48 @@ def notify_due(store: Store, *, operator: str, config: MailConfig | None, dry_ru
         elif not dry_run:
             todo.append((record, result))
         outcome.results.append(result)
-    if todo:
+    retries = [] if dry_run else _pending_issue_notices(store)
+    outcome.results.extend(result for _record, result in retries)
+    if todo or retries:
         assert config is not None, "notify_due needs a MailConfig unless dry_run"
         with session(config) as mail:
+            for record, result in retries:
+                assert result.recipient is not None
+                leaf = x509.load_der_x509_certificate(record.der)
+                bundle = zip_bytes(bundle_files(leaf, ca_chain_for(store, record)))
+                if _send(mail, issue_message(config, record, bundle, result.recipient, now), result):
+                    _record_sent(store, result, operator, now)
             for record, result in todo:
                 assert result.recipient is not None
                 if _send(mail, reminder_message(config, record, result.recipient, result.window_days, now), result):
                     _record_sent(store, result, operator, now)
     return outcome
+
+
+def _pending_issue_notices(store: Store) -> list[tuple[CertRecord, NoticeResult]]:
+    """The notices of issue the relay did not take before (issue 27), not sent since: ``notify due`` sends each
+    once more; a sent one is recorded and never sent again (the ``notices`` row is checked first)."""
+    out: list[tuple[CertRecord, NoticeResult]] = []
+    for pending in store.notices.pending.all():
+        if pending.kind != "issued" or store.notices.sent(pending.serial, pending.kind, pending.window_days):
+            continue
+        record = store.certificates.get(pending.serial)
+        out.append((record, NoticeResult(record.serial, record.cn, pending.recipient, "issued", 0, record.not_after,
+                                         "pending")))
+    return out
+
+
+def _record_failed(store: Store, result: NoticeResult, operator: str, now: dt.datetime) -> None:
+    """Keep a notice of issue the relay did not take for the next ``notify due`` (issue 27); a busy home only
+    loses the retry, never the committed issue."""
+    assert result.recipient is not None
+    try:
+        with store.transaction():
+            store.notices.pending.add(serial=result.serial, kind=result.kind, window_days=result.window_days,
+                                      recipient=result.recipient, error=result.error or "failed", operator=operator,
+                                      when=now)
+    except TwcaError as exc:
+        result.error = f"{result.error}; not kept for a retry: {exc.message}"
 
 
 def _send(mail: MailSession, message: EmailMessage, result: NoticeResult) -> bool:
@@ -415,4 +448,7 @@ def send_issue_notices(store: Store, records: Sequence[CertRecord], *, operator:
         for _record, result in todo:
             if result.outcome == "pending":
                 result.outcome, result.error = "failed", exc.message
+    for _record, result in todo:
+        if result.outcome == "failed":
+            _record_failed(store, result, operator, now)
     return results

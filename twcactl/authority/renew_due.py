@@ -37,7 +37,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -180,6 +180,35 @@ def hook_environment(result: DueResult, base: Mapping[str, str]) -> dict[str, st
         "TWCACTL_SERIAL": result.new_serial or "", "TWCACTL_RENEWED": result.serial, "TWCACTL_CN": result.cn or "",
     })
     return env
+
+
+#: The SOURCE forms that name an environment variable, and those that are the secret itself.
+_ENV_SOURCE = "env:"
+_INLINE_SOURCE = "pass:"
+
+
+def hook_base_environment(environ: Mapping[str, str], sources: Iterable[str | None]) -> dict[str, str]:
+    """``environ`` without every variable a SOURCE named (issue 27: a deploy hook is someone else's program;
+    it must not inherit the CA passphrase that ``--ca-passphrase env:CA_PASS`` read).
+
+    A variable is dropped when ``sources`` (the command's SOURCE options and settings, e.g.
+    ``env:CA_PASS``) names it, when another variable's value is a SOURCE naming it (``$TWCACTL_CA_PASSPHRASE_SOURCE``
+    = ``env:CA_PASS`` drops both), and when its own value is a ``pass:`` SOURCE (the secret itself).
+
+    Args:
+        environ: the process environment.
+        sources: SOURCE texts (None and non-``env:`` forms are ignored for naming).
+
+    Returns:
+        A new mapping for :func:`shell_hook`.
+    """
+    named = {source[len(_ENV_SOURCE):] for source in sources if source and source.startswith(_ENV_SOURCE)}
+    for name, value in environ.items():
+        if value.startswith(_ENV_SOURCE):
+            named.update((name, value[len(_ENV_SOURCE):]))
+        elif value.startswith(_INLINE_SOURCE):
+            named.add(name)
+    return {name: value for name, value in environ.items() if name not in named}
 
 
 def shell_hook(command: str, base_env: Mapping[str, str]) -> Hook:

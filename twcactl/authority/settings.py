@@ -6,6 +6,7 @@ module is the workflow around them (role check, transaction, log entry).
 
 from __future__ import annotations
 
+from twcactl.errors import StateError
 from twcactl.rules.settings import SettingValue, check_key
 from twcactl.store import Store
 
@@ -41,6 +42,9 @@ def change_setting(store: Store, key: str, value_text: str, operator: str) -> tu
     """
     check_key(key)
     store.operators.require_manager(operator)
+    if key == "operator_auth" and value_text == "required" and not store.operators.any_bound_manager():
+        raise StateError("no manager is bound to a certificate yet; operator_auth required would lock the CA.",
+                         hint="twcactl operator add NAME --role manager --cert FILE --update, then try again")
     current = store.settings()
     changed = current.with_value(key, value_text)
     old, new = current.value(key), changed.value(key)

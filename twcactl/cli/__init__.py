@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from twcactl import __version__
-from twcactl.cli.context import AppContext, app, store_password_option
+from twcactl.cli.context import AppContext, app, operator_key_option, server_option, store_password_option
 
 # name -> "module:attribute" of each command group, loaded on first use
 _SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -39,6 +39,8 @@ _SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "trust": ("twcactl.cli.trust_cmd:trust", "Put the CA's root into the system, NSS and Java trust stores."),
     "doctor": ("twcactl.cli.doctor_cmd:doctor", "Check the environment (extras, tools, cards, home, store) and say "
                "what to fix."),
+    "subscriber": ("twcactl.cli.subscriber_cmd:subscriber", "Subscribers: suspend, resume, revoke, download "
+                   "with the password set at application."),
 }
 
 
@@ -86,9 +88,12 @@ Examples:
 @click.option("--lock-timeout", type=click.FloatRange(min=0), default=30.0, show_default=True, metavar="SECONDS",
               help="How long to wait for a busy CA home before giving up (exit 75).")
 @store_password_option
+@operator_key_option
+@server_option
 @click.version_option(__version__, "--version", prog_name="twcactl", message="%(prog)s %(version)s")
 @click.pass_context
-def cli(ctx: click.Context, home: Path | None, json_: bool, quiet: bool, debug: bool, lock_timeout: float) -> None:
+def cli(ctx: click.Context, home: Path | None, json_: bool, quiet: bool, debug: bool, lock_timeout: float,
+        server: str | None = None) -> None:
     """twcactl: the command-line PKI toolkit for RA operators, sysadmins and card holders.
 
     CSRs with domain-policy checks, a local file-based CA with accounts and
@@ -100,6 +105,10 @@ def cli(ctx: click.Context, home: Path | None, json_: bool, quiet: bool, debug: 
     obj.quiet = quiet
     obj.debug = debug
     obj.lock_timeout = lock_timeout
+    if server:  # issue 27: an RA desk runs the command on the server, signed with its key
+        from twcactl.cli.ra_client import forward_from
+
+        forward_from(server, obj)
 
 
 def _argv_wants_json(argv: list[str]) -> bool:
@@ -111,7 +120,7 @@ def run(argv: list[str] | None = None) -> None:
     from twcactl.errors import InternalError, TwcaError, UsageError
 
     args = list(sys.argv[1:] if argv is None else argv)
-    obj = AppContext(json=_argv_wants_json(args))
+    obj = AppContext(json=_argv_wants_json(args), argv=args)
     code = 0
     try:
         cli.main(args=args, prog_name="twcactl", standalone_mode=False, obj=obj)

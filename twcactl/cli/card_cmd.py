@@ -227,7 +227,7 @@ Examples:
 def verify_pin(module: str | None, token_label: str | None, pin_source: str | None) -> None:
     """Log in once with the PIN and say whether it is right and what the card reports.
 
-    A wrong PIN is exit 4 with what the card's flags say (few tries left,
+    A wrong PIN is exit 4 with what the card's flags say (a wrong PIN since the last good one,
     final try, locked); it is never retried.
     """
     from twcactl.backends import locked_pin_error

@@ -84,11 +84,15 @@ Examples:
               "of today (SC-081) instead of capping it.")
 @click.option("--pair", is_flag=True, help="Two CSRs, SIGN then ENC (csr new --pair): a user-sign and a user-enc "
               "certificate, issued together or not at all.")
+@click.option("--subscriber-password", "subscriber_source", metavar="SOURCE",
+              help="The subscriber's password (env:NAME, file:PATH, fd:N, stdin): with it the holder suspends, "
+                   "resumes, revokes or downloads the certificate (twcactl subscriber ... --server URL).")
 @ca_passphrase_option
 @json_option
 def issue(csrs: tuple[Path, ...], account_id: str, profile: str, years: int | None, days: int | None,
           contact: str | None, note: str | None, out: Path | None, keep_going: bool, force: bool,
-          ca_passphrase: str | None, notify: bool = False, strict: bool = False, pair: bool = False) -> None:
+          ca_passphrase: str | None, notify: bool = False, strict: bool = False, pair: bool = False,
+          subscriber_source: str | None = None) -> None:
     """Issue certificates for CSRs under an account, after the same checks as `csr check`.
 
     Several CSRs (or a directory of them) are one batch: all or nothing,
@@ -109,6 +113,7 @@ def issue(csrs: tuple[Path, ...], account_id: str, profile: str, years: int | No
     if out is not None and len(files) - len(skipped) != 1:
         raise UsageError("--out takes one CSR; for a batch use the files under the CA home or cert export.")
     ensure_free([out], force=force)
+    subscriber = _subscriber_password(subscriber_source)  # checked before anything is issued
     store = app().open_store()
     try:
         mail = _issue_mail_config(store, contact, profile, pair) if notify else None  # checked before issuing
@@ -116,6 +121,7 @@ def issue(csrs: tuple[Path, ...], account_id: str, profile: str, years: int | No
             store, inputs, account_id=account_id, profile=profile, validity=validity, operator=current_operator(),
             passphrase=ca_passphrase_provider(ca_passphrase), contact=contact, note=note, keep_going=keep_going,
             strict=strict, progress=progress_bar(len(inputs)))
+        _keep_subscriber_password(store, [r.serial for r in outcome.issued], subscriber)
         settings = store.settings()
         notices = _send_issue_notices(store, outcome, mail) if mail is not None else None
     finally:
@@ -139,6 +145,25 @@ def _pair_inputs(inputs: list[CsrInput], profile: str, keep_going: bool) -> list
         raise UsageError("--pair takes exactly two CSRs, the signing one first (csr new --pair writes them), "
                          "without --keep-going or another --profile.")
     return [replace(inputs[0], profile="user-sign"), replace(inputs[1], profile="user-enc")]
+
+
+def _subscriber_password(source: str | None) -> str | None:
+    """The subscriber password ``--subscriber-password`` names (checked for length), None without it."""
+    if source is None:
+        return None
+    from twcactl.authority.subscribers import check_new_password
+    from twcactl.cli.secrets import get_secret
+
+    password = get_secret(source, option="--subscriber-password", what="subscriber password", new=True)
+    check_new_password(password)
+    return password
+
+
+def _keep_subscriber_password(store: Store, serials: list[str], password: str | None) -> None:
+    if password is not None and serials:
+        from twcactl.authority.subscribers import set_passwords
+
+        set_passwords(store, serials, password, operator=current_operator())
 
 
 def _read_csrs(files: list[Path], in_dirs: set[Path], *, keep_going: bool
@@ -276,11 +301,13 @@ Examples:
 @click.option("--force", is_flag=True, help="Replace an existing --out file.")
 @click.option("--strict", is_flag=True, help="Public trust: refuse a renewal the CA/Browser Forum maximum would "
               "shorten instead of capping it.")
+@click.option("--subscriber-password", "subscriber_source", metavar="SOURCE",
+              help="The subscriber's password for the new certificate (twcactl subscriber ...).")
 @ca_passphrase_option
 @json_option
 def renew(serial: str, csr_file: Path | None, request_file: Path | None, years: int | None, days: int | None,
           early: bool, note: str | None, out: Path | None, force: bool, ca_passphrase: str | None,
-          strict: bool = False) -> None:
+          strict: bool = False, subscriber_source: str | None = None) -> None:
     """Renew a valid certificate: same CN, validity continuing from the old notAfter.
 
     Allowed from the renewal window (ca config renewal_window_days, default
@@ -298,11 +325,13 @@ def renew(serial: str, csr_file: Path | None, request_file: Path | None, years: 
     validity = Validity.from_options(years, days) if years is not None or days is not None else None
     ensure_free([out], force=force)
     item, signer_der = _renewal_input(csr_file, request_file)
+    subscriber = _subscriber_password(subscriber_source)
     store = app().open_store()
     try:
         outcome = renew_certificate(store, _lookup(store, serial).serial, item, validity=validity, early=early,
                                     operator=current_operator(), passphrase=ca_passphrase_provider(ca_passphrase),
                                     note=note, signer_der=signer_der, strict=strict)
+        _keep_subscriber_password(store, [outcome.certificate.serial], subscriber)
         window = store.settings().renewal_window_days
     finally:
         store.close()

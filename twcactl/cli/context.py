@@ -25,6 +25,10 @@ class AppContext:
     lock_timeout: float = 30.0
     #: ``--store-password SOURCE`` (issue 14), else ``$TWCACTL_STORE_PASSWORD_SOURCE`` when read
     store_password_source: str | None = None
+    #: ``--operator-key`` (issue 27), else ``$TWCACTL_OPERATOR_KEY``: the key that signs this operator's changes
+    operator_key: str | None = None
+    #: the whole command line (``--server`` forwards the command in it; issue 27)
+    argv: list[str] = field(default_factory=list)
     _store_password: list[str | None] = field(default_factory=list)
 
     def store_password(self) -> str | None:
@@ -59,9 +63,12 @@ class AppContext:
             from twcactl.store.node import join_node
 
             key_dir = os.environ.get("TWCACTL_CA_KEY_DIR")
-            return join_node(home, url, lock_timeout=self.lock_timeout, store_password=self.store_password,
-                             key_dir=Path(key_dir) if key_dir else None)
-        return Store.open(home, lock_timeout=self.lock_timeout, strict=strict, store_password=self.store_password)
+            store = join_node(home, url, lock_timeout=self.lock_timeout, store_password=self.store_password,
+                              key_dir=Path(key_dir) if key_dir else None)
+        else:
+            store = Store.open(home, lock_timeout=self.lock_timeout, strict=strict, store_password=self.store_password)
+        install_operator_auth(store, self.operator_key or os.environ.get("TWCACTL_OPERATOR_KEY") or None)
+        return store
 
 
 def app(ctx: click.Context | None = None) -> AppContext:
@@ -77,6 +84,10 @@ def current_operator() -> str:
     """``$TWCACTL_OPERATOR``, else the login name: accountability, not authentication."""
     name = os.environ.get("TWCACTL_OPERATOR")
     if name:
+        if name.startswith("subscriber:"):  # the log's name for a certificate's holder (issue 27)
+            from twcactl.errors import UsageError
+
+            raise UsageError("operator names never start with 'subscriber:'.")
         return name
     try:
         return getpass.getuser()
@@ -110,6 +121,80 @@ def store_password_option(f):  # type: ignore[no-untyped-def]
                         callback=_set_store_password,
                         help="Password of a PostgreSQL store: env:NAME, file:PATH, fd:N, stdin "
                              "(default $TWCACTL_STORE_PASSWORD_SOURCE, else libpq's PGPASSFILE).")(f)
+
+
+def install_operator_auth(store: Store, key_spec: str | None) -> None:
+    """Make the store's changes signed by the current operator when ``operator_auth`` requires it (issue 27):
+    ``key_spec`` is a PKCS#11 URI (the operator's card; PIN from the URI's pin-source or
+    ``$TWCACTL_OPERATOR_PIN_SOURCE``, else a prompt) or a key file (``file:PATH`` or a path)."""
+    from twcactl.authority.signed_actions import install
+
+    ticket_fd = os.environ.get("TWCACTL_RA_TICKET_FD")
+    if ticket_fd is not None:  # a remote RA request run by serve (issue 27): authorized by its JWS
+        import sys
+
+        from twcactl.serve.ra_api import authorize
+
+        authorize(store, _read_ticket(ticket_fd), sys.argv[1:], current_operator())
+        return
+    install(store, operator=current_operator(), key=_key_loader(store, key_spec) if key_spec else None)
+
+
+_TICKET: list[bytes] = []
+
+
+def _read_ticket(fd: str) -> bytes:
+    """The RA request ticket serve passed through a pipe (read once per process)."""
+    from twcactl.errors import AuthError
+
+    if not _TICKET:
+        try:
+            with os.fdopen(int(fd), "rb") as fh:
+                _TICKET.append(fh.read(8 * 1024 * 1024))
+        except (OSError, ValueError) as exc:
+            raise AuthError("the RA request ticket cannot be read.") from exc
+    return _TICKET[0]
+
+
+def _key_loader(store: Store, spec: str):  # type: ignore[no-untyped-def]
+    from twcactl.backends.p11_uri import is_pkcs11_uri
+
+    def load():  # type: ignore[no-untyped-def]
+        from twcactl.authority import signed_actions
+        from twcactl.cli.secrets import get_secret
+
+        if not is_pkcs11_uri(spec):
+            return signed_actions.load_key_file(spec.removeprefix("file:"))
+        from twcactl.backends.p11_uri import parse_pkcs11_uri
+
+        uri = parse_pkcs11_uri(spec)
+        source = f"file:{uri.pin_source.removeprefix('file:')}" if uri.pin_source else None
+        pin = get_secret(source, option="--operator-key PIN", what="operator card PIN",
+                         env_default="TWCACTL_OPERATOR_PIN_SOURCE")
+        module = os.environ.get("TWCACTL_PKCS11_MODULE") or store.settings().pkcs11_module or None
+        return signed_actions.load_token_key(spec, pin, module)
+
+    return load
+
+
+def _set_operator_key(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        app(ctx).operator_key = value
+
+
+def operator_key_option(f):  # type: ignore[no-untyped-def]
+    """The global ``--operator-key KEY``: the key that signs the operator's changes (issue 27)."""
+    return click.option("--operator-key", "operator_key", metavar="KEY", expose_value=False,
+                        callback=_set_operator_key,
+                        help="The key that signs your changes when operator_auth is required: pkcs11:token=...;"
+                             "id=... (your card) or a key file (default $TWCACTL_OPERATOR_KEY).")(f)
+
+
+def server_option(f):  # type: ignore[no-untyped-def]
+    """The global ``--server URL``: run the RA command on this ``twcactl serve`` (issue 27; cli/ra_client.py)."""
+    return click.option("--server", "server", envvar="TWCACTL_SERVER", metavar="URL",
+                        help="Run the RA command on this twcactl serve (default $TWCACTL_SERVER), signed with "
+                             "--operator-key; the desk needs no database password and no CA key.")(f)
 
 
 def _set_json(ctx: click.Context, _param: click.Parameter, value: bool) -> None:

@@ -56,16 +56,17 @@ def renew_due(within_days: int, account_id: str | None, profile: str | None, new
     renewed, skipped (with why) or failed (with the error).  Exit 0 only if
     none failed (and every --exec command succeeded).
     """
-    from twcactl.authority.renew_due import RenewDueRequest, shell_hook
+    from twcactl.authority.renew_due import RenewDueRequest, hook_base_environment, shell_hook
     from twcactl.authority.renew_due import renew_due as renew_due_workflow
     from twcactl.cli.secrets import get_secret
 
     password = get_secret(pfx_password, option="--pfx-password", what="PFX password") if pfx_password else None
     request = RenewDueRequest(within_days=within_days, account=account_id, profile=profile, new_key=new_key,
                               out_dir=out_dir, pfx_password=password, dry_run=dry_run)
-    hook = shell_hook(exec_cmd, dict(os.environ)) if exec_cmd else None
     store = app().open_store()
     try:
+        sources = (ca_passphrase, pfx_password, app().store_password_source, store.settings().smtp_password_source)
+        hook = shell_hook(exec_cmd, hook_base_environment(os.environ, sources)) if exec_cmd else None
         with _progress_bar() as progress:
             outcome = renew_due_workflow(store, request, operator=current_operator(),
                                          passphrase=ca_passphrase_provider(ca_passphrase), hook=hook,

@@ -6,6 +6,7 @@ inside the command, so ``twcactl --help`` and ``--version`` never import them.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -69,8 +70,6 @@ def serve(listen: str, http_listen: str | None, tls_cert: Path | None, tls_key: 
 
     Needs the serve extra: pip install -e '.[serve]' from a checkout, pip install 'twcactl[serve]' from an index.
     """
-    import os
-
     require_serve_extra()
 
     from twcactl.serve.config import ServeConfig, parse_hostport, parse_resolve
@@ -91,7 +90,8 @@ def serve(listen: str, http_listen: str | None, tls_cert: Path | None, tls_key: 
         acme_validations_per_account=acme_validations[0], acme_validations_total=acme_validations[1],
         header_timeout=header_timeout, max_connections_per_client=max_connections_per_client,
         max_connections=max_connections, acme_eab=acme_eab, acme_default_account=acme_default_account,
-        ocsp_listen=parse_hostport(ocsp_listen, option="--ocsp-listen") if ocsp_listen else None)
+        ocsp_listen=parse_hostport(ocsp_listen, option="--ocsp-listen") if ocsp_listen else None,
+        child_environment=dict(os.environ))
     from twcactl.serve.runner import run
 
     run(config)

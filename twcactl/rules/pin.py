@@ -9,7 +9,9 @@ Rules (domain.md §8): a user PIN has 6 to 16 characters; the PIN letter's
 default ``12345678`` must be replaced at first use; three wrong PINs lock
 the card, and only the SO PIN can set a new one.  Tokens report flags, not
 counts (PKCS#11 v2.40 §3.2, ``CKF_USER_PIN_*``), so twcactl never says how
-many tries are left, only what the flags say.
+many tries are left, only what the flags say: COUNT_LOW means "a wrong PIN
+since the last good login", not "few tries left" (an HSM sets it after any
+wrong PIN; issue 27).
 """
 
 from __future__ import annotations
@@ -98,7 +100,7 @@ class PinState:
         elif self.final_try:
             out.append("final try: one more wrong PIN locks it")
         elif self.count_low:
-            out.append("a wrong PIN was entered: few tries left")
+            out.append("a wrong PIN was entered since the last good one")
         if self.to_be_changed:
             out.append("must be changed")
         return out
@@ -180,7 +182,8 @@ def refused_message(state: PinState, *, what: str = "PIN") -> tuple[str, str | N
     if condition is PinCondition.FINAL_TRY:
         return f"wrong {what}; the card says the next wrong {what} locks it (final try).", CHECK_LETTER_HINT
     if condition is PinCondition.TRIES_LOW:
-        return f"wrong {what}; the card says few tries are left before it locks.", CHECK_LETTER_HINT
+        return (f"wrong {what}; the card reports a wrong {what} since the last good one (it does not say how many "
+                "tries are left)."), CHECK_LETTER_HINT
     return f"wrong {what}.", None
 
 
@@ -194,7 +197,7 @@ def pin_warnings(state: PinState) -> list[str]:
     elif state.final_try:
         out.append("one more wrong PIN locks the card")
     elif state.count_low:
-        out.append("a wrong PIN was entered since the last good one: few tries are left")
+        out.append("a wrong PIN was entered since the last good one")
     return out
 
 

@@ -23,8 +23,10 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from twcactl.errors import InputError, UsageError
+from twcactl.rules.addresses import single_address
+from twcactl.rules.operator_auth import OPERATOR_AUTH_VALUES
 
-Kind = Literal["days", "url", "path", "count", "flag", "host", "text", "source", "email", "store"]
+Kind = Literal["days", "url", "path", "count", "flag", "host", "text", "source", "email", "store", "auth"]
 SettingValue = int | str
 
 #: The largest day count any setting takes: 100 years.  Settings are added to
@@ -118,6 +120,9 @@ class Settings:
             :mod:`twcactl.rules.publication`): each certificate gets its own issuer's ``/crl/NAME.crl``,
             ``/ca/NAME.cer`` and (leaves) ``/ocsp`` under it, unless ``crl_url`` / ``ocsp_url`` /
             ``ca_issuers_url`` say otherwise; ``""`` or an ``http``/``https`` URL.
+        operator_auth: ``required`` (every change is signed by the operator's key; issue 27), ``off``
+            (today's single-user behaviour) or ``""`` (the default: required in public-trust mode, off
+            elsewhere; :func:`twcactl.rules.operator_auth.auth_required`).
     """
 
     renewal_window_days: int = _days(30, 0)
@@ -138,6 +143,7 @@ class Settings:
     public_trust: bool = _flag(False)
     cps_url: str = _text("url")
     base_url: str = _text("url")
+    operator_auth: str = _text("auth")
 
     @classmethod
     def keys(cls) -> tuple[str, ...]:
@@ -208,9 +214,17 @@ class Settings:
         return replace(self, **changes)
 
 
+#: Settings that name where this node reads a secret from (a SOURCE: ``env:``, ``file:``, ``fd:``), and the
+#: settings that say where that secret is sent (the relay that receives the SMTP password).  They are
+#: node-local (issue 27): a manager on node A who could set them in the shared database could make node B
+#: send B's CA passphrase (``env:CA_PASS``) or B's relay password to a host of A's choosing.
+SECRET_SOURCE_KEYS: frozenset[str] = frozenset({"smtp_password_source"})
+SECRET_DESTINATION_KEYS: frozenset[str] = frozenset({"smtp_host", "smtp_port", "smtp_starttls", "smtp_user"})
+
 #: Settings that belong to one node (its config.toml) rather than to the CA: on PostgreSQL every other
-#: setting is shared by the nodes and kept in the database (issue 14).
-NODE_LOCAL_KEYS: frozenset[str] = frozenset({"store", "pkcs11_module"})
+#: setting is shared by the nodes and kept in the database (issue 14); a value of these keys found in the
+#: database is never used (issue 27: secrets stay on their node).
+NODE_LOCAL_KEYS: frozenset[str] = frozenset({"store", "pkcs11_module"}) | SECRET_SOURCE_KEYS | SECRET_DESTINATION_KEYS
 
 #: URL schemes of the PostgreSQL store (libpq connection URIs).
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
@@ -296,6 +310,10 @@ def _check(key: str, value: object, kind: Kind, minimum: int) -> None:
         raise _Refused(f"{key} must be text, not {value!r}")
     if value == "":
         return
+    if kind == "auth":
+        if value not in OPERATOR_AUTH_VALUES:
+            raise _Refused(f"{key} takes {' or '.join(OPERATOR_AUTH_VALUES)}, not {value!r}")
+        return
     if kind in ("host", "text", "source", "email"):
         _check_mail_text(key, value, kind)
         return
@@ -335,7 +353,5 @@ def _check_mail_text(key: str, value: str, kind: Kind) -> None:
     if kind == "source" and not value.startswith(SECRET_SETTING_FORMS):
         raise _Refused(f"{key} must be a SOURCE (env:NAME, file:PATH or fd:N; never the password itself), "
                        f"not a {value.partition(':')[0] + ':'!r} source")
-    if kind == "email":
-        local, at, domain = value.rpartition("@")
-        if not (at and local and "." in domain and not domain.startswith(".") and "<" not in value):
-            raise _Refused(f"{key} must be an e-mail address (local@domain), not {value!r}")
+    if kind == "email" and single_address(value) != value:
+        raise _Refused(f"{key} must be an e-mail address (local@domain), not {value!r}")

@@ -44,4 +44,4 @@ REVOKE_REASONS: tuple[str, ...] = (
 HOLD_REASON = "certificateHold"
 
 #: Operator roles (domain.md §3: a manager queries and operates, an auditor only queries).
-ROLES: tuple[str, ...] = ("manager", "auditor")
+ROLES: tuple[str, ...] = ("manager", "auditor", "ra")

@@ -369,6 +369,9 @@ def build_app(config: ServeConfig, signers: responder.Signers) -> Any:
         Route("/acme/revoke-cert", _acme(server, h.revoke), methods=["POST"]),
         Route("/acme/key-change", _acme(server, h.key_change), methods=["POST"]),
     ]
+    from twcactl.serve import ra_api, subscriber_api  # issue 27: subscribers and remote RA desks
+
+    routes += subscriber_api.routes(server) + ra_api.routes(server)
     return _OcspFastPath(Starlette(routes=routes), server)
 
 

@@ -101,6 +101,8 @@ class ServeConfig:
     acme_eab: str = "required"
     acme_default_account: str | None = None
     ocsp_listen: tuple[str, int] | None = None
+    #: the environment the remote RA's commands run in (the server's own, given by the CLI; issue 27)
+    child_environment: dict[str, str] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from twcactl.errors import NotFoundError
+from twcactl.errors import NotFoundError, StateError
+from twcactl.rules.operator_auth import SUBSCRIBER_PREFIX, role_may, subscriber_may
 from twcactl.rules.times import rfc3339, utcnow
 from twcactl.store.interface import Engine, LogItem, Row
 from twcactl.store.records import LogEntry, RawLogEntry
@@ -22,6 +23,10 @@ from twcactl.store.records import LogEntry, RawLogEntry
 #: The ``prev_hash`` of the first entry.
 GENESIS_HASH = "0" * 64
 _COLUMNS = "seq, time, operator, action, account, serial, details, prev_hash, hash"
+
+#: Signs the entries of one append (details as stored, parsed back) and returns the signature to store with
+#: the first of them (JSON text), or None when none needs one; raises to refuse the change (issue 27).
+ActionSigner = Callable[[list[LogItem]], "str | None"]
 
 
 def log_hash(prev_hash: str, seq: int, time: str, operator: str, action: str, account: str | None,
@@ -42,6 +47,8 @@ class LogRepository:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._db = engine.db
+        #: set by the command that opened the store when changes must be signed (issue 27)
+        self.signer: ActionSigner | None = None
 
     def append(self, *, operator: str, action: str, account: str | None = None, serial: str | None = None,
                details: dict[str, Any] | None = None) -> LogEntry:
@@ -51,23 +58,51 @@ class LogRepository:
     def append_many(self, entries: Sequence[LogItem]) -> list[LogEntry]:
         """Append entries ``(operator, action, account, serial, details)`` in order (inside a transaction),
         with one read of the head and one write of it; all get the same time."""
+        details_texts = [json.dumps(d or {}, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+                         for _o, _a, _acc, _s, d in entries]
+        self._check_roles(entries)
+        signature = None
+        if self.signer is not None and entries:
+            signature = self.signer([(o, a, acc, s, json.loads(text))
+                                     for (o, a, acc, s, _d), text in zip(entries, details_texts)])
         row = self._db.one("SELECT seq, hash FROM activity_log ORDER BY seq DESC LIMIT 1")
         seq, prev = (int(row["seq"]), str(row["hash"])) if row else (0, GENESIS_HASH)
         time = rfc3339(utcnow())
-        rows = []
+        rows: list[tuple[Any, ...]] = []
         out = []
-        for operator, action, account, serial, details in entries:
+        for (operator, action, account, serial, details), details_json in zip(entries, details_texts):
             seq += 1
-            details_json = json.dumps(details or {}, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
             digest = log_hash(prev, seq, time, operator, action, account, serial, details_json)
-            rows.append((seq, time, operator, action, account, serial, details_json, prev, digest))
+            rows.append((seq, time, operator, action, account, serial, details_json, prev, digest,
+                         signature if not rows else None))
             out.append(LogEntry(seq=seq, time=time, operator=operator, action=action, account=account, serial=serial,
                                 details=details or {}))
             prev = digest
-        self._db.run_many(f"INSERT INTO activity_log ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        self._db.run_many(f"INSERT INTO activity_log ({_COLUMNS}, signature) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                          rows)
         if rows:
             self._engine.set_meta("log_head", f"{seq}:{prev}")
         return out
+
+    def _check_roles(self, entries: Sequence[LogItem]) -> None:
+        """Refuse an entry its operator's role may not write (issue 27: an RA operator changes no account,
+        operator or setting; :func:`twcactl.rules.operator_auth.role_may`).  Names that are not operators
+        (``ca.init`` before the first one is added, ACME accounts) are not judged here.
+
+        Raises:
+            StateError: the role may not (exit 5); the caller's transaction rolls back.
+        """
+        for name, action, _account, serial, _details in entries:
+            if name.startswith(SUBSCRIBER_PREFIX) and not subscriber_may(name, action, serial):
+                raise StateError(f"a subscriber may not do {action} on certificate {serial}.")
+        for name in {item[0] for item in entries if not item[0].startswith(SUBSCRIBER_PREFIX)}:
+            row = self._db.one("SELECT role FROM operators WHERE name = ? AND active = 1", (name,))
+            if row is None:
+                continue
+            role = str(row["role"])
+            refused = sorted({item[1] for item in entries if item[0] == name and not role_may(role, item[1])})
+            if refused:
+                raise StateError(f"operator {name} is an {role} operator and may not do {', '.join(refused)}.")
 
     def entries(self, *, account: str | None = None, action: str | None = None, operator: str | None = None,
                 serial: str | None = None, limit: int | None = None) -> list[LogEntry]:
@@ -123,10 +158,10 @@ class LogRepository:
 
     def raw(self) -> Iterator[RawLogEntry]:
         """Every entry in ``seq`` order as stored, hashes included (for verifying the chain)."""
-        for r in self._db.iterate(f"SELECT {_COLUMNS} FROM activity_log ORDER BY seq"):
+        for r in self._db.iterate(f"SELECT {_COLUMNS}, signature FROM activity_log ORDER BY seq"):
             yield RawLogEntry(seq=r["seq"], time=r["time"], operator=r["operator"], action=r["action"],
                               account=r["account"], serial=r["serial"], details=r["details"],
-                              prev_hash=r["prev_hash"], hash=r["hash"])
+                              prev_hash=r["prev_hash"], hash=r["hash"], signature=r["signature"])
 
 
 def _entry(r: Row) -> LogEntry:

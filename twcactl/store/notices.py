@@ -39,7 +39,13 @@ class NoticeRepository:
     """The ``notices`` table."""
 
     def __init__(self, engine: Engine) -> None:
+        self._engine = engine
         self._db = engine.db
+
+    @property
+    def pending(self) -> PendingNoticeRepository:
+        """The notices that failed and wait for the next ``notify due`` (issue 27)."""
+        return PendingNoticeRepository(self._engine)
 
     def sent(self, serial: str, kind: str, window_days: int) -> bool:
         """True when this notice was already sent for ``serial``."""
@@ -66,3 +72,45 @@ class NoticeRepository:
                 for r in self._db.all("SELECT serial, kind, window_days, recipient, sent_at, message_id, operator"
                                       " FROM notices WHERE serial = ? ORDER BY sent_at, kind, window_days",
                                       (serial,))]
+
+
+@dataclass(frozen=True)
+class PendingNotice:
+    """A notice the relay did not take (issue 27): ``notify due`` tries it again until it is sent once."""
+
+    serial: str
+    kind: str
+    window_days: int
+    recipient: str
+    failed_at: str
+    error: str
+    operator: str
+
+
+class PendingNoticeRepository:
+    """The ``notices_pending`` table (schema issue 27): notices that failed, waiting for the next ``notify due``."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._db = engine.db
+
+    def add(self, *, serial: str, kind: str, window_days: int, recipient: str, error: str, operator: str,
+            when: dt.datetime | None = None) -> None:
+        """Keep a failed notice for the next run (inside a transaction); a second failure updates the error."""
+        self._db.run("DELETE FROM notices_pending WHERE serial = ? AND kind = ? AND window_days = ?",
+                     (serial, kind, window_days))
+        self._db.run("INSERT INTO notices_pending (serial, kind, window_days, recipient, failed_at, error, operator)"
+                     " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                     (serial, kind, window_days, recipient, rfc3339(when or utcnow()), error[:500], operator))
+
+    def all(self) -> list[PendingNotice]:
+        """Every pending notice, oldest failure first."""
+        return [PendingNotice(serial=r["serial"], kind=r["kind"], window_days=int(r["window_days"]),
+                              recipient=r["recipient"], failed_at=r["failed_at"], error=r["error"],
+                              operator=r["operator"])
+                for r in self._db.all("SELECT serial, kind, window_days, recipient, failed_at, error, operator"
+                                      " FROM notices_pending ORDER BY failed_at, serial")]
+
+    def clear(self, serial: str, kind: str, window_days: int) -> None:
+        """Forget a pending notice (inside a transaction; with the ``notices`` row of its sending)."""
+        self._db.run("DELETE FROM notices_pending WHERE serial = ? AND kind = ? AND window_days = ?",
+                     (serial, kind, window_days))

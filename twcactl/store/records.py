@@ -209,6 +209,9 @@ class RawLogEntry:
     details: str
     prev_hash: str
     hash: str
+    #: the operator's signature over the statement of this entry and the ``entries - 1`` after it (JSON text;
+    #: issue 27), None when unsigned
+    signature: str | None = None
 
 
 @dataclass(frozen=True)

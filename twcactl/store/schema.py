@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 from twcactl.errors import StateError
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 # Version 1: the whole lifecycle from the start (ledger, operators, hash-chained log, CRL numbers).
 SCHEMA_V1 = """
@@ -236,7 +236,7 @@ SCHEMA_ISSUE24 = """
 ALTER TABLE acme_orders ADD COLUMN profile TEXT
 """
 
-# Version 7 (issue 25): several issuing CAs under one root.  Each CA names the CA that signed it (``issuer``;
+# Version 8 (issue 25): several issuing CAs under one root.  Each CA names the CA that signed it (``issuer``;
 # NULL for the root; existing homes: the CA one position above), and an issuing CA may be retired (issues no
 # more; its CRL and OCSP go on) or revoked by its issuer (``revoked_at``, ``reason``: the issuer's CRL lists it).
 SCHEMA_ISSUE25 = """
@@ -247,8 +247,48 @@ ALTER TABLE cas ADD COLUMN reason TEXT;
 UPDATE cas SET issuer = (SELECT above.name FROM cas above WHERE above.position = cas.position - 1)
 """
 
+# Version 7 (issue 27: people prove who they are): operators may be RA operators and are bound to a certificate
+# (its DER and SHA-256; the role check is widened by rebuilding the table, the one way SQLite changes a CHECK);
+# each log entry may hold the operator's signature over its statement (JSON: algorithm, certificate digest, signature);
+# an issue notice the relay did not take waits in notices_pending for the next `notify due`; a subscriber's
+# password is kept as a slow hash with its failure count and lock (store/subscribers.py).
+SCHEMA_ISSUE27 = """
+ALTER TABLE operators RENAME TO operators_before_issue27;
+CREATE TABLE operators (
+    name TEXT PRIMARY KEY,
+    role TEXT NOT NULL CHECK (role IN ('manager', 'auditor', 'ra')),
+    created_at TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    active INTEGER NOT NULL DEFAULT 1,
+    cert_der BLOB,
+    cert_sha256 TEXT
+);
+INSERT INTO operators (name, role, created_at, created_by, active)
+    SELECT name, role, created_at, created_by, active FROM operators_before_issue27;
+DROP TABLE operators_before_issue27;
+ALTER TABLE activity_log ADD COLUMN signature TEXT;
+CREATE TABLE notices_pending (
+    serial TEXT NOT NULL REFERENCES certificates(serial),
+    kind TEXT NOT NULL CHECK (kind IN ('issued', 'reminder')),
+    window_days INTEGER NOT NULL,
+    recipient TEXT NOT NULL,
+    failed_at TEXT NOT NULL,
+    error TEXT NOT NULL,
+    operator TEXT NOT NULL,
+    PRIMARY KEY (serial, kind, window_days)
+);
+CREATE TABLE subscriber_secrets (
+    serial TEXT PRIMARY KEY REFERENCES certificates(serial),
+    hash TEXT NOT NULL,
+    failures INTEGER NOT NULL DEFAULT 0,
+    locked_until TEXT,
+    updated_at TEXT NOT NULL
+)
+"""
+
 # Forward migrations: index N - 1 upgrades version N to N + 1.  A new home runs SCHEMA_V1 and then every step.
-MIGRATIONS: tuple[str, ...] = (SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_ISSUE24, SCHEMA_ISSUE25)
+MIGRATIONS: tuple[str, ...] = (SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_ISSUE24, SCHEMA_ISSUE27,
+                               SCHEMA_ISSUE25)
 
 
 def statements(script: str) -> Iterator[str]:

@@ -33,6 +33,8 @@ def schema_tables() -> tuple[tuple[str, str | None], ...]:
             if match is None:
                 continue
             name, body = match.groups()
+            if any(name == seen for seen, _ in out):  # a table rebuilt by a later step keeps its place
+                continue
             identity = _IDENTITY_RE.search(body)
             out.append((name, identity.group(1) if identity else None))
     return tuple(out)
