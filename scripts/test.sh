@@ -4,11 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The real components the tests drive: openssl, keytool (JRE), certtool (GnuTLS),
+# The real components the tests drive: openssl, keytool (JRE), certtool (GnuTLS), dnsmasq + nginx (issue 26),
 # pk12util (NSS), SoftHSM2 / opencryptoki / OpenSC, pcscd + vpcd; gcc and headers for pyscard.
 packages=(openssl default-jre-headless gnutls-bin libnss3-tools softhsm2 opencryptoki opensc pcscd
           vsmartcard-vpcd libpcsclite-dev gcc python3-dev python3-venv easy-rsa lego
-          postgresql faketime)
+          postgresql faketime dnsmasq-base nginx-light)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

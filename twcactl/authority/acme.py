@@ -35,6 +35,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from twcactl.authority.domain_validation import record_acme_validation
+from twcactl.authority.issuance_checks import acme_account
 from twcactl.errors import AuthError, InputError, PolicyError, QuotaError, StateError, TwcaError
 from twcactl.policy.checks import dns_name_problems, domain_match
 from twcactl.rules.serials import format_serial
@@ -553,6 +555,8 @@ def respond_challenge(store: Store, account: AcmeAccount, challenge_id: str,
         if failure is None:
             store.acme.set_challenge(challenge_id, status="valid", validated=now)
             store.acme.set_authz(authz.id, "valid")
+            record_acme_validation(store, account.account_id, authz.identifier, challenge.type, challenge.token,
+                                   now, account.operator)
         else:
             kind = "connection" if challenge.type == "http-01" else "dns"
             store.acme.set_challenge(challenge_id, status="invalid", error=AcmeProblem(kind, failure).document())
@@ -586,7 +590,7 @@ def _csr_names(csr_der: bytes) -> tuple[Any, set[str]]:
 
 
 def finalize(store: Store, account: AcmeAccount, order_id: str, csr_der: bytes, *,
-             passphrase: PassphraseProvider) -> OrderView:
+             passphrase: PassphraseProvider, account_url: str | None = None) -> OrderView:
     """Issue the order's certificate from the CSR (RFC 8555 §7.4): through the account's policy and its books.
 
     A new order is :func:`twcactl.authority.lifecycle.issue_certificates` (one certificate-year); an order
@@ -597,7 +601,7 @@ def finalize(store: Store, account: AcmeAccount, order_id: str, csr_der: bytes, 
     Raises:
         AcmeProblem: ``orderNotReady``, ``badCSR`` (rule ID), ``userActionRequired`` (quota), ...
     """
-    from twcactl.authority.lifecycle import CsrInput, issue_certificates, renew_certificate
+    from twcactl.authority.lifecycle import CsrInput
 
     view = order_view(store, account, order_id)
     if view.order.status != "ready":
@@ -611,15 +615,8 @@ def finalize(store: Store, account: AcmeAccount, order_id: str, csr_der: bytes, 
     item = CsrInput(name=f"acme-order-{order_id}", data=csr_der, domain_validated=True,
                     profile="wildcard" if any(n.startswith("*.") for n in names) else "ssl")
     try:
-        if view.order.replaces:
-            renewed = renew_certificate(store, view.order.replaces, item, validity=None, early=True,
-                                        operator=account.operator, passphrase=passphrase, note="acme renewal")
-            serial = renewed.certificate.serial
-        else:
-            issued = issue_certificates(store, [item], account_id=account.account_id, profile=item.profile or "ssl",
-                                        validity=ACME_VALIDITY, operator=account.operator, passphrase=passphrase,
-                                        note="acme")
-            serial = issued.issued[0].serial
+        with acme_account(account_url):  # RFC 8657 accounturi (issue 26)
+            serial = _issue_order(store, account, view, item, passphrase)
     except TwcaError as exc:
         problem = problem_from(exc)
         with store.transaction():
@@ -628,6 +625,20 @@ def finalize(store: Store, account: AcmeAccount, order_id: str, csr_der: bytes, 
     with store.transaction():
         store.acme.set_order(order_id, status="valid", serial=serial)
     return order_view(store, account, order_id)
+
+
+def _issue_order(store: Store, account: AcmeAccount, view: OrderView, item: Any,
+                 passphrase: PassphraseProvider) -> str:
+    """Issue (or, for an order that ``replaces``, renew) the order's certificate; its serial."""
+    from twcactl.authority.lifecycle import issue_certificates, renew_certificate
+
+    if view.order.replaces:
+        renewed = renew_certificate(store, view.order.replaces, item, validity=None, early=True,
+                                    operator=account.operator, passphrase=passphrase, note="acme renewal")
+        return renewed.certificate.serial
+    issued = issue_certificates(store, [item], account_id=account.account_id, profile=item.profile or "ssl",
+                                validity=ACME_VALIDITY, operator=account.operator, passphrase=passphrase, note="acme")
+    return issued.issued[0].serial
 
 
 def certificate_chain_pem(store: Store, account: AcmeAccount, order_id: str) -> bytes:

@@ -127,9 +127,12 @@ def show(account_id: str) -> None:
     try:
         acct = store.accounts.get(account_id)
         subscriptions = _subscriptions(store, acct.id)
+        from twcactl.authority.domain_validation import domain_status
+
+        validations = domain_status(store, acct.id, acct.domains)
     finally:
         store.close()
-    _render(acct, subscriptions)
+    _render(acct, subscriptions, validations)
 
 
 def _subscriptions(store: Any, account_id: str) -> list[dict[str, Any]]:
@@ -171,7 +174,8 @@ def list_() -> None:
     emit({"accounts": [a.to_json() for a in accounts], "count": len(accounts)}, human)
 
 
-def _render(acct: Account, subscriptions: list[dict[str, Any]] | None = None) -> None:
+def _render(acct: Account, subscriptions: list[dict[str, Any]] | None = None,
+            validations: list[dict[str, Any]] | None = None) -> None:
     def human(console: Console) -> None:
         console.print(f"Account {acct.id}  {safe(acct.org)}")
         if acct.org_aliases:
@@ -195,8 +199,13 @@ def _render(acct: Account, subscriptions: list[dict[str, Any]] | None = None) ->
         for sub in subscriptions or []:
             console.print(f"  subscription {sub['serial']}  CN={safe(sub['cn'] or '')}  paid until {sub['paid_until']}"
                           f"  next re-issue from {sub['reissue_from'] or '-'}")
+        for v in validations or []:
+            console.print(f"  validation {v['domain']}  " + (f"{v['method']} at {v['validated_at']}, lapses "
+                          f"{v['lapses_at']}" if v["validated_at"] else "not validated"))
 
     doc = acct.to_json()
     if subscriptions is not None:
         doc["subscriptions"] = subscriptions
+    if validations is not None:
+        doc["validations"] = validations
     emit(doc, human)

@@ -37,11 +37,26 @@ Example:
 @click.option("--acme-dns-resolver", metavar="ADDRESS:PORT", help="The DNS server dns-01 validation asks.")
 @click.option("--ocsp-signer", type=click.Choice(["delegated", "ca"]), default="delegated", show_default=True,
               help="Sign OCSP responses with a delegated OCSP signing certificate kept fresh, or the CA key.")
+@click.option("--perspective", is_flag=True,
+              help="Run a remote network perspective instead (BR 3.2.2.9; plain HTTP on --listen, no CA home).")
+@click.option("--perspective-token", metavar="SOURCE", help="The perspective's bearer token: env:, file: or fd:.")
+@click.option("--perspective-dns", metavar="ADDRESS:PORT", help="The perspective's own DNS resolver.")
+@click.option("--perspective-http-port", type=click.IntRange(1, 65535), default=80, show_default=True,
+              help="The port the perspective's http-file checks connect to.")
 @ca_passphrase_option
 def serve(listen: str, http_listen: str | None, tls_cert: Path | None, tls_key: Path | None, names: tuple[str, ...],
           workers: int, resolve: tuple[str, ...], acme_http01_port: int, acme_dns_resolver: str | None,
-          ocsp_signer: str, ca_passphrase: str | None) -> None:
-    """Serve ACME (RFC 8555, EAB required), OCSP and CRLs until SIGTERM."""
+          ocsp_signer: str, perspective: bool, perspective_token: str | None, perspective_dns: str | None,
+          perspective_http_port: int, ca_passphrase: str | None) -> None:
+    """Serve ACME (RFC 8555, EAB required), OCSP and CRLs until SIGTERM.
+
+    With --perspective: a remote network perspective answering one DCV or CAA check per request
+    (twcactl serve --perspective --listen 127.0.0.1:9001 --perspective-token file:token
+    --perspective-dns 127.0.0.1:5301).
+    """
+    if perspective:
+        _perspective(listen, perspective_token, perspective_dns, perspective_http_port)
+        return
     from twcactl.serve.config import ServeConfig, parse_hostport, parse_resolve
 
     provider = ca_passphrase_provider(ca_passphrase)
@@ -57,3 +72,18 @@ def serve(listen: str, http_listen: str | None, tls_cert: Path | None, tls_key: 
     from twcactl.serve.runner import run
 
     run(config)
+
+
+def _perspective(listen: str, token: str | None, dns: str | None, http_port: int) -> None:
+    from twcactl.cli.secrets import read_source
+    from twcactl.errors import UsageError
+    from twcactl.serve.config import parse_hostport
+    from twcactl.serve.perspective import PerspectiveConfig, run_perspective
+    from twcactl.validation.resolver import DnsServer
+
+    if not token:
+        raise UsageError("--perspective needs --perspective-token SOURCE.")
+    run_perspective(PerspectiveConfig(listen=parse_hostport(listen, option="--listen"),
+                                      token=read_source(token, option="--perspective-token"),
+                                      resolver=DnsServer.parse(dns or ""), http_port=http_port,
+                                      name=listen))

@@ -114,6 +114,12 @@ class Settings:
             (BR §4.9.13).  ``true`` / ``false`` (default false).
         cps_url: the CPS URI put as a policy qualifier into EV certificates in public-trust mode
             (BR §7.1.2.7.9); ``""`` or an ``http``/``https`` URL.
+        caa_identities / mpic_perspectives / mpic_token_file / pre_issuance_lint / dns_resolver / dv_http_port:
+            the public-trust process (issue 26): the CA's CAA issuer domain names (comma-separated, RFC 8659
+            §4.2), the remote perspectives' ``http(s)`` URLs (comma-separated, BR §3.2.2.9), the file holding the
+            bearer token they share, linting before signing outside public-trust mode (BR §4.3.1.2; always on in
+            it), the DNS resolver ``ADDRESS:PORT`` for DCV and CAA (``""``: the system's) and the port
+            ``http-file`` validation connects to (default 80).
     """
 
     renewal_window_days: int = _days(30, 0)
@@ -133,6 +139,12 @@ class Settings:
     store: str = _text("store")
     public_trust: bool = _flag(False)
     cps_url: str = _text("url")
+    caa_identities: str = _text("text")
+    mpic_perspectives: str = _text("text")
+    mpic_token_file: str = _text("path")
+    pre_issuance_lint: bool = _flag(False)
+    dns_resolver: str = _text("host")
+    dv_http_port: int = _count(80, 1, 65_535)
 
     @classmethod
     def keys(cls) -> tuple[str, ...]:

@@ -525,7 +525,8 @@ class _Handlers:
         if not csr_der:
             raise AcmeProblem("badCSR", "finalize needs the CSR, base64url DER.")
         view = core.finalize(self.s.store(), account, request.path_params["id"], csr_der,
-                             passphrase=self.s.config.passphrase)
+                             passphrase=self.s.config.passphrase,
+                             account_url=f"{self.s.base(request)}/acme/acct/{account.id}")
         return self.s.acme_response(request, self.s.order_json(request, view),
                                     location=f"{self.s.base(request)}/acme/order/{view.order.id}")
 
