@@ -383,3 +383,61 @@ def test_pre_issuance_lint_in_a_private_ca_is_a_setting(tmp_path: Path) -> None:
     assert issued.code == 0, issued.stderr
     cert = x509.load_pem_x509_certificate(Path(issued.json()["certificates"][0]["path"]).read_bytes())
     assert cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value == f"www.{DOMAIN}"
+
+
+# ----------------------------------------------------------------------------- ACME end to end
+def test_acme_order_validations_recorded_and_caa_accounturi(tmp_path: Path, world: World,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real ACME client (the acme package) against ``twcactl serve`` in public-trust mode: the http-01 success
+    is recorded as a domain validation (served by nginx), and a CAA ``accounturi`` naming another ACME account
+    refuses the order (problem type ``caa``, rule ``caa.accounturi``); naming this account issues."""
+    from types import SimpleNamespace
+
+    from acme import messages
+
+    from tests.serve_support import Served, start_server
+    from tests.test_issue15_more import make_csr, register
+    from twcactl.store import Store
+
+    world.serve_all()
+    home = _home(tmp_path / "h", world)
+    log = tmp_path / "serve.log"
+    proc, port, http_port, http01 = start_server(home, log, http01_port=world.web.port)
+    served = Served(home=home, port=port, http_port=http_port, http01_port=http01, proc=proc, log=log)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(served.root))
+    try:
+        client = register(SimpleNamespace(served=served))  # type: ignore[arg-type]
+        account_uri = client.net.account.uri
+
+        def order_and_validate(name: str) -> Any:
+            csr_pem, _key = make_csr([name])
+            orderr = client.new_order(csr_pem)
+            for authzr in orderr.authorizations:
+                challb = next(c for c in authzr.body.challenges if c.chall.typ == "http-01")
+                response, validation = challb.response_and_validation(client.net.key)
+                path = world.web.root / ".well-known" / "acme-challenge"
+                path.mkdir(parents=True, exist_ok=True)
+                (path / challb.chall.encode("token")).write_text(validation)
+                client.answer_challenge(challb, response)
+            return orderr
+
+        world.serve_all(caa={DOMAIN: [(0, "issue", f"{CA_IDENTITY}; accounturi={account_uri}x")]})
+        refused = order_and_validate(f"a.{DOMAIN}")
+        with pytest.raises(messages.Error) as problem:
+            client.begin_finalization(refused)
+        assert problem.value.typ == "urn:ietf:params:acme:error:caa"
+        store = Store.open(home.path)
+        try:
+            order = store.acme.order(refused.uri.rsplit("/", 1)[-1])
+            assert order is not None and order.error is not None and order.error["rule"] == "caa.accounturi"
+            recorded = store.validations.latest(ACCOUNT, f"a.{DOMAIN}")
+            assert recorded is not None and recorded.method == "acme-http-01"
+        finally:
+            store.close()
+
+        world.serve_all(caa={DOMAIN: [(0, "issue", f"{CA_IDENTITY}; accounturi={account_uri}; "
+                                                   "validationmethods=http-01")]})
+        issued = client.begin_finalization(order_and_validate(f"b.{DOMAIN}"))
+        assert issued.body.status == messages.STATUS_VALID
+    finally:
+        assert served.stop() == 0, log.read_text()[-2000:]

@@ -95,7 +95,9 @@ def problem_from(exc: TwcaError) -> AcmeProblem:
         findings = getattr(exc, "findings", ()) or ()
         # ACME requests are domain-validated: the subject.* rules do not apply to them (CsrInput.domain_validated)
         failed = [f.rule for f in findings if not f.ok and not f.rule.startswith("subject.")]
-        return AcmeProblem("badCSR", exc.message, rule=failed[0] if failed else None)
+        rule = failed[0] if failed else None
+        # RFC 8555 §6.7: "caa" when CAA records forbid the CA from issuing (issue 26)
+        return AcmeProblem("caa" if rule and rule.startswith("caa.") else "badCSR", exc.message, rule=rule)
     if isinstance(exc, QuotaError):
         return AcmeProblem("userActionRequired", f"quota: {exc.message}", status=403, rule="quota")
     if isinstance(exc, InputError):
