@@ -561,6 +561,7 @@ EXTRA_SECTIONS: tuple[tuple[str, str], ...] = (
     ("postgresql", "scale_out"),
     ("hsm", "hsm_signing"),
     ("serve", "serve_bench"),
+    ("lint", "prelint_bench"),  # issue 26: pre-issuance linting per certificate
 )
 
 
