@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 
-from tests.conftest import ACCOUNT, CaHome, invoke, require, sh
+from tests.conftest import ACCOUNT, CaHome, invoke, make_ca, require, sh
 from tests.serve_support import free_port
 from tests.validation_support import CA_IDENTITY, SERVFAIL_ZONE, World, configure, validate_http, world_fixture
 from twcactl.rules import public_trust as br
@@ -108,7 +108,8 @@ def _error(result: Any) -> dict[str, Any]:
 
 def _faketime(when: str, home: CaHome, *args: str) -> subprocess.CompletedProcess[str]:
     twcactl = Path(sys.executable).with_name("twcactl")
-    env = {**os.environ, "TWCACTL_OPERATOR": "alice", "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    env = {**os.environ, "TWCACTL_OPERATOR": "alice", "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+           "TZ": "UTC"}
     return subprocess.run([require("faketime"), when, str(twcactl), "--home", str(home.path), "--json", *args],
                           capture_output=True, text=True, timeout=120, env=env)
 
@@ -242,6 +243,36 @@ def test_validation_lifecycle_reuse_period_and_faketime(tmp_path: Path, world: W
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+@pytest.mark.usefixtures("store_engine")  # the validation records on SQLite and PostgreSQL (SCHEMA_ISSUE26)
+def test_validation_records_on_both_engines(tmp_path: Path, world: World) -> None:
+    """A private CA: validation is recorded and reported (account show), not required; no perspective asked."""
+    from twcactl.store import Store
+
+    world.serve_all()
+    home = make_ca(tmp_path / "ca", passphrase=None)
+    assert home.run("account", "add", ACCOUNT, "--org", "TWCA", "--domain", DOMAIN, "--quota", "5").code == 0
+    assert home.run("ca", "config", "dns_resolver", world.primary.resolver).code == 0
+    assert home.run("ca", "config", "dv_http_port", str(world.web.port)).code == 0
+    shown = home.run("--json", "account", "show", ACCOUNT).json()["validations"]
+    assert shown == [{"domain": DOMAIN, "method": None, "validated_at": None, "lapses_at": None, "current": False}]
+    checked = _validate_http(home, world)
+    assert "perspectives" not in checked["validation"]["seen"] and checked["validation"]["operator"] == "alice"
+    shown = home.run("--json", "account", "show", ACCOUNT).json()["validations"]
+    assert shown[0]["method"] == "http-file" and shown[0]["current"] is True
+    log = home.run("--json", "log", "--action", "domain.check").json()["entries"]
+    assert log and log[0]["details"]["validated"] is True
+    store = Store.open(home.path)
+    try:
+        with store.transaction():
+            store.validations.add_caa(domain=DOMAIN, wildcard=False, checked_at="2026-01-01T00:00:00Z", allowed=True,
+                                      answer={"raw": [[0, "issue", CA_IDENTITY]]})
+        found = store.validations.latest_caa(DOMAIN, False, "2025-12-31T23:00:00Z")
+        assert found is not None and found.answer["raw"] == [[0, "issue", CA_IDENTITY]]
+        assert store.validations.latest_caa(DOMAIN, False, "2026-01-01T00:00:01Z") is None
+    finally:
+        store.close()
+
+
 # ----------------------------------------------------------------------------- CAA
 def test_caa_cases(tmp_path: Path, world: World) -> None:
     other = [(0, "issue", "other.example")]
@@ -274,6 +305,13 @@ def test_caa_cases(tmp_path: Path, world: World) -> None:
     assert critical.code == 1 and _rules(critical) == {"caa.critical"}
     servfail = _issue(home, _key_csr(tmp_path, "s", SERVFAIL_ZONE))
     assert servfail.code == 1 and _rules(servfail) == {"caa.lookup"}
+
+    # ok.twca.com.tw's permitting answer (its own record, now gone) is reused within 8 hours, then asked again
+    csr = _key_csr(tmp_path, "ok2", f"ok.{DOMAIN}")
+    assert _issue(home, csr).code == 0
+    later = (dt.datetime.now(UTC) + dt.timedelta(hours=9)).strftime("%Y-%m-%d %H:%M:%S")
+    proc = _faketime(later, home, "cert", "issue", str(csr), "--account", ACCOUNT)
+    assert proc.returncode == 1 and '"caa.critical"' in proc.stdout, proc.stdout + proc.stderr
 
     # every answer is recorded and logged, refusals too
     log = home.run("--json", "log", "--action", "caa.check", "--limit", "100")
@@ -337,6 +375,23 @@ def test_mpic_quorum_hijack_and_a_perspective_down(tmp_path: Path, world: World)
             if down in answers:
                 assert answers[down]["reached"] is False and answers[down]["check_passed"] is False
     assert {c[0] for c in cases if c[2] >= 2} == {"two"}
+
+
+def test_mpic_count_rises_by_date(tmp_path: Path, world: World) -> None:
+    """Four perspectives that all agree: enough until 2026-12-14, too few from 2026-12-15 (BR 3.2.2.9 table)."""
+    import json
+
+    world.serve_all()
+    home = _home(tmp_path / "h", world)
+    _validate_http(home, world)
+    assert home.run("ca", "config", "mpic_perspectives", ",".join(p.url for p in world.perspectives[:4])).code == 0
+    csr = _key_csr(tmp_path, "n", f"n.{DOMAIN}")
+    now = _issue(home, csr)
+    assert (now.code == 0) is br.mpic_rule(dt.datetime.now(UTC), 4).corroborated(4), now.stdout
+    later = _faketime("2026-12-20 12:00:00", home, "cert", "issue", str(csr), "--account", ACCOUNT)
+    assert later.returncode == 1, later.stdout + later.stderr
+    doc = json.loads(later.stdout)
+    assert {f["rule"] for f in doc["findings"]} == {"mpic.count"} and doc["required"] == 5
 
 
 def test_mpic_refuses_a_domain_check_not_corroborated(tmp_path: Path, world: World) -> None:

@@ -217,7 +217,7 @@ class Settings:
 
 #: Settings that belong to one node (its config.toml) rather than to the CA: on PostgreSQL every other
 #: setting is shared by the nodes and kept in the database (issue 14).
-NODE_LOCAL_KEYS: frozenset[str] = frozenset({"store", "pkcs11_module"})
+NODE_LOCAL_KEYS: frozenset[str] = frozenset({"store", "pkcs11_module", "mpic_token_file"})  # a file on this node
 
 #: URL schemes of the PostgreSQL store (libpq connection URIs).
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
