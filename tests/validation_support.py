@@ -28,12 +28,19 @@ def caa_hex(flags: int, tag: str, value: str) -> str:
 
 
 def _wait_dns(port: int) -> None:
+    """Until dnsmasq answers on ``port``: its TCP socket first (a refused connect returns at once, where a UDP
+    query to a closed port waits out its whole timeout), then one query."""
     import dns.exception
     import dns.resolver
 
+    for _ in range(500):
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.01)
     resolver = dns.resolver.Resolver(configure=False)
     resolver.nameservers, resolver.port, resolver.lifetime = ["127.0.0.1"], port, 0.5
-    for _ in range(100):
+    for _ in range(20):
         try:
             resolver.resolve("twca.com.tw", "A")
             return
