@@ -404,6 +404,15 @@ def test_mpic_refuses_a_domain_check_not_corroborated(tmp_path: Path, world: Wor
     assert [a["check_passed"] for a in _error(result)["perspectives"]] == [False] * 3 + [True] * 2
 
 
+def test_perspective_settings_are_checked(tmp_path: Path) -> None:
+    home = _home(tmp_path / "h", None)
+    for bad in ("ftp://127.0.0.1:1", "http://127.0.0.1:1,not-a-url", "http://a b"):
+        assert home.run("ca", "config", "mpic_perspectives", bad).code == 2, bad
+    assert home.run("ca", "config", "mpic_perspectives", "http://127.0.0.1:1,https://[::1]:2").code == 0
+    assert home.run("ca", "config", "dv_http_port", "0").code == 2
+    assert home.run("ca", "config", "pre_issuance_lint", "maybe").code == 2
+
+
 def test_perspective_requires_its_token(world: World) -> None:
     from twcactl.validation import perspectives
 

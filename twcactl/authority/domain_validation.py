@@ -110,7 +110,9 @@ def corroborate(store: Store, body: dict[str, Any], now: dt.datetime,
     code = "mpic.count" if len(urls) < rule.required else "mpic.quorum"
     message = (f"{what}: {agreeing} of {len(urls)} remote perspectives corroborated; on {now:%Y-%m-%d} BR 3.2.2.9 "
                f"asks at least {rule.required} perspectives with at most {rule.allowed_failures} not corroborating")
-    raise PolicyError(message, findings=[Finding(code, False, message)],
+    hint = ("configure the remote perspectives: twcactl ca config mpic_perspectives http://P1:PORT,http://P2:PORT,..."
+            if code == "mpic.count" else "the perspectives' answers are in the error document and the log")
+    raise PolicyError(message, hint=hint, findings=[Finding(code, False, message)],
                       details={"perspectives": [a.to_json() for a in answers], "required": rule.required,
                                "allowed_failures": rule.allowed_failures, "corroborated": agreeing})
 

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 from twcactl.errors import InputError, UsageError
 
-Kind = Literal["days", "url", "path", "count", "flag", "host", "text", "source", "email", "store"]
+Kind = Literal["days", "url", "urls", "path", "count", "flag", "host", "text", "source", "email", "store"]
 SettingValue = int | str
 
 #: The largest day count any setting takes: 100 years.  Settings are added to
@@ -140,7 +140,7 @@ class Settings:
     public_trust: bool = _flag(False)
     cps_url: str = _text("url")
     caa_identities: str = _text("text")
-    mpic_perspectives: str = _text("text")
+    mpic_perspectives: str = _text("urls")
     mpic_token_file: str = _text("path")
     pre_issuance_lint: bool = _flag(False)
     dns_resolver: str = _text("host")
@@ -217,7 +217,7 @@ class Settings:
 
 #: Settings that belong to one node (its config.toml) rather than to the CA: on PostgreSQL every other
 #: setting is shared by the nodes and kept in the database (issue 14).
-NODE_LOCAL_KEYS: frozenset[str] = frozenset({"store", "pkcs11_module", "mpic_token_file"})  # a file on this node
+NODE_LOCAL_KEYS: frozenset[str] = frozenset({"store", "pkcs11_module"})
 
 #: URL schemes of the PostgreSQL store (libpq connection URIs).
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
@@ -319,6 +319,9 @@ def _check_location(key: str, value: str, kind: Kind) -> None:
             raise _Refused(f"{key} {problem} (or \"\" for the home's SQLite file)")
     if kind == "url" and not _is_web_url(value):
         raise _Refused(f"{key} must be an http:// or https:// URL (or \"\" to clear), not {value!r}")
+    if kind == "urls" and not all(_is_web_url(u) for u in value.split(",")):
+        raise _Refused(f"{key} must be http:// or https:// URLs separated by commas (or \"\" to clear), "
+                       f"not {value!r}")
 
 
 def _is_web_url(value: str) -> bool:
