@@ -496,6 +496,7 @@ def test_acme_order_validations_recorded_and_caa_accounturi(tmp_path: Path, worl
             assert order is not None and order.error is not None and order.error["rule"] == "caa.accounturi"
             recorded = store.validations.latest(ACCOUNT, f"a.{DOMAIN}")
             assert recorded is not None and recorded.method == "acme-http-01"
+            assert [p["check_passed"] for p in recorded.seen["perspectives"]] == [True] * 5
         finally:
             store.close()
 
@@ -503,5 +504,16 @@ def test_acme_order_validations_recorded_and_caa_accounturi(tmp_path: Path, worl
                                                    "validationmethods=http-01")]})
         issued = client.begin_finalization(order_and_validate(f"b.{DOMAIN}"))
         assert issued.body.status == messages.STATUS_VALID
+
+        # an http-01 answer that two perspectives cannot see (a hijack of their route) is not corroborated
+        world.serve_all(hijacked=2)
+        hijacked = order_and_validate(f"c.{DOMAIN}")
+        authz = client.poll(hijacked.authorizations[0])[0]
+        assert authz.body.status == messages.STATUS_INVALID
+        store = Store.open(home.path)
+        try:
+            assert store.validations.latest(ACCOUNT, f"c.{DOMAIN}") is None
+        finally:
+            store.close()
     finally:
         assert served.stop() == 0, log.read_text()[-2000:]

@@ -35,7 +35,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from twcactl.authority.domain_validation import record_acme_validation
+from twcactl.authority.domain_validation import corroborate_acme, record_acme_validation
 from twcactl.authority.issuance_checks import acme_account
 from twcactl.errors import AuthError, InputError, PolicyError, QuotaError, StateError, TwcaError
 from twcactl.policy.checks import dns_name_problems, domain_match
@@ -550,15 +550,18 @@ def respond_challenge(store: Store, account: AcmeAccount, challenge_id: str,
         raise AcmeProblem("malformed", "no such challenge.", status=404)
     if challenge.status != "pending" or authz.status != "pending":
         return authz, challenge
-    failure = validator(challenge.type, authz.identifier, challenge.token,
-                        key_authorization(challenge.token, account.thumbprint))
+    key_auth = key_authorization(challenge.token, account.thumbprint)
+    failure = validator(challenge.type, authz.identifier, challenge.token, key_auth)
+    answers: list[dict[str, Any]] = []
+    if failure is None:  # BR 3.2.2.9 in public-trust mode: the remote perspectives check it again (issue 26)
+        failure, answers = corroborate_acme(store, challenge.type, authz.identifier, challenge.token, key_auth)
     now = utcnow()
     with store.transaction():
         if failure is None:
             store.acme.set_challenge(challenge_id, status="valid", validated=now)
             store.acme.set_authz(authz.id, "valid")
             record_acme_validation(store, account.account_id, authz.identifier, challenge.type, challenge.token,
-                                   now, account.operator)
+                                   now, account.operator, seen={"perspectives": answers})
         else:
             kind = "connection" if challenge.type == "http-01" else "dns"
             store.acme.set_challenge(challenge_id, status="invalid", error=AcmeProblem(kind, failure).document())

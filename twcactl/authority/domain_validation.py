@@ -172,8 +172,23 @@ def check_validation(store: Store, account_id: str, domain: str, *, operator: st
     return done
 
 
+def corroborate_acme(store: Store, challenge_type: str, identifier: str, token: str,
+                     key_authorization: str) -> tuple[str | None, list[dict[str, Any]]]:
+    """In public-trust mode, have the remote perspectives check a successful ACME challenge again (BR §3.2.2.9):
+    ``(None, answers)`` when corroborated (or not public-trust, or a type they cannot check), else
+    ``(why, answers)``."""
+    if not store.settings().public_trust or challenge_type not in methods.ACME_CHECKS:
+        return None, []
+    body = perspectives.acme_dcv_request(identifier, challenge_type, token, key_authorization)
+    try:
+        answers = corroborate(store, body, utcnow(), identifier)
+    except PolicyError as exc:
+        return exc.message, list(exc.details.get("perspectives", []))
+    return None, [a.to_json() for a in answers]
+
+
 def record_acme_validation(store: Store, account_id: str, identifier: str, challenge_type: str, token: str,
-                           when: dt.datetime, operator: str) -> None:
+                           when: dt.datetime, operator: str, seen: dict[str, Any] | None = None) -> None:
     """Record an ACME challenge that succeeded as a domain validation (inside the caller's transaction).
     http-01 is BR §3.2.2.4.19, dns-01 §3.2.2.4.7, tls-alpn-01 §3.2.2.4.20."""
     method = methods.ACME_METHODS.get(challenge_type)
@@ -182,7 +197,7 @@ def record_acme_validation(store: Store, account_id: str, identifier: str, chall
     domain = identifier.lower().removeprefix("*.")
     store.validations.add(account_id=account_id, domain=domain, method=method, value=token,
                           created_at=rfc3339(when), expires_at=rfc3339(when), operator=operator,
-                          validated_at=rfc3339(when), seen={"acme_challenge": challenge_type})
+                          validated_at=rfc3339(when), seen={"acme_challenge": challenge_type, **(seen or {})})
 
 
 def covering_validation(store: Store, account_id: str, name: str) -> ValidationRecord | None:

@@ -12,7 +12,9 @@ The random value has 160 bits from :mod:`secrets` (BR §1.6.1: at least 112 bits
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import hashlib
 import http.client
 import secrets
 from dataclasses import dataclass, field
@@ -130,3 +132,42 @@ def _check_file(domain: str, value: str, server: DnsServer, port: int) -> Observ
     text = body.decode("ascii", "replace").strip()
     return Observation(response.status == 200 and value in text.split(),
                        {"url": url, "address": address, "status": response.status, "body": text[:200]})
+
+
+#: ACME challenge types a remote perspective can check again (RFC 8555 §8.3, §8.4).
+ACME_CHECKS = ("http-01", "dns-01")
+
+
+def check_acme(kind: str, domain: str, token: str, key_authorization: str, *, server: DnsServer,
+               http_port: int) -> Observation:
+    """Check an ACME challenge again from this perspective (BR §3.2.2.9 for ACME orders): http-01 fetches
+    ``/.well-known/acme-challenge/TOKEN`` (RFC 8555 §8.3), dns-01 looks for base64url(SHA-256(key
+    authorization)) at ``_acme-challenge.DOMAIN`` (§8.4).  Never raises for the outside world."""
+    import dns.exception
+
+    if kind == "dns-01":
+        expected = base64.urlsafe_b64encode(hashlib.sha256(key_authorization.encode("ascii")).digest()).rstrip(b"=")
+        name = f"_acme-challenge.{domain}"
+        try:
+            answer = server.resolver().resolve(name, "TXT")
+        except dns.exception.DNSException as exc:
+            return Observation(False, {"query": name, "type": "TXT", "error": type(exc).__name__})
+        strings = sorted(b"".join(r.strings).decode("ascii", "replace") for r in answer)
+        return Observation(expected.decode() in strings, {"query": name, "type": "TXT", "txt": strings})
+    path = f"/.well-known/acme-challenge/{token}"
+    try:
+        address = address_of(domain, server)
+    except dns.exception.DNSException as exc:
+        return Observation(False, {"path": path, "error": f"no address: {type(exc).__name__}"})
+    try:
+        conn = http.client.HTTPConnection(address, http_port, timeout=TIMEOUT)
+        try:
+            conn.request("GET", path, headers={"Host": domain})
+            response = conn.getresponse()
+            body = response.read(MAX_BODY)
+        finally:
+            conn.close()
+    except (OSError, http.client.HTTPException) as exc:
+        return Observation(False, {"path": path, "address": address, "error": type(exc).__name__})
+    return Observation(response.status == 200 and body.strip() == key_authorization.encode("ascii"),
+                       {"path": path, "address": address, "status": response.status})

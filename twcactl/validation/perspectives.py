@@ -51,6 +51,13 @@ def dcv_request(domain: str, method: str, value: str) -> dict[str, Any]:
             "dcv_check_parameters": {"validation_method": method, "challenge_value": value}}
 
 
+def acme_dcv_request(domain: str, kind: str, token: str, key_authorization: str) -> dict[str, Any]:
+    """The body asking a perspective to check an ACME challenge again (``http-01`` / ``dns-01``)."""
+    return {"check_type": "dcv", "domain_or_ip_target": domain,
+            "dcv_check_parameters": {"validation_method": kind, "token": token,
+                                     "key_authorization": key_authorization}}
+
+
 def caa_request(request: caa.CaaRequest) -> dict[str, Any]:
     """The body asking a perspective whether CAA lets this CA issue for ``request.name``."""
     return {"check_type": "caa", "domain_or_ip_target": request.name,
@@ -70,6 +77,10 @@ def answer_check(body: dict[str, Any], *, server: DnsServer, http_port: int) -> 
     if body.get("check_type") == "dcv":
         params = body.get("dcv_check_parameters") or {}
         method, value = params.get("validation_method"), params.get("challenge_value")
+        token, key_authorization = params.get("token"), params.get("key_authorization")
+        if method in methods.ACME_CHECKS and isinstance(token, str) and isinstance(key_authorization, str):
+            seen = methods.check_acme(method, target, token, key_authorization, server=server, http_port=http_port)
+            return {"check_type": "dcv", "check_passed": seen.found, "details": seen.seen}
         if method not in methods.METHODS or not isinstance(value, str):
             raise UsageError("dcv_check_parameters needs validation_method and challenge_value.")
         seen = methods.check(method, target, value, server=server, http_port=http_port)
