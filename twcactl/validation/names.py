@@ -13,7 +13,6 @@ Rule IDs: ``name.special_use`` and ``name.tld``.
 from __future__ import annotations
 
 import functools
-from importlib import resources
 
 from twcactl.models import Finding
 
@@ -41,16 +40,22 @@ TLD_FILE = "iana-tlds.txt"
 
 
 @functools.cache
+def _tld_text() -> str:
+    from importlib import resources  # loaded when a name is judged (it loads tempfile: issue 18 start-up)
+
+    return resources.files("twcactl.validation").joinpath(TLD_FILE).read_text("ascii")
+
+
+@functools.cache
 def iana_tlds() -> frozenset[str]:
     """The top-level domains of the IANA root zone (lower case, A-labels) from the shipped dated copy."""
-    text = resources.files("twcactl.validation").joinpath(TLD_FILE).read_text("ascii")
+    text = _tld_text()
     return frozenset(line.strip().lower() for line in text.splitlines() if line.strip() and not line.startswith("#"))
 
 
 def tld_list_version() -> str:
     """The version line of the shipped IANA list (``# Version 2026112100, Last Updated ...``)."""
-    text = resources.files("twcactl.validation").joinpath(TLD_FILE).read_text("ascii")
-    return text.splitlines()[0].lstrip("# ").strip()
+    return _tld_text().splitlines()[0].lstrip("# ").strip()
 
 
 def special_use_suffix(name: str) -> str | None:

@@ -15,9 +15,6 @@ from __future__ import annotations
 
 import hmac
 import json
-import urllib.error
-import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,6 +101,9 @@ def token_matches(header: str | None, token: str) -> bool:
 
 
 def _ask(url: str, token: str, body: dict[str, Any]) -> PerspectiveAnswer:
+    import urllib.error  # loaded when a perspective is asked (urllib.request loads tempfile: issue 18 start-up)
+    import urllib.request
+
     request = urllib.request.Request(url.rstrip("/") + PATH, data=json.dumps(body).encode(), method="POST",
                                      headers={"Content-Type": "application/json",
                                               "Authorization": f"Bearer {token}"})
@@ -124,6 +124,8 @@ def ask_all(urls: list[str], token: str, body: dict[str, Any]) -> list[Perspecti
     """Ask every perspective at once; one answer per URL, in order.  Never raises for a perspective."""
     if not urls:
         return []
+    from concurrent.futures import ThreadPoolExecutor
+
     with ThreadPoolExecutor(max_workers=min(16, len(urls))) as pool:
         return list(pool.map(lambda u: _ask(u, token, body), urls))
 
