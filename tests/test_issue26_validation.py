@@ -309,13 +309,16 @@ def test_caa_cases(tmp_path: Path, world: World) -> None:
     # ok.twca.com.tw's permitting answer (its own record, now gone) is reused within 8 hours, then asked again
     csr = _key_csr(tmp_path, "ok2", f"ok.{DOMAIN}")
     assert _issue(home, csr).code == 0
+    entries = home.run("--json", "log", "--action", "caa.check", "--limit", "1").json()["entries"]
+    assert entries[0]["details"]["name"] == f"ok.{DOMAIN}" and entries[0]["details"]["answer"]["reused_from"]
     later = (dt.datetime.now(UTC) + dt.timedelta(hours=9)).strftime("%Y-%m-%d %H:%M:%S")
     proc = _faketime(later, home, "cert", "issue", str(csr), "--account", ACCOUNT)
     assert proc.returncode == 1 and '"caa.critical"' in proc.stdout, proc.stdout + proc.stderr
 
     # every answer is recorded and logged, refusals too
-    log = home.run("--json", "log", "--action", "caa.check", "--limit", "100")
-    assert log.code == 0, log.stderr
+    logged = home.run("--json", "log", "--action", "caa.check", "--limit", "100").json()["entries"]
+    verdicts = {(e["details"]["name"], e["details"]["allowed"]) for e in logged}
+    assert {(f"a.{DOMAIN}", False), (f"ok.{DOMAIN}", True), (f"*.{DOMAIN}", False), (SERVFAIL_ZONE, False)} <= verdicts
 
 
 def test_caa_accounturi_of_an_acme_order(tmp_path: Path, world: World) -> None:

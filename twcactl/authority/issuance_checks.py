@@ -97,8 +97,12 @@ def _caa(store: Store, account_id: str, host: str, now: dt.datetime, operator: s
     if cached is not None and cached.allowed:
         raw = [caa.Record(int(f), str(t), str(v)) for f, t, v in cached.answer.get("raw", [])]
         verdict = caa.evaluate(request, cached.answer.get("found_at"), raw)
-        if verdict.allowed:
-            return {**verdict.to_json(), "reused_from": cached.checked_at}
+        if verdict.allowed:  # logged with this issuance too, naming the answer it reuses
+            reused = {**verdict.to_json(), "reused_from": cached.checked_at}
+            with store.transaction():
+                store.log.append(operator=operator, action="caa.check", account=account_id,
+                                 details={"name": host, "allowed": True, "answer": reused})
+            return reused
     verdict = caa.check_caa(request, DnsServer.parse(settings.dns_resolver))
     answer: dict[str, Any] = {**verdict.to_json(), "raw": verdict.raw}
     failure: PolicyError | None = None
