@@ -23,6 +23,7 @@ COMMANDS = [
     ("crl",), ("ocsp", "respond"), ("log",), ("log", "verify"), ("operator", "add"), ("operator", "list"),
     ("card", "readers"), ("card", "status"), ("card", "verify-pin"), ("card", "enroll"), ("card", "import-cert"),
     ("card", "renew"), ("card", "change-pin"), ("card", "unblock"), ("card", "register"),
+    ("domain", "validate"), ("domain", "check"),  # issue 26
 ]
 
 

@@ -273,6 +273,24 @@ def test_validation_records_on_both_engines(tmp_path: Path, world: World) -> Non
         store.close()
 
 
+def test_domain_commands_refuse_auditors_other_domains_and_expired_values(tmp_path: Path, world: World) -> None:
+    world.serve_all()
+    home = _home(tmp_path / "h", world)
+    assert home.run("operator", "add", "bob", "--role", "auditor").code == 0
+    as_bob = {"TWCACTL_OPERATOR": "bob"}
+    assert home.run("--json", "domain", "validate", ACCOUNT, DOMAIN, "--method", "dns-txt", env=as_bob).code == 5
+    other = home.run("--json", "domain", "validate", ACCOUNT, "other.com.tw", "--method", "dns-txt")
+    assert other.code == 5 and "not an agreed domain" in _error(other)["error"]["message"]
+    assert home.run("--json", "domain", "validate", ACCOUNT, DOMAIN, "--method", "email").code == 2
+    assert home.run("--json", "domain", "check", ACCOUNT, DOMAIN).code == 5  # nothing pending
+    started = home.run("--json", "domain", "validate", ACCOUNT, DOMAIN, "--method", "http-file").json()
+    world.web.put(started["validation"]["value"])
+    assert home.run("--json", "domain", "check", ACCOUNT, DOMAIN, env=as_bob).code == 5
+    late = (dt.datetime.now(UTC) + dt.timedelta(days=31)).strftime("%Y-%m-%d %H:%M:%S")
+    expired = _faketime(late, home, "domain", "check", ACCOUNT, DOMAIN)  # BR 3.2.2.4.7: a value lives 30 days
+    assert expired.returncode == 5 and "expired" in expired.stderr + expired.stdout
+
+
 # ----------------------------------------------------------------------------- CAA
 def test_caa_cases(tmp_path: Path, world: World) -> None:
     other = [(0, "issue", "other.example")]
