@@ -8,6 +8,7 @@ dnsmasq (one set for the module).  libfaketime moves the real ``twcactl`` across
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import subprocess
 import sys
@@ -101,8 +102,6 @@ def _rules(result: Any) -> set[str]:
 
 
 def _error(result: Any) -> dict[str, Any]:
-    import json
-
     return json.loads(result.stdout or result.stderr)  # type: ignore[no-any-return]
 
 
@@ -219,21 +218,25 @@ def test_validation_lifecycle_reuse_period_and_faketime(tmp_path: Path, world: W
     validated_at = dt.datetime.fromisoformat(shown[0]["validated_at"])
     assert shown[0]["method"] == "dns-txt" and shown[0]["current"]
     # the dated reuse table at three dates, as account show reports it under libfaketime
-    for when, days in (("2027-01-20 12:00:00", 200), ("2027-04-01 12:00:00", 100), ("2029-04-01 12:00:00", 10)):
-        proc = _faketime(when, home, "account", "show", ACCOUNT)
+    # the dated reuse table at three dates, as account show reports it under libfaketime: today's date those are
+    # in the 200-, 100- and 10-day periods of SC-081; later they still follow the table
+    now = dt.datetime.now(UTC)
+    dates = [max(at, now + dt.timedelta(days=lead)) for at, lead in (
+        (dt.datetime(2027, 1, 20, 12, tzinfo=UTC), 1), (dt.datetime(2027, 4, 1, 12, tzinfo=UTC), 120),
+        (dt.datetime(2029, 4, 1, 12, tzinfo=UTC), 400))]
+    for when in dates:
+        proc = _faketime(f"{when:%Y-%m-%d %H:%M:%S}", home, "account", "show", ACCOUNT)
         assert proc.returncode == 0, proc.stderr
-        import json
-
         doc = json.loads(proc.stdout)["validations"][0]
-        assert dt.datetime.fromisoformat(doc["lapses_at"]) == validated_at + dt.timedelta(days=days), when
-        assert doc["current"] is (when.startswith("2027-01")), when
+        lapses = validated_at + dt.timedelta(days=br.dcv_reuse_days(when))
+        assert dt.datetime.fromisoformat(doc["lapses_at"]) == lapses and doc["current"] is (when <= lapses), when
+    if now < dt.datetime(2027, 1, 1, tzinfo=UTC):
+        assert [br.dcv_reuse_days(d) for d in dates] == [200, 100, 10]
 
     # past the reuse period of that date: refused until validated again
-    later = "2027-04-01 12:00:00"
+    later = f"{dates[1]:%Y-%m-%d %H:%M:%S}"
     proc = _faketime(later, home, "cert", "issue", str(csr), "--account", ACCOUNT)
     assert proc.returncode == 1, proc.stdout
-    import json
-
     assert {f["rule"] for f in json.loads(proc.stdout)["findings"]} == {"dcv.required"}
     started = json.loads(_faketime(later, home, "domain", "validate", ACCOUNT, DOMAIN, "--method",
                                    "http-file").stdout)
@@ -400,8 +403,6 @@ def test_mpic_quorum_hijack_and_a_perspective_down(tmp_path: Path, world: World)
 
 def test_mpic_count_rises_by_date(tmp_path: Path, world: World) -> None:
     """Four perspectives that all agree: enough until 2026-12-14, too few from 2026-12-15 (BR 3.2.2.9 table)."""
-    import json
-
     world.serve_all()
     home = _home(tmp_path / "h", world)
     _validate_http(home, world)
