@@ -214,6 +214,15 @@ def test_validation_lifecycle_reuse_period_and_faketime(tmp_path: Path, world: W
     assert checked.json()["validation"]["seen"]["primary"]["txt"] == [value]
     assert _issue(home, csr).code == 0
 
+    # a batch with --keep-going: the validated name is issued, the internal and the unvalidated ones reported
+    assert home.run("account", "set", ACCOUNT, "--add-domain", "example.com.tw").code == 0
+    batch = _issue(home, csr, _key_csr(tmp_path, "unvalidated", "www.example.com.tw"),
+                   _key_csr(tmp_path, "odd", f"www.{DOMAIN}", bits=2049), "--keep-going")
+    assert batch.code == 1, batch.stdout  # a batch with refusals exits with the first refusal's code
+    doc = json.loads(batch.stdout)
+    assert len(doc["certificates"]) == 1 and len(doc["failed"]) == 2
+    assert ["dcv.required" in f["error"] or "key.rsa_size" in f["error"] for f in doc["failed"]] == [True, True]
+
     shown = home.run("--json", "account", "show", ACCOUNT).json()["validations"]
     validated_at = dt.datetime.fromisoformat(shown[0]["validated_at"])
     assert shown[0]["method"] == "dns-txt" and shown[0]["current"]

@@ -431,7 +431,10 @@ def issue_certificates(
     policy = account.policy()
     for done, item in enumerate(requests, 1):
         try:
-            accepted.append((item, check_csr(item, policy, item.profile or profile, store=store)))
+            csr = check_csr(item, policy, item.profile or profile, store=store)
+            if _public_trust(store, item.profile or profile):  # issue 26: names, DCV, CAA, perspectives
+                issuance_checks.before_signing(store, [(account_id, item.name, csr)], now=utcnow(), operator=operator)
+            accepted.append((item, csr))
         except TwcaError as exc:
             if not keep_going:
                 raise
@@ -448,8 +451,6 @@ def issue_certificates(
     terms = [_issue_term(store, item.profile or profile, not_before, paid_until, strict) for item, _csr in accepted]
     for t in terms:
         check_within_issuer(_term_end(t, paid_until), ca.certificate())
-    issuance_checks.before_signing(store, [(account_id, item.name, csr) for (item, csr), t in zip(accepted, terms)
-                                           if t is not None], now=not_before, operator=operator)
     signer = _unlock(store, passphrase, ca)
     urls = _urls(store)
     built: list[tuple[_Built, CsrInput]] = []
