@@ -6,10 +6,11 @@ cd "$(dirname "$0")/.."
 
 # The real components the tests drive: openssl, keytool (JRE), javac (JDK), certtool (GnuTLS),
 # pk12util (NSS), SoftHSM2 / opencryptoki / OpenSC, pcscd + vpcd; gcc and headers for pyscard;
-# the ACME clients of the serve tests (lego, caddy, dehydrated, acme-tiny; node for npm's acme-client).
+# the ACME clients of the serve tests (lego, caddy, dehydrated, acme-tiny; node for npm's acme-client);
+# dnsmasq + nginx for domain validation (issue 26).
 packages=(openssl default-jre-headless default-jdk-headless gnutls-bin libnss3-tools softhsm2 opencryptoki opensc pcscd
           vsmartcard-vpcd libpcsclite-dev gcc python3-dev python3-venv easy-rsa lego
-          postgresql faketime caddy dehydrated acme-tiny nodejs ca-certificates curl util-linux)
+          postgresql faketime caddy dehydrated acme-tiny nodejs ca-certificates curl util-linux dnsmasq-base nginx-light)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

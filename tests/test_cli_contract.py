@@ -23,6 +23,7 @@ COMMANDS = [
     ("crl",), ("ocsp", "respond"), ("log",), ("log", "verify"), ("operator", "add"), ("operator", "list"),
     ("card", "readers"), ("card", "status"), ("card", "verify-pin"), ("card", "enroll"), ("card", "import-cert"),
     ("card", "renew"), ("card", "change-pin"), ("card", "unblock"), ("card", "register"),
+    ("domain", "validate"), ("domain", "check"),  # issue 26
 ]
 
 
@@ -72,7 +73,8 @@ def test_json_flag_after_the_command(ca_home: CaHome) -> None:
     assert set(doc) == {"id", "org", "org_aliases", "domains", "balance", "ledger",
                         "business_number", "jurisdiction", "business_category",  # issue 12 added the EV identity
                         "subscriptions",  # issue 16: the certificates with paid time
-                        "ledger_total"}  # issue 28: account show --limit
+                        "ledger_total",  # issue 28: account show --limit
+                        "validations"}  # issue 26: each agreed domain's validation and when it lapses
     assert doc["domains"] == ["twca.com.tw"] and doc["balance"] == 10
     assert set(doc["ledger"][0]) == {"time", "delta", "balance", "action", "serial", "operator", "note"}
     assert doc["ledger"][0]["time"].endswith("Z")

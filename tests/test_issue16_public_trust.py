@@ -10,6 +10,7 @@ import json
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from cryptography import x509
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
 from tests.conftest import ACCOUNT, CaHome, invoke, require, sh
+from tests.validation_support import World, configure, settings, validate_http, world_fixture
 from twcactl.rules import public_trust as br
 from twcactl.rules.quota import subscription_charge
 from twcactl.rules.validity import Validity
@@ -44,12 +46,25 @@ def _init_args(*extra: str) -> list[str]:
             "--no-passphrase", "--crl-url", CRL_URL, "--ocsp-url", "http://ocsp.example.tw", *extra]
 
 
-def _public_home(path: Path, quota: int = 20) -> CaHome:
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """dnsmasq, nginx and five remote perspectives: a public-trust issuance validates the domain, checks CAA and
+    has the perspectives corroborate (issue 26)."""
+    world = world_fixture(tmp_path_factory.mktemp("world"))
+    started = next(world)
+    started.serve_all()
+    yield started
+    next(world, None)
+
+
+def _public_home(path: Path, world: World, quota: int = 20) -> CaHome:
     result = invoke("--home", path, *_init_args(), env={"TWCACTL_OPERATOR": "alice"})
     assert result.code == 0, result.stderr
     home = CaHome(path, None)
     assert home.run("account", "add", ACCOUNT, "--org", "TWCA", "--domain", "twca.com.tw",
                     "--quota", str(quota)).code == 0
+    configure(home, world)
+    validate_http(home, world, "twca.com.tw")
     return home
 
 
@@ -137,8 +152,8 @@ def test_subscription_charge_decision() -> None:
 
 
 # ----------------------------------------------------------------------------- certificates through pkilint
-def test_ov_ev_dv_and_ca_certificates_pass_pkilint(tmp_path: Path) -> None:
-    home = _public_home(tmp_path / "ca")
+def test_ov_ev_dv_and_ca_certificates_pass_pkilint(tmp_path: Path, world: World) -> None:
+    home = _public_home(tmp_path / "ca", world)
     assert home.run("ca", "config", "cps_url", "http://pki.example.tw/cps").code == 0
     ov = _issue(home, _csr(tmp_path, "ov", OV_SUBJ), "--profile", "ov", "--years", "1")
     ev = _issue(home, _csr(tmp_path, "ev", "/C=TW/ST=Taiwan/L=Taipei/O=TWCA/CN=ev.twca.com.tw",
@@ -196,8 +211,8 @@ def test_ov_ev_dv_and_ca_certificates_pass_pkilint(tmp_path: Path) -> None:
     assert warned["root"] == set() and warned["uca"] == set()
 
 
-def test_crl_and_ocsp_of_a_public_trust_ca_pass_pkilint(tmp_path: Path) -> None:
-    home = _public_home(tmp_path / "ca")
+def test_crl_and_ocsp_of_a_public_trust_ca_pass_pkilint(tmp_path: Path, world: World) -> None:
+    home = _public_home(tmp_path / "ca", world)
     assert home.run("ca", "config", "crl_days", "30").code == 0  # capped at 10 in public-trust mode (BR 4.9.7)
     a = _issue(home, _csr(tmp_path, "a", OV_SUBJ), "--days", "90")["certificates"][0]
     b = _issue(home, _csr(tmp_path, "b", OV_SUBJ.replace("www.", "api.")), "--days", "90")["certificates"][0]
@@ -224,8 +239,8 @@ def test_crl_and_ocsp_of_a_public_trust_ca_pass_pkilint(tmp_path: Path) -> None:
         _assert_clean(text, name)
 
 
-def test_hold_refused_for_server_certificates_kept_for_personal(tmp_path: Path) -> None:
-    home = _public_home(tmp_path / "ca")
+def test_hold_refused_for_server_certificates_kept_for_personal(tmp_path: Path, world: World) -> None:
+    home = _public_home(tmp_path / "ca", world)
     server = _issue(home, _csr(tmp_path, "s", OV_SUBJ), "--days", "30")["certificates"][0]
     crl_before = (home.path / "crl").exists() and sorted((home.path / "crl").iterdir())
     result = home.run("--json", "cert", "hold", server["serial"])
@@ -244,8 +259,8 @@ def test_hold_refused_for_server_certificates_kept_for_personal(tmp_path: Path) 
     assert home.run("cert", "release", personal["serial"]).code == 0
 
 
-def test_strict_refuses_what_the_cap_would_shorten(tmp_path: Path) -> None:
-    home = _public_home(tmp_path / "ca", quota=3)
+def test_strict_refuses_what_the_cap_would_shorten(tmp_path: Path, world: World) -> None:
+    home = _public_home(tmp_path / "ca", world, quota=3)
     csr = _csr(tmp_path, "s", OV_SUBJ)
     result = home.run("--json", "cert", "issue", csr, "--account", ACCOUNT, "--years", "1", "--strict")
     assert result.code == 1 and json.loads(result.stdout)["max_days"] == 200
@@ -255,21 +270,29 @@ def test_strict_refuses_what_the_cap_would_shorten(tmp_path: Path) -> None:
     assert not ok["notes"] and ok["certificates"][0]["paid_until"] == ok["certificates"][0]["not_after"]
 
 
-def test_public_trust_setting_is_typed_and_logged(tmp_path: Path, ca_home: CaHome) -> None:
+def test_public_trust_setting_is_typed_and_logged(tmp_path: Path, ca_home: CaHome, world: World) -> None:
     assert ca_home.run("ca", "config", "public_trust", "maybe").code == 2
     result = ca_home.run("--json", "ca", "config", "public_trust", "true")
     assert result.code == 0 and result.json()["settings"] == {"public_trust": True}
     entries = ca_home.run("--json", "log", "--action", "ca.config").json()["entries"]
     assert any(e["action"] == "ca.config" and e["details"]["key"] == "public_trust" and e["details"]["new"] is True
                for e in entries)
+    configure(ca_home, world)
+    validate_http(ca_home, world, "twca.com.tw")
+    # issue 26: the pre-issuance lint refuses what the BR refuse, a server certificate without AIA among them
+    refused = ca_home.run("--json", "cert", "issue", _csr(tmp_path, "s", OV_SUBJ), "--account", ACCOUNT)
+    assert refused.code == 1, refused.stdout
+    assert {f["rule"] for f in refused.json()["findings"]} == {"lint.pre_issuance"}
+    assert ca_home.run("ca", "config", "ocsp_url", "http://ocsp.example.tw").code == 0
+    assert ca_home.run("ca", "config", "crl_url", CRL_URL).code == 0
     doc = _issue(ca_home, _csr(tmp_path, "s", OV_SUBJ), "--years", "1")
     cert = _cert(doc["certificates"][0])
-    assert doc["notes"] and _days(cert) == 200
+    assert doc["notes"] and _days(cert) == br.max_validity_days(dt.datetime.now(UTC))
     assert ca_home.run("--json", "ca", "check", "--no-repair").json()["ok"] is True
 
 
-def test_refund_rules_apply_to_the_paid_time(tmp_path: Path) -> None:
-    home = _public_home(tmp_path / "ca", quota=5)
+def test_refund_rules_apply_to_the_paid_time(tmp_path: Path, world: World) -> None:
+    home = _public_home(tmp_path / "ca", world, quota=5)
     first = _issue(home, _csr(tmp_path, "a", OV_SUBJ), "--years", "2")["certificates"][0]
     assert home.run("--json", "account", "show", ACCOUNT).json()["balance"] == 3
     result = home.run("--json", "cert", "revoke", first["serial"], "--reason", "superseded")
@@ -289,14 +312,14 @@ def test_refund_rules_apply_to_the_paid_time(tmp_path: Path) -> None:
     assert home.run("--json", "ca", "check", "--no-repair").json()["ok"] is True
 
 
-def test_acme_renewal_path_reissues_free_inside_the_paid_time(tmp_path: Path) -> None:
+def test_acme_renewal_path_reissues_free_inside_the_paid_time(tmp_path: Path, world: World) -> None:
     """authority/acme.py finalize: a new order is issue_certificates(ACME_VALIDITY, domain-validated); an order
     that replaces a certificate is renew_certificate(validity=None, early=True).  The same calls, in process."""
     from twcactl.authority.acme import ACME_VALIDITY
     from twcactl.authority.lifecycle import CsrInput, issue_certificates, renew_certificate
     from twcactl.store import Store
 
-    home = _public_home(tmp_path / "ca", quota=2)
+    home = _public_home(tmp_path / "ca", world, quota=2)
     csr = _csr(tmp_path, "acme", "/CN=www.twca.com.tw").read_bytes()
     item = CsrInput(name="acme-order", data=csr, domain_validated=True, profile="ssl")
     store = Store.open(home.path)
@@ -324,7 +347,7 @@ def test_acme_renewal_path_reissues_free_inside_the_paid_time(tmp_path: Path) ->
 def _at(when: str, home: Path, *args: str | Path) -> subprocess.CompletedProcess[str]:
     """The real ``twcactl`` console script run by libfaketime at ``when``."""
     twcactl = Path(sys.executable).parent / "twcactl"
-    env = {"TWCACTL_OPERATOR": "alice", "PATH": "/usr/bin:/bin"}
+    env = {"TWCACTL_OPERATOR": "alice", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}  # this tree's code
     return subprocess.run([require("faketime"), when, str(twcactl), "--home", str(home), *map(str, args)],
                           capture_output=True, text=True, timeout=120, env=env)
 
@@ -335,13 +358,23 @@ def _at_json(when: str, home: Path, *args: str | Path) -> Any:
     return json.loads(proc.stdout)
 
 
-def test_faketime_caps_and_a_one_year_subscription(tmp_path: Path) -> None:
+def _validate_at(when: str, home: Path, world: World) -> None:
+    """Validate twca.com.tw (http-file) at ``when``: the reuse period of that date then counts from it (issue 26)."""
+    started = _at_json(when, home, "domain", "validate", ACCOUNT, "twca.com.tw", "--method", "http-file")
+    world.web.put(started["validation"]["value"])
+    _at_json(when, home, "domain", "check", ACCOUNT, "twca.com.tw")
+
+
+def test_faketime_caps_and_a_one_year_subscription(tmp_path: Path, world: World) -> None:
     home = tmp_path / "ca"
     start = "2027-03-20 12:00:00"
     proc = _at(start, home, *_init_args())
     assert proc.returncode == 0, proc.stderr
     assert _at(start, home, "account", "add", ACCOUNT, "--org", "TWCA", "--domain", "twca.com.tw",
                "--quota", "3").returncode == 0
+    for key, value in settings(world):
+        assert _at(start, home, "ca", "config", key, value).returncode == 0
+    _validate_at(start, home, world)
     csr = _csr(tmp_path, "www", OV_SUBJ)
 
     doc = _at_json(start, home, "cert", "issue", csr, "--account", ACCOUNT, "--years", "1", "--profile", "ov")
@@ -355,6 +388,8 @@ def test_faketime_caps_and_a_one_year_subscription(tmp_path: Path) -> None:
     # free re-issues until the paid time ends; each no longer than the cap of its date, never past paid-until
     serial = first["serial"]
     for when in ("2027-06-10", "2027-09-10", "2027-12-01", "2028-02-20"):
+        if when in ("2027-09-10", "2028-02-20"):  # past the 100-day reuse period of a validation (BR 4.2.1)
+            _validate_at(f"{when} 11:00:00", home, world)
         doc = _at_json(f"{when} 12:00:00", home, "cert", "renew", serial, "--csr", csr)
         new = doc["certificate"]
         assert doc["charge"] == "paid_time" and doc["account"]["balance"] == 2, when
@@ -376,13 +411,16 @@ def test_faketime_caps_and_a_one_year_subscription(tmp_path: Path) -> None:
     assert doc["certificate"]["paid_until"].startswith("2029-03-20") and _days(_cert(doc["certificate"])) == 100
     paths.append(doc["certificate"]["path"])
 
-    # 2029-03-20: 47 days
+    # 2029-03-20: 47 days; a validation is reused for 10 days
+    _validate_at("2029-03-20 11:00:00", home, world)
     doc = _at_json("2029-03-20 12:00:00", home, "cert", "issue", _csr(tmp_path, "n", OV_SUBJ.replace("www.", "n.")),
                    "--account", ACCOUNT, "--years", "1")
     cert = _cert(doc["certificates"][0])
     assert _days(cert) == 47 and doc["account"]["balance"] == 0
     paths.append(doc["certificates"][0]["path"])
 
+    # the root's CRL runs 12 months (BR 4.9.7): the yearly root ceremony signs the next one (issue 25)
+    _at_json("2029-03-20 12:30:00", home, "crl", "--ca", "root")
     check = _at_json("2029-03-20 13:00:00", home, "ca", "check", "--no-repair")
     assert check["ok"] is True, check["findings"]
     # pkilint judges each certificate by the rules of its own notBefore

@@ -139,9 +139,10 @@ AREAS: dict[str, tuple[str, ...]] = {
     "backends": ("foundation", "policy", "pkix"),
     "store": ("foundation",),
     "front": ("foundation", "policy", "pkix", "backends"),
-    "authority": ("foundation", "policy", "pkix", "backends", "store", "front"),
-    "serve": ("foundation", "policy", "pkix", "backends", "store", "front", "authority"),
-    "cli": ("foundation", "policy", "pkix", "backends", "store", "front", "authority", "serve"),
+    "validation": ("foundation", "policy", "pkix"),
+    "authority": ("foundation", "policy", "pkix", "backends", "store", "front", "validation"),
+    "serve": ("foundation", "policy", "pkix", "backends", "store", "front", "authority", "validation"),
+    "cli": ("foundation", "policy", "pkix", "backends", "store", "front", "authority", "serve", "validation"),
 }
 FRONT_DOORS = {"csr.py", "issue.py", "pfx.py", "card.py"}
 FOUNDATION = {"__init__.py", "errors.py", "models.py", "fsutil.py", "platform_dirs.py"}

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from twcactl.errors import UsageError
+from twcactl.errors import PolicyError, UsageError
 from twcactl.policy.checks import BUSINESS_CATEGORIES, ISO_3166_ALPHA2, normalise_domain, printable_problem
 from twcactl.rules.identifiers import is_valid_account_id
 from twcactl.store import Store
 from twcactl.store.records import Account
+from twcactl.validation.names import name_problem
 
 __all__ = ["AccountChange", "Credit", "NewAccount", "add_account", "credit_account", "update_account"]
 
@@ -197,6 +198,19 @@ def _result(store: Store, account_id: str) -> dict[str, object]:
     return {"org": account.org, "domains": sorted(account.domains), "aliases": sorted(account.org_aliases)}
 
 
+def _refuse_internal_names(store: Store, domains: tuple[str, ...]) -> None:
+    """In public-trust mode, refuse internal and special-use names as agreed domains (BR §7.1.2.7.12; issue 26).
+
+    Raises:
+        PolicyError: rules ``name.special_use`` / ``name.tld`` (exit 1).
+    """
+    if not domains or not store.settings().public_trust:
+        return
+    failed = [f for d in domains if (f := name_problem(d)) is not None]
+    if failed:
+        raise PolicyError(f"{failed[0].rule}: {failed[0].message}", findings=failed)
+
+
 def add_account(store: Store, new: NewAccount, *, operator: str) -> Account:
     """Register ``new`` with its opening balance, logged as ``account.add`` (domain.md §2-§3).
 
@@ -210,6 +224,7 @@ def add_account(store: Store, new: NewAccount, *, operator: str) -> Account:
         StateError: ``operator`` is not a manager, or the account exists (exit 5).
     """
     store.operators.require_manager(operator)
+    _refuse_internal_names(store, new.domains)
     with store.transaction():
         store.accounts.add(new.id, _one_space(new.org), aliases=new.aliases, domains=new.domains,
                            identity=new.identity)
@@ -234,6 +249,7 @@ def update_account(store: Store, account_id: str, change: AccountChange, *, oper
         UsageError: the change would leave no agreed domain (exit 2); nothing is written.
     """
     store.operators.require_manager(operator)
+    _refuse_internal_names(store, change.add_domains)
     with store.transaction():
         store.accounts.update(account_id, org=_one_space(change.org) if change.org else None,
                              add_domains=change.add_domains, remove_domains=change.remove_domains,

@@ -35,6 +35,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from twcactl.authority.domain_validation import corroborate_acme, record_acme_validation
+from twcactl.authority.issuance_checks import acme_account
 from twcactl.errors import AuthError, InputError, PolicyError, QuotaError, StateError, TwcaError
 from twcactl.policy.checks import dns_name_problems, domain_match
 from twcactl.rules.acme_profiles import ACME_PROFILES, DEFAULT_PROFILE
@@ -100,7 +102,9 @@ def problem_from(exc: TwcaError) -> AcmeProblem:
         findings = getattr(exc, "findings", ()) or ()
         # ACME requests are domain-validated: the subject.* rules do not apply to them (CsrInput.domain_validated)
         failed = [f.rule for f in findings if not f.ok and not f.rule.startswith("subject.")]
-        return AcmeProblem("badCSR", exc.message, rule=failed[0] if failed else None)
+        rule = failed[0] if failed else None
+        # RFC 8555 §6.7: "caa" when CAA records forbid the CA from issuing (issue 26)
+        return AcmeProblem("caa" if rule and rule.startswith("caa.") else "badCSR", exc.message, rule=rule)
     if isinstance(exc, QuotaError):
         return AcmeProblem("userActionRequired", f"quota: {exc.message}", status=403, rule="quota")
     if isinstance(exc, InputError):
@@ -626,30 +630,44 @@ def respond_challenge(store: Store, account: AcmeAccount, challenge_id: str,
         raise AcmeProblem("malformed", "no such challenge.", status=404)
     if challenge.status != "pending" or authz.status != "pending":
         return authz, challenge
-    args = (challenge.type, authz.identifier, challenge.token, key_authorization(challenge.token, account.thumbprint))
+    key_auth = key_authorization(challenge.token, account.thumbprint)
+
+    def validate(own: Store) -> None:
+        failure = validator(challenge.type, authz.identifier, challenge.token, key_auth)
+        answers: list[dict[str, Any]] = []
+        if failure is None:  # BR 3.2.2.9 in public-trust mode: the remote perspectives check it again (issue 26)
+            failure, answers = corroborate_acme(own, challenge.type, authz.identifier, challenge.token, key_auth)
+        _record_validation(own, challenge_id, authz.id, failure, account=account, answers=answers)
+
     if later is not None:
         with store.transaction():  # only one of two simultaneous POSTs starts the validation
             started = store.acme.set_challenge(challenge_id, status="processing", expect="pending")
         if started:
-            later(account.id, lambda own: _record_validation(own, challenge_id, authz.id, validator(*args)))
+            later(account.id, validate)
     else:
-        _record_validation(store, challenge_id, authz.id, validator(*args))
+        validate(store)
     after_authz = store.acme.authz(authz.id)
     after = store.acme.challenge(challenge_id)
     assert after is not None and after_authz is not None
     return after_authz, after
 
 
-def _record_validation(store: Store, challenge_id: str, authz_id: str, failure: str | AcmeProblem | None) -> None:
+def _record_validation(store: Store, challenge_id: str, authz_id: str, failure: str | AcmeProblem | None, *,
+                       account: AcmeAccount, answers: list[dict[str, Any]]) -> None:
+    """Record a validation's outcome on the challenge and its authorization; a success is also the domain's
+    validation record (BR 3.2.2.4, with the perspectives' answers; issue 26)."""
     challenge = store.acme.challenge(challenge_id)
     authz = store.acme.authz(authz_id)
     if challenge is None or challenge.status not in ("pending", "processing") or authz is None \
             or authz.status != "pending":  # deactivated or decided meanwhile: the outcome comes too late
         return
+    now = utcnow()
     with store.transaction():
         if failure is None:
-            store.acme.set_challenge(challenge_id, status="valid", validated=utcnow())
+            store.acme.set_challenge(challenge_id, status="valid", validated=now)
             store.acme.set_authz(authz_id, "valid")
+            record_acme_validation(store, account.account_id, authz.identifier, challenge.type, challenge.token,
+                                   now, account.operator, seen={"perspectives": answers})
         else:
             if not isinstance(failure, AcmeProblem):
                 failure = AcmeProblem("dns" if challenge.type == "dns-01" else "connection", failure)
@@ -680,7 +698,7 @@ def _csr_names(csr_der: bytes) -> tuple[Any, set[str]]:
 
 
 def finalize(store: Store, account: AcmeAccount, order_id: str, csr_der: bytes, *,
-             passphrase: PassphraseProvider) -> OrderView:
+             passphrase: PassphraseProvider, account_url: str | None = None) -> OrderView:
     """Issue the order's certificate from the CSR (RFC 8555 §7.4): through the account's policy and its books.
 
     A new order is :func:`twcactl.authority.lifecycle.issue_certificates` (one certificate-year); an order
@@ -691,7 +709,7 @@ def finalize(store: Store, account: AcmeAccount, order_id: str, csr_der: bytes, 
     Raises:
         AcmeProblem: ``orderNotReady``, ``badCSR`` (rule ID), ``userActionRequired`` (quota), ...
     """
-    from twcactl.authority.lifecycle import CsrInput, issue_certificates, renew_certificate
+    from twcactl.authority.lifecycle import CsrInput
 
     view = order_view(store, account, order_id)
     if view.order.status != "ready":
@@ -707,17 +725,8 @@ def finalize(store: Store, account: AcmeAccount, order_id: str, csr_der: bytes, 
                     profile="wildcard" if any(n.startswith("*.") for n in names) else "ssl",
                     short_lived=acme_profile.short_lived)
     try:
-        # a short-lived certificate starts its few days now: a renewal would carry the old notAfter forward
-        if view.order.replaces and not acme_profile.short_lived:
-            renewed = renew_certificate(store, view.order.replaces, item, validity=None, early=True,
-                                        operator=account.operator, passphrase=passphrase, note="acme renewal")
-            serial = renewed.certificate.serial
-        else:
-            issued = issue_certificates(store, [item], account_id=account.account_id, profile=item.profile or "ssl",
-                                        validity=acme_profile.validity(utcnow()), operator=account.operator,
-                                        passphrase=passphrase,
-                                        note="acme")
-            serial = issued.issued[0].serial
+        with acme_account(account_url):  # RFC 8657 accounturi (issue 26)
+            serial = _issue_order(store, account, view, item, passphrase, acme_profile)
     except TwcaError as exc:
         problem = problem_from(exc)
         with store.transaction():
@@ -726,6 +735,22 @@ def finalize(store: Store, account: AcmeAccount, order_id: str, csr_der: bytes, 
     with store.transaction():
         store.acme.set_order(order_id, status="valid", serial=serial)
     return order_view(store, account, order_id)
+
+
+def _issue_order(store: Store, account: AcmeAccount, view: OrderView, item: Any,
+                 passphrase: PassphraseProvider, acme_profile: Any) -> str:
+    """Issue (or, for an order that ``replaces``, renew) the order's certificate; its serial."""
+    from twcactl.authority.lifecycle import issue_certificates, renew_certificate
+
+    # a short-lived certificate starts its few days now: a renewal would carry the old notAfter forward
+    if view.order.replaces and not acme_profile.short_lived:
+        renewed = renew_certificate(store, view.order.replaces, item, validity=None, early=True,
+                                    operator=account.operator, passphrase=passphrase, note="acme renewal")
+        return renewed.certificate.serial
+    issued = issue_certificates(store, [item], account_id=account.account_id, profile=item.profile or "ssl",
+                                validity=acme_profile.validity(utcnow()), operator=account.operator,
+                                passphrase=passphrase, note="acme")
+    return issued.issued[0].serial
 
 
 def certificate_chain_pem(store: Store, account: AcmeAccount, order_id: str) -> bytes:

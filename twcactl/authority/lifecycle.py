@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
 from twcactl import csr as csr_mod
+from twcactl.authority import issuance_checks
 from twcactl.authority.audit import certificate_state
 from twcactl.authority.home import load_ca_key
 from twcactl.errors import BusyError, InputError, PolicyError, StateError, TwcaError
@@ -50,6 +51,7 @@ from twcactl.rules.validity import Validity, recorded_validity, renewal_end
 from twcactl.rules.vocab import HOLD_REASON, SSL_PROFILES
 from twcactl.store import CaRecord, Store
 from twcactl.store.records import CertRecord
+from twcactl.validation.lint import lint_before_signing
 
 PassphraseProvider = Callable[[], "str | None"]
 #: ``progress(stage, done, total)``: how far a batch is (issue 18: a progress bar on a terminal)
@@ -169,13 +171,14 @@ class _Signer:
     ca: CaRecord
     cert: x509.Certificate
     key: PrivateKey
+    lint: bool = False  # ca config pre_issuance_lint (issue 26); always on for a public-trust certificate
 
 
 def _unlock(store: Store, passphrase: PassphraseProvider, ca: CaRecord | None = None) -> _Signer:
     ca = ca or store.cas.issuing()
     encrypted = store.ca_key_encrypted
     key = load_ca_key(ca, passphrase() if encrypted else None, encrypted=encrypted)
-    return _Signer(ca=ca, cert=ca.certificate(), key=key)
+    return _Signer(ca=ca, cert=ca.certificate(), key=key, lint=bool(store.settings().pre_issuance_lint))
 
 
 def _urls(store: Store, ca_name: str) -> CaUrls:
@@ -317,9 +320,15 @@ def _build(signer: _Signer, csr: x509.CertificateSigningRequest, *, profile: str
     subject = (ev_subject(csr_subject, profile_obj, account or AccountPolicy(id=account_id, org=""))
                if profile == "ev" else leaf_subject(csr_subject, profile_obj))
     sans = leaf_sans(csr, profile_obj, csr_subject)
-    cert = build_leaf(csr, issuer_cert=signer.cert, issuer_key=signer.key, profile=profile_obj,
-                      serial=x509.random_serial_number(), not_before=not_before, not_after=not_after,
-                      urls=urls, subject=subject, sans=sans)
+    serial = x509.random_serial_number()
+
+    def leaf(key: PrivateKey) -> x509.Certificate:
+        return build_leaf(csr, issuer_cert=signer.cert, issuer_key=key, profile=profile_obj, serial=serial,
+                          not_before=not_before, not_after=not_after, urls=urls, subject=subject, sans=sans)
+
+    if public_trust or signer.lint:  # BR 4.3.1.2 (issue 26): the same certificate, linted before the CA key signs
+        lint_before_signing(leaf, signer.cert, serverauth=public_trust, name=names.common_name(subject) or "request")
+    cert = leaf(signer.key)
     return _Built(cert=cert, cn=names.common_name(subject), subject=names.rfc4514(subject),
                   sans=names.sans_json(names.general_names(sans)), der=cert.public_bytes(serialization.Encoding.DER))
 
@@ -427,7 +436,10 @@ def issue_certificates(
     policy = account.policy()
     for done, item in enumerate(requests, 1):
         try:
-            accepted.append((item, check_csr(item, policy, item.profile or profile, store=store)))
+            csr = check_csr(item, policy, item.profile or profile, store=store)
+            if _public_trust(store, item.profile or profile):  # issue 26: names, DCV, CAA, perspectives
+                issuance_checks.before_signing(store, [(account_id, item.name, csr)], now=utcnow(), operator=operator)
+            accepted.append((item, csr))
         except TwcaError as exc:
             if not keep_going:
                 raise
@@ -601,7 +613,7 @@ def renew_certificates(
     """
     store.operators.require_manager(operator)
     now = utcnow()
-    plans = _plan_renewals(store, items, validity=validity, early=early, now=now, strict=strict)
+    plans = _plan_renewals(store, items, validity=validity, early=early, now=now, strict=strict, operator=operator)
     built, _signers = _sign_renewals(store, plans, passphrase, now)
     with store.transaction():
         results = _commit_renewals(store, plans, built, operator=operator, note=note, early=early)
@@ -652,7 +664,7 @@ def _subscription_plan(store: Store, old: CertRecord, validity: Validity | None,
 
 
 def _plan_renewals(store: Store, items: Sequence[RenewalItem], *, validity: Validity | None, early: bool,
-                   now: dt.datetime, strict: bool = False) -> list[_RenewalPlan]:
+                   now: dt.datetime, strict: bool = False, operator: str = "") -> list[_RenewalPlan]:
     """Every check of :func:`renew_certificates` before anything is signed (a refusal changes nothing)."""
     plans: list[_RenewalPlan] = []
     costs: dict[str, int] = {}
@@ -677,6 +689,8 @@ def _plan_renewals(store: Store, items: Sequence[RenewalItem], *, validity: Vali
         plans.append(_RenewalPlan(item, old, account.id, request, chosen, not_after, ca, cost, paid_until, charge,
                                   term))
     require_balances(costs, lambda account_id: store.accounts.get(account_id, ledger=False).balance)
+    issuance_checks.before_signing(store, [(p.account_id, p.item.csr.name, p.request) for p in plans
+                                           if p.term is not None], now=now, operator=operator)
     return plans
 
 
@@ -757,7 +771,7 @@ def renew_and_revoke(store: Store, serial: str, csr: CsrInput, *, early: bool, o
     """
     store.operators.require_manager(operator)
     now = utcnow()
-    plans = _plan_renewals(store, [RenewalItem(serial, csr)], validity=None, early=early, now=now)
+    plans = _plan_renewals(store, [RenewalItem(serial, csr)], validity=None, early=early, now=now, operator=operator)
     built, signers = _sign_renewals(store, plans, passphrase, now)
     if prepare is not None:
         prepare(built[0].cert)

@@ -34,6 +34,7 @@ _SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("twcactl.cli.serve_cmd:serve", "Serve ACME, OCSP, CRLs and CA certificates over HTTP."),
     "acme": ("twcactl.cli.acme_cmd:acme", "ACME: EAB keys for clients, ACME accounts, deactivation."),
     "notify": ("twcactl.cli.notify_cmd:notify", "Mail technical contacts: renewal reminders before expiry."),
+    "domain": ("twcactl.cli.domain_cmd:domain", "Validate agreed domains (DNS TXT or web file) before issuing."),
     "store": ("twcactl.cli.store_cmd:store", "Where the records live: SQLite or PostgreSQL; migrate between them."),
     "resident": ("twcactl.cli.resident_cmd:resident", "A warm process for the home: scripts' commands skip start-up."),
     "trust": ("twcactl.cli.trust_cmd:trust", "Put the CA's root into the system, NSS and Java trust stores."),

@@ -133,9 +133,12 @@ def show(account_id: str, limit: int | None = None, wide: bool = False) -> None:
         subscriptions = _subscriptions(store, acct.id)
         ledger = list(acct.ledger[:limit] if limit is not None else acct.ledger)
         short = serial_labels(store, [e.serial for e in ledger if e.serial], wide=wide)
+        from twcactl.authority.domain_validation import domain_status
+
+        validations = domain_status(store, acct.id, acct.domains)
     finally:
         store.close()
-    _render(acct, subscriptions, ledger=(ledger, short, wide))
+    _render(acct, subscriptions, ledger=(ledger, short, wide), validations=validations)
 
 
 def _subscriptions(store: Any, account_id: str) -> list[dict[str, Any]]:
@@ -178,7 +181,8 @@ LEDGER_COLUMNS = [Column("TIME", keep=True), Column("DELTA", keep=True), Column(
 
 
 def _render(acct: Account, subscriptions: list[dict[str, Any]] | None = None,
-            ledger: tuple[list[Any], dict[str, str], bool] | None = None) -> None:
+            ledger: tuple[list[Any], dict[str, str], bool] | None = None,
+            validations: list[dict[str, Any]] | None = None) -> None:
     """An account in words (and its JSON); ``ledger`` is ``(entries, serial labels, wide)`` for ``account show``."""
     entries, short, wide = ledger if ledger is not None else (list(acct.ledger), {}, False)
     def human(console: Console) -> None:
@@ -201,6 +205,9 @@ def _render(acct: Account, subscriptions: list[dict[str, Any]] | None = None,
         for sub in subscriptions or []:
             console.print(f"  subscription {sub['serial']}  CN={safe(sub['cn'] or '')}  paid until {sub['paid_until']}"
                           f"  next re-issue from {sub['reissue_from'] or '-'}")
+        for v in validations or []:
+            console.print(f"  validation {v['domain']}  " + (f"{v['method']} at {v['validated_at']}, lapses "
+                          f"{v['lapses_at']}" if v["validated_at"] else "not validated"))
 
     doc = acct.to_json()
     if ledger is not None:
@@ -208,4 +215,6 @@ def _render(acct: Account, subscriptions: list[dict[str, Any]] | None = None,
         doc["ledger_total"] = len(acct.ledger)
     if subscriptions is not None:
         doc["subscriptions"] = subscriptions
+    if validations is not None:
+        doc["validations"] = validations
     emit(doc, human)

@@ -59,19 +59,32 @@ Example:
 @click.option("--acme-default-account", metavar="ACCOUNT", help="The account of ACME accounts made without EAB.")
 @click.option("--ocsp-listen", metavar="HOST:PORT",
               help="Plain HTTP address answering only OCSP (GET /ocsp/BASE64, POST /ocsp), from answers signed ahead.")
+@click.option("--perspective", is_flag=True,
+              help="Run a remote network perspective instead (BR 3.2.2.9; plain HTTP on --listen, no CA home).")
+@click.option("--perspective-token", metavar="SOURCE", help="The perspective's bearer token: env:, file: or fd:.")
+@click.option("--perspective-dns", metavar="ADDRESS:PORT", help="The perspective's own DNS resolver.")
+@click.option("--perspective-http-port", type=click.IntRange(1, 65535), default=80, show_default=True,
+              help="The port the perspective's http-file checks connect to.")
 @ca_passphrase_option
 def serve(listen: str, http_listen: str | None, tls_cert: Path | None, tls_key: Path | None, names: tuple[str, ...],
           workers: int, resolve: tuple[str, ...], acme_http01_port: int, acme_tls_alpn_port: int,
           acme_dns_resolver: str | None, acme_allow_private: bool, acme_validation_timeout: float,
           acme_validations: tuple[int, int], header_timeout: float, max_connections_per_client: int,
           max_connections: int, ocsp_signer: str, acme_eab: str, acme_default_account: str | None,
-          ocsp_listen: str | None, ca_passphrase: str | None) -> None:
+          ocsp_listen: str | None, perspective: bool, perspective_token: str | None, perspective_dns: str | None,
+          perspective_http_port: int, ca_passphrase: str | None) -> None:
     """Serve ACME (RFC 8555; EAB required unless --acme-eab optional), OCSP and CRLs until SIGTERM.
+
+    With --perspective: a remote network perspective answering one DCV or CAA check per request
+    (twcactl serve --perspective --listen 127.0.0.1:9001 --perspective-token file:token
+    --perspective-dns 127.0.0.1:5301).
 
     Needs the serve extra: pip install -e '.[serve]' from a checkout, pip install 'twcactl[serve]' from an index.
     """
     require_serve_extra()
-
+    if perspective:
+        _perspective(listen, perspective_token, perspective_dns, perspective_http_port)
+        return
     from twcactl.serve.config import ServeConfig, parse_hostport, parse_resolve
     from twcactl.serve.startup import refuse_inline_secret
 
@@ -117,3 +130,18 @@ def require_serve_extra() -> None:
         raise UsageError(f"twcactl serve needs the 'serve' extra (missing: {', '.join(missing)}).",
                          hint="from a checkout: .venv/bin/pip install -e '.[serve]'; "
                               "from an index: pip install 'twcactl[serve]'")
+
+
+def _perspective(listen: str, token: str | None, dns: str | None, http_port: int) -> None:
+    from twcactl.cli.secrets import read_source
+    from twcactl.errors import UsageError
+    from twcactl.serve.config import parse_hostport
+    from twcactl.serve.perspective import PerspectiveConfig, run_perspective
+    from twcactl.validation.resolver import DnsServer
+
+    if not token:
+        raise UsageError("--perspective needs --perspective-token SOURCE.")
+    run_perspective(PerspectiveConfig(listen=parse_hostport(listen, option="--listen"),
+                                      token=read_source(token, option="--perspective-token"),
+                                      resolver=DnsServer.parse(dns or ""), http_port=http_port,
+                                      name=listen))

@@ -145,3 +145,81 @@ def reissue_from(not_after: dt.datetime, paid_until: dt.datetime | None, renewal
     if paid_until is None or paid_until <= not_after:
         return None
     return max(not_before, not_after - dt.timedelta(days=renewal_window_days))
+
+
+#: (first date it applies to, the most days a domain validation may be reused for a TLS server certificate),
+#: oldest first.  Source: BR §4.2.1 as amended by ballot SC-081 ("Validation Data Reuse Periods"): 398 days
+#: before 2026-03-15, 200 days from then, 100 days from 2027-03-15, 10 days from 2029-03-15.
+DCV_REUSE: tuple[tuple[dt.datetime, int], ...] = (
+    (dt.datetime(1970, 1, 1, tzinfo=_UTC), 398),
+    (dt.datetime(2026, 3, 15, tzinfo=_UTC), 200),
+    (dt.datetime(2027, 3, 15, tzinfo=_UTC), 100),
+    (dt.datetime(2029, 3, 15, tzinfo=_UTC), 10),
+)
+
+#: (first date it applies to, the fewest remote network perspectives that must be used), oldest first.
+#: Source: BR §3.2.2.9 (ballot SC-067, "Multi-Perspective Issuance Corroboration"): from 2025-03-15 MPIC is
+#: done but a failed corroboration need not stop issuance (0 below means advisory, 2 perspectives asked);
+#: from 2025-09-15 at least 2 remote perspectives; 3 from 2026-03-15; 4 from 2026-06-15; 5 from 2026-12-15.
+MPIC_PERSPECTIVES: tuple[tuple[dt.datetime, int], ...] = (
+    (dt.datetime(1970, 1, 1, tzinfo=_UTC), 0),
+    (dt.datetime(2025, 3, 15, tzinfo=_UTC), 0),
+    (dt.datetime(2025, 9, 15, tzinfo=_UTC), 2),
+    (dt.datetime(2026, 3, 15, tzinfo=_UTC), 3),
+    (dt.datetime(2026, 6, 15, tzinfo=_UTC), 4),
+    (dt.datetime(2026, 12, 15, tzinfo=_UTC), 5),
+)
+
+#: (the fewest remote perspectives used, the most of them allowed not to corroborate), BR §3.2.2.9 "Quorum
+#: Requirements" table: 2-5 perspectives used allow 1 non-corroboration, 6 or more allow 2.
+MPIC_QUORUM: tuple[tuple[int, int], ...] = ((2, 1), (6, 2))
+
+#: How long a CAA answer may be relied on (BR §3.2.2.8: "within 8 hours prior to issuance"), in seconds.
+CAA_REUSE_SECONDS = 8 * 3600
+
+
+def dcv_reuse_days(issued_at: dt.datetime) -> int:
+    """The most days a domain validation may be reused on ``issued_at`` (:data:`DCV_REUSE`, BR §4.2.1, SC-081)."""
+    return _lookup(DCV_REUSE, issued_at)
+
+
+def validation_lapses(validated_at: dt.datetime, issued_at: dt.datetime) -> dt.datetime:
+    """When a validation made at ``validated_at`` stops serving issuance on ``issued_at`` (the reuse period of
+    the issuance date counts, BR §4.2.1)."""
+    return validated_at + dt.timedelta(days=dcv_reuse_days(issued_at))
+
+
+@dataclass(frozen=True)
+class MpicRule:
+    """The multi-perspective rule of one date (BR §3.2.2.9).
+
+    Attributes:
+        required: the fewest remote perspectives that must be used; 0 before MPIC is mandatory (advisory).
+        allowed_failures: how many of ``used`` perspectives may fail to corroborate.
+        used: the perspectives configured and asked.
+    """
+
+    required: int
+    allowed_failures: int
+    used: int
+
+    @property
+    def enforced(self) -> bool:
+        """True when a failed corroboration refuses issuance (from 2025-09-15)."""
+        return self.required > 0
+
+    def corroborated(self, agreeing: int) -> bool:
+        """True when ``agreeing`` corroborations out of :attr:`used` meet the rule (count and quorum)."""
+        if not self.enforced:
+            return True
+        return self.used >= self.required and self.used - agreeing <= self.allowed_failures
+
+
+def mpic_rule(issued_at: dt.datetime, used: int) -> MpicRule:
+    """The count and quorum in force on ``issued_at`` for ``used`` remote perspectives (:data:`MPIC_PERSPECTIVES`,
+    :data:`MPIC_QUORUM`; BR §3.2.2.9)."""
+    allowed = 0
+    for least, failures in MPIC_QUORUM:
+        if used >= least:
+            allowed = failures
+    return MpicRule(required=_lookup(MPIC_PERSPECTIVES, issued_at), allowed_failures=allowed, used=used)

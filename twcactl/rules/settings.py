@@ -26,7 +26,7 @@ from twcactl.errors import InputError, UsageError
 from twcactl.rules.addresses import single_address
 from twcactl.rules.operator_auth import OPERATOR_AUTH_VALUES
 
-Kind = Literal["days", "url", "path", "count", "flag", "host", "text", "source", "email", "store", "auth"]
+Kind = Literal["days", "url", "urls", "path", "count", "flag", "host", "text", "source", "email", "store", "auth"]
 SettingValue = int | str
 
 #: The largest day count any setting takes: 100 years.  Settings are added to
@@ -123,6 +123,12 @@ class Settings:
         operator_auth: ``required`` (every change is signed by the operator's key; issue 27), ``off``
             (today's single-user behaviour) or ``""`` (the default: required in public-trust mode, off
             elsewhere; :func:`twcactl.rules.operator_auth.auth_required`).
+        caa_identities / mpic_perspectives / mpic_token_file / pre_issuance_lint / dns_resolver / dv_http_port:
+            the public-trust process (issue 26): the CA's CAA issuer domain names (comma-separated, RFC 8659
+            §4.2), the remote perspectives' ``http(s)`` URLs (comma-separated, BR §3.2.2.9), the file holding the
+            bearer token they share, linting before signing outside public-trust mode (BR §4.3.1.2; always on in
+            it), the DNS resolver ``ADDRESS:PORT`` for DCV and CAA (``""``: the system's) and the port
+            ``http-file`` validation connects to (default 80).
     """
 
     renewal_window_days: int = _days(30, 0)
@@ -144,6 +150,12 @@ class Settings:
     cps_url: str = _text("url")
     base_url: str = _text("url")
     operator_auth: str = _text("auth")
+    caa_identities: str = _text("text")
+    mpic_perspectives: str = _text("urls")
+    mpic_token_file: str = _text("path")
+    pre_issuance_lint: bool = _flag(False)
+    dns_resolver: str = _text("host")
+    dv_http_port: int = _count(80, 1, 65_535)
 
     @classmethod
     def keys(cls) -> tuple[str, ...]:
@@ -330,6 +342,9 @@ def _check_location(key: str, value: str, kind: Kind) -> None:
             raise _Refused(f"{key} {problem} (or \"\" for the home's SQLite file)")
     if kind == "url" and not _is_web_url(value):
         raise _Refused(f"{key} must be an http:// or https:// URL (or \"\" to clear), not {value!r}")
+    if kind == "urls" and not all(_is_web_url(u) for u in value.split(",")):
+        raise _Refused(f"{key} must be http:// or https:// URLs separated by commas (or \"\" to clear), "
+                       f"not {value!r}")
 
 
 def _is_web_url(value: str) -> bool:

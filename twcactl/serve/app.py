@@ -547,7 +547,8 @@ class _Handlers:
         if jose.csr_key_is_an_account_key(csr_der, self.s.store().acme.account_by_thumbprint):
             raise AcmeProblem("badCSR", "the CSR's key is an ACME account key (RFC 8555 §11.1).")
         view = core.finalize(self.s.store(), account, request.path_params["id"], csr_der,
-                             passphrase=self.s.config.passphrase)
+                             passphrase=self.s.config.passphrase,
+                             account_url=f"{self.s.base(request)}/acme/acct/{account.id}")
         return self.s.acme_response(request, self.s.order_json(request, view),
                                     location=f"{self.s.base(request)}/acme/order/{view.order.id}")
 

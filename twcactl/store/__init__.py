@@ -45,6 +45,7 @@ from twcactl.store.sqlite import SqliteEngine
 if TYPE_CHECKING:  # loaded by the commands that use them (issue 18: start-up)
     from twcactl.store.acme import AcmeRepository
     from twcactl.store.notices import NoticeRepository
+    from twcactl.store.validations import ValidationRepository
 
 __all__ = ["DB_NAME", "DEFAULT_SETTINGS", "GENESIS_HASH", "SCHEMA_VERSION", "CaRecord", "Store", "default_home",
            "log_hash", "read_settings"]
@@ -141,6 +142,13 @@ class Store(HomeLayout):
         from twcactl.store.notices import NoticeRepository
 
         return NoticeRepository(self.engine)
+
+    @functools.cached_property
+    def validations(self) -> ValidationRepository:
+        """Domain validations and CAA answers (issue 26)."""
+        from twcactl.store.validations import ValidationRepository
+
+        return ValidationRepository(self.engine)
 
     def _renewal_window_days(self) -> int:
         # the status words' store queries need the window; read from the settings when a query runs

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 from twcactl.errors import StateError
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 # Version 1: the whole lifecycle from the start (ledger, operators, hash-chained log, CRL numbers).
 SCHEMA_V1 = """
@@ -286,9 +286,38 @@ CREATE TABLE subscriber_secrets (
 )
 """
 
+# Version 9 (issue 26, public-trust process): domain validations (store/validations.py): one row per random
+# value made for an account's domain (BR 3.2.2.4.7 dns-txt, 3.2.2.4.18 http-file) or per ACME challenge that succeeded;
+# validated_at is NULL until the value was seen.  caa_checks: each CAA answer relied on (BR 3.2.2.8), reused for
+# at most 8 hours.
+SCHEMA_ISSUE26 = """
+CREATE TABLE domain_validations (
+    id INTEGER PRIMARY KEY,
+    account_id TEXT NOT NULL,
+    domain TEXT NOT NULL,
+    method TEXT NOT NULL,
+    value TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL,
+    validated_at TEXT,
+    operator TEXT NOT NULL,
+    seen TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX domain_validations_domain ON domain_validations (account_id, domain);
+CREATE TABLE caa_checks (
+    id INTEGER PRIMARY KEY,
+    domain TEXT NOT NULL,
+    wildcard INTEGER NOT NULL,
+    checked_at TEXT NOT NULL,
+    allowed INTEGER NOT NULL,
+    answer TEXT NOT NULL
+);
+CREATE INDEX caa_checks_domain ON caa_checks (domain, wildcard)
+"""
+
 # Forward migrations: index N - 1 upgrades version N to N + 1.  A new home runs SCHEMA_V1 and then every step.
 MIGRATIONS: tuple[str, ...] = (SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_ISSUE24, SCHEMA_ISSUE27,
-                               SCHEMA_ISSUE25)
+                               SCHEMA_ISSUE25, SCHEMA_ISSUE26)
 
 
 def statements(script: str) -> Iterator[str]:
