@@ -562,6 +562,7 @@ EXTRA_SECTIONS: tuple[tuple[str, str], ...] = (
     ("hsm", "hsm_signing"),
     ("serve", "serve_bench"),
     ("issue-loop", "issue_loop"),
+    ("batch-jobs", "batch_jobs"),
 )
 
 

@@ -28,6 +28,8 @@ EXPECTED_KEYS = {
     "serve.ocsp_rate", "serve.acme_rate", "serve.finalize_ms",
     # issue 29: a bash loop of cert issue with and without the resident process, against easy-rsa's
     "issue.loop.resident.vs_easyrsa", "issue.loop.cold.vs_easyrsa",
+    # issue 29: a batch with --jobs 2 against two raw loops in parallel and against --jobs 1
+    "batch.jobs2.vs_raw_parallel", "batch.jobs2.vs_jobs1",
 }
 
 

@@ -27,7 +27,7 @@ from tests.conftest import ACCOUNT, CaHome, db_rows, make_ca, require
 from twcactl.authority import lifecycle, parallel
 
 REPO = Path(__file__).resolve().parent.parent
-GOOD = 24  # enough for a pool of two (parallel.MIN_PER_WORKER per worker) with chunks to share
+GOOD = 40  # enough for a pool of two (parallel.MIN_PER_WORKER per worker) with chunks to share
 
 
 def _name(cn: str, org: str = "TWCA") -> x509.Name:
@@ -71,7 +71,7 @@ def mixed_batch(directory: Path, blocked_key: ec.EllipticCurvePrivateKey) -> Non
     (directory / "005-domain.csr").write_bytes(_csr(key, "www.example.org"))
     (directory / "011-blocked.csr").write_bytes(_csr(blocked_key, "blocked.twca.com.tw"))
     (directory / "017-signature.csr").write_bytes(_bad_signature(_csr(key, "sig.twca.com.tw")))
-    (directory / "020-notes.txt").write_text("not a request\n")
+    (directory / "033-notes.txt").write_text("not a request\n")
 
 
 @pytest.fixture
@@ -279,13 +279,13 @@ def test_a_token_key_signs_in_one_process(tmp_path: Path, traced: Callable[[], d
         assert home.run("account", "add", ACCOUNT, "--org", "TWCA", "--domain", "twca.com.tw",
                         "--quota", "100").code == 0
         batch = tmp_path / "batch"
-        good_csrs(batch, 12)
+        good_csrs(batch, 2 * parallel.MIN_PER_WORKER)
         traced()
         result = home.run("--json", "cert", "issue", batch, "--account", ACCOUNT, "--jobs", "2")
         assert result.code == 0, result.stderr
         pids = traced()
-    assert len(pids["build"]) == 12 and set(pids["build"]) == {os.getpid()}
-    assert len(pids["check"]) == 12 and os.getpid() not in pids["check"]
+    assert len(pids["build"]) == 2 * parallel.MIN_PER_WORKER and set(pids["build"]) == {os.getpid()}
+    assert len(pids["check"]) == 2 * parallel.MIN_PER_WORKER and os.getpid() not in pids["check"]
     uca = _uca(home)
     for cert in result.json()["certificates"]:
         pem = (home.path / "certs" / f"{cert['serial']}.pem").read_bytes()
@@ -393,3 +393,62 @@ def test_a_worker_killed_mid_batch_fails_the_batch_and_records_nothing(crash_hom
         break
     else:
         pytest.skip("the batch always finished before a worker could be killed")
+
+
+# ----------------------------------------------------------------- cert renew-due --new-key
+
+
+def _due_home(tmp_path: Path, name: str, count: int) -> CaHome:
+    """A home with ``count`` certificates ending in 10 days (EC P-256 keys: quick to make again)."""
+    home = make_ca(tmp_path / name, passphrase=None)
+    assert home.run("account", "add", ACCOUNT, "--org", "TWCA", "--domain", "twca.com.tw", "--quota", "100").code == 0
+    batch = tmp_path / f"{name}-csrs"
+    batch.mkdir()
+    for i in range(count):  # a key each: renew-due certifies a new key like each old one
+        (batch / f"{i:03d}.csr").write_bytes(_csr(ec.generate_private_key(ec.SECP256R1()), f"d{i}.twca.com.tw"))
+    issued = home.run("--json", "cert", "issue", batch, "--account", ACCOUNT, "--days", "10", "--jobs", "1")
+    assert issued.code == 0, issued.stderr
+    return home
+
+
+def test_renew_due_makes_its_new_keys_in_workers_with_the_outcome_of_jobs_1(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from twcactl import pfx
+
+    trace = tmp_path / "keys"
+    made = pfx.new_key_like
+
+    def traced(public_key: Any) -> Any:
+        with open(trace, "a") as fh:
+            fh.write(f"{os.getpid()}\n")
+        return made(public_key)
+
+    monkeypatch.setattr(pfx, "new_key_like", traced)
+    docs = {}
+    for jobs in ("1", "2"):
+        home = _due_home(tmp_path, f"ca{jobs}", 6)
+        result = home.run("--json", "cert", "renew-due", "--within", "30", "--new-key", "--out-dir",
+                          tmp_path / f"live{jobs}", "--jobs", jobs)
+        assert result.code == 0, result.stderr
+        docs[jobs] = result.json()
+        pids = [int(p) for p in trace.read_text().split()]
+        trace.unlink()
+        assert len(pids) == 6
+        assert (set(pids) == {os.getpid()}) if jobs == "1" else (os.getpid() not in pids), (jobs, pids)
+        verified = home.run("--json", "log", "verify")
+        assert verified.code == 0 and verified.json()["ok"]
+        for r in docs[jobs]["results"]:
+            directory = Path(r["directory"])
+            key = serialization.load_pem_private_key((directory / "key.pem").read_bytes(), None)
+            cert = x509.load_pem_x509_certificate((directory / "cert.pem").read_bytes())
+            assert cert.public_key() == key.public_key()
+            assert isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name == "secp256r1"
+            cert.verify_directly_issued_by(_uca(home))
+
+    def shape(doc: dict[str, Any]) -> list[tuple[Any, ...]]:
+        # in notAfter order, then by serial: random, so the two homes are compared by CN
+        return sorted((r["cn"], r["outcome"], r["new_key"], r["profile"],
+                       sorted(Path(f).name for f in r["files"]["written"])) for r in doc["results"])
+
+    assert shape(docs["1"]) == shape(docs["2"]) and docs["2"]["renewed"] == 6
+    assert [r["balance"] for r in docs["1"]["results"]] == [r["balance"] for r in docs["2"]["results"]]

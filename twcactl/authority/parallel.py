@@ -30,16 +30,22 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar, cast
 
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    load_der_private_key,
+)
 
 from twcactl.errors import InternalError, TwcaError
 from twcactl.store.records import BlockedKey
 
-__all__ = ["MIN_PER_WORKER", "default_jobs", "in_one_process", "ordered", "checked", "signed"]
+__all__ = ["MIN_PER_WORKER", "checked", "default_jobs", "in_one_process", "new_keys", "ordered", "signed"]
 
-#: The fewest requests per worker for which a pool is worth its start (forking and the pipes cost about
-#: what a few certificates do); a smaller batch runs in this process with fewer workers or none.
-MIN_PER_WORKER = 4
+#: The fewest requests per worker for which a pool is worth its start: forking the workers, their pipes
+#: and ending them cost 15-100 ms (quiet or loaded machine), what 30-150 certificates' signing does.  A
+#: smaller batch gets fewer workers, or none (then it runs in this process).
+MIN_PER_WORKER = 16
 #: The largest number of requests a worker takes at a time (``imap`` chunks): results come back in order,
 #: so smaller chunks let this process write sooner and keep a progress bar moving.
 MAX_CHUNK = 32
@@ -70,9 +76,9 @@ def in_one_process(signer: object) -> bool:
     return not type(getattr(signer, "key", None)).__module__.startswith(_IN_MEMORY_KEYS)
 
 
-def _workers(jobs: int, count: int) -> int:
+def _workers(jobs: int, count: int, per_worker: int = MIN_PER_WORKER) -> int:
     """How many workers a batch of ``count`` requests gets for ``jobs`` (below 2: none, run in this process)."""
-    return min(jobs, count // MIN_PER_WORKER)
+    return min(jobs, count // per_worker)
 
 
 def _start(parent: int) -> None:
@@ -96,7 +102,8 @@ def _run(index: int) -> Any:
     return work(context, index)
 
 
-def ordered(work: Callable[[Any, int], _R], context: Any, count: int, *, jobs: int) -> Iterator[_R]:
+def ordered(work: Callable[[Any, int], _R], context: Any, count: int, *, jobs: int,
+            per_worker: int = MIN_PER_WORKER) -> Iterator[_R]:
     """``work(context, i)`` for ``i`` in ``range(count)``, yielded in that order, computed by a pool of
     forked workers (see the module docstring) or, with fewer than two workers' worth of requests, here.
 
@@ -109,7 +116,7 @@ def ordered(work: Callable[[Any, int], _R], context: Any, count: int, *, jobs: i
             (exit 70); nothing was recorded.
     """
     global _TASK
-    workers = _workers(jobs, count)
+    workers = _workers(jobs, count, per_worker)
     if workers < 2 or _TASK is not None:  # a small batch, or inside a worker: here
         for index in range(count):
             yield work(context, index)
@@ -240,3 +247,49 @@ def signed(build: Callable[..., Any], signer: Any, calls: Sequence[dict[str, Any
         return
     for built in ordered(_sign_one, _SignJob(build, signer, calls), len(calls), jobs=jobs):
         yield dataclasses.replace(built, cert=x509.load_der_x509_certificate(cast(bytes, built.der)))
+
+
+# ----- new keys (cert renew-due --new-key) -----
+
+def _new_key(olds: Sequence[bytes], index: int) -> tuple[bytes | None, TwcaError | None]:
+    from twcactl import pfx  # looked up at run time: the one place keys like an old one are made
+
+    try:
+        key = pfx.new_key_like(x509.load_der_x509_certificate(olds[index]).public_key())
+    except TwcaError as exc:
+        return None, exc
+    return key.private_bytes(Encoding.DER, PrivateFormat.PKCS8, NoEncryption()), None
+
+
+def new_keys(olds: Sequence[bytes], *, jobs: int) -> Iterator[Callable[[], Any]]:
+    """Per old certificate (DER), in order: a call returning a fresh key of its key's type and size
+    (:func:`twcactl.pfx.new_key_like`), or raising what that raises.
+
+    Key generation (RSA: tens to hundreds of milliseconds a key) is the bulk of ``cert renew-due
+    --new-key``; with a pool the keys are made ahead by the workers while this process renews, each
+    coming back as unencrypted PKCS#8 DER over the pool's pipe (the same user's processes; the key is
+    written unencrypted to ``key.pem`` anyway).  Without one, each call makes its key here.
+    """
+    if _workers(jobs, len(olds), 2) < 2:
+        for index in range(len(olds)):
+            yield _key_here(olds, index)
+        return
+    for made, error in ordered(_new_key, olds, len(olds), jobs=jobs, per_worker=2):
+        yield _key_outcome(made, error)
+
+
+def _key_here(olds: Sequence[bytes], index: int) -> Callable[[], Any]:
+    def make() -> Any:
+        from twcactl import pfx
+
+        return pfx.new_key_like(x509.load_der_x509_certificate(olds[index]).public_key())
+    return make
+
+
+def _key_outcome(der: bytes | None, error: TwcaError | None) -> Callable[[], Any]:
+    def outcome() -> Any:
+        if error is not None:
+            raise error
+        assert der is not None
+        return load_der_private_key(der, None, unsafe_skip_rsa_key_validation=True)  # made by us just now
+    return outcome
