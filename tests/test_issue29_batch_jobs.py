@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import pickle
 import random
 import signal
 import subprocess
@@ -246,6 +247,18 @@ def test_jobs_below_one_is_a_usage_error(tmp_path: Path, jobs: str) -> None:
     assert result.code == 2, (result.stdout, result.stderr)
     assert json.loads(result.stdout or result.stderr)["error"]["kind"] == "usage"
     assert db_rows(home.path, "SELECT COUNT(*) FROM certificates") == [(0,)]
+
+
+def test_an_error_that_does_not_pickle_travels_back_with_its_code_and_message() -> None:
+    from twcactl.errors import PinError, PolicyError
+    from twcactl.rules.pin import PinState
+
+    policy = PolicyError("refused", hint="fix it", details={"profile": "ssl"})
+    assert parallel._portable(policy) is policy
+    pin = PinError("wrong PIN", failure="incorrect", pin_state=PinState())
+    plain = parallel._portable(pin)
+    assert (plain.message, plain.exit_code, plain.kind) == ("wrong PIN", 4, "auth")
+    assert pickle.loads(pickle.dumps(plain)).exit_code == 4
 
 
 class _FakeCa:

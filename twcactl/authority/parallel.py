@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import pickle
 import signal
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar, cast
@@ -141,6 +142,19 @@ def ordered(work: Callable[[Any, int], _R], context: Any, count: int, *, jobs: i
         _TASK = None
 
 
+def _portable(error: TwcaError) -> TwcaError:
+    """``error`` as it can travel back from a worker: itself when it pickles, else a TwcaError with the same
+    message, hint, details, exit code and kind (an error class whose constructor needs more than the message
+    would not unpickle, and the pool would take that for a dead worker)."""
+    try:
+        pickle.loads(pickle.dumps(error))
+    except Exception:  # noqa: BLE001 - whatever pickling raises, the error goes back in a plain form
+        plain = TwcaError(error.message, hint=error.hint, details=error.details)
+        plain.exit_code, plain.kind = error.exit_code, error.kind
+        return plain
+    return error
+
+
 # ----- checking requests -----
 
 @dataclasses.dataclass(frozen=True)
@@ -182,7 +196,7 @@ def _check_one(job: _CheckJob, index: int) -> tuple[bytes | None, TwcaError | No
     try:
         csr = job.check(job.requests[index], job.policy, job.profiles[index], store=job.store)
     except TwcaError as exc:
-        return None, exc
+        return None, _portable(exc)
     return csr.public_bytes(Encoding.DER), None
 
 
@@ -200,7 +214,7 @@ def checked(check: Callable[..., x509.CertificateSigningRequest], store: Any, re
             yield request, _here(check, request, policy, profile, store)
         return
     job = _CheckJob(check, requests, profiles, policy, CheckSnapshot(store))
-    for request, (der, error) in zip(requests, ordered(_check_one, job, len(requests), jobs=jobs)):
+    for (der, error), request in zip(ordered(_check_one, job, len(requests), jobs=jobs), requests):
         yield request, _outcome(der, error)
 
 
@@ -257,7 +271,7 @@ def _new_key(olds: Sequence[bytes], index: int) -> tuple[bytes | None, TwcaError
     try:
         key = pfx.new_key_like(x509.load_der_x509_certificate(olds[index]).public_key())
     except TwcaError as exc:
-        return None, exc
+        return None, _portable(exc)
     return key.private_bytes(Encoding.DER, PrivateFormat.PKCS8, NoEncryption()), None
 
 
