@@ -12,8 +12,9 @@ signing pool the unlocked CA key.  A task is only an index; a worker sends back 
 checked CSR's DER, or the error that refused it).  The CA key is never pickled, sent or written anywhere.
 Workers never touch the store's connection (the parent holds no transaction while they run) and end with
 ``os._exit``, as multiprocessing's workers do, so they close nothing of the parent's.  A worker ignores
-SIGINT (the parent handles Ctrl-C and ends the pool); when the parent dies (SIGKILL) the workers read EOF
-on their task pipe and exit, and nothing was recorded: the transaction starts after the pool has ended.
+SIGINT (the parent handles Ctrl-C and ends the pool) and dies with its parent (``PR_SET_PDEATHSIG``):
+a parent killed mid-batch leaves no worker behind and nothing recorded, since the batch's transaction
+starts after its pools have ended.  A worker that dies fails the batch (exit 70), never hangs it.
 
 In one process, exactly as before: ``jobs`` 1, a batch smaller than :data:`MIN_PER_WORKER` requests per
 worker, or a CA key on a PKCS#11 token (a token session must not cross a fork; PKCS#11 v2.40 §6.7.7).
@@ -47,13 +48,13 @@ __all__ = ["MIN_PER_WORKER", "checked", "default_jobs", "in_one_process", "new_k
 #: and ending them cost 15-100 ms (quiet or loaded machine), what 30-150 certificates' signing does.  A
 #: smaller batch gets fewer workers, or none (then it runs in this process).
 MIN_PER_WORKER = 16
-#: The largest number of requests a worker takes at a time (``imap`` chunks): results come back in order,
+#: The largest number of requests a worker takes at a time (``map`` chunks): results come back in order,
 #: so smaller chunks let this process write sooner and keep a progress bar moving.
 MAX_CHUNK = 32
 
 _R = TypeVar("_R")
-#: ``(work, context)`` of the pool being forked: inherited by the workers, never pickled.
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+#: ``(work, context)`` of the pool being forked: inherited by the workers, never pickled.
 _TASK: tuple[Callable[[Any, int], Any], Any] | None = None
 #: The module of cryptography's own key classes (Rust): keys held in this process's memory.
 _IN_MEMORY_KEYS = "cryptography.hazmat.bindings."
@@ -113,8 +114,8 @@ def ordered(work: Callable[[Any, int], _R], context: Any, count: int, *, jobs: i
     The pool ends when the iteration ends, is closed, or its consumer's frame unwinds with an exception.
 
     Raises:
-        InternalError: a worker died (killed by a signal, or out of memory) before the batch was signed
-            (exit 70); nothing was recorded.
+        InternalError: a worker died (killed by a signal, or out of memory; exit 70); what it was working
+            on was not recorded (``cert issue``: nothing of the batch).
     """
     global _TASK
     workers = _workers(jobs, count, per_worker)
@@ -134,8 +135,9 @@ def ordered(work: Callable[[Any, int], _R], context: Any, count: int, *, jobs: i
             chunk = max(1, min(MAX_CHUNK, count // (workers * 8)))
             yield from pool.map(_run, range(count), chunksize=chunk)
         except BrokenProcessPool as exc:
-            raise InternalError("a worker process of the batch ended unexpectedly (killed, or out of memory); "
-                                "nothing was recorded.", hint="run the batch again, or with --jobs 1") from exc
+            raise InternalError("a worker process ended unexpectedly (killed, or out of memory); what it was "
+                                "working on was not recorded.", hint="run the command again, or with --jobs 1"
+                                ) from exc
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
     finally:
