@@ -792,6 +792,12 @@ def _acme_client(args: tuple[str, str, str, str, int, int]) -> dict[str, Any]:
             response, validation = challb.response_and_validation(key)
             (Path(tokens) / challb.chall.encode("token")).write_text(validation)
             client.answer_challenge(challb, response)
+        for authzr in orderr.authorizations:  # validated beside the request (issue 24): poll, as clients do
+            for _ in range(200):
+                authzr, _response = client.poll(authzr)
+                if authzr.body.status != messages.STATUS_PENDING:
+                    break
+                time.sleep(0.02)
         orderr = client.begin_finalization(orderr)
         if orderr.body.status != messages.STATUS_VALID:
             raise BenchError(f"order {orderr.uri} is {orderr.body.status}")

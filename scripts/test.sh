@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 # the ACME clients of the serve tests (lego, caddy, dehydrated, acme-tiny; node for npm's acme-client).
 packages=(openssl default-jre-headless gnutls-bin libnss3-tools softhsm2 opencryptoki opensc pcscd
           vsmartcard-vpcd libpcsclite-dev gcc python3-dev python3-venv easy-rsa lego
-          postgresql faketime caddy dehydrated acme-tiny nodejs)
+          postgresql faketime caddy dehydrated acme-tiny nodejs ca-certificates curl util-linux)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

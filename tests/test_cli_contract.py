@@ -71,7 +71,8 @@ def test_json_flag_after_the_command(ca_home: CaHome) -> None:
     doc = result.json()
     assert set(doc) == {"id", "org", "org_aliases", "domains", "balance", "ledger",
                         "business_number", "jurisdiction", "business_category",  # issue 12 added the EV identity
-                        "subscriptions"}  # issue 16: the certificates with paid time
+                        "subscriptions",  # issue 16: the certificates with paid time
+                        "ledger_total"}  # issue 28: account show --limit
     assert doc["domains"] == ["twca.com.tw"] and doc["balance"] == 10
     assert set(doc["ledger"][0]) == {"time", "delta", "balance", "action", "serial", "operator", "note"}
     assert doc["ledger"][0]["time"].endswith("Z")

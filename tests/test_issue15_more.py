@@ -200,7 +200,7 @@ def order(client: acme_client.ClientV2, csr_pem: bytes, *, replaces: str | None 
 def validate(world: World, client: acme_client.ClientV2, orderr: messages.OrderResource,
              kind: str = "http-01") -> None:
     """Answer each authorization's challenge of ``kind`` (http-01 through the responder, dns-01 through the
-    DNS server); the server validates while the POST waits."""
+    DNS server) and wait until the server's validations (off the request, issue 24) have ended."""
     for authzr in orderr.authorizations:
         challb = next(c for c in authzr.body.challenges if c.chall.typ == kind)
         response, validation = challb.response_and_validation(client.net.key)
@@ -209,6 +209,12 @@ def validate(world: World, client: acme_client.ClientV2, orderr: messages.OrderR
         else:
             world.dns.txt[f"_acme-challenge.{authzr.body.identifier.value}"] = validation
         client.answer_challenge(challb, response)
+    for authzr in orderr.authorizations:
+        for _ in range(100):
+            authzr, _response = client.poll(authzr)
+            if authzr.body.status != messages.STATUS_PENDING:
+                break
+            time.sleep(0.1)
 
 
 def finalize(client: acme_client.ClientV2, orderr: messages.OrderResource) -> x509.Certificate:
@@ -406,7 +412,8 @@ def test_two_servers_share_nonces_and_orders_and_sigterm_loses_no_order(world: W
     challenge = next(c for c in authz["challenges"] if c["type"] == "http-01")
     world.web.tokens[challenge["token"]] = f"{challenge['token']}.{_thumb(raw.key)}"
     status, _h, answered = raw.post(a, _path(challenge["url"]), {})
-    assert status == 200 and answered["status"] == "valid", answered
+    assert status == 200 and answered["status"] in ("processing", "valid"), answered
+    assert _settled(raw, b, _path(challenge["url"]))["status"] == "valid"  # validated off the request (issue 24)
     # finalize at B, download at A
     csr_pem, _key = make_csr([f"www.{DOMAIN}"])
     csr_b64 = base64.urlsafe_b64encode(x509.load_pem_x509_csr(csr_pem).public_bytes(
@@ -433,15 +440,15 @@ def test_two_servers_share_nonces_and_orders_and_sigterm_loses_no_order(world: W
 
     thread = threading.Thread(target=answer)
     thread.start()
-    time.sleep(0.7)
+    time.sleep(0.7)  # the POST has started the validation, which waits 1.5 s for the responder
     served.proc.send_signal(signal.SIGTERM)
     signalled = time.monotonic()
     thread.join(timeout=30)
     assert served.proc.wait(timeout=20) == 0
+    assert time.monotonic() - signalled > 0.3  # it let the validation in flight end before it exited
     world.web.delay = 0.0
     status, _h, answered = result["response"]
-    assert status == 200 and answered["status"] == "valid", answered
-    assert result["done"] > signalled  # the request was in flight when the signal came
+    assert status == 200 and answered["status"] in ("processing", "valid"), answered  # the request was in flight when the signal came
     # restart A (new ports) over the same home: the order is there, ready, and finalizes
     proc_a2, port_a2, _h2, _h012 = start_server(served.home, world.tmp / "serve-a2.log",
                                                 http01_port=served.http01_port)
@@ -456,6 +463,16 @@ def test_two_servers_share_nonces_and_orders_and_sigterm_loses_no_order(world: W
     assert status == 200 and done["status"] == "valid", done
     assert served.cli("account", "show", ACCOUNT)["balance"] == 8
     world.ca_check()
+
+
+def _settled(raw: Raw, base: str, challenge_path: str) -> Any:
+    """The challenge once its validation ended (a challenge POST starts it: RFC 8555 §7.5.1, issue 24)."""
+    for _ in range(100):
+        status, _h, doc = raw.post(base, challenge_path, None)
+        if doc["status"] not in ("pending", "processing"):
+            return doc
+        time.sleep(0.2)
+    raise AssertionError(f"the challenge is still {doc['status']}")
 
 
 def _thumb(key: jose.JWK) -> str:
@@ -559,9 +576,16 @@ def test_dns01_through_the_configured_resolver(world: World) -> None:
     challb = next(c for c in orderr.authorizations[0].body.challenges if c.chall.typ == "dns-01")
     world.dns.txt[f"_acme-challenge.api.{DOMAIN}"] = "not-the-value"
     response, _validation = challb.response_and_validation(client.net.key)
-    answered = client.answer_challenge(challb, response)
-    assert answered.body.status == messages.STATUS_INVALID
-    assert answered.body.error is not None and answered.body.error.typ.endswith(":dns")
+    client.answer_challenge(challb, response)
+    authzr, _ = client.poll(orderr.authorizations[0])
+    for _ in range(100):  # validated off the request (issue 24): poll until it ends
+        if authzr.body.status != messages.STATUS_PENDING:
+            break
+        time.sleep(0.2)
+        authzr, _ = client.poll(authzr)
+    answered = next(c for c in authzr.body.challenges if c.chall.typ == "dns-01")
+    assert answered.status == messages.STATUS_INVALID
+    assert answered.error is not None and answered.error.typ.endswith(":dns")
     world.ca_check()
 
 

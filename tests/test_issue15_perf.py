@@ -31,12 +31,12 @@ from cryptography.x509 import ocsp
 from tests.conftest import ACCOUNT, CA_PASSPHRASE, CaHome, make_ca, openssl_csr
 from tests.serve_support import Served, serve_home
 from twcactl.authority import responder
-from twcactl.serve.runner import _bind
+from twcactl.serve.startup import bind
 from twcactl.store import Store
 
 
 def test_listening_socket_gives_connections_without_nagle() -> None:
-    sock = _bind("127.0.0.1", 0)
+    sock = bind("127.0.0.1", 0, option="--listen")
     assert sock.proto == socket.IPPROTO_TCP
     seen: list[int] = []
 

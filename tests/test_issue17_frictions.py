@@ -510,9 +510,13 @@ def test_a_card_on_the_default_pin_is_warned_about(hsm: SoftHsm, tmp_path: Path)
         assert DEFAULT_PIN not in warned.stderr + warned.stdout, "the PIN itself is never printed"
         quiet = invoke("--json", *cmd, "--token", own, "--pin", f"pass:{PIN}", env=env)
         assert quiet.code == 0 and quiet.json()["pin_is_default"] is False and "warning:" not in quiet.stderr
-    enrolled = invoke("--json", "card", "enroll", "--token", default, "--pin", f"pass:{DEFAULT_PIN}",
-                      "--csr-out", tmp_path / "holder.csr", "--cn", "A123456789-01-YIRU", "--org", "TWCA",
-                      "--country", "TW", env=env)
+    args = ("--json", "card", "enroll", "--token", default, "--pin", f"pass:{DEFAULT_PIN}", "--csr-out",
+            tmp_path / "holder.csr", "--cn", "A123456789-01-YIRU", "--org", "TWCA", "--country", "TW")
+    refused = invoke(*args, env=env)  # issue 28: no key is made on a card still on its factory PIN
+    assert refused.code == 5 and "card change-pin" in refused.json()["error"]["hint"]
+    assert not (tmp_path / "holder.csr").exists()
+    assert "Private Key Object" not in hsm.pkcs11_tool(default, "--login", "--pin", DEFAULT_PIN, "-O").stdout
+    enrolled = invoke(*args, "--allow-default-pin", env=env)
     assert enrolled.code == 0, enrolled.stdout + enrolled.stderr
     assert enrolled.json()["pin_is_default"] is True and "warning:" in enrolled.stderr
     assert _load_csr(tmp_path / "holder.csr").is_signature_valid

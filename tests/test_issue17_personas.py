@@ -68,6 +68,8 @@ def _environment(tmp_path: Path) -> dict[str, str]:
     return {
         "HOME": str(home), "TWCACTL_HOME": str(tmp_path / "ca-home"), "USER": "root", "LANG": "C.UTF-8",
         "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin", "TMPDIR": str(tmp_path),
+        # the code under test, when it is not the installed checkout (a worktree run with PYTHONPATH)
+        **({"PYTHONPATH": os.environ["PYTHONPATH"]} if os.environ.get("PYTHONPATH") else {}),
     }
 
 

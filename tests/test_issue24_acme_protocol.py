@@ -19,6 +19,7 @@ import datetime as dt
 import hashlib
 import hmac as hmac_mod
 import json
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -199,6 +200,17 @@ def csr_der(names: list[str], key: Any = None) -> bytes:
     return csr.public_bytes(serialization.Encoding.DER)
 
 
+def answered(client: Acme, url: str) -> tuple[int, dict[str, Any]]:
+    """POST a challenge, then poll it until its validation ended (it runs beside the request: RFC 8555 §7.5.1)."""
+    status, _h, doc = client.post(url, {})
+    for _ in range(150):
+        if status != 200 or doc.get("status") not in ("pending", "processing"):
+            break
+        time.sleep(0.1)
+        status, _h, doc = client.post(url, None)
+    return status, doc
+
+
 def ready_order(world: World, client: Acme, *names: str, **more: Any) -> dict[str, Any]:
     """A new order of ``client`` whose http-01 challenges were answered: ``{"url", "doc"}``, ready."""
     status, headers, doc = client.new_order(*names, **more)
@@ -208,7 +220,7 @@ def ready_order(world: World, client: Acme, *names: str, **more: Any) -> dict[st
         _s, _h, authz = client.post(authz_url, None)
         chall = next(c for c in authz["challenges"] if c["type"] == "http-01")
         world.web.tokens[chall["token"]] = f"{chall['token']}.{client.thumbprint}"
-        status, _h, done = client.post(chall["url"], {})
+        status, done = answered(client, chall["url"])
         assert status == 200 and done["status"] == "valid", done
     status, _h, doc = client.post(url, None)
     assert doc["status"] == "ready", doc
@@ -525,7 +537,7 @@ def test_another_account_reaches_nothing_of_an_order(world: World) -> None:
     assert authz["status"] == "pending" and all(c["status"] == "pending" for c in authz["challenges"]), authz
 
     world.web.tokens[chall["token"]] = f"{chall['token']}.{owner.thumbprint}"
-    status, _h, done = owner.post(chall["url"], {})
+    status, done = answered(owner, chall["url"])
     assert status == 200 and done["status"] == "valid", done
     assert owner.post(order_url, None)[2]["status"] == "ready"
     for s in strangers:
@@ -574,7 +586,7 @@ def test_a_failed_replacing_order_no_longer_blocks_the_renewal(world: World) -> 
     # the first renewal's challenge fails (nothing answers its token): it is invalid, and no longer blocks
     _s, _h, authz = client.post(first["authorizations"][0], None)
     chall = next(c for c in authz["challenges"] if c["type"] == "http-01")
-    status, _h, failed = client.post(chall["url"], {})
+    status, failed = answered(client, chall["url"])
     assert status == 200 and failed["status"] == "invalid", failed
     done, renewed = issued(world, client, "renew.example.test", replaces=cert_id)
     assert done["doc"]["replaces"] == cert_id

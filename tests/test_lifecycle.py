@@ -298,7 +298,7 @@ def test_records_filters_and_csv(small: CaHome, tmp_path: Path) -> None:
     assert small.run("cert", "list", "--csv", out).code == 0
     rows = list(csv.DictReader(io.StringIO(out.read_text())))
     assert list(rows[0]) == ["serial", "cn", "account", "profile", "status", "not_before", "not_after",
-                             "revoked_at", "reason", "contact", "note"]
+                             "revoked_at", "reason", "contact", "note", "renewed_by"]  # issue 28
     by_serial = {r["serial"]: r for r in rows}
     assert by_serial[api["serial"]]["status"] == "revoked"
     assert by_serial[api["serial"]]["reason"] == "cessationOfOperation"

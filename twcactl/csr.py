@@ -510,7 +510,7 @@ class RequestSpec:
     def check_values(self, *, force: bool | None = None) -> None:
         """Refuse what no CA accepts before any key is generated (domain.md §1): a value that is
         not printable ASCII (the manuals' most common mistake: a Chinese value), a C that is not two
-        characters, a SAN that is not ASCII.
+        characters, a value over its RFC 5280 upper bound (a CN over 64 characters), a SAN that is not ASCII.
 
         Args:
             force: None (card enrolment): every problem is a usage error.  ``csr new`` passes its
@@ -534,9 +534,15 @@ class RequestSpec:
         if unencodable or (problems and force is None):
             short, problem = (unencodable or problems)[0]
             raise UsageError(f"{short}: {problem}.", hint="every subject value must be English (printable ASCII)")
+        from twcactl.rules.subject_lengths import length_problem
+
         for short, value in self.subject:
             if short == "C" and len(value) != 2:
                 raise UsageError("C must be a two-letter ISO 3166 code, such as TW.")
+            too_long = length_problem(short, value)
+            if too_long:  # issue 28: before any key is made, not cryptography's message after it
+                raise UsageError(f"{short} {too_long}.", hint="shorten it; a host name longer than 64 characters "
+                                 "goes into a SAN (--san), with a shorter CN")
         for san in (*self.dns_names, *self.emails):
             problem = printable_problem(san)
             if problem:

@@ -49,6 +49,26 @@ def key_matches(key: Any, cert: x509.Certificate) -> bool:
     )
 
 
+def default_friendly_name(cert: x509.Certificate) -> str | None:
+    """The friendly name a PFX gets when none is given: the CN, with `` (signing)`` or `` (encryption)`` for one
+    half of a signing and encryption pair (judged by its key usage), so the two PFX files of a pair are told apart
+    in a certificate store (issue 28; domain.md §7).  None when the subject has no CN."""
+    cns = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    if not cns:
+        return None
+    cn = cns[0].value if isinstance(cns[0].value, str) else cns[0].value.decode("latin-1")
+    try:
+        ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except (x509.ExtensionNotFound, ValueError):
+        return cn
+    encrypts = ku.key_encipherment or ku.data_encipherment or ku.key_agreement
+    if ku.content_commitment and not encrypts:
+        return f"{cn} (signing)"
+    if encrypts and not ku.digital_signature:
+        return f"{cn} (encryption)"
+    return cn
+
+
 def check_password(password: str) -> None:
     """Refuse a PFX password shorter than 6 characters (cli-contract.md, Secrets).
 

@@ -54,7 +54,10 @@ ACME_VALIDITY = Validity(years=1)
 #: RFC 5280 CRLReason codes an ACME client may give in revokeCert (RFC 8555 §7.6; the BR allow these).
 REVOCATION_CODES = {0: "unspecified", 1: "keyCompromise", 3: "affiliationChanged", 4: "superseded",
                     5: "cessationOfOperation"}
-CHALLENGE_TYPES = ("http-01", "dns-01")
+CHALLENGE_TYPES = ("http-01", "dns-01", "tls-alpn-01")
+#: Pending (unexpired) authorizations one ACME account may hold; a new order past it is rateLimited
+#: (each one is a validation the account can start: issue 24).
+MAX_PENDING_AUTHZ = 300
 _SEAL_KEY = "acme-eab.key"
 
 
@@ -455,6 +458,9 @@ def new_order(store: Store, account: AcmeAccount, identifiers: Sequence[tuple[st
                                                 "SANs a certificate may carry", rule="san.count")
     replaced = _replaced_serial(store, account, replaces) if replaces else None
     now = utcnow()
+    if store.acme.pending_authz_count(account.id, now) + len(names) > MAX_PENDING_AUTHZ:
+        raise AcmeProblem("rateLimited", f"more than {MAX_PENDING_AUTHZ} pending authorizations; finish or "
+                                         "deactivate some first.", status=429)
     order_id = _token(12)
     with store.transaction():
         store.acme.add_order(order_id=order_id, acme_account=account.id, identifiers=names,
@@ -597,13 +603,16 @@ def key_authorization(token: str, thumbprint: str) -> str:
 
 
 #: Checks one challenge against the outside world: ``(type, name, token, key authorization)`` -> None when it
-#: holds, else a sentence why not (the HTTP layer does the HTTP fetch or the DNS query).
-Validator = Callable[[str, str, str, str], "str | None"]
+#: holds, else its problem or a sentence why not (the HTTP layer does the HTTP fetch or the DNS query).
+Validator = Callable[[str, str, str, str], "str | AcmeProblem | None"]
+#: Runs a validation later, off the request: ``(ACME account id, job)``; the job takes that thread's store.
+Later = Callable[[str, Callable[[Store], None]], None]
 
 
 def respond_challenge(store: Store, account: AcmeAccount, challenge_id: str,
-                      validator: Validator) -> tuple[AcmeAuthz, AcmeChallenge]:
-    """Validate a challenge now (RFC 8555 §7.5.1) and record the outcome on it and its authorization.
+                      validator: Validator, *, later: Later | None = None) -> tuple[AcmeAuthz, AcmeChallenge]:
+    """Validate a challenge (RFC 8555 §7.5.1) and record the outcome on it and its authorization: now, or with
+    ``later`` the challenge becomes ``processing`` and ``later`` runs the validation and records it.
 
     Returns:
         The authorization and the challenge afterwards.
@@ -617,21 +626,35 @@ def respond_challenge(store: Store, account: AcmeAccount, challenge_id: str,
         raise AcmeProblem("malformed", "no such challenge.", status=404)
     if challenge.status != "pending" or authz.status != "pending":
         return authz, challenge
-    failure = validator(challenge.type, authz.identifier, challenge.token,
-                        key_authorization(challenge.token, account.thumbprint))
-    now = utcnow()
-    with store.transaction():
-        if failure is None:
-            store.acme.set_challenge(challenge_id, status="valid", validated=now)
-            store.acme.set_authz(authz.id, "valid")
-        else:
-            kind = "connection" if challenge.type == "http-01" else "dns"
-            store.acme.set_challenge(challenge_id, status="invalid", error=AcmeProblem(kind, failure).document())
-            store.acme.set_authz(authz.id, "invalid")
+    args = (challenge.type, authz.identifier, challenge.token, key_authorization(challenge.token, account.thumbprint))
+    if later is not None:
+        with store.transaction():  # only one of two simultaneous POSTs starts the validation
+            started = store.acme.set_challenge(challenge_id, status="processing", expect="pending")
+        if started:
+            later(account.id, lambda own: _record_validation(own, challenge_id, authz.id, validator(*args)))
+    else:
+        _record_validation(store, challenge_id, authz.id, validator(*args))
     after_authz = store.acme.authz(authz.id)
     after = store.acme.challenge(challenge_id)
     assert after is not None and after_authz is not None
     return after_authz, after
+
+
+def _record_validation(store: Store, challenge_id: str, authz_id: str, failure: str | AcmeProblem | None) -> None:
+    challenge = store.acme.challenge(challenge_id)
+    authz = store.acme.authz(authz_id)
+    if challenge is None or challenge.status not in ("pending", "processing") or authz is None \
+            or authz.status != "pending":  # deactivated or decided meanwhile: the outcome comes too late
+        return
+    with store.transaction():
+        if failure is None:
+            store.acme.set_challenge(challenge_id, status="valid", validated=utcnow())
+            store.acme.set_authz(authz_id, "valid")
+        else:
+            if not isinstance(failure, AcmeProblem):
+                failure = AcmeProblem("dns" if challenge.type == "dns-01" else "connection", failure)
+            store.acme.set_challenge(challenge_id, status="invalid", error=failure.document())
+            store.acme.set_authz(authz_id, "invalid")
 
 
 def _csr_names(csr_der: bytes) -> tuple[Any, set[str]]:

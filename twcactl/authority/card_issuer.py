@@ -51,8 +51,9 @@ class LocalIssuer:
     """Issues pending card keys from the local CA (the ``submit`` of :func:`twcactl.card.enroll`)."""
 
     def __init__(self, store: Store, *, account_id: str, validity: Validity, operator: str,
-                 passphrase: PassphraseProvider) -> None:
+                 passphrase: PassphraseProvider, contact: str | None = None) -> None:
         self.store = store
+        self.contact = contact
         self.account_id = account_id
         self.validity = validity
         self.operator = operator
@@ -76,7 +77,7 @@ class LocalIssuer:
             inputs.append(csr_input)
         outcome = issue_certificates(self.store, inputs, account_id=self.account_id, profile=inputs[0].profile or "ssl",
                                      validity=self.validity, operator=self.operator, passphrase=self.passphrase,
-                                     note="card enrolment")
+                                     note="card enrolment", contact=self.contact)
         self.files.extend(outcome.files)
         certs: list[x509.Certificate] = []
         for record in outcome.issued:
@@ -88,7 +89,8 @@ class LocalIssuer:
 
 def prepare_issuer(store: Store, specs: Sequence[Any], subject_pairs: Sequence[tuple[str, str]],
                    sans_for: Callable[[Any], Sequence[x509.GeneralName]], *, account_id: str, validity: Validity,
-                   key_type: str, operator: str, passphrase: PassphraseProvider) -> LocalIssuer:
+                   key_type: str, operator: str, passphrase: PassphraseProvider,
+                   contact: str | None = None) -> LocalIssuer:
     """Every check that does not need the card, then a :class:`LocalIssuer`.
 
     Args:
@@ -96,6 +98,7 @@ def prepare_issuer(store: Store, specs: Sequence[Any], subject_pairs: Sequence[t
         subject_pairs: the subject as ``(short name, value)`` pairs.
         sans_for: the SAN entries for a spec.
         key_type: the card key type (``rsa2048``, ``ec-p256``...), for ``key.strength``.
+        contact: the holder's e-mail address, kept with each certificate (``card enroll --contact``, issue 28).
 
     Raises:
         StateError: not a manager, unknown account (exit 5).  PolicyError: a rule fails (exit 1).
@@ -117,7 +120,7 @@ def prepare_issuer(store: Store, specs: Sequence[Any], subject_pairs: Sequence[t
                               findings=result.findings, details={"profile": spec.profile})
     require_balance(account_id, account.balance, validity.cost * len(specs))
     return LocalIssuer(store, account_id=account_id, validity=validity, operator=operator,
-                       passphrase=_checked_passphrase(store, passphrase))
+                       passphrase=_checked_passphrase(store, passphrase), contact=contact)
 
 
 class LocalRenewer:

@@ -30,10 +30,11 @@ from cryptography import x509
 
 from twcactl.authority.lifecycle import ca_chain_for
 from twcactl.errors import AuthError, DeviceError, PolicyError, StateError, TwcaError
-from twcactl.pkix.chain import ZIP_NAME, bundle_files, zip_bytes
+from twcactl.pkix.chain import ZIP_NAME, bundle_files, leaf_file_name, zip_bytes
 from twcactl.rules import windows
 from twcactl.rules.settings import Settings
 from twcactl.rules.times import rfc3339, utcnow
+from twcactl.rules.words import count
 from twcactl.store import Store
 from twcactl.store.records import CertRecord
 
@@ -120,6 +121,25 @@ def contact_address(contact: str | None) -> str | None:
     return address
 
 
+def default_contact(record: CertRecord) -> str | None:
+    """Where a certificate's notices go: its recorded contact (``cert issue --contact``, ``card enroll
+    --contact``, ``cert set-contact``), else, for a personal certificate (any profile but the server ones),
+    the first e-mail address of its SAN, rfc822Name (issue 28: the holder is the one to remind).
+
+    Returns:
+        An e-mail address, or None when the certificate names none.
+    """
+    recorded = contact_address(record.contact)
+    if recorded is not None or record.contact or record.profile in windows.SERVER_PROFILES or not record.der:
+        return recorded
+    try:
+        sans = x509.load_der_x509_certificate(record.der).extensions.get_extension_for_class(
+            x509.SubjectAlternativeName).value
+    except (ValueError, x509.ExtensionNotFound):
+        return None
+    return next((a for a in (contact_address(e) for e in sans.get_values_for_type(x509.RFC822Name)) if a), None)
+
+
 def _header_text(text: str) -> str:
     """Certificate text made safe for a header: control characters become spaces (CN is untrusted)."""
     return "".join(" " if ord(c) < 0x20 or c == "\x7f" else c for c in text)
@@ -157,14 +177,14 @@ def reminder_message(config: MailConfig, record: CertRecord, to: str, window_day
     """The renewal reminder of a certificate inside its ``window_days`` window (domain.md §4)."""
     cn = record.cn or record.serial
     days_left = max(0, (record.not_after - now).days)
-    body = (f"The certificate for {cn} ends on {record.not_after:%Y-%m-%d} ({days_left} days from now).\n\n"
+    body = (f"The certificate for {cn} ends on {record.not_after:%Y-%m-%d} ({count(days_left, 'day')} from now).\n\n"
             f"  serial     {record.serial}\n  subject    {record.subject}\n  account    {record.account or '-'}\n\n"
             "Renew it before then; the renewed certificate's validity continues from this one's end date,\n"
             "so nothing is lost by renewing early:\n"
             f"  twcactl cert renew {record.serial} --csr NEW.csr\n"
             "or, for every due certificate at once:\n"
             f"  twcactl cert renew-due --within {window_days} --out-dir DIR\n"
-            f"(This reminder is sent once, {window_days} days before the end date.)\n")
+            f"(This reminder is sent once, {count(window_days, 'day')} before the end date.)\n")
     return _message(config, to, f"Certificate expiring: {cn} on {record.not_after:%Y-%m-%d} ({record.serial})",
                     body, now)
 
@@ -323,12 +343,12 @@ def notify_due(store: Store, *, operator: str, config: MailConfig | None, dry_ru
     outcome = NotifyOutcome()
     todo: list[tuple[CertRecord, NoticeResult]] = []
     for record, window in _due_reminders(store, now, outcome):
-        to = contact_address(record.contact)
+        to = default_contact(record)
         result = NoticeResult(record.serial, record.cn, to, "reminder", window, record.not_after,
                               "would-send" if dry_run else "pending")
         if to is None:
-            result.outcome, result.why = "skipped", ("no contact was given at issue" if not record.contact
-                                                     else "the contact is not an e-mail address")
+            result.outcome, result.why = "skipped", ("no contact was given (twcactl cert set-contact)"
+                                                     if not record.contact else "the contact is not an e-mail address")
         elif not dry_run:
             todo.append((record, result))
         outcome.results.append(result)
@@ -369,7 +389,7 @@ def send_issue_notices(store: Store, records: Sequence[CertRecord], *, operator:
     results: list[NoticeResult] = []
     todo: list[tuple[CertRecord, NoticeResult]] = []
     for record in records:
-        to = contact_address(record.contact)
+        to = default_contact(record)
         result = NoticeResult(record.serial, record.cn, to, "issued", 0, record.not_after, "pending")
         if to is None:
             result.outcome, result.why = "skipped", "no e-mail address was given with --contact"
@@ -383,7 +403,8 @@ def send_issue_notices(store: Store, records: Sequence[CertRecord], *, operator:
             for record, result in todo:
                 assert result.recipient is not None
                 leaf = x509.load_der_x509_certificate(record.der)
-                bundle = zip_bytes(bundle_files(leaf, ca_chain_for(store, record)))
+                bundle = zip_bytes(bundle_files(leaf, ca_chain_for(store, record),
+                                                leaf_name=leaf_file_name(record.profile)))
                 if not _send(mail, issue_message(config, record, bundle, result.recipient, now), result):
                     continue
                 try:

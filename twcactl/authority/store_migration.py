@@ -34,7 +34,7 @@ from twcactl.store.home import DB_MODE, DB_NAME
 from twcactl.store.interface import Engine
 from twcactl.store.postgres import PostgresEngine, redact
 from twcactl.store.sqlite import SqliteEngine
-from twcactl.store.transfer import TABLES, copy_records
+from twcactl.store.transfer import TABLES, copy_records, row_count
 
 #: The name an SQLite file gets once its records moved to PostgreSQL.
 MOVED_DB_NAME = DB_NAME + ".moved"
@@ -177,8 +177,8 @@ def _verify(source: Store, target: Store, rows: dict[str, int], url: str) -> Mig
         StateError: the first difference (exit 5).
     """
     for table, _identity in TABLES:
-        theirs = _count(target.engine, table)
-        ours = _count(source.engine, table)
+        theirs = row_count(target.engine, table)
+        ours = row_count(source.engine, table)
         if theirs != ours:
             raise StateError(f"the copy holds {theirs} rows of {table}, the source {ours}; nothing was switched.")
     totals = target.accounts.ledger_totals()
@@ -194,11 +194,6 @@ def _verify(source: Store, target: Store, rows: dict[str, int], url: str) -> Mig
         raise StateError("the copied activity log ends elsewhere than the source's; nothing was switched.")
     return MigrationReport(source=_describe(source.store_url), target=_describe(url), rows=rows,
                            accounts=len(totals), log_entries=count, log_head=head.to_json())
-
-
-def _count(engine: Engine, table: str) -> int:
-    row = engine.db.one(f"SELECT COUNT(*) AS n FROM {table}")
-    return int(row["n"]) if row else 0
 
 
 def _switch_to_postgresql(source: Store, target: Engine, settings: Any) -> None:

@@ -36,6 +36,9 @@ _SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "notify": ("twcactl.cli.notify_cmd:notify", "Mail technical contacts: renewal reminders before expiry."),
     "store": ("twcactl.cli.store_cmd:store", "Where the records live: SQLite or PostgreSQL; migrate between them."),
     "resident": ("twcactl.cli.resident_cmd:resident", "A warm process for the home: scripts' commands skip start-up."),
+    "trust": ("twcactl.cli.trust_cmd:trust", "Put the CA's root into the system, NSS and Java trust stores."),
+    "doctor": ("twcactl.cli.doctor_cmd:doctor", "Check the environment (extras, tools, cards, home, store) and say "
+               "what to fix."),
 }
 
 

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from twcactl.cli.context import app, current_operator, json_option
-from twcactl.cli.output import emit, safe
+from twcactl.cli.output import Column, compact_output, emit, print_table, safe, serial_labels, wide_option
+from twcactl.rules.words import count
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -120,16 +121,21 @@ Example:
   twcactl account show 70759028-01 --json
 """)
 @click.argument("account_id", metavar="ID")
+@click.option("--limit", type=click.IntRange(min=0), metavar="N",
+              help="Only the N newest ledger entries (the JSON's ledger_total counts them all).")
+@wide_option
 @json_option
-def show(account_id: str) -> None:
+def show(account_id: str, limit: int | None = None, wide: bool = False) -> None:
     """Show an account: organisation, aliases, domains, balance, ledger (newest first) and subscriptions."""
     store = app().open_store()
     try:
         acct = store.accounts.get(account_id)
         subscriptions = _subscriptions(store, acct.id)
+        ledger = list(acct.ledger[:limit] if limit is not None else acct.ledger)
+        short = serial_labels(store, [e.serial for e in ledger if e.serial], wide=wide)
     finally:
         store.close()
-    _render(acct, subscriptions)
+    _render(acct, subscriptions, ledger=(ledger, short, wide))
 
 
 def _subscriptions(store: Any, account_id: str) -> list[dict[str, Any]]:
@@ -148,8 +154,9 @@ def _subscriptions(store: Any, account_id: str) -> list[dict[str, Any]]:
 Example:
   twcactl account list --json
 """)
+@wide_option
 @json_option
-def list_() -> None:
+def list_(wide: bool = False) -> None:
     """List every account with its balance."""
     store = app().open_store()
     try:
@@ -157,21 +164,23 @@ def list_() -> None:
     finally:
         store.close()
 
-    def human(console: Console) -> None:
-        from rich.table import Table
-
-        table = Table(box=None, pad_edge=False)
-        for col in ("ID", "ORG", "BALANCE", "DOMAINS"):
-            table.add_column(col)
-        for a in accounts:
-            table.add_row(a.id, safe(a.org), str(a.balance), safe(", ".join(a.domains)))
-        console.print(table)
-        console.print(f"{len(accounts)} account(s).")
+    def human(_console: Console) -> None:
+        rows = [[a.id, safe(a.org), str(a.balance), safe(", ".join(a.domains))] for a in accounts]
+        print_table([Column("ID", keep=True), Column("ORG", keep=True), Column("BALANCE", keep=True),
+                     Column("DOMAINS", keep=True)], rows, wide=wide, footer=f"{len(accounts)} account(s).")
 
     emit({"accounts": [a.to_json() for a in accounts], "count": len(accounts)}, human)
 
 
-def _render(acct: Account, subscriptions: list[dict[str, Any]] | None = None) -> None:
+#: ``account show``'s ledger columns (issue 28).
+LEDGER_COLUMNS = [Column("TIME", keep=True), Column("DELTA", keep=True), Column("BALANCE", keep=True),
+                  Column("ACTION", keep=True), Column("SERIAL"), Column("OPERATOR"), Column("NOTE", wrap=True)]
+
+
+def _render(acct: Account, subscriptions: list[dict[str, Any]] | None = None,
+            ledger: tuple[list[Any], dict[str, str], bool] | None = None) -> None:
+    """An account in words (and its JSON); ``ledger`` is ``(entries, serial labels, wide)`` for ``account show``."""
+    entries, short, wide = ledger if ledger is not None else (list(acct.ledger), {}, False)
     def human(console: Console) -> None:
         console.print(f"Account {acct.id}  {safe(acct.org)}")
         if acct.org_aliases:
@@ -181,22 +190,22 @@ def _render(acct: Account, subscriptions: list[dict[str, Any]] | None = None) ->
         console.print(f"  EV identity  business number {acct.business_number}, jurisdiction "
                       f"{acct.jurisdiction_country}{' (' + place + ')' if place else ''}, "
                       f"{safe(acct.business_category)}")
-        console.print(f"  balance  {acct.balance} certificate-years")
-        if acct.ledger:
-            from rich.table import Table
-
-            table = Table(box=None, pad_edge=False, title=None)
-            for col in ("TIME", "DELTA", "BALANCE", "ACTION", "SERIAL", "OPERATOR", "NOTE"):
-                table.add_column(col)
-            for e in acct.ledger:
-                table.add_row(e.time, f"{e.delta:+d}", str(e.balance), e.action, e.serial or "", safe(e.operator),
-                              safe(e.note or ""))
-            console.print(table)
+        console.print(f"  balance  {count(acct.balance, 'certificate-year')}")
+        if entries:
+            compact = compact_output(wide)
+            rows = [[e.time[:16].replace("T", " ") if compact else e.time, f"{e.delta:+d}", str(e.balance), e.action,
+                     short.get(e.serial or "", e.serial or ""), safe(e.operator), safe(e.note or "")] for e in entries]
+            more = len(acct.ledger) - len(entries)
+            print_table(LEDGER_COLUMNS, rows, wide=wide,
+                        footer=f"({more} older ledger entr{'y' if more == 1 else 'ies'}: --limit)" if more else None)
         for sub in subscriptions or []:
             console.print(f"  subscription {sub['serial']}  CN={safe(sub['cn'] or '')}  paid until {sub['paid_until']}"
                           f"  next re-issue from {sub['reissue_from'] or '-'}")
 
     doc = acct.to_json()
+    if ledger is not None:
+        doc["ledger"] = doc["ledger"][:len(entries)]
+        doc["ledger_total"] = len(acct.ledger)
     if subscriptions is not None:
         doc["subscriptions"] = subscriptions
     emit(doc, human)

@@ -86,7 +86,8 @@ def init(name: str, org: str | None, country: str | None, key_type: str, root_ke
                          intermediates=intermediates, root_years=root_years, uca_years=uca_years,
                          crl_url=crl_url, ocsp_url=ocsp_url, group_readable=group_readable, key_uri=key_uri,
                          pkcs11_module=pkcs11_module if key_uri else None, public_trust=public_trust)
-    note(f"Generating {intermediates + 1} CA keys in {home} ...")
+    where = f"on the token {key_uri} (never as files)" if key_uri else f"in {home / 'ca' / 'private'}"
+    note(f"Generating {intermediates + 1} CA keys {where} ...")
     store = init_ca(home, opts, passphrase=passphrase, operator=current_operator(), lock_timeout=ctx.lock_timeout,
                     store_url=store_url or "", store_password=ctx.store_password() if store_url else None)
     try:
@@ -234,35 +235,65 @@ def backup(file: Path, force: bool) -> None:
 
 
 @ca.command("restore", epilog="""\b
-Example:
+Examples:
   twcactl --home /srv/twca-restored ca restore /backups/twca-2026-11-21.tar.gz
+  TWCACTL_STORE='postgresql://twca@db.example.tw/twca' twcactl --home /srv/twca/node1 ca restore backup.tar.gz
 """)
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--store", "store_url", envvar="TWCACTL_STORE", metavar="URL",
+              help="Restore the records into this empty PostgreSQL database (default $TWCACTL_STORE): the home "
+                   "becomes a node of it, as after store migrate --to URL.")
 @json_option
-def restore(file: Path) -> None:
-    """Unpack a backup into a new (empty) CA home given with --home, then check it."""
+def restore(file: Path, store_url: str | None = None) -> None:
+    """Unpack a backup into a new (empty) CA home given with --home, then check it.
+
+    With --store URL (or $TWCACTL_STORE) the records then move into that empty PostgreSQL database,
+    verified as by `store migrate` (the restoring operator must be one of the backup's managers).
+    """
     from twcactl.authority.maintenance import check_home, restore_home
     from twcactl.store import Store
 
     ctx = app()
     home = ctx.resolved_home()
+    _check_store_url(store_url)
     count = restore_home(file, home)
     store = Store.open(home, lock_timeout=ctx.lock_timeout)
     try:
         report = check_home(store)
+        moved = _restore_into(store, store_url) if store_url and report.ok else None
     finally:
         store.close()
-    doc = {"home": str(home), "files": count, "ok": report.ok, "findings": report.findings, "repairs": report.repairs}
+    doc = {"home": str(home), "files": count, "ok": report.ok, "findings": report.findings, "repairs": report.repairs,
+           "store": moved.to_json() if moved is not None else None}
 
     def human(console: Console) -> None:
         console.print(f"Restored {count} files into {home}; " + ("ca check is clean." if report.ok else
                                                                  f"{len(report.findings)} finding(s):"))
         for line in report.findings:
             console.print(f"  FAIL  {safe(line)}")
+        if moved is not None:
+            console.print(f"Records moved into {safe(moved.target)} (verified); the home is a node of it.")
 
     emit(doc, human)
     if not report.ok:
         raise SystemExit(1)
+
+
+def _check_store_url(url: str | None) -> None:
+    """Refuse a bad --store / $TWCACTL_STORE before anything is restored (exit 2)."""
+    from twcactl.errors import UsageError
+    from twcactl.rules.settings import store_url_problem
+
+    problem = store_url_problem(url) if url else None
+    if problem is not None:
+        raise UsageError(f"--store (or $TWCACTL_STORE) {problem}.")
+
+
+def _restore_into(store: Any, url: str) -> Any:
+    """``ca restore --store URL``: the restored records moved into the database (issue 28)."""
+    from twcactl.authority.store_migration import migrate_store
+
+    return migrate_store(store, url, operator=current_operator(), password=app().store_password())
 
 
 def _show(store: Any, *, created: bool) -> None:

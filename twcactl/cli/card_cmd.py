@@ -100,14 +100,19 @@ DEFAULT_PIN_WARNING = ("the card still has the default PIN of the PIN letter: an
                        "it; change it now: twcactl card change-pin")
 
 
-def _default_pin(pin: str | None) -> bool:
-    """True (and a warning on stderr) when ``pin``, which the card accepted, is the manuals' default
-    (rules.pin.DEFAULT_PIN, issue 17); the PIN itself is never printed."""
+def _is_default_pin(pin: str | None) -> bool:
+    """True when ``pin`` is the manuals' factory PIN (rules.pin.DEFAULT_PIN), compared in constant time."""
     import hmac
 
     from twcactl.rules.pin import DEFAULT_PIN
 
-    if pin is None or not hmac.compare_digest(pin.encode("utf-8"), DEFAULT_PIN.encode("ascii")):
+    return pin is not None and hmac.compare_digest(pin.encode("utf-8"), DEFAULT_PIN.encode("ascii"))
+
+
+def _default_pin(pin: str | None) -> bool:
+    """True (and a warning on stderr) when ``pin``, which the card accepted, is the manuals' default
+    (rules.pin.DEFAULT_PIN, issue 17); the PIN itself is never printed."""
+    if not _is_default_pin(pin):
         return False
     note(f"warning: {DEFAULT_PIN_WARNING}")
     return True
@@ -359,13 +364,18 @@ Examples:
 @click.option("--key-type", type=click.Choice(KEY_TYPE_CHOICES), default="rsa2048", show_default=True,
               help="Key generated on the card (EC only where the token has it).")
 @click.option("--label", metavar="TEXT", help="CKA_LABEL of the key and certificate (default: the profile name).")
+@click.option("--contact", metavar="EMAIL", help="The holder's e-mail address, kept with the certificates: it gets "
+              "the renewal reminders (30 days ahead; default: an e-mail --san).")
+@click.option("--allow-default-pin", is_flag=True, help="Make keys even though the card still has the factory PIN "
+              "of its PIN letter (refused otherwise: change it first with card change-pin).")
 @click.option("--force", is_flag=True, help="Replace existing --csr-out files.")
 @ca_passphrase_option
 @json_option
 def enroll(module: str | None, token_label: str | None, pin_source: str | None, account_id: str | None,
            profile: str, pair: bool, csr_out: Path | None, years: int | None, days: int | None, cn: str,
            org: str | None, ous: tuple[str, ...], locality: str | None, state: str | None, country: str | None,
-           sans: tuple[str, ...], key_type: str, label: str | None, force: bool, ca_passphrase: str | None) -> None:
+           sans: tuple[str, ...], key_type: str, label: str | None, force: bool, ca_passphrase: str | None,
+           contact: str | None = None, allow_default_pin: bool = False) -> None:
     """Generate a key pair on the card, have it certified, and write the certificate next to it.
 
     The private key is made on the card (sensitive, never extractable) and
@@ -375,11 +385,13 @@ def enroll(module: str | None, token_label: str | None, pin_source: str | None, 
     Refused while the card says its PIN must be changed.
     """
     from twcactl import card as card_mod
+    from twcactl.authority.contacts import checked_contact
     from twcactl.csr import subject_options as subject_fields
     from twcactl.errors import UsageError
     from twcactl.fsutil import ensure_free
     from twcactl.rules.validity import Validity
 
+    contact = checked_contact(contact)
     if csr_out is None and account_id is None:
         raise UsageError("give --account ID to issue from the local CA, or --csr-out FILE for an outside CA.")
     if csr_out is not None and account_id is not None:
@@ -398,9 +410,9 @@ def enroll(module: str | None, token_label: str | None, pin_source: str | None, 
 
             issuer = prepare_issuer(store, plan.specs, plan.subject_pairs, plan.sans_for, account_id=account_id,
                                     validity=validity, key_type=key_type, operator=current_operator(),
-                                    passphrase=ca_passphrase_provider(ca_passphrase))
+                                    passphrase=ca_passphrase_provider(ca_passphrase), contact=contact)
         token, pending, default_pin = _enroll_on_card(module, token_label, pin_source, plan, issuer, csr_files,
-                                                      force=force)
+                                                      force=force, allow_default_pin=allow_default_pin)
         window = (store.settings() if store is not None else Settings()).renewal_window_days
     finally:
         if store is not None:
@@ -410,10 +422,13 @@ def enroll(module: str | None, token_label: str | None, pin_source: str | None, 
 
 
 def _enroll_on_card(module: str | None, token_label: str | None, pin_source: str | None, plan: EnrolmentPlan,
-                    issuer: LocalIssuer | None, csr_files: list[Path], *, force: bool
+                    issuer: LocalIssuer | None, csr_files: list[Path], *, force: bool, allow_default_pin: bool = False
                     ) -> tuple[P11Token, list[Any], bool]:
     """Make the plan's keys on the card (certified by ``issuer``, or their CSRs written to ``csr_files``);
-    the token, the keys made, and whether the PIN is still the default one."""
+    the token, the keys made, and whether the PIN is still the default one.
+
+    A card still on the factory PIN of its PIN letter is refused (exit 5) before a key is made unless
+    ``allow_default_pin`` (issue 28: anyone holding the letter could use the new key; domain.md §8)."""
     from cryptography.hazmat.primitives import serialization
 
     from twcactl import card as card_mod
@@ -422,6 +437,12 @@ def _enroll_on_card(module: str | None, token_label: str | None, pin_source: str
     token = _open_token(module, token_label)
     card_mod.require_pin_usable(token.info, for_what="a key is made on it")
     pin = _pin(pin_source)
+    if not allow_default_pin and _is_default_pin(pin):
+        from twcactl.errors import StateError
+
+        raise StateError("the card still has the factory PIN of its PIN letter; no key was made on it.",
+                         hint=f"change it first: twcactl card change-pin --token {token.info.label} "
+                              "(or give --allow-default-pin to make the keys anyway)")
     with token.session(pin, rw=True) as session:
         note(f"Generating {len(plan.specs)} {plan.specs[0].key_type} key pair(s) on the card ...")
         pending = card_mod.enroll(session, plan.specs, plan.subject, plan.sans_for, issuer)

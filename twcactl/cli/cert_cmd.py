@@ -16,7 +16,18 @@ from twcactl.cli.context import (
     json_option,
     parse_time_option,
 )
-from twcactl.cli.output import emit, files_document, note, progress_bar, safe
+from twcactl.cli.output import (
+    Column,
+    csv_cell,
+    emit,
+    files_document,
+    note,
+    print_table,
+    progress_bar,
+    safe,
+    serial_labels,
+    wide_option,
+)
 from twcactl.rules.vocab import PROFILES
 
 if TYPE_CHECKING:
@@ -54,6 +65,7 @@ def _expand_inputs(paths: tuple[Path, ...]) -> tuple[list[Path], set[Path]]:
 Examples:
   twcactl cert issue www.csr --account 70759028-01 --years 1 --contact ops@twca.com.tw
   twcactl cert issue requests/ --account 70759028-01 --days 90 --keep-going --json
+  twcactl cert issue --pair holder-sign.csr holder-enc.csr --account 70759028-01   # after csr new --pair
   twcactl cert issue requests/ --account 70759028-01 --jobs 2    # check and sign on 2 CPUs
 \b
 A batch is checked and signed by --jobs worker processes (default: every
@@ -76,13 +88,16 @@ small batch, or a CA key on a PKCS#11 token, is signed in one process.
 @click.option("--notify", is_flag=True, help="Mail the --contact the bundle (cert.zip) once issued (ca config smtp_*).")
 @click.option("--strict", is_flag=True, help="Public trust: refuse a validity past the CA/Browser Forum maximum "
               "of today (SC-081) instead of capping it.")
+@click.option("--pair", is_flag=True, help="Two CSRs, SIGN then ENC (csr new --pair): a user-sign and a user-enc "
+              "certificate, issued together or not at all.")
 @click.option("--jobs", type=click.IntRange(min=1), metavar="N",
               help="Worker processes that check and sign a batch (default: the CPUs).")
 @ca_passphrase_option
 @json_option
 def issue(csrs: tuple[Path, ...], account_id: str, profile: str, years: int | None, days: int | None,
           contact: str | None, note: str | None, out: Path | None, keep_going: bool, force: bool,
-          ca_passphrase: str | None, notify: bool = False, strict: bool = False, jobs: int | None = None) -> None:
+          ca_passphrase: str | None, notify: bool = False, strict: bool = False, pair: bool = False,
+          jobs: int | None = None) -> None:
     """Issue certificates for CSRs under an account, after the same checks as `csr check`.
 
     Several CSRs (or a directory of them) are one batch: all or nothing,
@@ -97,6 +112,7 @@ def issue(csrs: tuple[Path, ...], account_id: str, profile: str, years: int | No
     validity = Validity.from_options(years, days)
     files, in_dirs = _expand_inputs(csrs)
     inputs, failed_reads, skipped = _read_csrs(files, in_dirs, keep_going=keep_going)
+    inputs = _pair_inputs(inputs, profile, keep_going) if pair else inputs
     if not inputs and not failed_reads:
         raise UsageError("no CSR files given (the directory is empty)." if not skipped else
                          f"no CSR files given: {len(skipped)} file(s) in the directory are not CSRs.")
@@ -105,7 +121,7 @@ def issue(csrs: tuple[Path, ...], account_id: str, profile: str, years: int | No
     ensure_free([out], force=force)
     store = app().open_store()
     try:
-        mail = _issue_mail_config(store, contact) if notify else None  # checked before anything is issued
+        mail = _issue_mail_config(store, contact, profile, pair) if notify else None  # checked before issuing
         outcome = issue_certificates(
             store, inputs, account_id=account_id, profile=profile, validity=validity, operator=current_operator(),
             passphrase=ca_passphrase_provider(ca_passphrase), contact=contact, note=note, keep_going=keep_going,
@@ -120,6 +136,19 @@ def issue(csrs: tuple[Path, ...], account_id: str, profile: str, years: int | No
     _render_issue(outcome, account_id, settings.renewal_window_days, skipped, notices)
     if outcome.failed:
         raise SystemExit(outcome.failed[0][1].exit_code)
+
+
+def _pair_inputs(inputs: list[CsrInput], profile: str, keep_going: bool) -> list[CsrInput]:
+    """``cert issue --pair SIGN.csr ENC.csr``: the first becomes a user-sign, the second a user-enc certificate,
+    one batch (issue 28: a software signing and encryption pair, domain.md §7)."""
+    from dataclasses import replace
+
+    from twcactl.errors import UsageError
+
+    if len(inputs) != 2 or keep_going or profile not in ("ssl", "user-sign"):
+        raise UsageError("--pair takes exactly two CSRs, the signing one first (csr new --pair writes them), "
+                         "without --keep-going or another --profile.")
+    return [replace(inputs[0], profile="user-sign"), replace(inputs[1], profile="user-enc")]
 
 
 def _read_csrs(files: list[Path], in_dirs: set[Path], *, keep_going: bool
@@ -165,13 +194,15 @@ def _copy_out(record: CertRecord, out: Path, *, force: bool) -> None:
         write_file(out, pem, force=force)
 
 
-def _issue_mail_config(store: Store, contact: str | None) -> Any:
-    """``--notify``: the relay settings, checked (and the password resolved) before anything is issued."""
+def _issue_mail_config(store: Store, contact: str | None, profile: str = "ssl", pair: bool = False) -> Any:
+    """``--notify``: the relay settings, checked (and the password resolved) before anything is issued.  A
+    personal certificate needs no --contact: its e-mail SAN is mailed (issue 28)."""
     from twcactl.authority.notify import contact_address
     from twcactl.cli.notify_cmd import mail_settings
     from twcactl.errors import UsageError
+    from twcactl.rules.vocab import SSL_PROFILES
 
-    if contact_address(contact) is None:
+    if contact_address(contact) is None and profile in SSL_PROFILES and not pair:
         raise UsageError("--notify needs --contact EMAIL: the technical contact the bundle is mailed to.")
     return mail_settings(store)
 
@@ -458,38 +489,108 @@ def _lookup(store: Store, serial_text: str) -> CertRecord:
 Examples:
   twcactl cert show 4b1e9d0c7a2f5e8136c0d94a7be25f1380c6d2a9 --json
   twcactl cert show 4b1e9d0c          # a unique prefix of 8+ hex digits
+  twcactl cert show www/server.cer    # a certificate file (PEM or DER): its record when the home issued it
 """)
-@click.argument("serial")
+@click.argument("serial", metavar="SERIAL|FILE")
 @json_option
 def show(serial: str) -> None:
     """Show one certificate: status, subject, SANs, validity, thumbprints, contact, note, renewals and history.
 
-    SERIAL is the whole serial or a unique prefix of at least 8 hex digits.
+    SERIAL is the whole serial or a unique prefix of at least 8 hex digits; FILE a certificate (PEM or DER),
+    shown with its record when this CA home issued it, else from the file alone.
     """
-    from twcactl.rules.times import utcnow
-
+    if serial == "-" or Path(serial).is_file() or "/" in serial or Path(serial).suffix.lower() in _CERT_SUFFIXES:
+        return _show_file(Path(serial))  # a missing file is exit 3 there, like any input file
     store = app().open_store()
     try:
-        record = _lookup(store, serial)
-        history = [e.to_json() for e in reversed(store.log.entries(serial=record.serial))]
-        renewed_by = store.certificates.renewals_of(record.serial)
-        window = store.settings().renewal_window_days
-        chain = [{"name": ca.name, "subject": ca.certificate().subject.rfc4514_string()} for ca in store.cas.all()]
+        doc = _record_document(store, _lookup(store, serial))
     finally:
         store.close()
-    doc: dict[str, Any] = {
-        "certificate": record.to_json(utcnow(), window),
-        "history": history,
-        "chain": chain,
+    emit(doc, lambda console: _render_show(console, doc))
+
+
+#: File name endings that make ``cert show`` read a file rather than look a serial up.
+_CERT_SUFFIXES = (".cer", ".crt", ".pem", ".der")
+
+
+def _record_document(store: Store, record: CertRecord) -> dict[str, Any]:
+    """``cert show``'s JSON of a record: the certificate, its history, chain, contact, note, renewals, thumbprints."""
+    from twcactl.rules.times import utcnow
+
+    return {
+        "certificate": record.to_json(utcnow(), store.settings().renewal_window_days),
+        "history": [e.to_json() for e in reversed(store.log.entries(serial=record.serial))],
+        "chain": [{"name": ca.name, "subject": ca.certificate().subject.rfc4514_string()} for ca in store.cas.all()],
         "contact": record.contact,
         "note": record.note,
         "renewed_from": record.renewed_from,
-        "renewed_by": renewed_by,
+        "renewed_by": store.certificates.renewals_of(record.serial),
         # the thumbprints the manuals show (Windows' certificate dialog: SHA-1; browsers: SHA-256), lowercase hex
         "sha256": hashlib.sha256(record.der).hexdigest(),
         "sha1": hashlib.sha1(record.der).hexdigest(),  # a thumbprint, not a signature
     }
-    emit(doc, lambda console: _render_show(console, doc))
+
+
+def _show_file(path: Path) -> None:
+    """``cert show FILE`` (issue 28): the record of the certificate in the file when this home issued it (JSON as
+    for a serial, plus ``file`` and ``in_home``), else what the file itself says (``in_home`` false)."""
+    from cryptography.hazmat.primitives import serialization
+
+    from twcactl.errors import NotFoundError
+    from twcactl.fsutil import read_input
+    from twcactl.pkix.pem import load_certificate
+
+    cert = load_certificate(read_input(path, what="certificate"), name=str(path))
+    der = cert.public_bytes(serialization.Encoding.DER)
+    doc: dict[str, Any] | None = None
+    try:
+        store = app().open_store()
+    except NotFoundError:  # no CA home here: the file alone
+        store = None
+    if store is not None:
+        try:
+            record = store.certificates.find_by_der(der)
+            doc = _record_document(store, record) if record is not None else None
+        finally:
+            store.close()
+    if doc is None:
+        doc = {"certificate": _file_facts(cert), "sha256": hashlib.sha256(der).hexdigest(),
+               "sha1": hashlib.sha1(der).hexdigest(), "in_home": False, "file": str(path)}
+        emit(doc, lambda console: _render_file(console, doc or {}))
+        return
+    doc.update({"in_home": True, "file": str(path)})
+    emit(doc, lambda console: _render_show(console, doc or {}))
+
+
+def _file_facts(cert: Any) -> dict[str, Any]:
+    """A certificate no record describes: the fields ``cert show`` prints, with a status judged by time only."""
+    from cryptography import x509
+
+    from twcactl.pkix.names import general_names, sans_json
+    from twcactl.rules.serials import format_serial
+    from twcactl.rules.times import rfc3339, utcnow
+
+    try:
+        sans = sans_json(general_names(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value))
+    except x509.ExtensionNotFound:
+        sans = []
+    now = utcnow()
+    status = ("not yet valid" if now < cert.not_valid_before_utc else
+              "expired" if now > cert.not_valid_after_utc else "valid")
+    return {"serial": format_serial(cert.serial_number), "status": status, "subject": cert.subject.rfc4514_string(),
+            "issuer": cert.issuer.rfc4514_string(), "sans": sans, "not_before": rfc3339(cert.not_valid_before_utc),
+            "not_after": rfc3339(cert.not_valid_after_utc)}
+
+
+def _render_file(console: Console, doc: dict[str, Any]) -> None:
+    c = doc["certificate"]
+    console.print(f"Certificate {c['serial']}  {c['status']}  (from {safe(doc['file'])}; not issued by this CA home)")
+    console.print(f"  subject     {safe(c['subject'])}")
+    console.print(f"  SANs        {safe(', '.join(c['sans']))}")
+    console.print(f"  validity    {c['not_before']} .. {c['not_after']}")
+    console.print(f"  issuer      {safe(c['issuer'])}")
+    console.print(f"  SHA-256     {_thumbprint(doc['sha256'])}")
+    console.print(f"  SHA-1       {_thumbprint(doc['sha1'])}")
 
 
 def _thumbprint(hex_digest: str) -> str:
@@ -538,11 +639,17 @@ Examples:
 @click.option("--csv", "csv_file", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
               help="Write a CSV report of the rows here.")
 @click.option("--force", is_flag=True, help="Replace an existing --csv file.")
+@wide_option
 @json_option
 def list_(cn_glob: str | None, domain: str | None, account_id: str | None, status: str | None,
-          expiring_within: int | None, limit: int | None, sort: str, csv_file: Path | None, force: bool) -> None:
+          expiring_within: int | None, limit: int | None, sort: str, csv_file: Path | None, force: bool,
+          wide: bool = False) -> None:
     """List certificates, newest expiry first (--sort expiry: soonest first), filtered by CN, domain, account,
-    status or expiry."""
+    status or expiry.
+
+    On a terminal the serials are shortened to a unique prefix (accepted wherever a serial is) and only the
+    columns that fit are shown, CN, status, expiry and account always whole; --wide shows everything.
+    """
     from twcactl.rules.times import utcnow
 
     now = utcnow()
@@ -552,37 +659,32 @@ def list_(cn_glob: str | None, domain: str | None, account_id: str | None, statu
         records = store.certificates.find(now=now, status=status, expiring_within=expiring_within,
                                           account=account_id, cn_glob=cn_glob, domain=domain, limit=limit,
                                           soonest_first=sort == "expiry")
+        short = serial_labels(store, [s for r in records for s in (r.serial, r.renewed_by) if s], wide=wide)
     finally:
         store.close()
     rows = [r.to_json(now, window) for r in records]
     if csv_file is not None:
         _write_csv(csv_file, records, now, window, force=force)
 
-    def human(console: Console) -> None:
-        from rich.table import Table
-
-        table = Table(box=None, pad_edge=False)
-        for col in ("SERIAL", "CN", "STATUS", "NOT AFTER", "PROFILE", "ACCOUNT", "RENEWED BY", "NOTE"):
-            table.add_column(col, no_wrap=col in ("SERIAL", "NOT AFTER", "RENEWED BY"))
-        for r, row in zip(records, rows):
-            table.add_row(r.serial, safe(r.cn or ""), row["status"], row["not_after"][:10], r.profile,
-                          r.account or "", r.renewed_by or "", safe(r.note or ""))
-        console.print(table)
-        console.print(f"{len(rows)} certificate(s).")
+    def human(_console: Console) -> None:
+        table = [[short[r.serial], safe(r.cn or ""), row["status"], row["not_after"][:10], r.account or "",
+                  r.profile, short.get(r.renewed_by or "", ""), safe(r.note or "")] for r, row in zip(records, rows)]
+        print_table(LIST_COLUMNS, table, wide=wide, footer=f"{len(rows)} certificate(s).")
 
     emit({"certificates": rows, "count": len(rows)}, human)
 
 
+#: ``cert list``'s columns: the ones people read first are kept whole (issue 28).
+LIST_COLUMNS = [Column("SERIAL", keep=True), Column("CN", keep=True), Column("STATUS", keep=True),
+                Column("NOT AFTER", keep=True), Column("ACCOUNT", keep=True), Column("PROFILE"),
+                Column("RENEWED BY"), Column("NOTE", wrap=True)]
+
+
 CSV_COLUMNS = ("serial", "cn", "account", "profile", "status", "not_before", "not_after", "revoked_at", "reason",
-               "contact", "note")
+               "contact", "note", "renewed_by")
 
 
-def _csv_cell(value: object) -> str:
-    """A cell a spreadsheet will not run as a formula (OWASP CSV injection)."""
-    text = "" if value is None else str(value)
-    if text[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + text
-    return text
+_csv_cell = csv_cell  # the name tests/test_units.py knows
 
 
 def _write_csv(path: Path, records: list[CertRecord], now: Any, window: int, *, force: bool) -> None:
@@ -598,7 +700,7 @@ def _write_csv(path: Path, records: list[CertRecord], now: Any, window: int, *, 
     for r in records:
         writer.writerow([_csv_cell(v) for v in (
             r.serial, r.cn, r.account, r.profile, r.status(now, window), rfc3339(r.not_before),
-            rfc3339(r.not_after), r.revoked_at, r.reason, r.contact, r.note)])
+            rfc3339(r.not_after), r.revoked_at, r.reason, r.contact, r.note, r.renewed_by)])
     data = buffer.getvalue().encode("utf-8")
     if str(path) == "-":
         click.echo(data.decode("utf-8"), nl=False, err=app().json)
@@ -618,9 +720,12 @@ Example:
 @click.option("--force", is_flag=True, help="Replace existing files.")
 @json_option
 def export(serial: str, out_dir: Path, force: bool) -> None:
-    """Write the certificate bundle of the manuals: root.cer, uca.cer, server.cer and cert.zip (all PEM)."""
+    """Write the certificate bundle of the manuals: root.cer, uca.cer, server.cer and cert.zip (all PEM).
+
+    A personal certificate's leaf is sign.cer (user-sign) or enc.cer (user-enc) instead of server.cer.
+    """
     from twcactl.authority.lifecycle import ca_chain_for
-    from twcactl.pkix.chain import bundle_files, write_bundle
+    from twcactl.pkix.chain import bundle_files, leaf_file_name, write_bundle
     from twcactl.pkix.pem import load_certificate
 
     store = app().open_store()
@@ -630,7 +735,7 @@ def export(serial: str, out_dir: Path, force: bool) -> None:
     finally:
         store.close()
     leaf = load_certificate(record.der, name=f"certificate {record.serial}")
-    written = write_bundle(out_dir, bundle_files(leaf, chain), force=force)
+    written = write_bundle(out_dir, bundle_files(leaf, chain, leaf_name=leaf_file_name(record.profile)), force=force)
     doc = {"serial": record.serial, "files": [str(p) for p in written], "zip": str(written[-1])}
 
     def human(console: Console) -> None:
@@ -639,6 +744,35 @@ def export(serial: str, out_dir: Path, force: bool) -> None:
             console.print(f"  {p}")
 
     emit(doc, human)
+
+
+@cert.command("set-contact", epilog="""\b
+Examples:
+  twcactl cert set-contact 4b1e9d0c ops@twca.com.tw
+  twcactl cert set-contact 4b1e9d0c "Yi-Ru Chen <yiru@twca.com.tw>" --json
+  twcactl cert set-contact 4b1e9d0c ""           # clear it (a personal certificate's e-mail SAN is used then)
+""")
+@click.argument("serial")
+@click.argument("address", metavar="ADDR")
+@json_option
+def set_contact(serial: str, address: str) -> None:
+    """Set the technical contact who gets a certificate's notices and renewal reminders (logged).
+
+    Reminders go 60 days before notAfter for server certificates, 30 for personal and card ones
+    (twcactl notify due). Without a contact, a personal certificate's e-mail SAN is used.
+    """
+    from twcactl.authority.contacts import set_contact as change
+    from twcactl.rules.times import utcnow
+
+    store = app().open_store()
+    try:
+        record, old = change(store, serial, address, operator=current_operator())
+        window = store.settings().renewal_window_days
+    finally:
+        store.close()
+    doc = {"certificate": record.to_json(utcnow(), window), "contact": record.contact, "was": old}
+    line = f"contact {safe(record.contact or '-')} (was {safe(old or '-')})"
+    emit(doc, _cert_human("Contact set for", record, [line]))
 
 
 def _register_renew_due() -> None:

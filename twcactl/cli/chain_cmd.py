@@ -211,10 +211,15 @@ Examples:
 @click.option("--at", "at_text", metavar="TIME", help="Validate at this time (RFC 3339, e.g. 2027-01-01T00:00:00Z).")
 @click.option("--crl", "crl_files", multiple=True, type=click.Path(path_type=Path, dir_okay=False),
               help="CRLs (PEM or DER) to check revocation against (repeatable).")
+@click.option("--key", "key_file", type=click.Path(path_type=Path, dir_okay=False),
+              help="A private key (PEM or DER) that must be the leaf's: the pair a server will be installed with.")
+@click.option("--key-passphrase", metavar="SOURCE", help="The passphrase of an encrypted --key.")
 @json_option
 def verify(leaf: Path, root_files: tuple[Path, ...], untrusted_files: tuple[Path, ...], purpose: str | None,
-           hostname: str | None, at_text: str | None, crl_files: tuple[Path, ...]) -> None:
-    """Validate a certificate's path to a trusted root, its purpose, host name and revocation.
+           hostname: str | None, at_text: str | None, crl_files: tuple[Path, ...], key_file: Path | None = None,
+           key_passphrase: str | None = None) -> None:
+    """Validate a certificate's path to a trusted root, its purpose, host name and revocation, and with --key
+    that the key is the leaf's (domain.md §6: a complete path and a matching key).
 
     A failure names the certificate and the reason (exit 1).
     """
@@ -224,12 +229,11 @@ def verify(leaf: Path, root_files: tuple[Path, ...], untrusted_files: tuple[Path
 
     at = parse_time_option(at_text, "--at")
     leaf_cert, extra = _load_leaf(leaf)
+    key_doc = _check_key(key_file, key_passphrase, leaf_cert, leaf)
     untrusted = [*extra, *(c for _s, c in gather_certificates(list(untrusted_files)).certificates)]
     roots, more_untrusted, roots_source = _trust_anchors(root_files)
-    untrusted += more_untrusted
-    crls = _load_crls(crl_files)
-    result = verify_chain(leaf_cert, roots=roots, untrusted=untrusted, purpose=purpose, hostname=hostname,
-                          at=at, crls=crls)
+    result = verify_chain(leaf_cert, roots=roots, untrusted=[*untrusted, *more_untrusted], purpose=purpose,
+                          hostname=hostname, at=at, crls=_load_crls(crl_files))
     doc = {
         "ok": True,
         "purpose": result.purpose,
@@ -239,6 +243,7 @@ def verify(leaf: Path, root_files: tuple[Path, ...], untrusted_files: tuple[Path
         "chain": [_cert_json(c) for c in result.chain],
         "revocation": [r.to_json() for r in result.revocation],
         "findings": [f.to_json() for f in result.findings],
+        "key": key_doc,
     }
     for finding in result.findings:
         note(f"warning: {safe(finding.message)}")
@@ -248,6 +253,8 @@ def verify(leaf: Path, root_files: tuple[Path, ...], untrusted_files: tuple[Path
                       + (f" ({safe(hostname)})" if hostname else "") + f"  at {doc['at']}")
         for depth, cert in enumerate(result.chain):
             console.print(f"  {depth}  {safe(cert.subject.rfc4514_string())}")
+        if key_doc is not None:
+            console.print(f"  key {safe(key_doc['file'])} matches the leaf")
         if result.revocation:
             for r in result.revocation:
                 console.print(f"  revocation  {safe(r.subject)}: {r.status}")
@@ -255,3 +262,15 @@ def verify(leaf: Path, root_files: tuple[Path, ...], untrusted_files: tuple[Path
             console.print("  revocation not checked (give --crl FILE)")
 
     emit(doc, human)
+
+
+def _check_key(key_file: Path | None, key_passphrase: str | None, leaf: Any, leaf_file: Path) -> dict[str, Any] | None:
+    """``--key``: the key must be the leaf's (exit 1 when it is not; issue 28); ``{"file", "matches"}`` or None."""
+    if key_file is None:
+        return None
+    from twcactl.cli.pfx_cmd import matching_key
+    from twcactl.fsutil import read_input
+
+    data = read_input(key_file, what="private key")
+    matching_key(data, key_passphrase, leaf, key_file=key_file, cert_file=leaf_file)
+    return {"file": str(key_file), "matches": True}

@@ -49,11 +49,19 @@ class AppContext:
 
     def open_store(self, *, strict: bool = True) -> Store:
         """Open the CA home (exit 5 when there is none); its store password is read only when the home's
-        records are on PostgreSQL."""
+        records are on PostgreSQL.  With ``$TWCACTL_STORE`` set, an empty or absent home becomes a node of
+        that database on first use (issue 28; CA key files copied from ``$TWCACTL_CA_KEY_DIR`` if set)."""
         from twcactl.store import Store
 
-        return Store.open(self.resolved_home(), lock_timeout=self.lock_timeout, strict=strict,
-                          store_password=self.store_password)
+        home = self.resolved_home()
+        url = os.environ.get("TWCACTL_STORE")
+        if url and not Store.exists(home):
+            from twcactl.store.node import join_node
+
+            key_dir = os.environ.get("TWCACTL_CA_KEY_DIR")
+            return join_node(home, url, lock_timeout=self.lock_timeout, store_password=self.store_password,
+                             key_dir=Path(key_dir) if key_dir else None)
+        return Store.open(home, lock_timeout=self.lock_timeout, strict=strict, store_password=self.store_password)
 
 
 def app(ctx: click.Context | None = None) -> AppContext:

@@ -63,13 +63,16 @@ Examples:
 @click.option("--key-passphrase", metavar="SOURCE", help="Encrypt the key: env:NAME, file:PATH, fd:N, stdin, pass:TEXT "
               "(default: prompt twice).")
 @click.option("--no-passphrase", is_flag=True, help="Write the key unencrypted.")
+@click.option("--pair", is_flag=True, help="A signing and an encryption key (user-sign and user-enc, as on a card): "
+              "two keys and two CSRs, NAME-sign and NAME-enc after --key-out and --out; issue them with "
+              "cert issue --pair.")
 @click.option("--force", is_flag=True, help="Replace existing output files, and write a request that breaks the "
               "profile's rules (https:// in the CN, a lower-case or missing C) instead of refusing it (exit 1).")
 @json_option
 def new(cn: str | None, org: str | None, ous: tuple[str, ...], locality: str | None, state: str | None,
         country: str | None, sans: tuple[str, ...], profile: str | None, key_type: str | None,
         from_cert: Path | None, template: Path | None, key_out: Path, out: Path | None,
-        key_passphrase: str | None, no_passphrase: bool, force: bool) -> None:
+        key_passphrase: str | None, no_passphrase: bool, force: bool, pair: bool = False) -> None:
     """Generate a key pair and a CSR for it.
 
     Values come from --from-cert, then --template, then the options (each
@@ -96,13 +99,16 @@ def new(cn: str | None, org: str | None, ous: tuple[str, ...], locality: str | N
 
     spec, renewal_of = _base_spec(from_cert, template)
     options = subject_options(cn=cn, org=org, ous=ous, locality=locality, state=state, country=country)
-    spec = spec.override(subject=options, sans=list(sans), key_type=key_type, profile=profile)
+    spec = spec.override(subject=options, sans=list(sans), key_type=key_type,
+                         profile=profile or ("user-sign" if pair else None))  # a pair's --san: e-mail addresses
     profile_name = spec.profile or "ssl"
     key_type_name = spec.key_type or "rsa2048"
 
     if spec.cn is None:
         raise UsageError("--cn is required (unless --from-cert or --template gives a CN).")
     spec.check_values(force=force)  # refused: exit 1 (not English) or 2, before any key is made
+    if pair:
+        return _new_pair(spec, key_type_name, key_out, out, key_passphrase, no_passphrase, force=force)
     ensure_free([key_out, out], force=force)
     key, request = _make_request(spec, profile_name, key_type_name)
     result = new_request_check(request, profile_name, force=force)  # refused: exit 1, nothing written
@@ -194,8 +200,78 @@ def _base_spec(from_cert: Path | None, template: Path | None) -> tuple[RequestSp
     return spec, renewal_of
 
 
+#: ``csr new --pair``: each half's profile and the tag added to its file names (domain.md §7).
+PAIR = (("user-sign", "sign"), ("user-enc", "enc"))
+
+
+def pair_path(path: Path, tag: str) -> Path:
+    """``holder.key`` -> ``holder-sign.key``: a pair's file name for one half."""
+    return path.with_name(f"{path.stem}-{tag}{path.suffix}")
+
+
+def _new_pair(spec: RequestSpec, key_type_name: str, key_out: Path, out: Path | None, key_passphrase: str | None,
+              no_passphrase: bool, *, force: bool) -> None:
+    """``csr new --pair``: a user-sign and a user-enc key and CSR, all checked before any file is written; one key
+    passphrase for both (issue 28: a software pair, as ``card enroll --pair`` makes on a card)."""
+    from cryptography.hazmat.primitives import serialization
+
+    from twcactl.cli.secrets import get_secret
+    from twcactl.csr import new_request_check
+    from twcactl.errors import UsageError
+    from twcactl.fsutil import ensure_free, write_file
+    from twcactl.pkix.keys import private_key_pem
+
+    if out is None or _is_stdout(out):
+        raise UsageError("--pair writes two CSRs: give --out FILE (FILE-sign and FILE-enc are written).")
+    if spec.profile not in (None, "user-sign"):
+        raise UsageError("--pair makes user-sign and user-enc requests; do not give another --profile.")
+    targets = [(profile, pair_path(key_out, tag), pair_path(out, tag)) for profile, tag in PAIR]
+    ensure_free([p for _profile, k, o in targets for p in (k, o)], force=force)
+    made = []
+    for profile, k, o in targets:
+        key, request = _make_request(spec, profile, key_type_name)
+        made.append((key, request, new_request_check(request, profile, force=force), k, o))
+    passphrase = None if no_passphrase else get_secret(
+        key_passphrase, option="--key-passphrase", what="new key passphrase", new=True)
+    for key, request, _result, k, o in made:
+        write_file(k, private_key_pem(key, passphrase), mode=0o600, force=force)
+        write_file(o, request.public_bytes(serialization.Encoding.PEM), force=force)
+    docs = [_new_document(request, result, key_type_name, key_out=k, out=o, encrypted=passphrase is not None,
+                          renewal_of=None) for _key, request, result, k, o in made]
+
+    def human(console: Console) -> None:
+        for d in docs:
+            console.print(f"CSR  {d['csr_file']}  {safe(d['subject'])}  ({d['profile']})")
+            console.print(f"key  {d['key_file']}  ({key_type_name}, "
+                          f"{'encrypted' if d['key_encrypted'] else 'NOT encrypted'}, 0600)")
+        console.print(f"Next: twcactl cert issue --pair {docs[0]['csr_file']} {docs[1]['csr_file']} --account ID")
+
+    emit({"pair": docs}, human)
+
+
 def _render_new(request: x509.CertificateSigningRequest, result: CheckResult, key_type_name: str, *, key_out: Path,
                 out: Path | None, encrypted: bool, renewal_of: dict[str, str] | None) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    pem = request.public_bytes(serialization.Encoding.PEM)
+    doc = _new_document(request, result, key_type_name, key_out=key_out, out=out, encrypted=encrypted,
+                        renewal_of=renewal_of)
+
+    def human(console: Console) -> None:
+        if doc["csr_file"] is None:
+            click.echo(pem.decode("ascii"), nl=False)
+        else:
+            console.print(f"CSR  {doc['csr_file']}  {safe(doc['subject'])}")
+            console.print(f"key  {doc['key_file']}  ({key_type_name}, "
+                          f"{'encrypted' if encrypted else 'NOT encrypted'}, 0600)")
+
+    emit(doc, human)
+
+
+def _new_document(request: x509.CertificateSigningRequest, result: CheckResult, key_type_name: str, *,
+                  key_out: Path, out: Path | None, encrypted: bool,
+                  renewal_of: dict[str, str] | None) -> dict[str, Any]:
+    """``csr new``'s JSON for one request; its warnings (rules that did not refuse it) go to stderr."""
     from cryptography.hazmat.primitives import serialization
 
     from twcactl import csr as csr_mod
@@ -218,16 +294,7 @@ def _render_new(request: x509.CertificateSigningRequest, result: CheckResult, ke
         "warnings": [{"rule": f.rule, "message": f.message} for f in result.failed],
         "from_cert": renewal_of,
     }
-
-    def human(console: Console) -> None:
-        if doc["csr_file"] is None:
-            click.echo(pem.decode("ascii"), nl=False)
-        else:
-            console.print(f"CSR  {doc['csr_file']}  {safe(doc['subject'])}")
-            console.print(f"key  {doc['key_file']}  ({key_type_name}, "
-                          f"{'encrypted' if encrypted else 'NOT encrypted'}, 0600)")
-
-    emit(doc, human)
+    return doc
 
 
 @csr.command("show", epilog="""\b

@@ -2,21 +2,37 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
 from twcactl.cli.context import app, json_option
-from twcactl.cli.output import emit, safe
+from twcactl.cli.output import (
+    Column,
+    compact_output,
+    csv_cell,
+    emit,
+    note,
+    print_table,
+    safe,
+    serial_labels,
+    wide_option,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+    from twcactl.store.records import LogEntry
 
 
 @click.group(invoke_without_command=True, epilog="""\b
 Examples:
   twcactl log --account 70759028-01 --limit 20
   twcactl log --action cert.revoke --operator alice --json
+  twcactl log --verbose --limit 5          # each entry's details under it
+  twcactl log show 42                      # one entry in full
+  twcactl log --csv audit.csv              # every column, for a spreadsheet
   twcactl log verify
 """)
 @click.option("--account", "account_id", metavar="ID")
@@ -24,34 +40,145 @@ Examples:
               "account.credit, operator.add, ca.config.")
 @click.option("--operator", metavar="NAME")
 @click.option("--limit", type=click.IntRange(min=1), metavar="N")
+@click.option("--verbose", "-v", is_flag=True, help="Each entry's details, one per line, under its summary.")
+@click.option("--csv", "csv_file", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
+              help="Write the entries as CSV here (- for stdout): seq, time, operator, action, account, serial, "
+                   "summary, details (JSON).")
+@click.option("--force", is_flag=True, help="Replace an existing --csv file.")
+@wide_option
 @json_option
 @click.pass_context
 def log(ctx: click.Context, account_id: str | None, action: str | None, operator: str | None,
-        limit: int | None) -> None:
-    """Show the activity log, newest first: every change, with time, operator and details."""
+        limit: int | None, verbose: bool = False, csv_file: Path | None = None, force: bool = False,
+        wide: bool = False) -> None:
+    """Show the activity log, newest first: one line per change (time, action, operator, a summary).
+
+    --verbose or `log show SEQ` give the details; --csv writes them for a spreadsheet.
+    """
     if ctx.invoked_subcommand is not None:
         return
     store = app().open_store()
     try:
         entries = store.log.entries(account=account_id, action=action, operator=operator, limit=limit)
+        short = serial_labels(store, [e.serial for e in entries if e.serial], wide=wide)
     finally:
         store.close()
+    if csv_file is not None:
+        _write_csv(csv_file, entries, force=force)
+        if str(csv_file) == "-" and not app().json:  # the CSV is the output (under --json it went to stderr)
+            return
 
     def human(console: Console) -> None:
-        import json
-
-        from rich.table import Table
-
-        table = Table(box=None, pad_edge=False)
-        for col in ("SEQ", "TIME", "OPERATOR", "ACTION", "ACCOUNT", "SERIAL", "DETAILS"):
-            table.add_column(col, no_wrap=col != "DETAILS")
-        for e in entries:
-            table.add_row(str(e.seq), e.time, safe(e.operator), e.action, e.account or "", e.serial or "",
-                          safe(json.dumps(e.details, ensure_ascii=False, sort_keys=True)))
-        console.print(table)
-        console.print(f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'}.")
+        if verbose:
+            for e in entries:
+                _print_entry(console, e)
+            console.print(_count(entries))
+            return
+        compact = compact_output(wide)
+        rows = [[str(e.seq), e.time[:16].replace("T", " ") if compact else e.time, e.action, safe(e.operator),
+                 short.get(e.serial or "", ""), e.account or "", safe(summary(e))] for e in entries]
+        print_table(LOG_COLUMNS, rows, wide=wide, footer=_count(entries))
 
     emit({"entries": [e.to_json() for e in entries]}, human)
+
+
+#: ``log``'s columns (issue 28): the summary takes what is left of the line and is the one cell shortened.
+LOG_COLUMNS = [Column("SEQ", keep=True), Column("TIME", keep=True), Column("ACTION", keep=True),
+               Column("OPERATOR"), Column("SERIAL"), Column("ACCOUNT"), Column("SUMMARY", rest=True, min_width=30)]
+
+#: How a summary words the usual detail keys, in this order (the rest follow as ``key=value``).
+_WORDED: tuple[tuple[str, str], ...] = (
+    ("cn", "{}"), ("name", "{}"), ("role", "role {}"), ("reason", "{}"), ("profile", "{}"),
+    ("renewed", "renews {:.10}"), ("not_after", "until {:.10}"), ("amount", "{:+}"), ("delta", "{:+}"),
+    ("balance", "balance {}"), ("key", "{}"), ("old", "{} ->"), ("new", "{}"), ("to", "to {}"),
+    ("kind", "{}"), ("number", "#{}"), ("from", "from {}"),
+)
+#: Details a one-line summary leaves out: file paths and the copies of the record (--verbose shows them).
+_QUIET = frozenset({"csr", "record", "result", "identity", "sha256", "cost", "signed_request", "early"})
+
+
+def summary(entry: LogEntry) -> str:
+    """One line for an entry's details, e.g. ``www.twca.com.tw ssl until 2027-12-08 balance 59``: the usual keys
+    worded (:data:`_WORDED`), other plain values as ``key=value``, lists joined by commas; nested objects and
+    paths are left to --verbose, ``log show`` and --json."""
+    details = entry.details or {}
+    parts: list[str] = []
+    for key, form in _WORDED:
+        value = details.get(key)
+        if value is None or isinstance(value, dict | list):
+            continue
+        try:
+            parts.append(form.format(value))
+        except (ValueError, TypeError):  # a value of another type than usual: as it is
+            parts.append(f"{key}={value}")
+    worded = {k for k, _f in _WORDED}
+    for key in sorted(details):
+        value = details[key]
+        if key in worded or key in _QUIET or value is None or isinstance(value, dict):
+            continue
+        if isinstance(value, list):
+            if value and all(not isinstance(x, dict | list) for x in value):
+                parts.append(f"{key}={','.join(str(x) for x in value)}")
+            continue
+        parts.append(f"{key}={value}")
+    return " ".join(parts)
+
+
+def _count(entries: list[LogEntry]) -> str:
+    return f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'}."
+
+
+def _print_entry(console: Console, e: LogEntry) -> None:
+    """An entry in full: its fields, then each detail on its own line (nested values as JSON)."""
+    import json
+
+    console.print(f"#{e.seq}  {e.time}  {e.action}  by {safe(e.operator)}")
+    if e.account:
+        console.print(f"    account  {e.account}")
+    if e.serial:
+        console.print(f"    serial   {e.serial}")
+    for k, v in (e.details or {}).items():
+        text = v if isinstance(v, str) else json.dumps(v, ensure_ascii=False, sort_keys=True)
+        console.print(f"    {safe(k)}: {safe(text)}")
+
+
+def _write_csv(path: Path, entries: list[LogEntry], *, force: bool) -> None:
+    import csv
+    import io
+    import json
+
+    from twcactl.fsutil import write_file
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(("seq", "time", "operator", "action", "account", "serial", "summary", "details"))
+    for e in entries:
+        writer.writerow([csv_cell(v) for v in (e.seq, e.time, e.operator, e.action, e.account, e.serial,
+                                               summary(e), json.dumps(e.details, ensure_ascii=False,
+                                                                      sort_keys=True))])
+    data = buffer.getvalue()
+    if str(path) == "-":
+        click.echo(data, nl=False, err=app().json)
+    else:
+        write_file(path, data.encode("utf-8"), force=force)
+        note(f"CSV written to {path}")
+
+
+@log.command("show", epilog="""\b
+Examples:
+  twcactl log show 42
+  twcactl log show 42 --json
+""")
+@click.argument("seq", type=click.IntRange(min=1))
+@json_option
+def show(seq: int) -> None:
+    """Show one activity-log entry in full: its fields and every detail."""
+    store = app().open_store()
+    try:
+        entry = store.log.get(seq)
+    finally:
+        store.close()
+    emit(entry.to_json(), lambda console: _print_entry(console, entry))
 
 
 def _parse_head(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> list[tuple[int, str]]:

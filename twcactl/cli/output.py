@@ -139,3 +139,120 @@ def _clear_bar() -> None:
     if _bar_on_screen[0]:
         sys.stderr.write("\r" + " " * 60 + "\r")
         _bar_on_screen[:] = [False]
+
+
+# --- Tables that fit a terminal (issue 28) -------------------------------------------------------------------------
+
+def wide_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--wide``: every column, whole serials, no wrapping (a terminal's rows may then run past its edge)."""
+    import click
+
+    return click.option("--wide", is_flag=True, help="Every column and whole serials, one line per row "
+                        "(default on a terminal: short serials and the columns that fit).")(func)
+
+
+class Column:
+    """One table column: its header and how it behaves on a narrow terminal (issue 28).
+
+    ``keep`` columns are never dropped nor cut: they wrap (fold) when the terminal is too narrow; the others are
+    dropped, last one first, until the table fits (CN, status, expiry and account are read first).  A ``rest``
+    column (a log entry's summary) takes whatever width is left, at least ``min_width``, and is the one cell
+    shortened with an ellipsis, so each row stays one line (the whole text: --wide, --verbose, ``log show``).
+    """
+
+    def __init__(self, header: str, *, keep: bool = False, wrap: bool = False, rest: bool = False,
+                 min_width: int = 20) -> None:
+        self.header = header
+        self.keep = keep or rest
+        self.wrap = wrap
+        self.rest = rest
+        self.min_width = min_width
+
+
+def fitted_columns(columns: list[Column], rows: list[list[str]], width: int) -> list[int]:
+    """The indexes of the columns to show in ``width`` characters: every ``keep`` column and, in their order, the
+    others while the natural widths (two spaces between columns; a ``rest`` column counted at its ``min_width``)
+    fit; a dropped column drops every later optional one too, so what is shown never depends on one long cell
+    in the middle."""
+    natural = _natural_widths(columns, rows)
+    chosen = [i for i, c in enumerate(columns) if c.keep]
+    for i, c in enumerate(columns):
+        if c.keep:
+            continue
+        trial = sorted(chosen + [i])
+        if _total(columns, natural, trial) > width:
+            break
+        chosen = trial
+    return chosen
+
+
+def _natural_widths(columns: list[Column], rows: list[list[str]]) -> list[int]:
+    return [max([len(c.header)] + [len(r[i]) for r in rows]) for i, c in enumerate(columns)]
+
+
+def _total(columns: list[Column], natural: list[int], indexes: list[int]) -> int:
+    return (sum(min(natural[i], columns[i].min_width) if columns[i].rest else natural[i] for i in indexes)
+            + 2 * max(len(indexes) - 1, 0))
+
+
+def compact_output(wide: bool) -> bool:
+    """Whether a table is fitted to a terminal: stdout is one, and neither --wide nor --json was given."""
+    return not wide and not app().json and sys.stdout.isatty()
+
+
+def serial_labels(store: Any, serials: list[str], *, wide: bool) -> dict[str, str]:
+    """How a table prints each serial: a unique prefix on a terminal (``authority.lookup.short_serials``,
+    accepted back wherever a serial is), whole with --wide, --json or in a pipe (issue 28)."""
+    from twcactl.authority.lookup import short_serials
+
+    if not compact_output(wide):
+        return {s: s for s in serials}
+    return short_serials(store, serials)
+
+
+def print_table(columns: list[Column], rows: list[list[str]], *, wide: bool, footer: str | None = None) -> None:
+    """Print ``rows`` under ``columns`` on stdout.
+
+    On a terminal without ``wide`` (:func:`compact_output`): the columns that fit the terminal
+    (:func:`fitted_columns`), ``keep`` columns folded rather than cut, and a note on stderr naming the hidden
+    ones and ``--wide``.  With ``wide``, or when stdout is not a terminal (a script, a pipe): every column, whole
+    lines.  Cells are :func:`safe` already.
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    compact = compact_output(wide)
+    console = stdout_console()
+    natural = _natural_widths(columns, rows)
+    if compact:
+        shown = fitted_columns(columns, rows, console.width)
+    else:
+        shown = list(range(len(columns)))
+        console = Console(markup=False, highlight=False, emoji=False, soft_wrap=True,
+                          width=max(sum(natural) + 2 * len(natural), console.width, 80))
+    table = Table(box=None, pad_edge=False)
+    for i in shown:
+        c = columns[i]
+        if compact and c.rest:
+            left = console.width - _total(columns, natural, [j for j in shown if j != i]) - 2
+            table.add_column(c.header, no_wrap=True, overflow="ellipsis", max_width=max(left, c.min_width))
+        elif compact and (c.keep or c.wrap):
+            table.add_column(c.header, overflow="fold")
+        else:
+            table.add_column(c.header, no_wrap=True, overflow="ignore")
+    for r in rows:
+        table.add_row(*(r[i] for i in shown))
+    console.print(table)
+    if footer:
+        console.print(footer)
+    hidden = [columns[i].header for i in range(len(columns)) if i not in shown]
+    if hidden:
+        note(f"(hidden to fit: {', '.join(hidden)}; --wide shows all)")
+
+
+def csv_cell(value: object) -> str:
+    """A CSV cell a spreadsheet will not run as a formula (OWASP CSV injection)."""
+    text = "" if value is None else str(value)
+    if text[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + text
+    return text

@@ -59,7 +59,8 @@ Examples:
 @click.option("--password", metavar="SOURCE", help="The new PFX password (at least 6 characters): env:NAME, file:PATH, "
               "fd:N, stdin, pass:TEXT (default: prompt twice).")
 @click.option("--key-passphrase", metavar="SOURCE", help="The passphrase of an encrypted --key.")
-@click.option("--name", "friendly_name", metavar="FRIENDLY", help="Friendly name (default: the certificate's CN).")
+@click.option("--name", "friendly_name", metavar="FRIENDLY", help="Friendly name (default: the certificate's CN; "
+              "'CN (signing)' / 'CN (encryption)' for the halves of a signing and encryption pair).")
 @click.option("--legacy", is_flag=True, help="3DES and a SHA-1 MAC, for old Windows and Java.")
 @click.option("--force", is_flag=True, help="Replace an existing --out file.")
 @json_option
@@ -72,18 +73,17 @@ def export(cert_file: Path, key_file: Path, chain_files: tuple[Path, ...], out: 
     """
     from twcactl.cli.secrets import get_secret
     from twcactl.fsutil import ensure_free, read_input, write_file
-    from twcactl.pfx import check_password, export_pfx
+    from twcactl.pfx import check_password, default_friendly_name, export_pfx
     from twcactl.pkix.leaf import read_bundle, split_leaf
-    from twcactl.pkix.names import common_name
 
     ensure_free([out], force=force)
     cert, rest = split_leaf(read_bundle([cert_file]), name=str(cert_file))  # a fullchain: leaf first
     key_data = read_input(key_file, what="key")
     chain, source = _export_chain(cert, rest, chain_files)
-    key = _matching_key(key_data, key_passphrase, cert, key_file=key_file, cert_file=cert_file)
+    key = matching_key(key_data, key_passphrase, cert, key_file=key_file, cert_file=cert_file)
     pfx_password = get_secret(password, option="--password", what="new PFX password", new=True)
     check_password(pfx_password)
-    name = friendly_name or common_name(cert.subject)
+    name = friendly_name or default_friendly_name(cert)
     data = export_pfx(key, cert, chain, password=pfx_password, friendly_name=name, legacy=legacy)
     write_file(out, data, mode=0o600, force=force)
     _render_export(out, cert, chain, source, name=name, legacy=legacy)
@@ -104,7 +104,7 @@ def _export_chain(cert: x509.Certificate, rest: list[x509.Certificate],
     return chain_for_export(cert, rest), ("cert" if rest else "none")
 
 
-def _matching_key(key_data: bytes, key_passphrase: str | None, cert: x509.Certificate, *, key_file: Path,
+def matching_key(key_data: bytes, key_passphrase: str | None, cert: x509.Certificate, *, key_file: Path,
                   cert_file: Path) -> PrivateKey:
     """The private key in ``key_data`` (its passphrase asked only when it is encrypted); it must be ``cert``'s."""
     from twcactl.cli.secrets import get_secret

@@ -136,7 +136,9 @@ def _render(outcome: RenewDueOutcome, within_days: int, dry_run: bool) -> None:
                 console.print(f"  files: {safe(r.directory)}/")
             for warning in r.warnings:
                 console.print(f"  warning: {safe(warning)}")
+        from twcactl.rules.words import count
+
         console.print(f"{doc['renewed']} renewed, {doc['would_renew']} would renew, {doc['skipped']} skipped, "
-                      f"{doc['failed']} failed (within {within_days} days).")
+                      f"{doc['failed']} failed (within {count(within_days, 'day')}).")
 
     emit(doc, human)

@@ -43,8 +43,21 @@ def bundle_names(intermediates: int) -> list[str]:
     return ["root.cer", *middle, "server.cer"]
 
 
-def bundle_files(leaf: x509.Certificate, cas_root_first: Sequence[x509.Certificate]) -> list[tuple[str, bytes]]:
-    """``[(file name, PEM bytes)]`` for the leaf and its CA chain (root first).
+#: The leaf's file name in a bundle by profile (issue 28): a personal certificate is not a ``server.cer``; a
+#: signing and encryption pair exported side by side gets ``sign.cer`` and ``enc.cer`` (the names ``card register``
+#: gives them too).  Every other profile: ``server.cer`` (the manuals' name).
+LEAF_FILE_NAMES: dict[str, str] = {"user-sign": "sign.cer", "user-enc": "enc.cer"}
+
+
+def leaf_file_name(profile: str | None) -> str:
+    """The leaf's file name in a bundle for a ``profile`` certificate (:data:`LEAF_FILE_NAMES`, else server.cer)."""
+    return LEAF_FILE_NAMES.get(profile or "", "server.cer")
+
+
+def bundle_files(leaf: x509.Certificate, cas_root_first: Sequence[x509.Certificate], *,
+                 leaf_name: str = "server.cer") -> list[tuple[str, bytes]]:
+    """``[(file name, PEM bytes)]`` for the leaf and its CA chain (root first); the leaf is ``leaf_name``
+    (:func:`leaf_file_name` of its profile).
 
     Raises:
         ValueError: ``cas_root_first`` holds no root (programming error).
@@ -53,6 +66,7 @@ def bundle_files(leaf: x509.Certificate, cas_root_first: Sequence[x509.Certifica
         raise ValueError("a bundle needs at least the root certificate")
     certs = [*cas_root_first, leaf]
     names = bundle_names(len(cas_root_first) - 1) if len(cas_root_first) > 1 else ["root.cer", "server.cer"]
+    names[-1] = leaf_name
     return [(name, cert.public_bytes(serialization.Encoding.PEM)) for name, cert in zip(names, certs)]
 
 

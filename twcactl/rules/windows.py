@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 
 from twcactl.errors import StateError
+from twcactl.rules.words import count
 
 #: Status words of a certificate that may be renewed (domain.md §4: only a valid certificate).
 RENEWABLE_STATUSES: tuple[str, ...] = ("valid", "expiring")
@@ -79,7 +80,7 @@ def require_renewal_window(serial: str, not_after: dt.datetime, now: dt.datetime
         return
     raise StateError(
         f"certificate {serial} can be renewed from {renewal_window_start(not_after, window_days):%Y-%m-%d} "
-        f"({window_days} days before its notAfter {not_after:%Y-%m-%d}).",
+        f"({count(window_days, 'day')} before its notAfter {not_after:%Y-%m-%d}).",
         hint="renew now anyway with --early",
     )
 

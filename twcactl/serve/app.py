@@ -35,9 +35,11 @@ from twcactl.authority.acme import AcmeProblem, OrderView
 from twcactl.errors import NotFoundError, TwcaError
 from twcactl.rules.acme_profiles import ACME_PROFILES, DEFAULT_PROFILE
 from twcactl.serve import jose
+from twcactl.serve.capacity import run_public
 from twcactl.serve.config import MAX_ACME_BODY, MAX_OCSP_BODY, ServeConfig
 from twcactl.serve.orders import new_order_fields
-from twcactl.serve.validation import make_validator
+from twcactl.serve.validation import Settings, make_validator
+from twcactl.serve.validation_pool import ValidationPool
 from twcactl.store import Store
 from twcactl.store.acme import AcmeAccount
 
@@ -95,8 +97,12 @@ class Server:
         self.config = config
         self.signers = signers
         self._local = threading.local()
-        self.validator = make_validator(resolve=config.acme_resolve, http01_port=config.acme_http01_port,
-                                        dns_server=config.acme_dns_resolver)
+        self.validator = make_validator(Settings(
+            resolve=config.acme_resolve, allow_private=config.acme_allow_private,
+            http01_port=config.acme_http01_port, tls_alpn_port=config.acme_tls_alpn_port,
+            dns_server=config.acme_dns_resolver, timeout=config.acme_validation_timeout))
+        self.validations = ValidationPool(self.store, per_account=config.acme_validations_per_account,
+                                          total=config.acme_validations_total)
         if config.acme_default_account is not None:  # refused at start (exit 5), not at the first client
             self.store().accounts.get(config.acme_default_account, ledger=False)
 
@@ -293,7 +299,7 @@ class _OcspFastPath:
 
     async def _answer(self, data: bytes, send: Callable[[Any], Any]) -> None:
         if self._may_block():
-            der, headers = await run_in_threadpool(ocsp_reply, self.server, data)
+            der, headers = await run_public(ocsp_reply, self.server, data)
         else:
             der, headers = ocsp_reply(self.server, data)
         raw = [(b"content-type", b"application/ocsp-response"), (b"content-length", str(len(der)).encode())]
@@ -378,7 +384,7 @@ class _Handlers:
             return {"status": "ok", "schema_version": store.schema_version(), "cas": [c.name for c in
                                                                                       store.cas.all()]}
         try:
-            return JSONResponse(await run_in_threadpool(check))
+            return JSONResponse(await run_public(check))
         except TwcaError:
             return JSONResponse({"status": "unavailable"}, status_code=503)
 
@@ -391,7 +397,7 @@ class _Handlers:
             data = await _body(request, MAX_OCSP_BODY)
         except _TooLarge:
             return Response(b"request too large", status_code=413)
-        return await run_in_threadpool(self._ocsp, data)
+        return await run_public(self._ocsp, data)
 
     async def ocsp_get(self, request: Request) -> Response:
         text = request.path_params["request"]
@@ -401,11 +407,11 @@ class _Handlers:
             data = base64.b64decode(text, validate=False)
         except (binascii.Error, ValueError):
             data = b""
-        return await run_in_threadpool(self._ocsp, data)
+        return await run_public(self._ocsp, data)
 
     async def crl(self, request: Request) -> Response:
         try:
-            der, this_update, number = await run_in_threadpool(
+            der, this_update, number = await run_public(
                 lambda: responder.latest_crl(self.s.store(), request.path_params["name"]))
         except NotFoundError:
             return Response(b"no such CRL\n", status_code=404, media_type="text/plain")
@@ -418,7 +424,7 @@ class _Handlers:
 
     async def ca_cert(self, request: Request) -> Response:
         try:
-            der = await run_in_threadpool(
+            der = await run_public(
                 lambda: responder.ca_certificate(self.s.store(), request.path_params["name"]))
         except NotFoundError:
             return Response(b"no such CA\n", status_code=404, media_type="text/plain")
@@ -556,7 +562,7 @@ class _Handlers:
         _signed, account = self.s.authenticate(request, body)
         assert account is not None
         authz, challenge = core.respond_challenge(self.s.store(), account, request.path_params["id"],
-                                                  self.s.validator)
+                                                  self.s.validator, later=self.s.validations.submit)
         response = self.s.acme_response(request, self.s.challenge_json(request, challenge))
         response.headers.append("Link", f'<{self.s.base(request)}/acme/authz/{authz.id}>;rel="up"')
         return response

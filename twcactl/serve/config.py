@@ -31,13 +31,19 @@ def parse_resolve(items: tuple[str, ...]) -> dict[str, str]:
     """``--acme-resolve NAME=ADDRESS`` values as a mapping (``*`` matches every name).
 
     Raises:
-        UsageError: not NAME=ADDRESS (exit 2).
+        UsageError: not NAME=ADDRESS with an IPv4 or IPv6 ADDRESS (exit 2).
     """
+    import ipaddress
+
     out: dict[str, str] = {}
     for item in items:
         name, sep, address = item.partition("=")
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            address = ""
         if not sep or not name or not address:
-            raise UsageError(f"--acme-resolve takes NAME=ADDRESS, not {item!r}.")
+            raise UsageError(f"--acme-resolve takes NAME=ADDRESS (an IP address), not {item!r}.")
         out[name.lower().rstrip(".")] = address
     return out
 
@@ -55,6 +61,13 @@ class ServeConfig:
         operator: who started the server (a manager: the CRL and the TLS certificate are issued in its name).
         passphrase: the CA key passphrase provider (read once at start).
         acme_resolve / acme_http01_port / acme_dns_resolver: validation for tests and closed networks.
+        acme_allow_private: validation may connect to non-public addresses (closed networks).
+        acme_tls_alpn_port: the port tls-alpn-01 validation connects to (443, RFC 8737).
+        acme_validation_timeout: seconds one whole validation may take.
+        acme_validations_per_account / acme_validations_total: validations at once (K, M) per process.
+        header_timeout: seconds a connection has to send a request's headers.
+        keepalive_timeout: seconds an idle keep-alive connection stays open.
+        max_connections_per_client / max_connections: open connections per client address / per listener.
         ocsp_signer: ``delegated`` (an OCSP signing certificate the server keeps fresh) or ``ca`` (the CA key).
         acme_eab: ``required`` (RFC 8555 §7.3.4 binding for every ACME account) or ``optional``: an account
             made without one acts for ``acme_default_account`` (closed networks; docs/serve.md).
@@ -73,6 +86,15 @@ class ServeConfig:
     acme_resolve: dict[str, str] = field(default_factory=dict)
     acme_http01_port: int = 80
     acme_dns_resolver: tuple[str, int] | None = None
+    acme_allow_private: bool = False
+    acme_tls_alpn_port: int = 443
+    acme_validation_timeout: float = 10.0
+    acme_validations_per_account: int = 4
+    acme_validations_total: int = 32
+    header_timeout: float = 10.0
+    keepalive_timeout: float = 5.0
+    max_connections_per_client: int = 64
+    max_connections: int = 2048
     ocsp_signer: str = "delegated"
     quiet: bool = False
     acme_eab: str = "required"

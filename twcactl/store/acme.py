@@ -300,6 +300,14 @@ class AcmeRepository:
         return [self._authz(r) for r in self._db.all("SELECT * FROM acme_authorizations WHERE order_id = ?"
                                                      " ORDER BY identifier, id", (order_id,))]
 
+    def pending_authz_count(self, acme_account: str, now: dt.datetime) -> int:
+        """How many authorizations of ``acme_account``'s pending orders are pending and unexpired at ``now``
+        (through the orders' account index: no index on the authorizations' account is needed)."""
+        r = self._db.one("SELECT COUNT(*) AS n FROM acme_orders o JOIN acme_authorizations a ON a.order_id = o.id"
+                         " WHERE o.acme_account = ? AND o.status = 'pending' AND a.status = 'pending'"
+                         " AND a.expires > ?", (acme_account, rfc3339(now)))
+        return int(r["n"]) if r else 0
+
     def set_authz(self, authz_id: str, status: str) -> None:
         """Set an authorization's status (inside a transaction)."""
         self._db.run("UPDATE acme_authorizations SET status = ? WHERE id = ?", (status, authz_id))
@@ -324,9 +332,17 @@ class AcmeRepository:
                                                          " ORDER BY type", (authz_id,))]
 
     def set_challenge(self, challenge_id: str, *, status: str, validated: dt.datetime | None = None,
-                      error: dict[str, Any] | None = None) -> None:
-        """Set a challenge's outcome (inside a transaction)."""
-        self._db.run("UPDATE acme_challenges SET status = ?, validated = ?, error = ? WHERE id = ?",
-                     (status, rfc3339(validated) if validated else None, json.dumps(error) if error else None,
-                      challenge_id))
+                      error: dict[str, Any] | None = None, expect: str | None = None) -> bool:
+        """Set a challenge's outcome (inside a transaction); with ``expect`` only from that status.
+
+        Returns:
+            True when a row changed.
+        """
+        sql = "UPDATE acme_challenges SET status = ?, validated = ?, error = ? WHERE id = ?"
+        params: list[Any] = [status, rfc3339(validated) if validated else None, json.dumps(error) if error else None,
+                             challenge_id]
+        if expect is not None:
+            sql += " AND status = ?"
+            params.append(expect)
+        return self._db.run(sql, params) == 1
 

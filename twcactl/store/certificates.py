@@ -165,6 +165,10 @@ class CertificateRepository:
         )
 
     # ----- reads -----
+    def set_contact(self, serial: str, contact: str | None) -> None:
+        """Set (None: clear) the technical contact of certificate ``serial`` (inside a transaction; issue 28)."""
+        self._db.run("UPDATE certificates SET contact = ? WHERE serial = ?", (contact, serial))
+
     def get(self, serial: str) -> CertRecord:
         """The record of certificate ``serial`` (lowercase hex).
 
@@ -190,6 +194,19 @@ class CertificateRepository:
         rows = self._db.all("SELECT serial FROM certificates WHERE serial >= ? AND serial < ? AND serial LIKE ?"
                             " ORDER BY serial LIMIT ?", (prefix, prefix + "g", prefix + "%", limit))
         return [r["serial"] for r in rows]
+
+    def sorted_serials(self) -> list[str]:
+        """Every serial of the home, sorted (one query; a long table's short serials are worked out from it)."""
+        # sorted here, by code point: a PostgreSQL collation need not order them as bisection expects
+        return sorted(r["serial"] for r in self._db.iterate("SELECT serial FROM certificates"))
+
+    def neighbours(self, serial: str) -> tuple[str | None, str | None]:
+        """The serials just before and just after ``serial`` in sorted order (either None at an end): the two that
+        share the longest prefix with it, so its shortest unique prefix follows from them (issue 28)."""
+        before = self._db.one("SELECT serial FROM certificates WHERE serial < ? ORDER BY serial DESC LIMIT 1",
+                              (serial,))
+        after = self._db.one("SELECT serial FROM certificates WHERE serial > ? ORDER BY serial LIMIT 1", (serial,))
+        return (before["serial"] if before else None), (after["serial"] if after else None)
 
     def get_many(self, serials: Sequence[str]) -> list[CertRecord]:
         """The records of ``serials``, in that order (unknown serials are left out)."""

@@ -14,6 +14,7 @@ import json
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from twcactl.errors import NotFoundError
 from twcactl.rules.times import rfc3339, utcnow
 from twcactl.store.interface import Engine, LogItem, Row
 from twcactl.store.records import LogEntry, RawLogEntry
@@ -85,6 +86,17 @@ class LogRepository:
             sql += " LIMIT ?"
             params.append(limit)
         return [_entry(r) for r in self._db.iterate(sql, params)]
+
+    def get(self, seq: int) -> LogEntry:
+        """Entry ``seq``.
+
+        Raises:
+            NotFoundError: there is no such entry (exit 5).
+        """
+        row = self._db.one(f"SELECT {_COLUMNS} FROM activity_log WHERE seq = ?", (seq,))
+        if row is None:
+            raise NotFoundError(f"no activity-log entry {seq}.", hint="twcactl log lists the entries, newest first")
+        return _entry(row)
 
     def raw(self) -> Iterator[RawLogEntry]:
         """Every entry in ``seq`` order as stored, hashes included (for verifying the chain)."""

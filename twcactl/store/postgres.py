@@ -54,7 +54,9 @@ def _psycopg() -> Any:
     try:
         import psycopg
     except ImportError as exc:  # an optional dependency: only nodes on PostgreSQL need it
-        raise InputError("the PostgreSQL store needs psycopg: pip install 'psycopg[binary]'.") from exc
+        raise InputError("the PostgreSQL store needs the 'postgres' extra (psycopg).",
+                         hint="from a checkout: .venv/bin/pip install -e '.[postgres]'; "
+                              "from an index: pip install 'twcactl[postgres]'") from exc
     return psycopg
 
 
@@ -249,19 +251,22 @@ class PostgresEngine:
             lock_timeout: seconds a write waits for another node before exit 75.
 
         Raises:
-            BusyError: the server cannot be reached (exit 75: retrying can help).
+            BusyError: the server cannot be reached (exit 75: retrying can help); AuthError: the login was
+                refused (exit 4); UsageError: the URL cannot be parsed (exit 2); NotFoundError: no such
+                database (exit 5) -- ``store.pg_connect.connect_failure``.
         """
         psycopg = _psycopg()
         kwargs: dict[str, Any] = {"autocommit": True, "connect_timeout": max(1, int(lock_timeout))}
         if password is not None:
             kwargs["password"] = password
+        from twcactl.store.pg_connect import connect_failure, syntax_failure
+
         try:
             conn = psycopg.connect(url, **kwargs)
-        except psycopg.OperationalError as exc:
-            raise BusyError(f"cannot connect to the CA database {redact(url)}.",
-                            hint="check that the server runs and the URL, user and password are right") from exc
+        except psycopg.OperationalError as exc:  # issue 28: only what a retry can cure is 75
+            raise connect_failure(redact(url), str(exc)) from exc
         except psycopg.ProgrammingError as exc:
-            raise InputError(f"{redact(url)} is not a PostgreSQL connection string.") from exc
+            raise syntax_failure(redact(url), str(exc)) from exc
         return cls(conn, lock_timeout=lock_timeout, url=url)
 
     @contextlib.contextmanager

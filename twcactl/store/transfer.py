@@ -51,6 +51,18 @@ class TransferCounts:
     rows: dict[str, int]
 
 
+def row_count(engine: Engine, table: str) -> int:
+    """The number of rows of ``table`` (one of :data:`TABLES`; ``store migrate`` compares source and copy).
+
+    Raises:
+        ValueError: ``table`` is not a table of the schema (its name is put into the SQL).
+    """
+    if table not in {name for name, _identity in TABLES}:
+        raise ValueError(f"not a table of the schema: {table!r}")
+    row = engine.db.one(f"SELECT COUNT(*) AS n FROM {table}")
+    return int(row["n"]) if row else 0
+
+
 def _columns(engine: Engine, table: str) -> list[str]:
     row = engine.db.one(f"SELECT * FROM {table} LIMIT 1")
     if row is None:
