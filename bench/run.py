@@ -563,6 +563,7 @@ EXTRA_SECTIONS: tuple[tuple[str, str], ...] = (
     ("serve", "serve_bench"),
     ("issue-loop", "issue_loop"),
     ("lint", "prelint_bench"),  # issue 26: pre-issuance linting per certificate
+    ("batch-jobs", "batch_jobs"),
 )
 
 

@@ -31,6 +31,8 @@ EXPECTED_KEYS = {
     # issue 29: the OCSP-only listener over answers produced ahead
     "serve.ocsp_listen_rate", "serve.ocsp_listen_p99_ms",
     "lint.pre_issuance",  # issue 26
+    # issue 29: a batch with --jobs 2 against two raw loops in parallel and against --jobs 1
+    "batch.jobs2.vs_raw_parallel", "batch.jobs2.vs_jobs1",
 }
 
 

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
 from twcactl import csr as csr_mod
-from twcactl.authority import issuance_checks
+from twcactl.authority import issuance_checks, parallel
 from twcactl.authority.audit import certificate_state
 from twcactl.authority.home import load_ca_key
 from twcactl.errors import BusyError, InputError, PolicyError, StateError, TwcaError
@@ -402,6 +402,7 @@ def issue_certificates(
     keep_going: bool = False,
     strict: bool = False,
     progress: Progress | None = None,
+    jobs: int = 1,
 ) -> IssueOutcome:
     """Issue one certificate per CSR from the home's issuing CA under ``account_id``.
 
@@ -416,6 +417,8 @@ def issue_certificates(
     reported in ``failed`` and the rest are issued.  The whole batch is one
     transaction (durable when this returns).  ``progress(stage, done, total)``, when given, is called as
     requests are checked (``"checking"``) and certificates signed (``"signing"``): the CLI's progress bar.
+    ``jobs`` worker processes check and sign the requests (issue 29, :mod:`twcactl.authority.parallel`);
+    this process alone records, in request order, with the same outcome as ``jobs=1``.
 
     Raises:
         StateError: operator not a manager, unknown account (exit 5).
@@ -434,9 +437,10 @@ def issue_certificates(
 
     accepted: list[tuple[CsrInput, x509.CertificateSigningRequest]] = []
     policy = account.policy()
-    for done, item in enumerate(requests, 1):
+    for done, (item, check) in enumerate(parallel.checked(check_csr, store, requests, policy,
+                                                           [r.profile or profile for r in requests], jobs=jobs), 1):
         try:
-            csr = check_csr(item, policy, item.profile or profile, store=store)
+            csr = check()
             if _public_trust(store, item.profile or profile):  # issue 26: names, DCV, CAA, perspectives
                 issuance_checks.before_signing(store, [(account_id, item.name, csr)], now=utcnow(), operator=operator)
             accepted.append((item, csr))
@@ -459,12 +463,13 @@ def issue_certificates(
     signer = _unlock(store, passphrase, ca)
     urls = _urls(store, ca.name)
     built: list[tuple[_Built, CsrInput]] = []
-    for (item, csr), t in zip(accepted, terms):
-        built.append((_build(signer, csr, profile=item.profile or profile, account_id=account_id, account=policy,
-                             not_before=not_before, not_after=_term_end(t, paid_until),
-                             urls=_short_lived_urls(urls) if item.short_lived and br.is_short_lived(
-                                 not_before, _term_end(t, paid_until)) else urls,
-                             public_trust=t is not None), item))
+    calls = [dict(csr=csr, profile=item.profile or profile, account_id=account_id, account=policy,
+                  not_before=not_before, not_after=_term_end(t, paid_until),
+                  urls=_short_lived_urls(urls) if item.short_lived and br.is_short_lived(
+                      not_before, _term_end(t, paid_until)) else urls,
+                  public_trust=t is not None) for (item, csr), t in zip(accepted, terms)]
+    for b, (item, _csr) in zip(parallel.signed(_build, signer, calls, jobs=jobs), accepted):
+        built.append((b, item))
         if progress is not None:
             progress("signing", len(built), len(accepted))
     outcome.notes.extend(sorted({n for t in terms if t and (n := t.note())}))

@@ -44,6 +44,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from twcactl.authority import parallel
 from twcactl.authority.lifecycle import CsrInput, PassphraseProvider, issuing_chain, renew_and_revoke
 from twcactl.errors import TwcaError, UsageError
 from twcactl.fsutil import fsync_dir
@@ -226,12 +227,14 @@ def shell_hook(command: str, base_env: Mapping[str, str]) -> Hook:
 
 def renew_due(store: Store, request: RenewDueRequest, *, operator: str, passphrase: PassphraseProvider,
               hook: Hook | None = None, progress: Progress | None = None,
-              now: dt.datetime | None = None) -> RenewDueOutcome:
+              now: dt.datetime | None = None, jobs: int = 1) -> RenewDueOutcome:
     """Renew every due certificate (see the module docstring); one result per certificate.
 
     ``--within`` is the horizon: a certificate ending within it is renewed even before the renewal window
     (``renewal_window_days``) opens, as ``cert renew --early`` would; nothing is lost, the new validity
-    continues from the old notAfter (domain.md §4).
+    continues from the old notAfter (domain.md §4).  With ``new_key``, ``jobs`` worker processes make the
+    new keys ahead (:func:`twcactl.authority.parallel.new_keys`, issue 29) while this process renews one
+    certificate after the other, in the same order and with the same outcome as ``jobs=1``.
 
     Raises:
         UsageError: no ``out_dir`` without ``dry_run``; a PFX password under 6 characters; an unknown
@@ -256,10 +259,12 @@ def renew_due(store: Store, request: RenewDueRequest, *, operator: str, passphra
     due.sort(key=lambda r: (r.not_after, r.serial))
     outcome = RenewDueOutcome()
     used: set[str] = set()
+    fresh = parallel.new_keys([r.der for r in due], jobs=jobs) if request.new_key and not request.dry_run else None
     for index, record in enumerate(due, 1):
         result = DueResult(record.serial, record.cn, record.profile, record.account, record.not_after,
                            new_key=request.new_key)
-        _renew_one(store, request, record, result, used, operator=operator, passphrase=passphrase, hook=hook)
+        _renew_one(store, request, record, result, used, operator=operator, passphrase=passphrase, hook=hook,
+                   fresh=next(fresh) if fresh is not None else None)
         outcome.results.append(result)
         if progress is not None:
             progress(index, len(due), result)
@@ -267,8 +272,10 @@ def renew_due(store: Store, request: RenewDueRequest, *, operator: str, passphra
 
 
 def _renew_one(store: Store, request: RenewDueRequest, record: CertRecord, result: DueResult, used: set[str], *,
-               operator: str, passphrase: PassphraseProvider, hook: Hook | None) -> None:
-    """Fill ``result`` for one due certificate: skipped, would-renew, failed or renewed."""
+               operator: str, passphrase: PassphraseProvider, hook: Hook | None,
+               fresh: Callable[[], PrivateKey] | None = None) -> None:
+    """Fill ``result`` for one due certificate: skipped, would-renew, failed or renewed (``fresh``: its new
+    key, made ahead)."""
     name = directory_name(record.cn, record.serial)
     target = request.out_dir / name if request.out_dir is not None else None
     result.directory = str(target.resolve()) if target is not None else None
@@ -278,7 +285,7 @@ def _renew_one(store: Store, request: RenewDueRequest, record: CertRecord, resul
     used.add(name)
     old_cert = x509.load_der_x509_certificate(record.der)
     try:
-        key = _key_for(request, old_cert, target, record.serial)
+        key = _key_for(request, old_cert, target, record.serial, fresh)
     except _Skip as skip:
         result.outcome, result.why = "skipped", str(skip)
         return
@@ -301,7 +308,7 @@ class _Skip(Exception):
 
 
 def _key_for(request: RenewDueRequest, old_cert: x509.Certificate, target: Path | None,
-             serial: str) -> PrivateKey | None:
+             serial: str, fresh: Callable[[], PrivateKey] | None = None) -> PrivateKey | None:
     """The key the renewal certifies: a fresh one like the old, or the old one from ``DIR/<CN>/key.pem``.
 
     Returns None for a dry run with the same key and no ``--out-dir`` (the key file cannot be looked for).
@@ -311,7 +318,9 @@ def _key_for(request: RenewDueRequest, old_cert: x509.Certificate, target: Path 
         InputError: the old key is of a type twcactl cannot make (exit 3).
     """
     if request.new_key:
-        return None if request.dry_run else new_key_like(old_cert.public_key())
+        if request.dry_run:
+            return None
+        return fresh() if fresh is not None else new_key_like(old_cert.public_key())
     if target is None:
         if request.dry_run:
             return None

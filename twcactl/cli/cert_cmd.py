@@ -66,6 +66,12 @@ Examples:
   twcactl cert issue www.csr --account 70759028-01 --years 1 --contact ops@twca.com.tw
   twcactl cert issue requests/ --account 70759028-01 --days 90 --keep-going --json
   twcactl cert issue --pair holder-sign.csr holder-enc.csr --account 70759028-01   # after csr new --pair
+  twcactl cert issue requests/ --account 70759028-01 --jobs 2    # check and sign on 2 CPUs
+\b
+A batch is checked and signed by --jobs worker processes (default: every
+CPU this process may use) and recorded by this one, in request order, in one
+transaction: the same certificates, books, log and files as --jobs 1.  A
+small batch, or a CA key on a PKCS#11 token, is signed in one process.
 """)
 @click.argument("csrs", nargs=-1, required=True, type=click.Path(path_type=Path, allow_dash=True), metavar="CSR...|DIR")
 @click.option("--account", "account_id", required=True, metavar="ID",
@@ -87,18 +93,21 @@ Examples:
 @click.option("--subscriber-password", "subscriber_source", metavar="SOURCE",
               help="The subscriber's password (env:NAME, file:PATH, fd:N, stdin): with it the holder suspends, "
                    "resumes, revokes or downloads the certificate (twcactl subscriber ... --server URL).")
+@click.option("--jobs", type=click.IntRange(min=1), metavar="N",
+              help="Worker processes that check and sign a batch (default: the CPUs).")
 @ca_passphrase_option
 @json_option
 def issue(csrs: tuple[Path, ...], account_id: str, profile: str, years: int | None, days: int | None,
           contact: str | None, note: str | None, out: Path | None, keep_going: bool, force: bool,
           ca_passphrase: str | None, notify: bool = False, strict: bool = False, pair: bool = False,
-          subscriber_source: str | None = None) -> None:
+          subscriber_source: str | None = None, jobs: int | None = None) -> None:
     """Issue certificates for CSRs under an account, after the same checks as `csr check`.
 
     Several CSRs (or a directory of them) are one batch: all or nothing,
     unless --keep-going.
     """
     from twcactl.authority.lifecycle import issue_certificates
+    from twcactl.authority.parallel import default_jobs
     from twcactl.errors import UsageError
     from twcactl.fsutil import ensure_free
     from twcactl.rules.validity import Validity
@@ -120,7 +129,7 @@ def issue(csrs: tuple[Path, ...], account_id: str, profile: str, years: int | No
         outcome = issue_certificates(
             store, inputs, account_id=account_id, profile=profile, validity=validity, operator=current_operator(),
             passphrase=ca_passphrase_provider(ca_passphrase), contact=contact, note=note, keep_going=keep_going,
-            strict=strict, progress=progress_bar(len(inputs)))
+            strict=strict, progress=progress_bar(len(inputs)), jobs=jobs or default_jobs())
         _keep_subscriber_password(store, [r.serial for r in outcome.issued], subscriber)
         settings = store.settings()
         notices = _send_issue_notices(store, outcome, mail) if mail is not None else None

@@ -27,11 +27,14 @@ Examples:
       --exec 'systemctl reload nginx'
   twcactl cert renew-due --within 60 --account 70759028-01 --dry-run --json
   twcactl cert renew-due --within 30 --out-dir live --pfx-password env:PFX_PASSWORD --json
+  twcactl cert renew-due --within 30 --out-dir live --new-key --jobs 2   # keys made on 2 CPUs
 \b
 Per certificate, DIR/<CN>/ holds key.pem (0600), cert.pem, chain.pem, fullchain.pem
 and, with --pfx-password, cert.pfx.  --exec runs after each renewal with TWCACTL_CERT,
 TWCACTL_KEY, TWCACTL_CHAIN, TWCACTL_FULLCHAIN, TWCACTL_PFX, TWCACTL_DIR, TWCACTL_CN,
 TWCACTL_SERIAL (the new serial) and TWCACTL_RENEWED (the old one) set.
+With --new-key, --jobs worker processes make the new keys ahead while the
+certificates are renewed one after the other, in the same order as --jobs 1.
 """)
 @click.option("--within", "within_days", required=True, type=click.IntRange(0, 36_500), metavar="DAYS",
               help="Renew valid certificates ending within DAYS (even before the renewal window opens).")
@@ -44,10 +47,13 @@ TWCACTL_SERIAL (the new serial) and TWCACTL_RENEWED (the old one) set.
 @click.option("--pfx-password", metavar="SOURCE", help="Also write DIR/<CN>/cert.pfx under this password.")
 @click.option("--exec", "exec_cmd", metavar="CMD", help="A shell command run after each renewal (a deploy hook).")
 @click.option("--dry-run", is_flag=True, help="Say what would be renewed; change and write nothing.")
+@click.option("--jobs", type=click.IntRange(min=1), metavar="N",
+              help="Worker processes that make the --new-key keys ahead (default: the CPUs).")
 @ca_passphrase_option
 @json_option
 def renew_due(within_days: int, account_id: str | None, profile: str | None, new_key: bool, out_dir: Path | None,
-              pfx_password: str | None, exec_cmd: str | None, dry_run: bool, ca_passphrase: str | None) -> None:
+              pfx_password: str | None, exec_cmd: str | None, dry_run: bool, ca_passphrase: str | None,
+              jobs: int | None = None) -> None:
     """Renew every valid, not yet renewed certificate ending within --within DAYS.
 
     Each certificate renews once, in its own transaction, under the cert renew
@@ -56,6 +62,7 @@ def renew_due(within_days: int, account_id: str | None, profile: str | None, new
     renewed, skipped (with why) or failed (with the error).  Exit 0 only if
     none failed (and every --exec command succeeded).
     """
+    from twcactl.authority.parallel import default_jobs
     from twcactl.authority.renew_due import RenewDueRequest, hook_base_environment, shell_hook
     from twcactl.authority.renew_due import renew_due as renew_due_workflow
     from twcactl.cli.secrets import get_secret
@@ -70,7 +77,7 @@ def renew_due(within_days: int, account_id: str | None, profile: str | None, new
         with _progress_bar() as progress:
             outcome = renew_due_workflow(store, request, operator=current_operator(),
                                          passphrase=ca_passphrase_provider(ca_passphrase), hook=hook,
-                                         progress=progress)
+                                         progress=progress, jobs=jobs or default_jobs())
     finally:
         store.close()
     _render(outcome, within_days, dry_run)
