@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 # dnsmasq + nginx for domain validation (issue 26).
 packages=(openssl default-jre-headless default-jdk-headless gnutls-bin libnss3-tools softhsm2 opencryptoki opensc pcscd
           vsmartcard-vpcd libpcsclite-dev gcc python3-dev python3-venv easy-rsa lego
-          postgresql faketime caddy dehydrated acme-tiny nodejs ca-certificates curl util-linux dnsmasq-base nginx-light)
+          postgresql faketime caddy dehydrated acme-tiny uacme nodejs ca-certificates curl util-linux dnsmasq-base nginx-light)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -5,12 +5,13 @@ tests/test_issue15_serve_clients.py), one server and CA for the module:
 |---|---|---|---|
 | dehydrated 0.7.0 | Debian ``dehydrated`` | yes | account, http-01 order, chain, forced renewal, revoke |
 | acme-client 5.4.0 | npm ``acme-client`` (a node script) | yes | account, order, chain, second order, revoke |
+| uacme 1.7.4 | Debian ``uacme`` (C, libcurl-gnutls) | yes | account, http-01 order, chain, forced renewal, revoke |
 | Caddy 2.6.2 | Debian ``caddy`` | yes | automatic HTTPS: account, order, chain (no renew or revoke command) |
 | acme-tiny 5.0.1 | Debian ``acme-tiny`` | no | a certificate in ``--acme-eab optional`` mode (issue only) |
 | certbot | pip (test extra) | yes | a ``shortlived`` certificate through ``--required-profile`` |
 
 The http-01 answers come from a webroot this module serves on the port the server validates at (dehydrated,
-acme-tiny and the node script write into it); Caddy answers its own challenges on 127.0.0.2 (the server
+acme-tiny, uacme's hook and the node script write into it); Caddy answers its own challenges on 127.0.0.2 (the server
 resolves its name there).  scripts/test.sh installs every client.
 """
 
@@ -174,6 +175,42 @@ def test_node_acme_client_issue_renew_revoke(world: World) -> None:
     first, second = world.verify(doc["first"].encode()), world.verify(doc["second"].encode())
     assert first.serial_number != second.serial_number
     assert first.subject.rfc4514_string() == f"CN=node.{DOMAIN}"
+    assert world.status(second) == "revoked" and world.status(first) == "valid"
+    operators = {e["operator"] for e in world.ledger() if e.get("serial") in
+                 {format(first.serial_number, "x"), format(second.serial_number, "x")}}
+    assert operators == {f"acme:{kid}"}
+
+
+# ---------------------------------------------------------------- uacme (Debian, C with libcurl-gnutls)
+
+def test_uacme_issue_renew_revoke(world: World) -> None:
+    uacme = require("uacme")
+    kid, hmac = eab(world.served)
+    base = world.tmp / "uacme"
+    base.mkdir()
+    name = f"uacme.{DOMAIN}"
+    # uacme has no CA option: libcurl-gnutls reads only the system bundle, so each run gets a private mount
+    # namespace in which the test root is bind-mounted over that bundle (the machine's trust store is untouched)
+    bundle = "/etc/ssl/certs/ca-certificates.crt"
+    wrap = [require("unshare"), "--user", "--map-root-user", "--mount", "sh", "-c",
+            f'mount --bind "$0" {bundle} && exec "$@"', str(world.served.root), uacme, "--confdir", str(base / "conf"),
+            "--acme-url", world.served.directory, "--type", "EC", "--no-ocsp", "--yes", "--verbose"]
+    hook = ["--hook", "/usr/share/uacme/uacme.sh"]  # the package's own http-01 hook, writing into the webroot
+    env = {"UACME_CHALLENGE_PATH": str(world.webroot.dir)}
+    out = _run([*wrap, "--eab", f"{kid}:{hmac}", "new", f"ops@{DOMAIN}"], env=env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    out = _run([*wrap, *hook, "issue", name], env=env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    live = base / "conf" / name / "cert.pem"
+    first = world.verify(live.read_bytes())
+    assert first.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+        x509.DNSName) == [name]
+    out = _run([*wrap, *hook, "--force", "issue", name], env=env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    second = world.verify(live.read_bytes())
+    assert second.serial_number != first.serial_number
+    out = _run([*wrap, "revoke", str(live)], env=env)
+    assert out.returncode == 0, out.stdout + out.stderr
     assert world.status(second) == "revoked" and world.status(first) == "valid"
     operators = {e["operator"] for e in world.ledger() if e.get("serial") in
                  {format(first.serial_number, "x"), format(second.serial_number, "x")}}
