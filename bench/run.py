@@ -564,6 +564,7 @@ EXTRA_SECTIONS: tuple[tuple[str, str], ...] = (
     ("issue-loop", "issue_loop"),
     ("lint", "prelint_bench"),  # issue 26: pre-issuance linting per certificate
     ("batch-jobs", "batch_jobs"),
+    ("checks", "checks_bench"),  # issue 29: CAA, corroboration, operator signatures, public-trust finalize
 )
 
 

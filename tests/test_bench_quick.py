@@ -33,6 +33,8 @@ EXPECTED_KEYS = {
     "lint.pre_issuance",  # issue 26
     # issue 29: a batch with --jobs 2 against two raw loops in parallel and against --jobs 1
     "batch.jobs2.vs_raw_parallel", "batch.jobs2.vs_jobs1",
+    # issue 29: what the public-trust checks and operator signatures cost per certificate
+    "checks.caa_ms", "checks.mpic_ms", "checks.operator_signature_ms", "checks.acme_finalize_public_trust_ms",
 }
 
 
