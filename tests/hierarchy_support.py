@@ -98,10 +98,24 @@ def compile_java(directory: Path) -> Path:
     return directory
 
 
+#: The public name a public-trust CA publishes under in these tests: the BR linter refuses an IP address in a
+#: certificate's URLs, so its URLs name this host, which the relying parties resolve to loopback (Java through
+#: ``jdk.net.hosts.file``, which then resolves nothing else; this module's fetches by rewriting the URL).
+PUBLIC_HOST = "pki.twca.com.tw"
+
+
+def loopback(url: str) -> str:
+    """``url`` with :data:`PUBLIC_HOST` replaced by 127.0.0.1 (nothing here ever leaves the machine)."""
+    return url.replace(f"http://{PUBLIC_HOST}:", "http://127.0.0.1:", 1)
+
+
 def java_outcomes(classes: Path, root: Path, leaves: list[Path]) -> list[Outcome]:
     """Run the Java program on ``leaves`` (one JVM) with CRL distribution points and AIA caIssuers enabled
-    (``com.sun.security.enableCRLDP``, ``com.sun.security.enableAIAcaIssuers``) and OCSP on."""
-    out = subprocess.run([require("java"), "-Dcom.sun.security.enableCRLDP=true",
+    (``com.sun.security.enableCRLDP``, ``com.sun.security.enableAIAcaIssuers``) and OCSP on; names resolve
+    from a hosts file only (:data:`PUBLIC_HOST` and localhost on loopback)."""
+    hosts = classes / "hosts"
+    hosts.write_text(f"127.0.0.1 {PUBLIC_HOST}\n127.0.0.1 localhost\n")
+    out = subprocess.run([require("java"), f"-Djdk.net.hosts.file={hosts}", "-Dcom.sun.security.enableCRLDP=true",
                           "-Dcom.sun.security.enableAIAcaIssuers=true", "-cp", str(classes), "PathCheck", str(root),
                           *map(str, leaves)], capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stdout + out.stderr
@@ -122,7 +136,10 @@ def openssl_outcome(root: Path, leaf: Path, workdir: Path) -> Outcome:
     crls = workdir / f"{leaf.stem}.crls.pem"
     crls.write_bytes(b"".join(x509.load_der_x509_crl(fetch(url)[2]).public_bytes(serialization.Encoding.PEM)
                               for c in (cert, issuer) for kind, url in urls_of(c) if kind == "crl"))
-    out = subprocess.run([require("openssl"), "verify", "-crl_check_all", "-crl_download", "-CRLfile", str(crls),
+    # -crl_download only where OpenSSL would fetch from loopback (a PUBLIC_HOST URL would ask the machine's DNS);
+    # the CRLs of every URL in the certificates are given to it in -CRLfile either way
+    download = ["-crl_download"] if all(loopback(url) == url for c in (cert, issuer) for _k, url in urls_of(c)) else []
+    out = subprocess.run([require("openssl"), "verify", "-crl_check_all", *download, "-CRLfile", str(crls),
                           "-CAfile", str(root), "-untrusted", str(untrusted), str(leaf)],
                          capture_output=True, text=True, timeout=120)
     if out.returncode == 0:
@@ -134,6 +151,7 @@ def openssl_outcome(root: Path, leaf: Path, workdir: Path) -> Outcome:
 
 def fetch(url: str, data: bytes | None = None, content_type: str | None = None) -> tuple[int, str, bytes]:
     """``(status, content type, body)`` of a GET (or a POST of ``data``) to ``url`` (loopback only)."""
+    url = loopback(url)
     assert url.startswith("http://127.0.0.1:"), url
     headers = {"Content-Type": content_type} if content_type else {}
     request = urllib.request.Request(url, data=data, headers=headers)

@@ -263,7 +263,7 @@ def test_a_version_1_home_migrates_to_version_2(home: CaHome, tmp_path: Path) ->
             db.execute(f"DROP TABLE {table}")
         for statement in ("DROP INDEX cert_spki", "ALTER TABLE certificates DROP COLUMN spki_sha256",
                           "ALTER TABLE certificates DROP COLUMN paid_until",  # version 4 (issue 16)
-                          *(f"ALTER TABLE cas DROP COLUMN {c}"  # version 8 (issue 25)
+                          *(f"ALTER TABLE cas DROP COLUMN {c}"  # version 9 (issue 25)
                             for c in ("issuer", "retired_at", "revoked_at", "reason")),
                           "ALTER TABLE accounts DROP COLUMN jurisdiction_country",
                           "ALTER TABLE accounts DROP COLUMN jurisdiction_state",

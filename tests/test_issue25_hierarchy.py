@@ -215,11 +215,11 @@ def test_refusals_and_roles(tmp_path: Path) -> None:
 
 def test_schema_migrates_forward_on_both_engines(store_engine: str, tmp_path: Path) -> None:
     home = make_ca(tmp_path / "ca", "--intermediates", "2")
-    store = Store.open(home.path, strict=False)  # back to version 7, in one transaction on either engine
+    store = Store.open(home.path, strict=False)  # back to version 8, in one transaction on either engine
     try:
         with store.transaction():
             for sql in [*(f"ALTER TABLE cas DROP COLUMN {c}" for c in ("issuer", "retired_at", "revoked_at", "reason")),
-                        "UPDATE meta SET value = '7' WHERE key = 'schema_version'"]:
+                        "UPDATE meta SET value = '8' WHERE key = 'schema_version'"]:
                 store.engine.db.run(sql, ())
     finally:
         store.close()

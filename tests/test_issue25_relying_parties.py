@@ -18,8 +18,17 @@ from cryptography import x509
 from cryptography.x509.oid import AuthorityInformationAccessOID
 
 from tests.conftest import ACCOUNT, CaHome, make_ca, sh
-from tests.hierarchy_support import check_every_url, compile_java, fetch, java_outcomes, openssl_outcome, urls_of
+from tests.hierarchy_support import (
+    PUBLIC_HOST,
+    check_every_url,
+    compile_java,
+    fetch,
+    java_outcomes,
+    openssl_outcome,
+    urls_of,
+)
 from tests.serve_support import free_port, start_server
+from tests.validation_support import World, configure, validate_http, world_fixture
 
 SUBJECT = "/C=TW/ST=Taiwan/L=Taipei/O=TWCA/CN={cn}.twca.com.tw"
 
@@ -51,14 +60,30 @@ def ok(home: CaHome, *args: str | os.PathLike[str]) -> dict[str, Any]:
     return result.json()  # type: ignore[no-any-return]
 
 
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """dnsmasq, nginx and five remote perspectives: a public-trust issuance validates its domain, checks CAA
+    and has the perspectives corroborate (issue 26)."""
+    world = world_fixture(tmp_path_factory.mktemp("world"))
+    started = next(world)
+    started.serve_all()
+    yield started
+    next(world, None)
+
+
 @pytest.fixture(params=[False, True], ids=["default", "public-trust"])
 def hierarchy(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[CaHome, str, dict[str, Path]]]:
     """A CA published by its own ``serve``: a good and a revoked leaf of ``uca``, and a good leaf of issuing CA
     ``doomed``, revoked afterwards (it issued while active; ``uca`` was active again when it was revoked)."""
     port = free_port()
-    base = f"http://127.0.0.1:{port}"
+    # a public-trust CA's URLs name a public host (the BR linter refuses an IP address), resolved to loopback
+    base = f"http://{PUBLIC_HOST if request.param else '127.0.0.1'}:{port}"
     home = make_ca(tmp_path / "ca", "--base-url", base, *(["--public-trust"] if request.param else []))
     ok(home, "account", "add", ACCOUNT, "--org", "TWCA", "--domain", "twca.com.tw", "--quota", "20")
+    if request.param:  # public trust: the domain validated, CAA and the perspectives in place (issue 26)
+        world: World = request.getfixturevalue("world")
+        configure(home, world)
+        validate_http(home, world, "twca.com.tw")
     good, revoked = issue(home, tmp_path, "good"), issue(home, tmp_path, "revoked")
     ok(home, "cert", "revoke", revoked["serial"], "--reason", "keyCompromise")
     ok(home, "ca", "issuer", "add", "doomed")

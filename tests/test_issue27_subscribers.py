@@ -23,6 +23,7 @@ from cryptography.x509 import ocsp
 
 from tests.conftest import ACCOUNT, CaHome, invoke, make_ca
 from tests.serve_support import Served, start_server
+from tests.validation_support import World, configure, validate_http, world_fixture
 
 PASSWORD = "subscriber-pw-27"
 OTHER_PASSWORD = "another-pw-27!"
@@ -159,7 +160,17 @@ def test_a_subscriber_name_acts_on_its_own_certificate_only(tmp_path: Path) -> N
     assert invoke("--home", home.path, "cert", "list", env={"TWCACTL_OPERATOR": "subscriber:aa"}).code == 2
 
 
-def test_public_trust_tls_certificate_cannot_be_suspended_by_its_subscriber(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """dnsmasq, nginx and five remote perspectives for public-trust issuance (issue 26)."""
+    world = world_fixture(tmp_path_factory.mktemp("world"))
+    started = next(world)
+    started.serve_all()
+    yield started
+    next(world, None)
+
+
+def test_public_trust_tls_certificate_cannot_be_suspended_by_its_subscriber(tmp_path: Path, world: World) -> None:
     from twcactl.authority import subscribers
     from twcactl.errors import StateError
     from twcactl.store import Store
@@ -171,6 +182,8 @@ def test_public_trust_tls_certificate_cannot_be_suspended_by_its_subscriber(tmp_
     assert result.code == 0, result.stderr
     home = CaHome(tmp_path / "pt", None)
     assert home.run("account", "add", ACCOUNT, "--org", "TWCA", "--domain", "twca.com.tw", "--quota", "5").code == 0
+    configure(home, world)
+    validate_http(home, world, "twca.com.tw")
     serial = _ok(home.run("--json", "cert", "issue", _csr(tmp_path, "www.twca.com.tw"), "--account", ACCOUNT,
                           "--subscriber-password", "env:SUB_PW", env={"SUB_PW": PASSWORD}))["certificates"][0]["serial"]
     store = Store.open(home.path)

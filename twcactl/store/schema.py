@@ -236,7 +236,7 @@ SCHEMA_ISSUE24 = """
 ALTER TABLE acme_orders ADD COLUMN profile TEXT
 """
 
-# Version 8 (issue 25): several issuing CAs under one root.  Each CA names the CA that signed it (``issuer``;
+# Version 9 (issue 25): several issuing CAs under one root.  Each CA names the CA that signed it (``issuer``;
 # NULL for the root; existing homes: the CA one position above), and an issuing CA may be retired (issues no
 # more; its CRL and OCSP go on) or revoked by its issuer (``revoked_at``, ``reason``: the issuer's CRL lists it).
 SCHEMA_ISSUE25 = """
@@ -286,7 +286,7 @@ CREATE TABLE subscriber_secrets (
 )
 """
 
-# Version 9 (issue 26, public-trust process): domain validations (store/validations.py): one row per random
+# Version 8 (issue 26, public-trust process): domain validations (store/validations.py): one row per random
 # value made for an account's domain (BR 3.2.2.4.7 dns-txt, 3.2.2.4.18 http-file) or per ACME challenge that succeeded;
 # validated_at is NULL until the value was seen.  caa_checks: each CAA answer relied on (BR 3.2.2.8), reused for
 # at most 8 hours.
@@ -317,7 +317,7 @@ CREATE INDEX caa_checks_domain ON caa_checks (domain, wildcard)
 
 # Forward migrations: index N - 1 upgrades version N to N + 1.  A new home runs SCHEMA_V1 and then every step.
 MIGRATIONS: tuple[str, ...] = (SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_ISSUE24, SCHEMA_ISSUE27,
-                               SCHEMA_ISSUE25, SCHEMA_ISSUE26)
+                               SCHEMA_ISSUE26, SCHEMA_ISSUE25)
 
 
 def statements(script: str) -> Iterator[str]:
