@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import random
@@ -10,6 +11,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -131,3 +133,71 @@ def serve_home(tmp_path: Path, *, quota: int = 10, domains: tuple[str, ...] = ("
 def eab(served: Served) -> tuple[str, str]:
     doc = served.cli("acme", "eab", ACCOUNT)
     return doc["kid"], doc["hmac"]
+
+
+class LoopbackDns:
+    """A UDP DNS server on 127.0.0.1 (dnspython) whose answers :meth:`answer` decides; ``queries`` counts them."""
+
+    def __init__(self) -> None:
+        self.queries = 0
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = int(self.sock.getsockname()[1])
+        self._stop = threading.Event()
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def answer(self, question: Any, name: str, response: Any) -> None:
+        """Fill ``response`` for ``question`` (``name``: its owner name, lower case, no final dot)."""
+        raise NotImplementedError
+
+    def _run(self) -> None:
+        import dns.message
+
+        while not self._stop.is_set():
+            try:
+                data, addr = self.sock.recvfrom(4096)
+            except (TimeoutError, OSError):
+                continue
+            query = dns.message.from_wire(data)
+            response = dns.message.make_response(query)
+            question = query.question[0]
+            self.queries += 1
+            self.answer(question, question.name.to_text(omit_final_dot=True).lower(), response)
+            self.sock.sendto(response.to_wire(), addr)
+
+    def close(self) -> None:
+        self._stop.set()
+        self.sock.close()
+
+
+class TokenServer:
+    """An HTTP server on ``(host, port)`` answering ``GET .../TOKEN`` with :meth:`body_for` (404 when empty, as
+    an http-01 or http-file target would); ``hits`` counts the requests."""
+
+    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
+        self.hits = 0
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - the http.server API
+                outer.hits += 1
+                body = outer.body_for(self.path.rsplit("/", 1)[-1])
+                self.send_response(200 if body else 404)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer((host, port), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def body_for(self, token: str) -> bytes:
+        """The answer for ``token`` (empty: 404)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

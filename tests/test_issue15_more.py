@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import http.server
 import json
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -35,80 +33,42 @@ from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from tests.conftest import ACCOUNT, CA_PASSPHRASE, make_ca, require
-from tests.serve_support import Served, eab, start_server
+from tests.serve_support import LoopbackDns, Served, TokenServer, eab, start_server
 
 DOMAIN = "twca.com.tw"
 
 
 # ---------------------------------------------------------------- the outside world: http-01 and DNS
 
-class ChallengeServer:
+class ChallengeServer(TokenServer):
     """An http-01 responder on the port the server validates at; ``delay`` holds each answer (seconds)."""
 
     def __init__(self, port: int) -> None:
         self.tokens: dict[str, str] = {}
         self.delay = 0.0
-        outer = self
+        super().__init__(port)
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - the http.server API
-                time.sleep(outer.delay)
-                token = self.path.rsplit("/", 1)[-1]
-                body = outer.tokens.get(token, "").encode()
-                self.send_response(200 if body else 404)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    def body_for(self, token: str) -> bytes:
+        time.sleep(self.delay)
+        return self.tokens.get(token, "").encode()
 
 
-class DnsServer:
-    """A UDP DNS server on 127.0.0.1 answering TXT queries from ``txt`` (NXDOMAIN otherwise), with dnspython."""
+class DnsServer(LoopbackDns):
+    """Answers TXT queries from ``txt`` (NXDOMAIN otherwise)."""
 
     def __init__(self) -> None:
         self.txt: dict[str, str] = {}
-        self.queries = 0
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.2)
-        self.port = int(self.sock.getsockname()[1])
-        self._stop = threading.Event()
-        threading.Thread(target=self._run, daemon=True).start()
+        super().__init__()
 
-    def _run(self) -> None:
-        import dns.message
+    def answer(self, question: Any, name: str, response: Any) -> None:
         import dns.rcode
         import dns.rdatatype
         import dns.rrset
 
-        while not self._stop.is_set():
-            try:
-                data, addr = self.sock.recvfrom(4096)
-            except (TimeoutError, OSError):
-                continue
-            query = dns.message.from_wire(data)
-            response = dns.message.make_response(query)
-            question = query.question[0]
-            name = question.name.to_text(omit_final_dot=True).lower()
-            self.queries += 1
-            if question.rdtype == dns.rdatatype.TXT and name in self.txt:
-                response.answer.append(dns.rrset.from_text(question.name, 60, "IN", "TXT", f'"{self.txt[name]}"'))
-            else:
-                response.set_rcode(dns.rcode.NXDOMAIN)
-            self.sock.sendto(response.to_wire(), addr)
-
-    def close(self) -> None:
-        self._stop.set()
-        self.sock.close()
+        if question.rdtype == dns.rdatatype.TXT and name in self.txt:
+            response.answer.append(dns.rrset.from_text(question.name, 60, "IN", "TXT", f'"{self.txt[name]}"'))
+        else:
+            response.set_rcode(dns.rcode.NXDOMAIN)
 
 
 @dataclass

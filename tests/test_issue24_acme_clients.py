@@ -18,14 +18,12 @@ resolves its name there).  scripts/test.sh installs every client.
 from __future__ import annotations
 
 import datetime as dt
-import http.server
 import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,7 +36,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from tests.conftest import ACCOUNT, make_ca, require
-from tests.serve_support import Served, eab, free_port, start_server
+from tests.serve_support import Served, TokenServer, eab, free_port, start_server
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE_MODULES = ROOT / ".cache" / "npm" / "node_modules"
@@ -46,33 +44,17 @@ CERTBOT = str(Path(sys.executable).parent / "certbot")
 DOMAIN = "example.test"
 
 
-class Webroot:
+class Webroot(TokenServer):
     """Serves ``dir/TOKEN`` at ``/.well-known/acme-challenge/TOKEN`` on ``(host, port)`` (http-01)."""
 
     def __init__(self, directory: Path, host: str, port: int) -> None:
         self.dir = directory
         directory.mkdir(parents=True, exist_ok=True)
-        root = directory
+        super().__init__(port, host)
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - the http.server API
-                token = self.path.rsplit("/", 1)[-1]
-                path = root / token
-                body = path.read_bytes() if token and path.is_file() else b""
-                self.send_response(200 if body else 404)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer((host, port), Handler)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    def body_for(self, token: str) -> bytes:
+        path = self.dir / token
+        return path.read_bytes() if token and path.is_file() else b""
 
 
 @dataclass

@@ -41,7 +41,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 
 from tests.conftest import ACCOUNT, CaHome, make_ca
-from tests.serve_support import Served, eab, free_port
+from tests.serve_support import LoopbackDns, Served, eab, free_port
+from tests.test_issue15_more import ChallengeServer
 from twcactl.serve.addresses import CLASSES, forbidden_class
 from twcactl.serve.validation import Deadline, Failure, Settings, addresses, validate
 from twcactl.serve.validation_pool import ValidationPool
@@ -384,75 +385,29 @@ def test_fifty_slow_targets_end_by_the_deadline(tmp_path: Path, stop: list[Serve
 
 # ---------------------------------------------------------------- 3. non-public targets
 
-class AddressDns:
-    """A UDP DNS server on 127.0.0.1 answering A queries from ``a`` (NXDOMAIN otherwise), with dnspython."""
+class AddressDns(LoopbackDns):
+    """Answers A queries from ``a`` (NXDOMAIN for other names)."""
 
     def __init__(self, a: dict[str, str]) -> None:
         self.a = a
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.2)
-        self.port = int(self.sock.getsockname()[1])
-        self._stop = threading.Event()
-        threading.Thread(target=self._run, daemon=True).start()
+        super().__init__()
 
-    def _run(self) -> None:
-        import dns.message
+    def answer(self, question: Any, name: str, response: Any) -> None:
         import dns.rcode
         import dns.rdatatype
         import dns.rrset
 
-        while not self._stop.is_set():
-            try:
-                data, addr = self.sock.recvfrom(4096)
-            except (TimeoutError, OSError):
-                continue
-            query = dns.message.from_wire(data)
-            response = dns.message.make_response(query)
-            question = query.question[0]
-            name = question.name.to_text(omit_final_dot=True).lower()
-            if question.rdtype == dns.rdatatype.A and name in self.a:
-                response.answer.append(dns.rrset.from_text(question.name, 60, "IN", "A", self.a[name]))
-            elif name not in self.a:
-                response.set_rcode(dns.rcode.NXDOMAIN)
-            self.sock.sendto(response.to_wire(), addr)
-
-    def close(self) -> None:
-        self._stop.set()
-        self.sock.close()
+        if question.rdtype == dns.rdatatype.A and name in self.a:
+            response.answer.append(dns.rrset.from_text(question.name, 60, "IN", "A", self.a[name]))
+        elif name not in self.a:
+            response.set_rcode(dns.rcode.NXDOMAIN)
 
 
 PRIVATE = {f"lo.{DOMAIN}": "127.0.0.1", f"ten.{DOMAIN}": "10.0.0.1", f"meta.{DOMAIN}": "169.254.169.254"}
 
 
-class Responder:
-    """An http-01 responder on 127.0.0.1 that answers every token it holds and counts what it was asked."""
-
-    def __init__(self, port: int) -> None:
-        import http.server
-
-        self.tokens: dict[str, str] = {}
-        self.hits = 0
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - the http.server API
-                outer.hits += 1
-                body = outer.tokens.get(self.path.rsplit("/", 1)[-1], "").encode()
-                self.send_response(200 if body else 404)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+#: An http-01 responder on 127.0.0.1 that answers every token it holds and counts what it was asked.
+Responder = ChallengeServer
 
 
 def test_names_on_non_public_addresses_are_refused_with_a_generic_problem(

@@ -34,7 +34,6 @@ import time
 import weakref
 from collections.abc import Sequence
 
-from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp as x509_ocsp
 
@@ -141,7 +140,7 @@ class OcspAnswers:
                 self.counts["served"] += 1
                 return found
         request = load_request(data)
-        if _has_nonce(request):
+        if responder.has_nonce(request):
             return self._live(store, data)
         algorithm = request.hash_algorithm
         ident = (algorithm.name, request.issuer_name_hash, request.issuer_key_hash)
@@ -336,14 +335,6 @@ def answers_of(signers: responder.Signers) -> OcspAnswers:
 def reply(store: Store, data: bytes, signers: responder.Signers) -> Answer:
     """:meth:`OcspAnswers.reply` of ``signers``' answers (the server's one call)."""
     return answers_of(signers).reply(store, data)
-
-
-def _has_nonce(request: x509_ocsp.OCSPRequest) -> bool:
-    try:
-        request.extensions.get_extension_for_class(x509.OCSPNonce)
-    except x509.ExtensionNotFound:
-        return False
-    return True
 
 
 def _sign(signers: responder.Signers, ca_name: str, key: CertIdKey, status: OcspStatus, now: dt.datetime,

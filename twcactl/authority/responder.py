@@ -254,7 +254,7 @@ def ocsp_answer(store: Store, request_der: bytes, signers: Signers) -> tuple[byt
             continue
         status = ocsp_status(store, request.serial_number, ca.name)
         delegate = signers.responder_for(store, ca.name)
-        cache_key = None if _has_nonce(request) else (
+        cache_key = None if has_nonce(request) else (
             ca.name, request.serial_number, request.hash_algorithm.name, status, validity,
             delegate[0].serial_number if delegate is not None else None)
         if cache_key is not None and (hit := signers.cache.get(cache_key, now)) is not None:
@@ -274,7 +274,8 @@ def ocsp_answer(store: Store, request_der: bytes, signers: Signers) -> tuple[byt
     return unauthorized.public_bytes(serialization.Encoding.DER), "unauthorized", now, now
 
 
-def _has_nonce(request: x509_ocsp.OCSPRequest) -> bool:
+def has_nonce(request: x509_ocsp.OCSPRequest) -> bool:
+    """True when ``request`` carries a nonce (RFC 8954): its answer is signed live, never served stored."""
     try:
         request.extensions.get_extension_for_class(x509.OCSPNonce)
     except x509.ExtensionNotFound:

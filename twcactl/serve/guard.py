@@ -131,6 +131,17 @@ class GuardedH11(H11Protocol):
                 self.slot.release()
 
 
+def _admit(transport: asyncio.Transport, limits: Limits, inner: GuardedH11) -> bool:
+    """Count a new connection against ``limits`` (its slot goes with ``inner``); over a cap it is aborted at once,
+    before any TLS or HTTP work, and False is returned."""
+    client = _client(transport)
+    if not limits.acquire(client):
+        transport.abort()
+        return False
+    inner.slot = _Slot(limits, client)
+    return True
+
+
 class _TlsGate(asyncio.Protocol):
     """The first protocol of an HTTPS connection: counts it, then runs the TLS handshake within the header
     deadline and hands the decrypted stream to a :class:`GuardedH11`."""
@@ -143,11 +154,8 @@ class _TlsGate(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
-        client = _client(transport)
-        if not self.limits.acquire(client):
-            transport.abort()
+        if not _admit(transport, self.limits, self.inner):
             return
-        self.inner.slot = _Slot(self.limits, client)
         self.inner.accepted = self.loop.time()
         transport.pause_reading()  # the ClientHello is for the TLS layer start_tls puts in place
         self.task = self.loop.create_task(self._handshake(transport))
@@ -226,11 +234,8 @@ class _PlainGate(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
-        client = _client(transport)
-        if not self.limits.acquire(client):
-            transport.abort()
+        if not _admit(transport, self.limits, self.inner):
             return
-        self.inner.slot = _Slot(self.limits, client)
         transport.set_protocol(self.inner)
         self.inner.connection_made(transport)
 
