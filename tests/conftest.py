@@ -277,3 +277,13 @@ def pg_server() -> Iterator[Any]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def hsm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A SoftHSM2 directory for the test module (tests/card_support.py); a module may define its own ``hsm``."""
+    from tests.card_support import softhsm_directory
+
+    require("softhsm2-util")
+    with softhsm_directory(tmp_path_factory.mktemp("softhsm")) as h:
+        yield h

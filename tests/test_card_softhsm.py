@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,19 +15,11 @@ from tests.card_support import (
     SO_PIN,
     SoftHsm,
     parse_pkcs11_tool_objects,
-    softhsm_directory,
 )
-from tests.conftest import ACCOUNT, CaHome, invoke, make_ca, require, sh
+from tests.conftest import ACCOUNT, CaHome, invoke, make_ca, sh
 from twcactl.rules.times import add_years
 
 HOLDER = ("--cn", "A123456789-01-YIRU", "--org", "TWCA", "--country", "TW")
-
-
-@pytest.fixture(scope="module")
-def hsm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SoftHsm]:
-    require("softhsm2-util")
-    with softhsm_directory(tmp_path_factory.mktemp("softhsm")) as h:
-        yield h
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.card_support import OPENCRYPTOKI_PIN, PIN, Opencryptoki, SoftHsm, softhsm_directory, stop_pkcsslotd
+from tests.card_support import OPENCRYPTOKI_PIN, PIN, Opencryptoki, SoftHsm, stop_pkcsslotd
 from tests.conftest import ACCOUNT, CaHome, invoke, require
 from twcactl import csr as csr_mod
 from twcactl.authority.lifecycle import CsrInput, check_csr
@@ -69,13 +69,6 @@ def test_pin_conditions_follow_the_flags_worst_first() -> None:
 
 # --------------------------------------------------------------------------
 # PIN state from real tokens
-
-
-@pytest.fixture(scope="module")
-def hsm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SoftHsm]:
-    require("softhsm2-util")
-    with softhsm_directory(tmp_path_factory.mktemp("softhsm")) as h:
-        yield h
 
 
 def test_softhsm_wrong_pin_document_shows_the_pin_state(hsm: SoftHsm) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import re
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
-from tests.card_support import PIN, SoftHsm, softhsm_directory
+from tests.card_support import PIN, SoftHsm
 from tests.conftest import ACCOUNT, CaHome, invoke, make_ca, require, sh
 
 SUBJ = "/C=TW/ST=Taiwan/L=Taipei/O=TWCA/OU=SYSTEM/CN={cn}"
@@ -443,13 +442,6 @@ def test_a_stray_file_in_a_batch_directory_is_skipped(world: dict[str, Any], tmp
 
 
 # ------------------------------------------------------------------ cards (SoftHSM2, under the card lock)
-
-
-@pytest.fixture(scope="module")
-def hsm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SoftHsm]:
-    require("softhsm2-util")
-    with softhsm_directory(tmp_path_factory.mktemp("softhsm17")) as h:
-        yield h
 
 
 def _searching_env(hsm: SoftHsm) -> dict[str, str | None]:

@@ -14,28 +14,19 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from tests.card_support import PIN, SoftHsm, softhsm_directory
-from tests.conftest import ACCOUNT, CaHome, make_ca, require
+from tests.card_support import PIN, SoftHsm
+from tests.conftest import ACCOUNT, CaHome, make_ca
 from twcactl.backends.p11_uri import Pkcs11Uri
 from twcactl.store.log import log_hash
 
 CSR_SUBJ = "/C=TW/ST=Taiwan/L=Taipei/O=TWCA/CN={cn}"
-
-
-@pytest.fixture(scope="module")
-def hsm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SoftHsm]:
-    require("softhsm2-util")
-    with softhsm_directory(tmp_path_factory.mktemp("softhsm")) as h:
-        yield h
 
 
 def _ok(result: Any) -> Any:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.card_support import PIN, SoftHsm, softhsm_directory
+from tests.card_support import PIN, SoftHsm
 from tests.conftest import ACCOUNT, CaHome, make_ca, require, sh
 
 HOLDER_MAIL = "yiru@twca.com.tw"
@@ -49,13 +49,6 @@ def smtp() -> Iterator[tuple[_Keep, int]]:
         yield handler, port
     finally:
         controller.stop()
-
-
-@pytest.fixture(scope="module")
-def hsm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SoftHsm]:
-    require("softhsm2-util")
-    with softhsm_directory(tmp_path_factory.mktemp("softhsm")) as h:
-        yield h
 
 
 def _ok(result: Any) -> Any:
