@@ -44,7 +44,8 @@ from tests.conftest import ACCOUNT, CaHome, make_ca
 from tests.serve_support import LoopbackDns, Served, eab, free_port
 from tests.test_issue15_more import ChallengeServer
 from twcactl.serve.addresses import CLASSES, forbidden_class
-from twcactl.serve.validation import Deadline, Failure, Settings, addresses, validate
+from twcactl.serve.challenges import validate
+from twcactl.serve.validation import Deadline, Failure, Settings, addresses
 from twcactl.serve.validation_pool import ValidationPool
 
 DOMAIN = "example.test"

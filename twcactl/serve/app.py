@@ -36,9 +36,10 @@ from twcactl.errors import NotFoundError, TwcaError
 from twcactl.rules.acme_profiles import ACME_PROFILES, DEFAULT_PROFILE
 from twcactl.serve import jose
 from twcactl.serve.capacity import run_public
+from twcactl.serve.challenges import make_validator
 from twcactl.serve.config import MAX_ACME_BODY, MAX_OCSP_BODY, ServeConfig
 from twcactl.serve.orders import new_order_fields
-from twcactl.serve.validation import Settings, make_validator
+from twcactl.serve.validation import Settings
 from twcactl.serve.validation_pool import ValidationPool
 from twcactl.store import Store
 from twcactl.store.acme import AcmeAccount

@@ -1,5 +1,6 @@
-"""Challenge validation against the outside world: http-01 and dns-01 (RFC 8555 §8.3, §8.4), tls-alpn-01
-(RFC 8737, :mod:`twcactl.serve.tls_alpn`).
+"""Challenge validation against the outside world: http-01 and dns-01 (RFC 8555 §8.3, §8.4), and what every
+check shares (the deadline, name lookup, the address rule, connecting); tls-alpn-01 (RFC 8737) is
+:mod:`twcactl.serve.tls_alpn`, and :mod:`twcactl.serve.challenges` picks the check for a challenge type.
 
 One deadline bounds a whole validation (name lookup, connect, TLS, headers,
 body: ``--acme-validation-timeout``, 10 s by default), not each read: a target
@@ -24,13 +25,11 @@ import hashlib
 import http.client
 import ipaddress
 import socket
-import ssl
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from twcactl.authority.acme import AcmeProblem, Validator
+from twcactl.authority.acme import AcmeProblem
 from twcactl.serve.addresses import forbidden_class
 
 #: Seconds one validation may take in all (connect, TLS, headers and body together).
@@ -219,38 +218,3 @@ def check_dns01(name: str, key_authorization: str, settings: Settings, deadline:
         raise Failure("wrong content", f"no TXT record at _acme-challenge.{name}.") from exc
     if not any(b"".join(record.strings) == expected for record in answer):
         raise Failure("wrong content", f"no TXT record at _acme-challenge.{name} holds the expected value.")
-
-
-def validate(settings: Settings, kind: str, name: str, token: str, key_authorization: str) -> AcmeProblem | None:
-    """Check one challenge within ``settings.timeout`` seconds: None when it holds, else its problem."""
-    from twcactl.serve.tls_alpn import check_tls_alpn01
-
-    deadline = Deadline(settings.timeout)
-    try:
-        if kind == "http-01":
-            check_http01(name, token, key_authorization, settings, deadline)
-        elif kind == "dns-01":
-            check_dns01(name, key_authorization, settings, deadline)
-        elif kind == "tls-alpn-01":
-            check_tls_alpn01(name, key_authorization, settings, deadline)
-        else:
-            return AcmeProblem("malformed", f"unsupported challenge type {kind}.")
-    except Failure as failure:
-        return failure.problem(kind)
-    except TimeoutError:
-        return Failure("timeout", f"the validation did not finish within {settings.timeout:g} s.").problem(kind)
-    except (OSError, ssl.SSLError):
-        return Failure("refused", "the connection failed.").problem(kind)
-    except Exception as exc:  # noqa: BLE001 - a bug must not leave the challenge processing for ever
-        sys.stderr.write(f"twcactl serve: {kind} validation failed: {type(exc).__name__}\n")
-        return AcmeProblem("serverInternal", f"{kind}: the validation could not be made.", status=500)
-    return None
-
-
-def make_validator(settings: Settings) -> Validator:
-    """The :data:`twcactl.authority.acme.Validator` the server uses."""
-
-    def validator(kind: str, name: str, token: str, key_authorization: str) -> AcmeProblem | None:
-        return validate(settings, kind, name, token, key_authorization)
-
-    return validator
