@@ -194,3 +194,34 @@ def test_public_trust_tls_certificate_cannot_be_suspended_by_its_subscriber(tmp_
         assert store.certificates.get(serial).state == "valid"
     finally:
         store.close()
+
+
+def test_card_enrolment_keeps_the_subscriber_password(tmp_path: Path, hsm: Any) -> None:
+    """``card enroll --subscriber-password``: the holder of a card certificate acts on it with the password set
+    at enrolment (and only with it); with ``--csr-out`` (another CA issues) the option is refused before a key
+    is made."""
+    from tests.card_support import PIN
+    from twcactl.authority import subscribers
+    from twcactl.errors import AuthError
+    from twcactl.store import Store
+
+    home = make_ca(tmp_path / "ca", passphrase=None)
+    assert home.run("account", "add", ACCOUNT, "--org", "TWCA", "--domain", "twca.com.tw", "--quota", "5").code == 0
+    token = hsm.new_token()
+    env = {**hsm.env(), "SUB_PW": PASSWORD}
+    enrolled = _ok(home.run("--json", "card", "enroll", "--token", token, "--pin", f"pass:{PIN}", "--account",
+                            ACCOUNT, "--cn", "A123456789-01-YIRU", "--org", "TWCA", "--country", "TW",
+                            "--subscriber-password", "env:SUB_PW", env=env))
+    serial = enrolled["keys"][0]["certificate"]["serial"]
+    store = Store.open(home.path)
+    try:
+        with pytest.raises(AuthError):
+            subscribers.act(store, serial, "not-the-password-27", "suspend", reason=None, passphrase=lambda: None)
+        subscribers.act(store, serial, PASSWORD, "suspend", reason=None, passphrase=lambda: None)
+        assert store.certificates.get(serial).state == "suspended"
+    finally:
+        store.close()
+    refused = home.run("card", "enroll", "--token", hsm.new_token(), "--pin", f"pass:{PIN}", "--csr-out",
+                       str(tmp_path / "card.csr"), "--cn", "A123456789-01-YIRU", "--subscriber-password",
+                       "env:SUB_PW", env=env)
+    assert refused.code == 2 and not (tmp_path / "card.csr").exists(), refused.stderr

@@ -25,6 +25,7 @@ from twcactl.cli.context import (
     subject_options,
 )
 from twcactl.cli.output import emit, files_document, note, safe
+from twcactl.cli.subscriber_secret import keep_subscriber_password, subscriber_password, subscriber_password_option
 from twcactl.rules.serials import format_serial
 from twcactl.rules.settings import Settings
 from twcactl.rules.times import rfc3339
@@ -369,13 +370,14 @@ Examples:
 @click.option("--allow-default-pin", is_flag=True, help="Make keys even though the card still has the factory PIN "
               "of its PIN letter (refused otherwise: change it first with card change-pin).")
 @click.option("--force", is_flag=True, help="Replace existing --csr-out files.")
+@subscriber_password_option
 @ca_passphrase_option
 @json_option
 def enroll(module: str | None, token_label: str | None, pin_source: str | None, account_id: str | None,
            profile: str, pair: bool, csr_out: Path | None, years: int | None, days: int | None, cn: str,
            org: str | None, ous: tuple[str, ...], locality: str | None, state: str | None, country: str | None,
            sans: tuple[str, ...], key_type: str, label: str | None, force: bool, ca_passphrase: str | None,
-           contact: str | None = None, allow_default_pin: bool = False) -> None:
+           contact: str | None = None, allow_default_pin: bool = False, subscriber_source: str | None = None) -> None:
     """Generate a key pair on the card, have it certified, and write the certificate next to it.
 
     The private key is made on the card (sensitive, never extractable) and
@@ -397,6 +399,7 @@ def enroll(module: str | None, token_label: str | None, pin_source: str | None, 
     if csr_out is not None and account_id is not None:
         raise UsageError("give --account or --csr-out, not both.")
     validity = Validity.from_options(years, days)
+    subscriber = subscriber_password(subscriber_source, local=account_id is not None)  # before a key is made
     plan = card_mod.plan_enrolment(subject_fields(cn=cn, org=org, ous=ous, locality=locality, state=state,
                                                   country=country),
                                    sans=sans, profile=profile, pair=pair, key_type=key_type, label=label)
@@ -414,6 +417,7 @@ def enroll(module: str | None, token_label: str | None, pin_source: str | None, 
         token, pending, default_pin = _enroll_on_card(module, token_label, pin_source, plan, issuer, csr_files,
                                                       force=force, allow_default_pin=allow_default_pin)
         window = (store.settings() if store is not None else Settings()).renewal_window_days
+        keep_subscriber_password(store, [rec.serial for _cert, rec in issuer.issued] if issuer else [], subscriber)
     finally:
         if store is not None:
             store.close()

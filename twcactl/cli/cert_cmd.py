@@ -28,6 +28,7 @@ from twcactl.cli.output import (
     serial_labels,
     wide_option,
 )
+from twcactl.cli.subscriber_secret import keep_subscriber_password, subscriber_password, subscriber_password_option
 from twcactl.rules.vocab import PROFILES
 
 if TYPE_CHECKING:
@@ -90,9 +91,7 @@ small batch, or a CA key on a PKCS#11 token, is signed in one process.
               "of today (SC-081) instead of capping it.")
 @click.option("--pair", is_flag=True, help="Two CSRs, SIGN then ENC (csr new --pair): a user-sign and a user-enc "
               "certificate, issued together or not at all.")
-@click.option("--subscriber-password", "subscriber_source", metavar="SOURCE",
-              help="The subscriber's password (env:NAME, file:PATH, fd:N, stdin): with it the holder suspends, "
-                   "resumes, revokes or downloads the certificate (twcactl subscriber ... --server URL).")
+@subscriber_password_option
 @click.option("--jobs", type=click.IntRange(min=1), metavar="N",
               help="Worker processes that check and sign a batch (default: the CPUs).")
 @ca_passphrase_option
@@ -122,7 +121,7 @@ def issue(csrs: tuple[Path, ...], account_id: str, profile: str, years: int | No
     if out is not None and len(files) - len(skipped) != 1:
         raise UsageError("--out takes one CSR; for a batch use the files under the CA home or cert export.")
     ensure_free([out], force=force)
-    subscriber = _subscriber_password(subscriber_source)  # checked before anything is issued
+    subscriber = subscriber_password(subscriber_source)  # checked before anything is issued
     store = app().open_store()
     try:
         mail = _issue_mail_config(store, contact, profile, pair) if notify else None  # checked before issuing
@@ -130,7 +129,7 @@ def issue(csrs: tuple[Path, ...], account_id: str, profile: str, years: int | No
             store, inputs, account_id=account_id, profile=profile, validity=validity, operator=current_operator(),
             passphrase=ca_passphrase_provider(ca_passphrase), contact=contact, note=note, keep_going=keep_going,
             strict=strict, progress=progress_bar(len(inputs)), jobs=jobs or default_jobs())
-        _keep_subscriber_password(store, [r.serial for r in outcome.issued], subscriber)
+        keep_subscriber_password(store, [r.serial for r in outcome.issued], subscriber)
         settings = store.settings()
         notices = _send_issue_notices(store, outcome, mail) if mail is not None else None
     finally:
@@ -154,25 +153,6 @@ def _pair_inputs(inputs: list[CsrInput], profile: str, keep_going: bool) -> list
         raise UsageError("--pair takes exactly two CSRs, the signing one first (csr new --pair writes them), "
                          "without --keep-going or another --profile.")
     return [replace(inputs[0], profile="user-sign"), replace(inputs[1], profile="user-enc")]
-
-
-def _subscriber_password(source: str | None) -> str | None:
-    """The subscriber password ``--subscriber-password`` names (checked for length), None without it."""
-    if source is None:
-        return None
-    from twcactl.authority.subscribers import check_new_password
-    from twcactl.cli.secrets import get_secret
-
-    password = get_secret(source, option="--subscriber-password", what="subscriber password", new=True)
-    check_new_password(password)
-    return password
-
-
-def _keep_subscriber_password(store: Store, serials: list[str], password: str | None) -> None:
-    if password is not None and serials:
-        from twcactl.authority.subscribers import set_passwords
-
-        set_passwords(store, serials, password, operator=current_operator())
 
 
 def _read_csrs(files: list[Path], in_dirs: set[Path], *, keep_going: bool
@@ -310,8 +290,7 @@ Examples:
 @click.option("--force", is_flag=True, help="Replace an existing --out file.")
 @click.option("--strict", is_flag=True, help="Public trust: refuse a renewal the CA/Browser Forum maximum would "
               "shorten instead of capping it.")
-@click.option("--subscriber-password", "subscriber_source", metavar="SOURCE",
-              help="The subscriber's password for the new certificate (twcactl subscriber ...).")
+@subscriber_password_option
 @ca_passphrase_option
 @json_option
 def renew(serial: str, csr_file: Path | None, request_file: Path | None, years: int | None, days: int | None,
@@ -334,13 +313,13 @@ def renew(serial: str, csr_file: Path | None, request_file: Path | None, years: 
     validity = Validity.from_options(years, days) if years is not None or days is not None else None
     ensure_free([out], force=force)
     item, signer_der = _renewal_input(csr_file, request_file)
-    subscriber = _subscriber_password(subscriber_source)
+    subscriber = subscriber_password(subscriber_source)
     store = app().open_store()
     try:
         outcome = renew_certificate(store, _lookup(store, serial).serial, item, validity=validity, early=early,
                                     operator=current_operator(), passphrase=ca_passphrase_provider(ca_passphrase),
                                     note=note, signer_der=signer_der, strict=strict)
-        _keep_subscriber_password(store, [outcome.certificate.serial], subscriber)
+        keep_subscriber_password(store, [outcome.certificate.serial], subscriber)
         window = store.settings().renewal_window_days
     finally:
         store.close()
