@@ -19,11 +19,16 @@ def main() -> None:
         sys.stdout.write(f"twcactl {__version__}\n")
         raise SystemExit(0)
     # A resident process for the home (``twcactl resident start``) runs the command warm (issue 29).
-    from twcactl.forwarder import forward
+    import os
 
-    status = forward(sys.argv[1:])
-    if status is not None:
-        raise SystemExit(status)
+    from twcactl.platform_dirs import resident_dir
+
+    if os.path.isdir(resident_dir()):
+        from twcactl.forwarder import forward
+
+        status = forward(sys.argv[1:])
+        if status is not None:
+            raise SystemExit(status)
     from twcactl.cli import run
 
     run()

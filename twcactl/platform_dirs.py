@@ -6,15 +6,19 @@ Kept apart from ``twcactl.store`` so that the thin client of the resident proces
 
 from __future__ import annotations
 
-import hashlib
 import os
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-__all__ = ["default_home", "resident_socket_path"]
+if TYPE_CHECKING:
+    from pathlib import Path
+
+__all__ = ["default_home", "resident_dir", "resident_socket_path"]
 
 
 def default_home() -> Path:
     """``$TWCACTL_HOME`` is read by the CLI; this is the platform's user data directory for twcactl."""
+    from pathlib import Path
+
     if os.name == "nt":
         base = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
         return Path(base) / "twcactl"
@@ -24,6 +28,12 @@ def default_home() -> Path:
     return Path(base) / "twcactl"
 
 
+def resident_dir() -> str:
+    """The directory of this user's resident-process sockets (``/tmp/twcactl-UID``); checked before anything
+    else is imported, so a command with no resident process pays one ``stat`` for looking."""
+    return f"/tmp/twcactl-{os.getuid()}"
+
+
 def resident_socket_path(home: Path) -> Path:
     """The Unix socket of the resident process serving ``home``.
 
@@ -31,5 +41,8 @@ def resident_socket_path(home: Path) -> Path:
     socket path may not exceed 107 bytes (homes under deep test or container paths would), one
     socket per home and user.  The directory is the user's own (mode 0700, checked by both sides).
     """
+    import hashlib
+    from pathlib import Path
+
     digest = hashlib.sha256(str(home.resolve()).encode("utf-8", "surrogateescape")).hexdigest()[:24]
-    return Path("/tmp") / f"twcactl-{os.getuid()}" / f"{digest}.sock"
+    return Path(resident_dir()) / f"{digest}.sock"
