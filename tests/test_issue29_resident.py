@@ -153,3 +153,39 @@ def test_global_options_name_the_home(tmp_path: Path, monkeypatch: pytest.Monkey
     assert forwarder.parse_globals(["--help"]) == (tmp_path / "env-home", None)
     for command in forwarder.NOT_FORWARDED:
         assert forwarder.forward([command, "--help"]) is None
+
+
+CLIENT_AS_ANOTHER_USER = r"""
+import json, socket, struct, sys
+request = json.dumps({"version": sys.argv[2], "protocol": int(sys.argv[3]), "package": sys.argv[4],
+                      "argv": ["cert", "list"], "cwd": "/", "env": {}, "umask": 18, "fds": []}).encode()
+with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+    sock.connect(sys.argv[1])
+    try:
+        sock.sendall(struct.pack(">I", len(request)) + request)
+        answer = sock.makefile("rb").readline().decode()
+    except ConnectionResetError:  # closed unread: nothing was answered
+        answer = ""
+    print(json.dumps({"answer": answer}))
+"""
+
+
+def test_another_user_is_never_served(served: CaHome) -> None:
+    """With the directory and the socket opened to everyone, a client of another uid still gets nothing:
+    the resident checks the peer's uid (SO_PEERCRED) before it reads the request."""
+    setpriv, python = "/usr/bin/setpriv", "/usr/bin/python3"
+    if os.getuid() != 0 or not (os.path.exists(setpriv) and os.path.exists(python)):
+        pytest.fail("this test runs as root with util-linux's setpriv and Debian's python3 (scripts/test.sh)")
+    path = resident_socket_path(served.path)
+    os.chmod(path.parent, 0o711)
+    os.chmod(path, 0o666)
+    try:
+        proc = subprocess.run([setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", python, "-c",
+                               CLIENT_AS_ANOTHER_USER, str(path), forwarder.__version__, str(forwarder.PROTOCOL),
+                               forwarder.package_dir()], capture_output=True, text=True, timeout=60)
+    finally:
+        os.chmod(path, 0o600)
+        os.chmod(path.parent, 0o700)
+    assert proc.returncode == 0, proc.stderr  # it connected (the modes let it) ...
+    assert json.loads(proc.stdout)["answer"] == ""  # ... and was sent nothing: no worker started
+    assert commands_served(served.path) == 0
