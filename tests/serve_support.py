@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import os
@@ -15,6 +16,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -201,3 +203,19 @@ class TokenServer:
     def close(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+@contextlib.contextmanager
+def serving(path: Path, *, quota: int) -> Iterator[Served]:
+    """A fresh CA home at ``path`` with the test account (twca.com.tw, ``quota`` years) and its own ``serve``,
+    stopped afterwards."""
+    home = make_ca(path)
+    assert home.run("account", "add", ACCOUNT, "--org", "TWCA", "--domain", "twca.com.tw", "--quota",
+                    str(quota)).code == 0
+    log = path.parent / f"{path.name}-serve.log"
+    proc, port, http_port, http01_port = start_server(home, log)
+    server = Served(home=home, port=port, http_port=http_port, http01_port=http01_port, proc=proc, log=log)
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.card_support import PIN, SoftHsm
 from tests.conftest import ACCOUNT, CaHome, make_ca
+from tests.test_issue27_remote_ra import _csr
 from twcactl.backends.p11_uri import Pkcs11Uri
 from twcactl.store.log import log_hash
 
@@ -67,17 +68,7 @@ def _key_file_operator(home: CaHome, cn: str, tmp_path: Path) -> tuple[Path, Pat
 
 
 def _server_csr(tmp_path: Path, cn: str) -> Path:
-    key = ec.generate_private_key(ec.SECP256R1())
-    csr = (x509.CertificateSigningRequestBuilder()
-           .subject_name(x509.Name([x509.NameAttribute(x509.NameOID.COUNTRY_NAME, "TW"),
-                                    x509.NameAttribute(x509.NameOID.STATE_OR_PROVINCE_NAME, "Taiwan"),
-                                    x509.NameAttribute(x509.NameOID.LOCALITY_NAME, "Taipei"),
-                                    x509.NameAttribute(x509.NameOID.ORGANIZATION_NAME, "TWCA"),
-                                    x509.NameAttribute(x509.NameOID.COMMON_NAME, cn)]))
-           .sign(key, hashes.SHA256()))
-    path = tmp_path / f"{cn}.csr"
-    path.write_bytes(csr.public_bytes(serialization.Encoding.PEM))
-    return path
+    return _csr(tmp_path, cn)[0]
 
 
 class Desk:

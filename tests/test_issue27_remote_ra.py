@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.conftest import ACCOUNT, CaHome, invoke, make_ca
-from tests.serve_support import Served, start_server
+from tests.serve_support import Served, serving
 
 
 def _ok(result: Any) -> Any:
@@ -58,15 +58,8 @@ def _rita(home: CaHome, tmp_path: Path) -> Path:
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[Served]:
-    home = make_ca(tmp_path / "server-ca")
-    assert home.run("account", "add", ACCOUNT, "--org", "TWCA", "--domain", "twca.com.tw", "--quota", "20").code == 0
-    log = tmp_path / "serve.log"
-    proc, port, http_port, http01_port = start_server(home, log)
-    server = Served(home=home, port=port, http_port=http_port, http01_port=http01_port, proc=proc, log=log)
-    try:
+    with serving(tmp_path / "server-ca", quota=20) as server:
         yield server
-    finally:
-        server.stop()
 
 
 class Desk:

@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 
 from tests.conftest import ACCOUNT, CaHome, invoke, make_ca
-from tests.serve_support import Served, start_server
+from tests.serve_support import Served, serving
+from tests.test_issue27_remote_ra import _csr as ec_csr
 from tests.validation_support import World, configure, validate_http, world_fixture
 
 PASSWORD = "subscriber-pw-27"
@@ -35,30 +35,13 @@ def _ok(result: Any) -> Any:
 
 
 def _csr(tmp_path: Path, cn: str) -> Path:
-    key = ec.generate_private_key(ec.SECP256R1())
-    csr = (x509.CertificateSigningRequestBuilder()
-           .subject_name(x509.Name([x509.NameAttribute(x509.NameOID.COUNTRY_NAME, "TW"),
-                                    x509.NameAttribute(x509.NameOID.STATE_OR_PROVINCE_NAME, "Taiwan"),
-                                    x509.NameAttribute(x509.NameOID.LOCALITY_NAME, "Taipei"),
-                                    x509.NameAttribute(x509.NameOID.ORGANIZATION_NAME, "TWCA"),
-                                    x509.NameAttribute(x509.NameOID.COMMON_NAME, cn)]))
-           .sign(key, hashes.SHA256()))
-    path = tmp_path / f"{cn}.csr"
-    path.write_bytes(csr.public_bytes(serialization.Encoding.PEM))
-    return path
+    return ec_csr(tmp_path, cn)[0]
 
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[Served]:
-    home = make_ca(tmp_path / "ca")
-    assert home.run("account", "add", ACCOUNT, "--org", "TWCA", "--domain", "twca.com.tw", "--quota", "10").code == 0
-    log = tmp_path / "serve.log"
-    proc, port, http_port, http01_port = start_server(home, log)
-    server = Served(home=home, port=port, http_port=http_port, http01_port=http01_port, proc=proc, log=log)
-    try:
+    with serving(tmp_path / "ca", quota=10) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def _subscriber(served: Served, action: str, serial: str, password: str, *extra: str) -> Any:
