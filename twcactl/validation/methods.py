@@ -111,27 +111,37 @@ def address_of(domain: str, server: DnsServer) -> str:
         return str(resolver.resolve(domain, "AAAA")[0])
 
 
-def _check_file(domain: str, value: str, server: DnsServer, port: int) -> Observation:
+def _get(domain: str, port: int, path: str, server: DnsServer, seen: dict[str, Any]) -> tuple[int, bytes] | None:
+    """GET ``path`` from ``domain``'s address (looked up through ``server``) with ``Host: domain``: the status
+    and at most :data:`MAX_BODY` bytes, or None with the failure written into ``seen`` (as is the address)."""
     import dns.exception
 
-    url = where("http-file", domain, value, http_port=port)
     try:
-        address = address_of(domain, server)
+        seen["address"] = address = address_of(domain, server)
     except dns.exception.DNSException as exc:
-        return Observation(False, {"url": url, "error": f"no address: {type(exc).__name__}"})
+        seen["error"] = f"no address: {type(exc).__name__}"
+        return None
     try:
         conn = http.client.HTTPConnection(address, port, timeout=TIMEOUT)
         try:
-            conn.request("GET", f"{HTTP_PATH}{value}.txt", headers={"Host": domain})
+            conn.request("GET", path, headers={"Host": domain})
             response = conn.getresponse()
-            body = response.read(MAX_BODY)
+            return response.status, response.read(MAX_BODY)
         finally:
             conn.close()
     except (OSError, http.client.HTTPException) as exc:
-        return Observation(False, {"url": url, "address": address, "error": type(exc).__name__})
+        seen["error"] = type(exc).__name__
+        return None
+
+
+def _check_file(domain: str, value: str, server: DnsServer, port: int) -> Observation:
+    seen: dict[str, Any] = {"url": where("http-file", domain, value, http_port=port)}
+    got = _get(domain, port, f"{HTTP_PATH}{value}.txt", server, seen)
+    if got is None:
+        return Observation(False, seen)
+    status, body = got
     text = body.decode("ascii", "replace").strip()
-    return Observation(response.status == 200 and value in text.split(),
-                       {"url": url, "address": address, "status": response.status, "body": text[:200]})
+    return Observation(status == 200 and value in text.split(), {**seen, "status": status, "body": text[:200]})
 
 
 #: ACME challenge types a remote perspective can check again (RFC 8555 §8.3, §8.4).
@@ -154,20 +164,9 @@ def check_acme(kind: str, domain: str, token: str, key_authorization: str, *, se
             return Observation(False, {"query": name, "type": "TXT", "error": type(exc).__name__})
         strings = sorted(b"".join(r.strings).decode("ascii", "replace") for r in answer)
         return Observation(expected.decode() in strings, {"query": name, "type": "TXT", "txt": strings})
-    path = f"/.well-known/acme-challenge/{token}"
-    try:
-        address = address_of(domain, server)
-    except dns.exception.DNSException as exc:
-        return Observation(False, {"path": path, "error": f"no address: {type(exc).__name__}"})
-    try:
-        conn = http.client.HTTPConnection(address, http_port, timeout=TIMEOUT)
-        try:
-            conn.request("GET", path, headers={"Host": domain})
-            response = conn.getresponse()
-            body = response.read(MAX_BODY)
-        finally:
-            conn.close()
-    except (OSError, http.client.HTTPException) as exc:
-        return Observation(False, {"path": path, "address": address, "error": type(exc).__name__})
-    return Observation(response.status == 200 and body.strip() == key_authorization.encode("ascii"),
-                       {"path": path, "address": address, "status": response.status})
+    seen: dict[str, Any] = {"path": f"/.well-known/acme-challenge/{token}"}
+    got = _get(domain, http_port, seen["path"], server, seen)
+    if got is None:
+        return Observation(False, seen)
+    status, body = got
+    return Observation(status == 200 and body.strip() == key_authorization.encode("ascii"), {**seen, "status": status})
