@@ -143,6 +143,17 @@ def test_balance_changes_write_the_ledger(store: Store) -> None:
     assert totals == [LedgerTotal(account_id=ACCOUNT, balance=before, total=before, last=before)]
 
 
+def test_aliases_and_domains_come_back_in_their_order_from_one_read(store: Store) -> None:
+    """Issue 29 reads both lists in one query; each keeps its own insertion order, not the alphabet's."""
+    with store.transaction():
+        store.accounts.add("12345678-01", "Order Co", aliases=["Zeta Ltd", "Alpha Ltd"],
+                           domains=["zeta.tw", "alpha.tw", "mid.tw"])
+    got = store.accounts.get("12345678-01", ledger=False)
+    assert (got.org_aliases, got.domains) == (("Zeta Ltd", "Alpha Ltd"), ("zeta.tw", "alpha.tw", "mid.tw"))
+    with pytest.raises(NotFoundError), store.transaction():
+        store.accounts.change_balance_many("00000000-00", [(-1, None)], action="issue", operator="alice")
+
+
 # ----- certificates and the status words -----
 
 def test_certificates_get_many_and_by_der(store: Store, serial: str) -> None:

@@ -104,9 +104,11 @@ class CertificateRepository:
     def add(self, *, serial: str, ca_name: str, account_id: str | None, profile: str, cn: str | None,
             subject: str, sans: Sequence[str], not_before: dt.datetime, not_after: dt.datetime,
             cost: int, contact: str | None, note: str | None, renewed_from: str | None,
-            operator: str, der: bytes, validity: str = "", paid_until: dt.datetime | None = None) -> None:
+            operator: str, der: bytes, validity: str = "", paid_until: dt.datetime | None = None,
+            spki_sha256: str | None = None) -> None:
         """Record an issued certificate (inside a transaction); ``cost`` in certificate-years; ``paid_until`` the
-        end of the subscription's paid time it serves (issue 16; None: not a subscription).
+        end of the subscription's paid time it serves (issue 16; None: not a subscription); ``spki_sha256`` its
+        key's fingerprint (hex; what ``KeyRepository.set_key`` would record, in the same statement).
 
         Raises:
             StateError: the serial is already taken (exit 5; a 64-bit random collision).
@@ -115,11 +117,11 @@ class CertificateRepository:
             self._db.run(
                 "INSERT INTO certificates (serial, ca_name, account_id, profile, cn, cn_lower, subject, sans,"
                 " not_before, not_after, issued_at, cost, validity, contact, note, renewed_from, operator, sha256, der,"
-                " paid_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " paid_until, spki_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (serial, ca_name, account_id, profile, cn, cn.lower() if cn else None, subject, json.dumps(list(sans)),
                  rfc3339(not_before), rfc3339(not_after), rfc3339(utcnow()), cost, validity, contact, note,
                  renewed_from, operator, hashlib.sha256(der).hexdigest(), der,
-                 rfc3339(paid_until) if paid_until else None),
+                 rfc3339(paid_until) if paid_until else None, spki_sha256),
             )
         except ConstraintViolation as exc:
             raise StateError(f"serial {serial} is already in use.") from exc
