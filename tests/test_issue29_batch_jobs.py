@@ -465,3 +465,128 @@ def test_renew_due_makes_its_new_keys_in_workers_with_the_outcome_of_jobs_1(
 
     assert shape(docs["1"]) == shape(docs["2"]) and docs["2"]["renewed"] == 6
     assert [r["balance"] for r in docs["1"]["results"]] == [r["balance"] for r in docs["2"]["results"]]
+
+
+# ----- one pass: checked and signed by the same task, recorded while the workers go on -----
+
+def _inputs(directory: Path) -> list[lifecycle.CsrInput]:
+    return [lifecycle.CsrInput(name=p.name, data=p.read_bytes()) for p in sorted(directory.glob("*.csr"))]
+
+
+def _issue_here(home: CaHome, directory: Path, jobs: int, passphrase: Callable[[], str | None], *,
+                keep_going: bool = False, progress: Any = None) -> lifecycle.IssueOutcome:
+    from twcactl.rules.validity import Validity
+    from twcactl.store import Store
+
+    store = Store.open(home.path)
+    try:
+        return lifecycle.issue_certificates(store, _inputs(directory), account_id=ACCOUNT, profile="ssl",
+                                            validity=Validity(days=90), operator="alice", passphrase=passphrase,
+                                            keep_going=keep_going, progress=progress, jobs=jobs)
+    finally:
+        store.close()
+
+
+def _asking(answer: str) -> tuple[Callable[[], str], list[int]]:
+    asked: list[int] = []
+
+    def provider() -> str:
+        asked.append(1)
+        return answer
+    return provider, asked
+
+
+def test_one_pass_checks_signs_and_records_while_the_workers_go_on(tmp_path: Path) -> None:
+    """A batch that can be signed once checked takes one pool: every task checks and signs, and this process
+    reports one "issuing" stage as the results come back, ending at the batch's size."""
+    from tests.conftest import CA_PASSPHRASE
+
+    home = make_ca(tmp_path / "ca")
+    assert home.run("account", "add", ACCOUNT, "--org", "TWCA", "--domain", "twca.com.tw", "--quota", "1000").code == 0
+    batch = tmp_path / "batch"
+    good_csrs(batch, GOOD)
+    stages: list[tuple[str, int, int]] = []
+    provider, asked = _asking(CA_PASSPHRASE)
+    outcome = _issue_here(home, batch, 2, provider, progress=lambda *a: stages.append(a))
+    assert len(outcome.issued) == GOOD and outcome.failed == [] and asked == [1]
+    assert {s for s, _d, _t in stages} == {"issuing"} and stages[-1] == ("issuing", GOOD, GOOD)
+    assert [r.cn for r in outcome.issued] == [f"h{i}.twca.com.tw" for i in range(GOOD)]
+    assert len(outcome.files.written) == GOOD and outcome.balance_before - outcome.balance_after == GOOD
+    keys = dict(db_rows(home.path, "SELECT serial, spki_sha256 FROM certificates"))
+    for record in outcome.issued:  # the key fingerprint the worker computed is the record's
+        cert = x509.load_pem_x509_certificate(Path(record.path).read_bytes())
+        assert keys[record.serial] == lifecycle.spki_sha256(cert.public_key())
+
+
+@pytest.mark.parametrize("keep_going", [False, True])
+def test_a_wrong_passphrase_is_reported_where_jobs_1_reports_it_and_asked_once(tmp_path: Path,
+                                                                                keep_going: bool) -> None:
+    """The one pass unlocks the CA key before the checks; a wrong passphrase must still lose to a refused
+    request (without --keep-going) as with --jobs 1, and the passphrase is never asked twice."""
+    from twcactl.errors import AuthError, PolicyError
+
+    home = make_ca(tmp_path / "ca")
+    assert home.run("account", "add", ACCOUNT, "--org", "TWCA", "--domain", "twca.com.tw", "--quota", "1000").code == 0
+    batch = tmp_path / "batch"
+    good_csrs(batch, GOOD)
+    (batch / "021-domain.csr").write_bytes(_csr(ec.generate_private_key(ec.SECP256R1()), "www.example.org"))
+    outcomes: dict[int, tuple[type[BaseException], str]] = {}
+    for jobs in (1, 2):
+        provider, asked = _asking("not the passphrase")
+        with pytest.raises((AuthError, PolicyError)) as raised:
+            _issue_here(home, batch, jobs, provider, keep_going=keep_going)
+        assert len(asked) <= 1, (jobs, asked)
+        outcomes[jobs] = (type(raised.value), raised.value.message)
+    assert outcomes[1] == outcomes[2]
+    assert outcomes[2][0] is (AuthError if keep_going else PolicyError)
+    assert db_rows(home.path, "SELECT COUNT(*) FROM certificates") == [(0,)]
+
+
+def test_a_build_failure_loses_to_a_later_refusal_as_with_jobs_1(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """With --jobs 1 every request is checked before any is signed: a certificate that fails to build (a
+    pre-issuance lint, say) is raised only when no request was refused.  The one pass keeps that order."""
+    from twcactl.errors import PolicyError
+
+    build = lifecycle._build
+
+    def failing(signer: Any, csr: x509.CertificateSigningRequest, **kwargs: Any) -> Any:
+        if "h3." in csr.subject.rfc4514_string():
+            raise PolicyError("lint: h3 does not lint")
+        return build(signer, csr, **kwargs)
+
+    monkeypatch.setattr(lifecycle, "_build", failing)
+    home = _home(tmp_path)
+    batch = tmp_path / "batch"
+    good_csrs(batch, GOOD)
+    seen: dict[tuple[int, bool], str] = {}
+    for keep_going in (False, True):
+        for jobs in (1, 2):
+            with pytest.raises(PolicyError) as raised:
+                _issue_here(home, batch, jobs, lambda: None, keep_going=keep_going)
+            seen[jobs, keep_going] = raised.value.message
+    assert seen[1, False] == seen[2, False] == seen[1, True] == seen[2, True] == "lint: h3 does not lint"
+    (batch / "031-domain.csr").write_bytes(_csr(ec.generate_private_key(ec.SECP256R1()), "www.example.org"))
+    for jobs in (1, 2):
+        with pytest.raises(PolicyError) as raised:
+            _issue_here(home, batch, jobs, lambda: None)
+        assert "031-domain.csr" in raised.value.message, jobs
+    assert db_rows(home.path, "SELECT COUNT(*) FROM certificates") == [(0,)]
+
+
+def test_a_balance_short_of_the_whole_batch_takes_the_two_step_path(tmp_path: Path,
+                                                                     traced: Callable[[], dict[str, list[int]]]
+                                                                     ) -> None:
+    """One pass only when the balance pays for every request: with less, refused requests may still leave
+    enough, so the batch is checked first (in workers), charged, then signed, as with --jobs 1."""
+    home = _home(tmp_path, quota=GOOD)
+    batch = tmp_path / "batch"
+    good_csrs(batch, GOOD)
+    (batch / "007-domain.csr").write_bytes(_csr(ec.generate_private_key(ec.SECP256R1()), "www.example.org"))
+    traced()
+    stages: list[str] = []
+    outcome = _issue_here(home, batch, 2, lambda: None, keep_going=True, progress=lambda s, _d, _t: stages.append(s))
+    assert len(outcome.issued) == GOOD and [name for name, _e in outcome.failed] == ["007-domain.csr"]
+    assert outcome.balance_after == 0 and set(stages) == {"checking", "signing"}
+    pids = traced()
+    assert len(pids["check"]) == GOOD + 1 and os.getpid() not in pids["check"]

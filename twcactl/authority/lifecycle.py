@@ -9,6 +9,7 @@ can always be rebuilt from the database.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
@@ -21,7 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
 from twcactl import csr as csr_mod
-from twcactl.authority import issuance_checks, parallel
+from twcactl.authority import parallel
 from twcactl.authority.audit import certificate_state
 from twcactl.authority.home import load_ca_key
 from twcactl.errors import BusyError, InputError, PolicyError, StateError, TwcaError
@@ -309,6 +310,34 @@ class _Built:
     sans: list[str]
     #: the certificate's DER, encoded once for its record and its log entry (issue 18)
     der: bytes = b""
+    #: computed ahead by a batch's worker (:func:`_finished`), which sends no certificate object back:
+    #: the serial (hex), the key's SPKI SHA-256, notBefore / notAfter and the PEM file's bytes
+    serial: str = ""
+    spki: str = ""
+    not_before: dt.datetime | None = None
+    not_after: dt.datetime | None = None
+    pem: bytes = b""
+
+    def serial_hex(self) -> str:
+        """The serial as records name it (lower-case hex)."""
+        return self.serial or format_serial(self.cert.serial_number)
+
+    def end(self) -> dt.datetime:
+        """notAfter (UTC)."""
+        return self.not_after or self.cert.not_valid_after_utc
+
+    def pem_bytes(self) -> bytes:
+        """The certificate's PEM file content."""
+        return self.pem or self.cert.public_bytes(serialization.Encoding.PEM)
+
+
+def _finished(built: _Built) -> _Built:
+    """``built`` as a batch's worker sends it back (issue 29): every value its record, log entry and PEM file
+    need, computed here in parallel, and no certificate object (cryptography's objects do not pickle)."""
+    cert = built.cert
+    return dataclasses.replace(built, cert=None, serial=format_serial(cert.serial_number),  # type: ignore[arg-type]
+                               spki=spki_sha256(cert.public_key()), not_before=cert.not_valid_before_utc,
+                               not_after=cert.not_valid_after_utc, pem=cert.public_bytes(serialization.Encoding.PEM))
 
 
 def _build(signer: _Signer, csr: x509.CertificateSigningRequest, *, profile: str, account_id: str,
@@ -341,16 +370,15 @@ def _record(store: Store, built: _Built, *, ca_name: str, account_id: str, profi
     ``cost`` defaults to ``validity.cost``; ``paid_until`` is the end of the subscription's paid time (issue 16).
     """
     cert = built.cert
-    serial = format_serial(cert.serial_number)
+    serial = built.serial_hex()
     store.certificates.add(
         serial=serial, ca_name=ca_name, account_id=account_id, profile=profile,
         cn=built.cn, subject=built.subject, sans=built.sans,
-        not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
+        not_before=built.not_before or cert.not_valid_before_utc, not_after=built.end(),
         cost=validity.cost if cost is None else cost, validity=validity.to_text(), contact=contact, note=note,
         renewed_from=renewed_from, operator=operator, der=built.der or cert.public_bytes(serialization.Encoding.DER),
-        paid_until=paid_until,
+        paid_until=paid_until, spki_sha256=built.spki or spki_sha256(cert.public_key()),
     )
-    store.keys.set_key(serial, spki_sha256(cert.public_key()))
     return serial
 
 
@@ -361,8 +389,7 @@ def _write_pems(store: Store, built: Sequence[_Built]) -> FilesReport:
     lock held elsewhere past :func:`_files_wait`) is reported pending, and a partial one is removed.
     """
     report = FilesReport()
-    todo = [(store.cert_path(format_serial(b.cert.serial_number)), b.cert.public_bytes(serialization.Encoding.PEM))
-            for b in built]
+    todo = [(store.cert_path(b.serial_hex()), b.pem_bytes()) for b in built]
     try:
         with store.files_lock(timeout=_files_wait(store)):
             for path, pem in todo:
@@ -435,14 +462,20 @@ def issue_certificates(
         get_profile(item.profile or profile)
     outcome = IssueOutcome(balance_before=account.balance, balance_after=account.balance)
 
-    accepted: list[tuple[CsrInput, x509.CertificateSigningRequest]] = []
     policy = account.policy()
+    unlocked, passphrase = _one_pass_signer(store, requests, profile=profile, balance=account.balance,
+                                            validity=validity, jobs=jobs, passphrase=passphrase)
+    if unlocked is not None:
+        return _issue_one_pass(store, requests, unlocked, outcome, account_id=account_id, profile=profile,
+                               validity=validity, operator=operator, contact=contact, note=note,
+                               keep_going=keep_going, progress=progress, jobs=jobs, policy=policy)
+    accepted: list[tuple[CsrInput, x509.CertificateSigningRequest]] = []
     for done, (item, check) in enumerate(parallel.checked(check_csr, store, requests, policy,
                                                            [r.profile or profile for r in requests], jobs=jobs), 1):
         try:
             csr = check()
             if _public_trust(store, item.profile or profile):  # issue 26: names, DCV, CAA, perspectives
-                issuance_checks.before_signing(store, [(account_id, item.name, csr)], now=utcnow(), operator=operator)
+                _before_signing(store, [(account_id, item.name, csr)], now=utcnow(), operator=operator)
             accepted.append((item, csr))
         except TwcaError as exc:
             if not keep_going:
@@ -479,20 +512,133 @@ def issue_certificates(
                            validity=validity, operator=operator, contact=contact, note=note, renewed_from=None,
                            paid_until=paid_until if t else None)
                    for (b, item), t in zip(built, terms)]
-        outcome.balance_after = store.accounts.change_balance_many(
-            account_id, [(-validity.cost, serial) for serial in serials], action="issue", operator=operator, note=note)
-        last = len(serials) - 1
-        store.log.append_many([
-            (operator, "cert.issue", account_id, serial, {
-                "cn": b.cn, "profile": item.profile or profile, "cost": validity.cost,
-                "not_after": rfc3339(b.cert.not_valid_after_utc), "csr": item.name,
-                **({"paid_until": rfc3339(paid_until)} if terms[i] else {}),
-                "balance": outcome.balance_after + validity.cost * (last - i),
-                "record": _issued_state(b, account_id)})
-            for i, (serial, (b, item)) in enumerate(zip(serials, built))])
+        _charge_and_log(store, outcome, built, serials, [paid_until if t else None for t in terms],
+                        account_id=account_id, profile=profile, validity=validity, operator=operator, note=note)
+    return _finish_issue(store, outcome, built, serials)
+
+
+def _charge_and_log(store: Store, outcome: IssueOutcome, built: Sequence[tuple[_Built, CsrInput]],
+                    serials: Sequence[str], paid: Sequence[dt.datetime | None], *, account_id: str, profile: str,
+                    validity: Validity, operator: str, note: str | None) -> None:
+    """The ledger entries and ``cert.issue`` log entries of freshly recorded certificates (inside the batch's
+    transaction), in request order; sets ``outcome.balance_after``."""
+    outcome.balance_after = store.accounts.change_balance_many(
+        account_id, [(-validity.cost, serial) for serial in serials], action="issue", operator=operator, note=note)
+    last = len(serials) - 1
+    store.log.append_many([
+        (operator, "cert.issue", account_id, serial, {
+            "cn": b.cn, "profile": item.profile or profile, "cost": validity.cost,
+            "not_after": rfc3339(b.end()), "csr": item.name,
+            **({"paid_until": rfc3339(until)} if until else {}),
+            "balance": outcome.balance_after + validity.cost * (last - i),
+            "record": _issued_state(b, account_id)})
+        for i, (serial, (b, item), until) in enumerate(zip(serials, built, paid))])
+
+
+def _finish_issue(store: Store, outcome: IssueOutcome, built: Sequence[tuple[_Built, CsrInput]],
+                  serials: Sequence[str]) -> IssueOutcome:
+    """After the commit: the PEM files (never failing the command) and the new records, in request order."""
     outcome.files = _write_pems(store, [b for b, _item in built])
-    outcome.issued.extend(store.certificates.get_many([format_serial(b.cert.serial_number) for b, _item in built]))
+    outcome.issued.extend(store.certificates.get_many(list(serials)))
     return outcome
+
+
+def _one_pass_signer(store: Store, requests: Sequence[CsrInput], *, profile: str, balance: int, validity: Validity,
+                     jobs: int, passphrase: PassphraseProvider) -> tuple[_Signer | None, PassphraseProvider]:
+    """Whether a batch is checked and signed in one pass of one pool (issue 29), and the CA key unlocked for it.
+
+    Only when the outcome cannot differ from checking everything first: two or more workers, no public-trust
+    request (its checks read the store between checking and signing), a balance that pays for every request
+    (so no refusal can come after the checks), a validity within the issuing CA's, and a key in memory.
+    Otherwise ``(None, passphrase)`` and the batch takes the two-step path; an unlock that fails is handed
+    on as a provider raising the same error, so the two-step path reports it where it always did (after the
+    checks: a refused request is still reported first), without asking for the passphrase again.
+    """
+    if (parallel.workers_for(jobs, len(requests)) < 2 or balance < validity.cost * len(requests)
+            or any(_public_trust(store, item.profile or profile) for item in requests)):
+        return None, passphrase
+    ca = store.cas.issuing()
+    if ca.key_uri is not None:
+        return None, passphrase
+    asked: list[str | None] = []
+
+    def once() -> str | None:  # the two-step path asks the same provider again: never a second prompt
+        if not asked:
+            asked.append(passphrase())
+        return asked[0]
+    try:
+        check_within_issuer(validity.end(utcnow()), ca.certificate())
+        signer = _unlock(store, once, ca)
+    except TwcaError as exc:
+        failure = exc
+
+        def fails() -> str | None:
+            raise failure
+        return None, fails
+    return (None, once) if parallel.in_one_process(signer) else (signer, once)
+
+
+def _issue_one_pass(store: Store, requests: Sequence[CsrInput], signer: _Signer, outcome: IssueOutcome, *,
+                    account_id: str, profile: str, validity: Validity, operator: str, contact: str | None,
+                    note: str | None, keep_going: bool, progress: Progress | None, jobs: int,
+                    policy: AccountPolicy) -> IssueOutcome:
+    """:func:`issue_certificates` for a batch :func:`_one_pass_signer` allowed: the workers check, build and
+    sign each request (:func:`twcactl.authority.parallel.checked_and_signed`) while this process records
+    the results in request order, in the batch's one transaction, opened once the workers are forked.
+
+    The outcome is the one of the two-step path: a refused request without ``keep_going`` raises it (the
+    transaction rolls back, nothing is recorded); a request that fails to build or sign raises after
+    every refusal was seen, as it would after the checks.  Holds the write lock while the workers sign.
+    """
+    not_before = utcnow()
+    paid_until = validity.end(not_before)
+    urls = _urls(store, signer.ca.name)
+    profiles = [item.profile or profile for item in requests]
+    calls = [dict(profile=p, account_id=account_id, account=policy, not_before=not_before, not_after=paid_until,
+                  urls=_short_lived_urls(urls) if item.short_lived and br.is_short_lived(not_before, paid_until)
+                  else urls) for item, p in zip(requests, profiles)]
+    built: list[tuple[_Built, CsrInput]] = []
+    serials: list[str] = []
+    failure: TwcaError | None = None
+    with contextlib.closing(parallel.checked_and_signed(check_csr, _build, _finished, store, signer, requests,
+                                                        policy, profiles, calls, jobs=jobs)) as results, \
+            store.transaction():
+        for done, (item, result) in enumerate(zip(requests, results), 1):
+            if result.refused is not None:
+                if not keep_going:
+                    raise result.refused
+                outcome.failed.append((item.name, result.refused))
+            elif result.failed is not None:
+                failure = failure or result.failed
+            elif failure is None:
+                built.append((result.built, item))
+                serials.append(_record(store, result.built, ca_name=signer.ca.name, account_id=account_id,
+                                       profile=item.profile or profile, validity=validity, operator=operator,
+                                       contact=contact, note=note, renewed_from=None))
+            if progress is not None:
+                progress("issuing", done, len(requests))
+        if failure is not None:
+            raise failure
+        if serials:
+            _charge_and_log(store, outcome, built, serials, [None] * len(serials), account_id=account_id,
+                            profile=profile, validity=validity, operator=operator, note=note)
+    return _finish_issue(store, outcome, built, serials)
+
+
+def _before_signing(store: Store, requests: Sequence[tuple[str, str, x509.CertificateSigningRequest]], *,
+                    now: dt.datetime, operator: str) -> None:
+    """:func:`twcactl.authority.issuance_checks.before_signing` (issue 26) for public-trust requests; imported
+    only when there are some, so a private CA's commands do not load DNS, HTTP and perspective clients
+    (about 30 ms of every ``cert issue``, ``python -X importtime``; issue 29).
+
+    Raises:
+        PolicyError: as ``before_signing`` does (exit 1).
+    """
+    if not requests:
+        return
+    from twcactl.authority import issuance_checks
+
+    issuance_checks.before_signing(store, requests, now=now, operator=operator)
 
 
 def _short_lived_urls(urls: CaUrls) -> CaUrls:
@@ -520,7 +666,7 @@ def _term_end(term: br.Term | None, end: dt.datetime) -> dt.datetime:
 def _issued_state(built: _Built, account_id: str) -> dict[str, object]:
     """The state a new certificate record starts in, as its log entry states it (issue 13)."""
     der = built.der or built.cert.public_bytes(serialization.Encoding.DER)
-    return certificate_state(state="valid", reason=None, revoked_at=None, not_after=built.cert.not_valid_after_utc,
+    return certificate_state(state="valid", reason=None, revoked_at=None, not_after=built.end(),
                              account=account_id, der=der)
 
 
@@ -694,8 +840,8 @@ def _plan_renewals(store: Store, items: Sequence[RenewalItem], *, validity: Vali
         plans.append(_RenewalPlan(item, old, account.id, request, chosen, not_after, ca, cost, paid_until, charge,
                                   term))
     require_balances(costs, lambda account_id: store.accounts.get(account_id, ledger=False).balance)
-    issuance_checks.before_signing(store, [(p.account_id, p.item.csr.name, p.request) for p in plans
-                                           if p.term is not None], now=now, operator=operator)
+    _before_signing(store, [(p.account_id, p.item.csr.name, p.request) for p in plans if p.term is not None],
+                    now=now, operator=operator)
     return plans
 
 

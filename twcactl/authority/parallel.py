@@ -10,11 +10,19 @@ How the work reaches the workers: the pool is forked (``multiprocessing`` fork c
 worker needs is in memory: the requests, the account's policy, the settings, the blocked keys, and for the
 signing pool the unlocked CA key.  A task is only an index; a worker sends back a certificate's DER (or a
 checked CSR's DER, or the error that refused it).  The CA key is never pickled, sent or written anywhere.
-Workers never touch the store's connection (the parent holds no transaction while they run) and end with
-``os._exit``, as multiprocessing's workers do, so they close nothing of the parent's.  A worker ignores
-SIGINT (the parent handles Ctrl-C and ends the pool) and dies with its parent (``PR_SET_PDEATHSIG``):
-a parent killed mid-batch leaves no worker behind and nothing recorded, since the batch's transaction
-starts after its pools have ended.  A worker that dies fails the batch (exit 70), never hangs it.
+Workers never touch the store's connection (no transaction of the parent is open when they are forked) and
+end with ``os._exit``, as multiprocessing's workers do, so they close nothing of the parent's.  A worker
+ignores SIGINT (the parent handles Ctrl-C and ends the pool) and dies with its parent
+(``PR_SET_PDEATHSIG``): a parent killed mid-batch leaves no worker behind and nothing recorded, since the
+batch's one transaction commits only after every result came back.  A worker that dies fails the batch
+(exit 70), never hangs it.  The collector's objects are frozen (``gc.freeze``) while a pool runs: a worker's
+collections would otherwise touch, and so copy, every page the fork shares.
+
+Two ways of using the pools: :func:`checked_and_signed` checks and signs each request in one task while
+this process records the results as they come back, inside a transaction opened once the workers exist
+(``cert issue DIR`` when nothing between checking and signing reads the store); :func:`checked` then
+:func:`signed` run two pools with the store read between them (public-trust checks, a balance that may not
+pay for every request), and the transaction starts after both ended.
 
 In one process, exactly as before: ``jobs`` 1, a batch smaller than :data:`MIN_PER_WORKER` requests per
 worker, or a CA key on a PKCS#11 token (a token session must not cross a fork; PKCS#11 v2.40 §6.7.7).
@@ -25,10 +33,11 @@ differ between workers.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 import pickle
 import signal
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from typing import Any, TypeVar, cast
 
 from cryptography import x509
@@ -42,7 +51,8 @@ from cryptography.hazmat.primitives.serialization import (
 from twcactl.errors import InternalError, TwcaError
 from twcactl.store.records import BlockedKey
 
-__all__ = ["MIN_PER_WORKER", "checked", "default_jobs", "in_one_process", "new_keys", "ordered", "signed"]
+__all__ = ["MIN_PER_WORKER", "Signed", "checked", "checked_and_signed", "default_jobs", "in_one_process", "new_keys",
+           "ordered", "signed", "workers_for"]
 
 #: The fewest requests per worker for which a pool is worth its start: forking the workers, their pipes
 #: and ending them cost 15-100 ms (quiet or loaded machine), what 30-150 certificates' signing does.  A
@@ -83,6 +93,11 @@ def _workers(jobs: int, count: int, per_worker: int = MIN_PER_WORKER) -> int:
     return min(jobs, count // per_worker)
 
 
+def workers_for(jobs: int, count: int) -> int:
+    """How many worker processes a batch of ``count`` requests gets with ``jobs`` (below 2: none)."""
+    return _workers(jobs, count)
+
+
 def _start(parent: int) -> None:
     """Worker initializer: leave Ctrl-C to the parent, and die with it (Linux ``PR_SET_PDEATHSIG``), so a
     parent killed mid-batch leaves no worker behind."""
@@ -105,7 +120,7 @@ def _run(index: int) -> Any:
 
 
 def ordered(work: Callable[[Any, int], _R], context: Any, count: int, *, jobs: int,
-            per_worker: int = MIN_PER_WORKER) -> Iterator[_R]:
+            per_worker: int = MIN_PER_WORKER) -> Generator[_R, None, None]:
     """``work(context, i)`` for ``i`` in ``range(count)``, yielded in that order, computed by a pool of
     forked workers (see the module docstring) or, with fewer than two workers' worth of requests, here.
 
@@ -128,6 +143,7 @@ def ordered(work: Callable[[Any, int], _R], context: Any, count: int, *, jobs: i
     from concurrent.futures.process import BrokenProcessPool
 
     _TASK = (work, context)  # the workers are forked with it (all of them at the first map, fork context)
+    gc.freeze()  # the inherited objects out of the collector's reach: its passes would copy their pages
     try:
         pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=_start,
                                    initargs=(os.getpid(),))
@@ -142,6 +158,7 @@ def ordered(work: Callable[[Any, int], _R], context: Any, count: int, *, jobs: i
             pool.shutdown(wait=True, cancel_futures=True)
     finally:
         _TASK = None
+        gc.unfreeze()
 
 
 def _portable(error: TwcaError) -> TwcaError:
@@ -263,6 +280,71 @@ def signed(build: Callable[..., Any], signer: Any, calls: Sequence[dict[str, Any
         return
     for built in ordered(_sign_one, _SignJob(build, signer, calls), len(calls), jobs=jobs):
         yield dataclasses.replace(built, cert=x509.load_der_x509_certificate(cast(bytes, built.der)))
+
+
+# ----- checking and signing in one pass (cert issue DIR) -----
+
+@dataclasses.dataclass(frozen=True)
+class Signed:
+    """One request's outcome from :func:`checked_and_signed`: exactly one of ``built`` (lifecycle's
+    ``_Built``, everything its record, log entry and file need computed in the worker), ``refused`` (the
+    check refused the request) or ``failed`` (building or signing it raised)."""
+
+    built: Any = None
+    refused: TwcaError | None = None
+    failed: TwcaError | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class _PassJob:
+    check: Callable[..., x509.CertificateSigningRequest]
+    build: Callable[..., Any]
+    finish: Callable[[Any], Any]
+    store: Any
+    signer: Any
+    requests: Sequence[Any]
+    profiles: Sequence[str]
+    policy: Any
+    calls: Sequence[dict[str, Any]]
+
+
+def _pass_one(job: _PassJob, index: int) -> Signed:
+    try:
+        csr = job.check(job.requests[index], job.policy, job.profiles[index], store=job.store)
+    except TwcaError as exc:
+        return Signed(refused=_portable(exc))
+    try:
+        return Signed(built=job.finish(job.build(job.signer, csr=csr, **job.calls[index])))
+    except TwcaError as exc:
+        return Signed(failed=_portable(exc))
+
+
+def checked_and_signed(check: Callable[..., x509.CertificateSigningRequest], build: Callable[..., Any],
+                       finish: Callable[[Any], Any], store: Any, signer: Any, requests: Sequence[Any], policy: Any,
+                       profiles: Sequence[str], calls: Sequence[dict[str, Any]], *, jobs: int
+                       ) -> Generator[Signed, None, None]:
+    """Per request, in order: ``check(request, policy, profile, store=snapshot)``, then
+    ``finish(build(signer, csr=checked, **call))``, as one task of one pool (:func:`ordered`), so a batch
+    forks once and this process gets back finished results while the workers go on.
+
+    For a batch whose every request can be signed once checked (no check that reads the store between
+    the two, enough balance for all, a key in memory: the caller decides); ``finish`` turns the built
+    certificate into what travels back (lifecycle: the DER, PEM, serial, key fingerprint and dates, no
+    cryptography object).  The first result is asked for before this returns, so the workers exist
+    (forked without any transaction of this process open) once it has: the caller may then open one.
+    """
+    job = _PassJob(check, build, finish, CheckSnapshot(store), signer, requests, profiles, policy, calls)
+    results = ordered(_pass_one, job, len(requests), jobs=jobs)
+    first = next(results, None)
+
+    def rest() -> Generator[Signed, None, None]:
+        try:
+            if first is not None:
+                yield first
+            yield from results
+        finally:
+            results.close()
+    return rest()
 
 
 # ----- new keys (cert renew-due --new-key) -----
