@@ -8,6 +8,9 @@ or through :func:`figures` (``bench/run.py`` wires it in).  Three rows, each a r
 
 * ``pg.issue_one``: seconds of one ``twcactl cert issue`` process (start-up included) on PostgreSQL over
   the same on SQLite, the two alternating round by round (medians); target at most 1.3x;
+* ``pg.issue_one.resident``: the same with ``twcactl resident start`` running for each home (issue 29: the
+  resident imports the PostgreSQL driver once, so a forwarded command pays only its connection and round
+  trips); target at most 1.3x;
 * ``pg.batch``: certificates per second of one ``cert issue DIR`` on PostgreSQL over SQLite; at least 0.5x;
 * ``pg.nodes4``: certificates per second of four nodes (four processes, four homes, one database)
   issuing at once over one node alone; at least 2x.  Each node process imports everything and connects
@@ -102,6 +105,24 @@ def issue_one(homes: dict[str, Path], csrs: Sequence[Path], rounds: int) -> Figu
                   cpu=median([s.cpu_seconds for s in samples["postgresql"]]),
                   peer_cpu=median([s.cpu_seconds for s in samples["sqlite"]]),
                   note="start-up included; PostgreSQL over a Unix socket, fsync on")
+
+
+def issue_one_resident(homes: dict[str, Path], csrs: Sequence[Path], rounds: int) -> Figure:
+    """``pg.issue_one.resident``: :func:`issue_one` with a resident process running for each home (stopped
+    at the end, also when a command fails)."""
+    started: list[Path] = []
+    try:
+        for home in homes.values():
+            run_timed(_argv(home, "resident", "start", "--idle-timeout", "600"), env=_env(), cwd=REPO)
+            started.append(home)
+        figure = issue_one(homes, csrs, rounds)
+    finally:
+        for home in started:
+            subprocess.run(_argv(home, "resident", "stop"), env=_env(), cwd=REPO, capture_output=True, check=False)
+    return Figure("pg.issue_one.resident", "one cert issue per process on PostgreSQL, resident running (vs SQLite)",
+                  "s", figure.value, "the same on SQLite, resident running", figure.peer_value, Target("ratio_max", 1.3),
+                  samples=figure.samples, peer_samples=figure.peer_samples, cpu=figure.cpu, peer_cpu=figure.peer_cpu,
+                  note="twcactl resident start for each home; the thin client's start-up included")
 
 
 def batch(homes: dict[str, Path], work: Path, size: int, rounds: int) -> Figure:
@@ -261,7 +282,8 @@ def nodes4(url: str, first: Path, work: Path, per_node: int, rounds: int, data_d
 
 
 def figures(quick: bool, work: Path) -> tuple[list[Figure], dict[str, Any]]:
-    """Issue 14's PostgreSQL rows: ``pg.issue_one``, ``pg.batch`` and ``pg.nodes4``, with their context.
+    """Issue 14's PostgreSQL rows: ``pg.issue_one``, ``pg.issue_one.resident`` (issue 29), ``pg.batch`` and
+    ``pg.nodes4``, with their context.
 
     Starts its own durable PostgreSQL 15 (fsync on) as the ``postgres`` user, in ``work`` when that user
     can reach it (else in /tmp), and stops it at the end.  ``quick``: few rounds, small batches (about
@@ -283,14 +305,17 @@ def figures(quick: bool, work: Path) -> tuple[list[Figure], dict[str, Any]]:
         homes = {"sqlite": _home(work / "sqlite-home", None),
                  "postgresql": _home(work / "pg-home", server.new_database())}
         singles = _csrs(work / "single", single_rounds + 1, "s")
-        rows = [issue_one(homes, singles, single_rounds), batch(homes, work, batch_size, batch_rounds)]
+        resident_singles = _csrs(work / "single-resident", single_rounds + 1, "r")
+        rows = [issue_one(homes, singles, single_rounds), issue_one_resident(homes, resident_singles, single_rounds),
+                batch(homes, work, batch_size, batch_rounds)]
         url = server.new_database()
         node_figure, context = nodes4(url, _home(work / "node0", url), work, per_node, node_rounds,
                                       server.directory / "data")
         rows.append(node_figure)
         context.update({"pg_server_dir": str(server.directory), "pg_durable": server.durable,
                         "load_average": os.getloadavg()[0], "cpus": os.cpu_count(),
-                        "pg_issue_one_paired_ratio": rows[0].paired_ratio})
+                        "pg_issue_one_paired_ratio": rows[0].paired_ratio,
+                        "pg_issue_one_resident_paired_ratio": rows[1].paired_ratio})
     finally:
         server.stop()
     return rows, context

@@ -23,7 +23,7 @@ EXPECTED_KEYS = {
     "crl.revoke", "crl.full",
     "list.cn_prefix", "list.status_expiring", "list.expiring_within",
     # issue 18's rows for the other issues' engines, keys and server
-    "pg.issue_one", "pg.batch", "pg.nodes4",
+    "pg.issue_one", "pg.issue_one.resident", "pg.batch", "pg.nodes4",
     "hsm.sign", "hsm.issue_one",
     "serve.ocsp_rate", "serve.acme_rate", "serve.finalize_ms",
     # issue 29: a bash loop of cert issue with and without the resident process, against easy-rsa's

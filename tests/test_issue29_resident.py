@@ -15,6 +15,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -189,3 +190,28 @@ def test_another_user_is_never_served(served: CaHome) -> None:
     assert proc.returncode == 0, proc.stderr  # it connected (the modes let it) ...
     assert json.loads(proc.stdout)["answer"] == ""  # ... and was sent nothing: no worker started
     assert commands_served(served.path) == 0
+
+
+def test_a_node_on_postgresql_gets_its_driver_warm(pg_server: Any, tmp_path: Path, openssl_request: Path) -> None:
+    """A home whose records are on PostgreSQL: the resident imports psycopg before the first command (about
+    100 ms of every command's start-up otherwise), and the forwarded command's records land in the database."""
+    from twcactl.cli import resident
+
+    home = make_ca(tmp_path / "pg", "--store", pg_server.new_database(), passphrase=None)
+    assert home.run("account", "add", ACCOUNT, "--org", "TWCA", "--domain", "twca.com.tw", "--quota", "5").code == 0
+    assert resident._store_modules(home.path) == resident.PG_WARM_MODULES
+    assert resident._store_modules(make_ca(tmp_path / "lite", passphrase=None).path) == ()
+    started = twcactl(home.path, "resident", "start", "--idle-timeout", "60", "--json")
+    assert started.returncode == 0, started.stderr
+    try:
+        pid = json.loads(started.stdout)["pid"]
+        maps = Path(f"/proc/{pid}/maps").read_text()
+        assert any("psycopg" in line.split()[-1] for line in maps.splitlines() if len(line.split()) > 5)
+        issued = twcactl(home.path, "cert", "issue", str(openssl_request), "--account", ACCOUNT, "--json")
+        assert issued.returncode == 0, issued.stderr
+        assert commands_served(home.path) == 1
+        serial = json.loads(issued.stdout)["certificates"][0]["serial"]
+        shown = twcactl(home.path, "cert", "show", serial, "--json", resident=False)
+        assert shown.returncode == 0 and json.loads(shown.stdout)["certificate"]["serial"] == serial
+    finally:
+        twcactl(home.path, "resident", "stop")

@@ -3,8 +3,11 @@ connections as exit 75, and copies between engines (issue 14)."""
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +15,7 @@ import pytest
 
 from tests.conftest import ACCOUNT, make_ca, openssl_csr
 from twcactl.authority.audit import verify_log
-from twcactl.errors import BusyError, StateError
+from twcactl.errors import BusyError, QuotaError, StateError
 from twcactl.store import Store
 from twcactl.store.postgres import PgDialect, PostgresEngine, pg_ddl, pg_sql, redact
 from twcactl.store.transfer import copy_records
@@ -46,6 +49,13 @@ def test_repositories_on_postgresql(pg_server: Any, tmp_path: Path) -> None:
     account = store.accounts.get(ACCOUNT)
     assert (account.balance, account.domains, account.org_aliases) == (5, ("twca.com.tw", "mis.twca.com.tw"),
                                                                        ("TWCA Inc",))
+    with store.transaction():  # the lists keep their insertion order (one read of both, issue 29)
+        store.accounts.update(ACCOUNT, add_domains=["a.twca.com.tw"], add_aliases=["A TWCA"])
+    assert store.accounts.get(ACCOUNT).domains == ("twca.com.tw", "mis.twca.com.tw", "a.twca.com.tw")
+    assert store.accounts.get(ACCOUNT).org_aliases == ("TWCA Inc", "A TWCA")
+    with pytest.raises(QuotaError), store.transaction():  # the backstop after UPDATE ... RETURNING rolls back
+        store.accounts.change_balance_many(ACCOUNT, [(-5, "aa"), (-1, "bb")], action="issue", operator="alice")
+    assert store.accounts.get(ACCOUNT).balance == 5
     assert [(t.balance, t.total) for t in store.accounts.ledger_totals()] == [(5, 5)]
     assert isinstance(store.accounts.ledger_totals()[0].total, int)
     assert store.operators.role("alice") == "manager"
@@ -127,3 +137,67 @@ def test_sqlite_home_copies_to_postgresql_and_back(pg_server: Any, tmp_path: Pat
     copy = tmp_path / "copy.db"
     assert target.engine.backup_to(copy) == 1
     source.close()
+
+
+def test_a_connection_made_early_is_the_one_the_command_takes(pg_server: Any) -> None:
+    """Issue 29: a forwarded command's connection is started while it parses; ``connect`` takes it for the
+    same URL without a password, never for another URL or with a password, and an untaken one is closed."""
+    from twcactl.store import postgres
+
+    url = pg_server.new_database()
+    postgres.connect_early(url)
+    early = postgres._EARLY[0]
+    engine = PostgresEngine.connect(url)
+    try:
+        assert engine._conn is early.conn and early.taken
+    finally:
+        engine.close()
+    postgres.connect_early(url)
+    early = postgres._EARLY[0]
+    other = PostgresEngine.connect(pg_server.new_database())
+    try:
+        assert other._conn is not early.conn and not early.taken
+    finally:
+        other.close()
+    postgres.close_early()
+    assert early.conn.closed and postgres._EARLY == []
+
+
+def test_an_early_connection_that_hangs_is_busy_after_the_lock_timeout() -> None:
+    """A server that accepts the TCP connection and never answers: the command waits its lock timeout for
+    the early attempt, then exits 75 (BusyError), as its own attempt would have."""
+    from twcactl.store import postgres
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"postgresql://nobody@127.0.0.1:{silent.getsockname()[1]}/none"
+        postgres.connect_early(url)
+        started = time.monotonic()
+        with pytest.raises(BusyError):
+            PostgresEngine.connect(url, lock_timeout=1)
+        assert time.monotonic() - started < 5
+    postgres._EARLY.clear()  # the thread gives up on its own (connect_timeout); nothing to close
+
+
+def test_an_early_connection_that_failed_leaves_the_error_to_the_command() -> None:
+    from twcactl.errors import TwcaError
+    from twcactl.store import postgres
+
+    with _closed_port() as port:
+        url = f"postgresql://nobody@127.0.0.1:{port}/none"
+        postgres.connect_early(url)
+        assert postgres._EARLY[0].done.wait(10) and postgres._EARLY[0].error is not None
+        with pytest.raises(TwcaError) as raised:
+            PostgresEngine.connect(url, lock_timeout=2)
+    assert raised.value.exit_code == 75 and "cannot connect" in raised.value.message
+    postgres.close_early()
+
+
+@contextlib.contextmanager
+def _closed_port() -> Iterator[int]:
+    """A TCP port on loopback where nothing listens (bound, then closed)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    yield port

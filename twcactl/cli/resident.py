@@ -42,10 +42,14 @@ WARM_MODULES = (
     "twcactl.cli.cert_cmd", "twcactl.cli.csr_cmd", "twcactl.cli.account_cmd", "twcactl.cli.ca_cmd",
     "twcactl.cli.chain_cmd", "twcactl.cli.pfx_cmd", "twcactl.cli.log_cmd", "twcactl.cli.crl_cmd",
     "twcactl.cli.output", "twcactl.authority.lifecycle", "twcactl.authority.accounts",
-    "twcactl.authority.responder", "twcactl.store", "twcactl.store.certificates", "twcactl.issue",
+    "twcactl.authority.responder", "twcactl.authority.issuance_checks", "twcactl.store", "twcactl.store.certificates",
+    "twcactl.issue",
     "twcactl.csr", "twcactl.pfx", "twcactl.pkix.chain", "twcactl.pkix.crl", "rich.console", "rich.table",
     "sqlite3", "tempfile", "shutil",
 )
+#: Imported too when the home's records are on PostgreSQL: the driver alone is about 100 ms of a command's
+#: start-up (``python -X importtime``), most of what a node on PostgreSQL pays over one on SQLite.
+PG_WARM_MODULES = ("psycopg", "twcactl.store.postgres", "twcactl.store.pg_connect")
 #: Variables whose difference means the worker would not run the same program (an LD_PRELOAD'ed
 #: faketime or sanitizer changes what the process sees).
 _SAME_PROCESS_VARS = ("LD_PRELOAD", "LD_LIBRARY_PATH")
@@ -149,7 +153,7 @@ def _standard_streams() -> None:
         setattr(sys, name, stream)
 
 
-def _worker(conn: socket.socket, req: dict[str, Any], fds: list[int]) -> int:
+def _worker(conn: socket.socket, req: dict[str, Any], fds: list[int], home: Path) -> int:
     """Become the command: descriptors, directory, environment, umask; run it; its exit status."""
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD, signal.SIGPIPE):
         signal.signal(signum, signal.SIG_DFL if signum != signal.SIGINT else signal.default_int_handler)
@@ -163,6 +167,11 @@ def _worker(conn: socket.socket, req: dict[str, Any], fds: list[int]) -> int:
     time.tzset()
     sys.argv = ["twcactl", *map(str, req["argv"])]
     _reply(conn, {"pid": os.getpid()})
+    early = _store_url_to_connect(home, [str(a) for a in req["argv"]])
+    if early is not None:
+        from twcactl.store.postgres import connect_early
+
+        connect_early(early)
     from twcactl.cli import run
 
     try:
@@ -172,6 +181,10 @@ def _worker(conn: socket.socket, req: dict[str, Any], fds: list[int]) -> int:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except BaseException:  # noqa: B036 - a worker must always report a status
         code = 70
+    if early is not None:
+        from twcactl.store.postgres import close_early
+
+        close_early()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
@@ -204,13 +217,56 @@ def _handle(conn: socket.socket, info: ResidentInfo, listener: socket.socket) ->
             high = fcntl.fcntl(conn.fileno(), fcntl.F_DUPFD_CLOEXEC, _HIGH_FD)
             conn.detach()
             conn = socket.socket(fileno=high)
-            code = _worker(conn, req, fds)
+            code = _worker(conn, req, fds, Path(info.home))
             _reply(conn, {"exit": code})
         finally:
             os._exit(code)
     for fd in fds:
         os.close(fd)
     return None
+
+
+def _store_modules(home: Path) -> tuple[str, ...]:
+    """:data:`PG_WARM_MODULES` when ``home``'s config.toml names a PostgreSQL store and psycopg is installed,
+    else nothing (a home whose config cannot be read is left for the commands to report)."""
+    from importlib.util import find_spec
+
+    from twcactl.errors import TwcaError
+    from twcactl.store import store_url
+
+    try:
+        shared = bool(store_url(home))
+    except (TwcaError, OSError):
+        return ()
+    return PG_WARM_MODULES if shared and find_spec("psycopg") is not None else ()
+
+
+#: Command groups that open the home's store: a node on PostgreSQL starts their connection early.
+_STORE_GROUPS = frozenset({"account", "acme", "ca", "card", "cert", "crl", "domain", "log", "notify", "ocsp",
+                           "operator"})
+_OTHER_GROUPS = frozenset({"chain", "csr", "doctor", "pfx", "resident", "serve", "store", "subscriber", "trust"})
+
+
+def _store_url_to_connect(home: Path, argv: list[str]) -> str | None:
+    """The PostgreSQL URL a forwarded command will connect to, when it can be known before it runs (issue 29,
+    :func:`twcactl.store.postgres.connect_early`): a command of a group that opens the store, no store
+    password (``--store-password`` or ``$TWCACTL_STORE_PASSWORD_SOURCE``: the command reads its SOURCE
+    itself), no remote server (``--server`` / ``$TWCACTL_SERVER``), and ``home``'s config.toml naming one."""
+    if ("--store-password" in argv or "--server" in argv or os.environ.get("TWCACTL_STORE_PASSWORD_SOURCE")
+            or os.environ.get("TWCACTL_SERVER")):
+        return None
+    group = next((a for a in argv if a in _STORE_GROUPS or a in _OTHER_GROUPS), None)
+    if group not in _STORE_GROUPS:
+        return None
+    if PG_WARM_MODULES[0] not in sys.modules:  # a home on SQLite (the resident imported no driver)
+        return None
+    from twcactl.errors import TwcaError
+    from twcactl.store import store_url
+
+    try:
+        return store_url(home) or None
+    except (TwcaError, OSError):
+        return None
 
 
 def _reap() -> None:
@@ -232,7 +288,7 @@ def serve_forever(home: Path, *, idle_timeout: float, ready: Any = None) -> None
     _private_dir(path.parent)
     if status(home) is not None:
         raise StateError(f"a resident process already serves {home}.")
-    for module in WARM_MODULES:
+    for module in (*WARM_MODULES, *_store_modules(home)):
         importlib.import_module(module)
     with contextlib.suppress(FileNotFoundError):
         path.unlink()

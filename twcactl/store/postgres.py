@@ -208,6 +208,77 @@ class PgExecutor:
                 cur.executemany(pg_sql(sql), params)
 
 
+class _Early:
+    """A connection being made ahead of need, in a thread (:func:`connect_early`)."""
+
+    def __init__(self, url: str) -> None:
+        import threading
+
+        self.url = url
+        self.conn: Any = None
+        self.error: BaseException | None = None
+        self.taken = False
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="twcactl-pg-connect", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.conn = _psycopg().connect(self.url, autocommit=True, connect_timeout=EARLY_CONNECT_TIMEOUT)
+        except BaseException as exc:  # noqa: BLE001 - the command's own connection reports any failure
+            self.error = exc
+        finally:
+            self.done.set()
+
+
+#: Seconds a connection made ahead of need may take (:func:`connect_early`); the command's own
+#: ``connect`` never waits for it longer than its lock timeout.
+EARLY_CONNECT_TIMEOUT = 30
+_EARLY: list[_Early] = []
+
+
+def connect_early(url: str) -> None:
+    """Start connecting to ``url`` in a thread, for a command about to open a node's store (issue 29: a
+    forwarded command of the resident process, ``twcactl.cli.resident``).  The libpq handshake and the
+    server's start of a backend (a few ms of waiting) then overlap the command's own parsing;
+    :meth:`PostgresEngine.connect` takes the connection when it asks for the same URL without a password
+    (libpq's environment, PGPASSFILE or the URL decide the login, as they would for it).  Any failure is
+    left for that ``connect`` to meet and report itself; an untaken connection is closed by
+    :func:`close_early`.
+    """
+    close_early()
+    _EARLY.append(_Early(url))
+
+
+def close_early() -> None:
+    """Close a connection made ahead of need that no command took (sends the server its goodbye)."""
+    while _EARLY:
+        early = _EARLY.pop()
+        if not early.taken and early.done.wait(1.0) and early.conn is not None:
+            with contextlib.suppress(Exception):
+                early.conn.close()
+
+
+def _take_early(url: str, password: str | None, lock_timeout: float) -> Any:
+    """The connection :func:`connect_early` made for ``url``, or None (none started, another URL, a password
+    given, or it failed: the caller connects itself and reports what fails).
+
+    Raises:
+        BusyError: it is still connecting after ``lock_timeout`` seconds: the server does not answer
+            (exit 75), as the caller's own attempt would have found.
+    """
+    early = next((e for e in _EARLY if e.url == url and not e.taken), None)
+    if early is None or password is not None:
+        return None
+    if not early.done.wait(max(1.0, lock_timeout)):
+        raise BusyError(f"cannot connect to the CA database {redact(url)}.",
+                        hint="check that the server runs and is reachable; retry when it is")
+    early.taken = True
+    if early.conn is None or early.conn.closed:
+        return None
+    return early.conn
+
+
 @contextlib.contextmanager
 def _wrap_errors() -> Iterator[None]:
     """psycopg's errors as the store's: constraints, lock timeouts and lost connections."""
@@ -262,7 +333,7 @@ class PostgresEngine:
         from twcactl.store.pg_connect import connect_failure, syntax_failure
 
         try:
-            conn = psycopg.connect(url, **kwargs)
+            conn = _take_early(url, password, lock_timeout) or psycopg.connect(url, **kwargs)
         except psycopg.OperationalError as exc:  # issue 28: only what a retry can cure is 75
             raise connect_failure(redact(url), str(exc)) from exc
         except psycopg.ProgrammingError as exc:
