@@ -592,6 +592,7 @@ def _issue_one_pass(store: Store, requests: Sequence[CsrInput], signer: _Signer,
     """
     not_before = utcnow()
     paid_until = validity.end(not_before)
+    check_within_issuer(paid_until, signer.cert)  # checked before the unlock too; this is the date signed
     urls = _urls(store, signer.ca.name)
     profiles = [item.profile or profile for item in requests]
     calls = [dict(profile=p, account_id=account_id, account=policy, not_before=not_before, not_after=paid_until,
