@@ -443,7 +443,8 @@ def issue_certificates(
     request is raised and nothing is issued.  With it, refused requests are
     reported in ``failed`` and the rest are issued.  The whole batch is one
     transaction (durable when this returns).  ``progress(stage, done, total)``, when given, is called as
-    requests are checked (``"checking"``) and certificates signed (``"signing"``): the CLI's progress bar.
+    requests are checked (``"checking"``) and certificates signed (``"signing"``), or, for a batch checked
+    and signed in one pass, as each comes back (``"issuing"``): the CLI's progress bar.
     ``jobs`` worker processes check and sign the requests (issue 29, :mod:`twcactl.authority.parallel`);
     this process alone records, in request order, with the same outcome as ``jobs=1``.
 
