@@ -5,15 +5,11 @@ Everything through the CLI on real homes; files checked with OpenSSL, messages p
 
 from __future__ import annotations
 
-import email
-import email.policy
 import io
 import json
-import socket
 import stat
 import zipfile
 from collections.abc import Iterator
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +20,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from tests.conftest import ACCOUNT, CaHome, db_rows, make_ca, require, sh
+from tests.mail_support import MailKeeper, smtp_server
+from tests.serve_support import free_port
 
 SUBJ = "/C=TW/ST=Taiwan/L=Taipei/O=TWCA/CN={cn}"
 CONTACT = "ops@twca.com.tw"
@@ -201,40 +199,11 @@ def test_dry_run_changes_nothing(home: CaHome, tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------------- notices
 
 
-class _Keep:
-    """An aiosmtpd handler keeping every message it receives."""
-
-    def __init__(self) -> None:
-        self.messages: list[EmailMessage] = []
-        self.recipients: list[list[str]] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 (aiosmtpd's name)
-        parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        assert isinstance(parsed, EmailMessage)
-        self.messages.append(parsed)
-        self.recipients.append(list(envelope.rcpt_tos))
-        return "250 OK"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
-def smtp() -> Iterator[tuple[_Keep, int]]:
+def smtp() -> Iterator[tuple[MailKeeper, int]]:
     """A real SMTP server (aiosmtpd) on 127.0.0.1 keeping what it receives."""
-    from aiosmtpd.controller import Controller
-
-    handler = _Keep()
-    port = _free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield handler, port
-    finally:
-        controller.stop()
+    with smtp_server() as running:
+        yield running
 
 
 def _configure_mail(home: CaHome, port: int, host: str = "127.0.0.1") -> None:
@@ -243,7 +212,7 @@ def _configure_mail(home: CaHome, port: int, host: str = "127.0.0.1") -> None:
         assert home.run("ca", "config", key, value).code == 0
 
 
-def test_issue_notify_mails_the_bundle(home: CaHome, tmp_path: Path, smtp: tuple[_Keep, int]) -> None:
+def test_issue_notify_mails_the_bundle(home: CaHome, tmp_path: Path, smtp: tuple[MailKeeper, int]) -> None:
     handler, port = smtp
     _configure_mail(home, port)
     doc = _ok(home.run("--json", "cert", "issue", _csr(tmp_path, "www.twca.com.tw"), "--account", ACCOUNT,
@@ -262,7 +231,7 @@ def test_issue_notify_mails_the_bundle(home: CaHome, tmp_path: Path, smtp: tuple
 
 
 def test_issue_notify_failure_after_commit_is_reported_not_fatal(home: CaHome, tmp_path: Path) -> None:
-    _configure_mail(home, _free_port())  # nobody listens there
+    _configure_mail(home, free_port())  # nobody listens there
     result = home.run("--json", "cert", "issue", _csr(tmp_path, "www.twca.com.tw"), "--account", ACCOUNT,
                       "--contact", CONTACT, "--notify")
     doc = _ok(result)  # exit 0: the certificate is issued and charged
@@ -291,7 +260,7 @@ def test_notify_requires_contact_and_safe_settings(home: CaHome, tmp_path: Path)
 
 
 def test_notify_due_sends_once_per_certificate_and_window(store_engine: str, tmp_path: Path,
-                                                          smtp: tuple[_Keep, int]) -> None:
+                                                          smtp: tuple[MailKeeper, int]) -> None:
     """On both store engines: the v5 ``notices`` table keeps a nightly run from repeating."""
     handler, port = smtp
     home = make_ca(tmp_path / "ca", passphrase=None)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import socket
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import ACCOUNT, CaHome, db_rows, make_ca, require, sh
+from tests.serve_support import free_port
 from tests.test_issue14_scale import add_node, pg_home
 
 CONTACT = "ops@twca.com.tw"
@@ -49,18 +49,12 @@ class Relay:
         return AuthResult(success=True)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.contextmanager
 def relay(port: int | None = None) -> Iterator[Relay]:
     """Start a :class:`Relay` (on ``port`` or a free one) for the block."""
     from aiosmtpd.controller import Controller
 
-    handler = Relay(port or _free_port())
+    handler = Relay(port or free_port())
     controller = Controller(handler, hostname="127.0.0.1", port=handler.port, authenticator=handler.authenticate,
                             auth_require_tls=False)
     controller.start()
@@ -158,7 +152,7 @@ def test_exec_hook_gets_no_variable_a_source_named(tmp_path: Path) -> None:
 def test_a_failed_notice_is_delivered_by_the_next_notify_due_exactly_once(tmp_path: Path) -> None:
     home = make_ca(tmp_path / "ca", passphrase=None)
     assert home.run("account", "add", ACCOUNT, "--org", "TWCA", "--domain", "twca.com.tw", "--quota", "10").code == 0
-    port = _free_port()
+    port = free_port()
     _configure(home, port)  # the relay is down: nobody listens on the port yet
     issued = _ok(home.run("--json", "cert", "issue", _csr(tmp_path, "www.twca.com.tw"), "--account", ACCOUNT,
                           "--contact", f"Ops Team <{CONTACT}>", "--notify"))

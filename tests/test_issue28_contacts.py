@@ -4,11 +4,7 @@ certificate's e-mail SAN as its default contact, ``cert set-contact`` (logged), 
 
 from __future__ import annotations
 
-import email
-import email.policy
-import socket
 from collections.abc import Iterator
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -16,39 +12,18 @@ import pytest
 
 from tests.card_support import PIN, SoftHsm
 from tests.conftest import ACCOUNT, CaHome, make_ca, require, sh
+from tests.mail_support import MailKeeper, smtp_server
 
 HOLDER_MAIL = "yiru@twca.com.tw"
 CARD_MAIL = "card.holder@twca.com.tw"
 OPS = "ops@twca.com.tw"
 
 
-class _Keep:
-    """An aiosmtpd handler keeping every message it receives."""
-
-    def __init__(self) -> None:
-        self.messages: list[EmailMessage] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 (aiosmtpd's name)
-        parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        assert isinstance(parsed, EmailMessage)
-        self.messages.append(parsed)
-        return "250 OK"
-
-
 @pytest.fixture
-def smtp() -> Iterator[tuple[_Keep, int]]:
-    from aiosmtpd.controller import Controller
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    handler = _Keep()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield handler, port
-    finally:
-        controller.stop()
+def smtp() -> Iterator[tuple[MailKeeper, int]]:
+    """A real SMTP server (aiosmtpd) on 127.0.0.1 keeping what it receives."""
+    with smtp_server() as running:
+        yield running
 
 
 def _ok(result: Any) -> Any:
@@ -81,7 +56,7 @@ def _server_csr(directory: Path, cn: str) -> Path:
 
 
 def test_card_and_personal_certificates_get_their_reminders(tmp_path: Path, hsm: SoftHsm,
-                                                            smtp: tuple[_Keep, int]) -> None:
+                                                            smtp: tuple[MailKeeper, int]) -> None:
     handler, port = smtp
     home: CaHome = make_ca(tmp_path / "ca", passphrase=None)
     assert home.run("account", "add", ACCOUNT, "--org", "TWCA", "--domain", "twca.com.tw", "--quota", "20").code == 0
@@ -134,7 +109,7 @@ def test_card_and_personal_certificates_get_their_reminders(tmp_path: Path, hsm:
 
 
 def test_issue_notice_of_a_personal_certificate_goes_to_its_email_san(tmp_path: Path,
-                                                                     smtp: tuple[_Keep, int]) -> None:
+                                                                     smtp: tuple[MailKeeper, int]) -> None:
     import io
     import zipfile
 
