@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import http.server
 import json
 import multiprocessing
 import os
@@ -66,7 +65,7 @@ for _p in (str(BENCH), str(REPO)):
 
 from harness import BenchError, Figure, Target, median  # noqa: E402
 
-from tests.serve_support import free_port  # noqa: E402 - the tests' port rule (below the ephemeral range)
+from tests.serve_support import TokenServer, free_port  # noqa: E402 - the tests' port rule (below the ephemeral range)
 
 ACCOUNT = "70759028-01"
 DOMAIN = "twca.com.tw"
@@ -763,29 +762,17 @@ def bench_finalize(home: Path, sizes: Sizes) -> tuple[Figure, dict[str, Any]]:
 
 # ---------------------------------------------------------------- ACME end to end, 8 clients
 
-class _TokenDir(http.server.ThreadingHTTPServer):
+class _TokenDir(TokenServer):
     """The http-01 responder: ``/.well-known/acme-challenge/TOKEN`` answers the file TOKEN of a directory the
     client processes write into."""
 
-    daemon_threads = True
-
     def __init__(self, port: int, directory: Path) -> None:
         self.directory = directory
+        super().__init__(port)
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - the http.server API
-                token = self.path.rsplit("/", 1)[-1]
-                path = directory / token
-                body = path.read_bytes() if token.isascii() and "." not in token and path.is_file() else b""
-                self.send_response(200 if body else 404)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        super().__init__(("127.0.0.1", port), Handler)
+    def body_for(self, token: str) -> bytes:
+        path = self.directory / token
+        return path.read_bytes() if token.isascii() and "." not in token and path.is_file() else b""
 
 
 #: The start line of the client processes (inherited at the fork: a Barrier cannot travel through a Pool's queue).
@@ -862,7 +849,6 @@ def bench_acme(home: Path, work: Path, sizes: Sizes) -> tuple[Figure, dict[str, 
     tokens.mkdir(exist_ok=True)
     http01_port = free_port()
     responder_http = _TokenDir(http01_port, tokens)
-    threading.Thread(target=responder_http.serve_forever, daemon=True).start()
     global _GATE
     ctx = multiprocessing.get_context("fork")
     _GATE = gate = ctx.Barrier(n + 1)
@@ -886,8 +872,7 @@ def bench_acme(home: Path, work: Path, sizes: Sizes) -> tuple[Figure, dict[str, 
         else:
             os.environ["REQUESTS_CA_BUNDLE"] = env_before
         stop(serve.proc)
-        responder_http.shutdown()
-        responder_http.server_close()
+        responder_http.close()
     total = n * sizes.acme_per_client
     wall = max(r["end"] for r in results) - min(r["start"] for r in results)
     lat = [x for r in results for x in r["latencies"]]

@@ -107,13 +107,20 @@ def start_server(home: CaHome, log: Path, *, port: int | None = None, http_port:
     if home.passphrase:
         args += ["--ca-passphrase", "env:TW_TEST_CA_PASS"]
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=open(log, "ab"))  # noqa: SIM115
-    deadline = time.monotonic() + 30
+    wait_healthy(proc, http_port, log)
+    return proc, port, http_port, http01_port
+
+
+def wait_healthy(proc: subprocess.Popen[bytes], http_port: int, log: Path, *, seconds: float = 30) -> None:
+    """Wait until the ``serve`` process ``proc`` answers ``/health`` with ``ok`` on ``http_port``; a process
+    that exits or stays silent fails the test with its log (``proc`` killed)."""
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         assert proc.poll() is None, log.read_text()
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/health", timeout=2) as response:
                 if json.loads(response.read())["status"] == "ok":
-                    return proc, port, http_port, http01_port
+                    return
         except OSError:
             time.sleep(0.2)
     proc.kill()
@@ -219,3 +226,18 @@ def serving(path: Path, *, quota: int) -> Iterator[Served]:
         yield server
     finally:
         server.stop()
+
+
+def verified_ocsp(der: bytes, signer: Any) -> Any:
+    """The OCSP response ``der`` parsed, asserted SUCCESSFUL and its signature checked with ``signer``'s EC key
+    (an ``x509.Certificate``): the answers twcactl's responders give (RFC 6960 §4.2.1)."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509 import ocsp
+
+    response = ocsp.load_der_ocsp_response(der)
+    assert response.response_status == ocsp.OCSPResponseStatus.SUCCESSFUL
+    key = signer.public_key()
+    assert isinstance(key, ec.EllipticCurvePublicKey) and response.signature_hash_algorithm is not None
+    key.verify(response.signature, response.tbs_response_bytes, ec.ECDSA(response.signature_hash_algorithm))
+    return response
+

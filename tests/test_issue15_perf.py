@@ -25,11 +25,10 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 
 from tests.conftest import ACCOUNT, CA_PASSPHRASE, CaHome, make_ca, openssl_csr
-from tests.serve_support import Served, serve_home
+from tests.serve_support import Served, serve_home, verified_ocsp
 from twcactl.authority import responder
 from twcactl.serve.startup import bind
 from twcactl.store import Store
@@ -80,15 +79,6 @@ def issued(tmp_path: Path) -> Iterator[tuple[CaHome, x509.Certificate, x509.Cert
     yield home, cert, issuer
 
 
-def _verified(der: bytes, signer: x509.Certificate) -> ocsp.OCSPResponse:
-    response = ocsp.load_der_ocsp_response(der)
-    assert response.response_status == ocsp.OCSPResponseStatus.SUCCESSFUL
-    key = signer.public_key()
-    assert isinstance(key, ec.EllipticCurvePublicKey) and response.signature_hash_algorithm is not None
-    key.verify(response.signature, response.tbs_response_bytes, ec.ECDSA(response.signature_hash_algorithm))
-    return response
-
-
 def test_cached_answer_never_hides_a_revocation(issued: tuple[CaHome, x509.Certificate, x509.Certificate]) -> None:
     home, cert, issuer = issued
     store = Store.open(home.path)
@@ -101,14 +91,14 @@ def test_cached_answer_never_hides_a_revocation(issued: tuple[CaHome, x509.Certi
         assert first[1] == second[1] == "good"
         assert second[0] == first[0] and second[2] == first[2]  # the same signed answer, thisUpdate unchanged
         assert (signers.cache.hits, signers.cache.misses) == (1, 1)
-        assert _verified(second[0], signer_cert).certificate_status == ocsp.OCSPCertStatus.GOOD
+        assert verified_ocsp(second[0], signer_cert).certificate_status == ocsp.OCSPCertStatus.GOOD
 
         # revoked by another process (the CLI) after the answer was cached: the next request says so
         serial = format(cert.serial_number, "x")
         assert home.run("cert", "revoke", serial, "--reason", "superseded").code == 0
         third = responder.ocsp_answer(store, request, signers)
         assert third[1] == "revoked" and third[0] != first[0]
-        response = _verified(third[0], signer_cert)
+        response = verified_ocsp(third[0], signer_cert)
         assert response.certificate_status == ocsp.OCSPCertStatus.REVOKED
         assert response.revocation_reason == x509.ReasonFlags.superseded
         assert signers.cache.hits == 1
@@ -117,7 +107,7 @@ def test_cached_answer_never_hides_a_revocation(issued: tuple[CaHome, x509.Certi
         nonced = [responder.ocsp_answer(store, _request(issuer, cert, nonce=n), signers)[0] for n in (b"1" * 16,
                                                                                                       b"2" * 16)]
         for der, n in zip(nonced, (b"1" * 16, b"2" * 16)):
-            echoed = _verified(der, signer_cert).extensions.get_extension_for_class(x509.OCSPNonce).value.nonce
+            echoed = verified_ocsp(der, signer_cert).extensions.get_extension_for_class(x509.OCSPNonce).value.nonce
             assert echoed == n
         assert signers.cache.hits == 1 and len(signers.cache._entries) == 2
     finally:
@@ -168,7 +158,7 @@ def test_served_ocsp_keep_alive_headers_and_refusals(served: Served, tmp_path: P
         next_update = email.utils.parsedate_to_datetime(resp.getheader("Expires") or "")
         max_age = int((resp.getheader("Cache-Control") or "").split("max-age=")[1].split(",")[0])
         assert 0 < max_age <= (next_update - dt.datetime.now(dt.UTC)).total_seconds() + 1
-        response = _verified(body, signer)
+        response = verified_ocsp(body, signer)
         assert response.serial_number == cert.serial_number
         assert response.certificate_status == ocsp.OCSPCertStatus.GOOD
         assert response.this_update_utc == this_update

@@ -41,7 +41,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 
 from tests.conftest import ACCOUNT, CaHome, make_ca
-from tests.serve_support import LoopbackDns, Served, eab, free_port
+from tests.serve_support import LoopbackDns, Served, eab, free_port, wait_healthy
 from tests.test_issue15_more import ChallengeServer
 from twcactl.serve.addresses import CLASSES, forbidden_class
 from twcactl.serve.challenges import validate
@@ -65,17 +65,8 @@ def _serve(tmp_path: Path, *extra: str, resolve_all: bool = True, http01_port: i
     args = ["--listen", f"127.0.0.1:{port}", "--http-listen", f"127.0.0.1:{http_port}", "--acme-http01-port",
             str(h01), *(["--acme-resolve", "*=127.0.0.1"] if resolve_all else []), *extra]
     proc = _launch(home, log, args)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, log.read_text()
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/health", timeout=2) as response:
-                if json.loads(response.read())["status"] == "ok":
-                    return Served(home=home, port=port, http_port=http_port, http01_port=h01, proc=proc, log=log)
-        except OSError:
-            time.sleep(0.2)
-    proc.kill()
-    raise AssertionError("twcactl serve did not start: " + log.read_text())
+    wait_healthy(proc, http_port, log)
+    return Served(home=home, port=port, http_port=http_port, http01_port=h01, proc=proc, log=log)
 
 
 def _launch(home: CaHome, log: Path, args: list[str], *, passphrase: str = "env:TW_TEST_CA_PASS"

@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 
 from tests.conftest import ACCOUNT, CA_PASSPHRASE, CaHome, make_ca, openssl_csr, require
-from tests.serve_support import Served, free_port, start_server
+from tests.serve_support import Served, free_port, start_server, verified_ocsp
 from twcactl.authority import ocsp_answers, responder
 from twcactl.errors import InputError
 from twcactl.serve import ocsp_listener
@@ -50,15 +50,6 @@ def _request(issuer: x509.Certificate, cert: x509.Certificate, *, nonce: bytes |
     if nonce is not None:
         builder = builder.add_extension(x509.OCSPNonce(nonce), critical=False)
     return builder.build().public_bytes(serialization.Encoding.DER)
-
-
-def _verified(der: bytes, signer: x509.Certificate) -> ocsp.OCSPResponse:
-    response = ocsp.load_der_ocsp_response(der)
-    assert response.response_status == ocsp.OCSPResponseStatus.SUCCESSFUL
-    key = signer.public_key()
-    assert isinstance(key, ec.EllipticCurvePublicKey) and response.signature_hash_algorithm is not None
-    key.verify(response.signature, response.tbs_response_bytes, ec.ECDSA(response.signature_hash_algorithm))
-    return response
 
 
 @pytest.fixture
@@ -85,7 +76,7 @@ def _issued(tmp_path: Path) -> tuple[CaHome, x509.Certificate, x509.Certificate]
 
 
 def _status(der: bytes, signer: x509.Certificate) -> tuple[ocsp.OCSPCertStatus, x509.ReasonFlags | None]:
-    response = _verified(der, signer)
+    response = verified_ocsp(der, signer)
     return response.certificate_status, response.revocation_reason
 
 
@@ -110,7 +101,7 @@ def test_answers_are_produced_ahead_served_as_bytes_and_follow_every_change(
         assert answers.counts["produced"] == produced  # nothing signed for the requests: served as stored
         assert answers.counts["served"] == 2 and answers.counts["live"] == 0
         assert second.der == first.der  # byte for byte, so the same producedAt
-        response = _verified(first.der, signer)
+        response = verified_ocsp(first.der, signer)
         assert response.produced_at_utc == ocsp.load_der_ocsp_response(second.der).produced_at_utc
         assert response.certificate_status == ocsp.OCSPCertStatus.GOOD
         assert response.serial_number == cert.serial_number
@@ -138,7 +129,7 @@ def test_answers_are_produced_ahead_served_as_bytes_and_follow_every_change(
             assert _status(answer.der, signer) == (status, reason), args
             assert answers.reply(store, request).der == answer.der  # and stored again
         record = store.certificates.get(serial)
-        assert _verified(answer.der, signer).revocation_time_utc.isoformat().startswith(record.revoked_at[:19])
+        assert verified_ocsp(answer.der, signer).revocation_time_utc.isoformat().startswith(record.revoked_at[:19])
 
         # a certificate issued while serving: its answer is signed when the change is seen, before it is asked
         out = home.run("--json", "cert", "issue", openssl_csr(home.path.parent, name="new"), "--account", ACCOUNT,
@@ -154,7 +145,7 @@ def test_answers_are_produced_ahead_served_as_bytes_and_follow_every_change(
         # a nonce: signed for that request, echoed, never stored
         for nonce in (b"a" * 16, b"b" * 16):
             der = answers.reply(store, _request(issuer, cert, nonce=nonce)).der
-            echoed = _verified(der, signer).extensions.get_extension_for_class(x509.OCSPNonce).value.nonce
+            echoed = verified_ocsp(der, signer).extensions.get_extension_for_class(x509.OCSPNonce).value.nonce
             assert echoed == nonce
         assert answers.counts["live"] == 2
 
