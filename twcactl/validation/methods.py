@@ -84,10 +84,14 @@ def check(method: str, domain: str, value: str, *, server: DnsServer, http_port:
 
 
 def _check_txt(domain: str, value: str, server: DnsServer) -> Observation:
-    import dns.exception
-    import dns.resolver
+    return _txt_holds(f"{DNS_LABEL}.{domain}", value, server)
 
-    name = f"{DNS_LABEL}.{domain}"
+
+def _txt_holds(name: str, value: str, server: DnsServer) -> Observation:
+    """Whether a TXT record at ``name`` is exactly ``value``, with what the lookup saw (never raises for the
+    outside world: a DNS failure is a failed observation naming its class)."""
+    import dns.exception
+
     try:
         answer = server.resolver().resolve(name, "TXT")
     except dns.exception.DNSException as exc:
@@ -153,17 +157,9 @@ def check_acme(kind: str, domain: str, token: str, key_authorization: str, *, se
     """Check an ACME challenge again from this perspective (BR §3.2.2.9 for ACME orders): http-01 fetches
     ``/.well-known/acme-challenge/TOKEN`` (RFC 8555 §8.3), dns-01 looks for base64url(SHA-256(key
     authorization)) at ``_acme-challenge.DOMAIN`` (§8.4).  Never raises for the outside world."""
-    import dns.exception
-
     if kind == "dns-01":
         expected = base64.urlsafe_b64encode(hashlib.sha256(key_authorization.encode("ascii")).digest()).rstrip(b"=")
-        name = f"_acme-challenge.{domain}"
-        try:
-            answer = server.resolver().resolve(name, "TXT")
-        except dns.exception.DNSException as exc:
-            return Observation(False, {"query": name, "type": "TXT", "error": type(exc).__name__})
-        strings = sorted(b"".join(r.strings).decode("ascii", "replace") for r in answer)
-        return Observation(expected.decode() in strings, {"query": name, "type": "TXT", "txt": strings})
+        return _txt_holds(f"_acme-challenge.{domain}", expected.decode(), server)
     seen: dict[str, Any] = {"path": f"/.well-known/acme-challenge/{token}"}
     got = _get(domain, http_port, seen["path"], server, seen)
     if got is None:
