@@ -58,7 +58,7 @@ def _certonly(served: Served, tmp: Path, *names: str, kid: str | None = None,
     args = ["certonly", "--server", served.directory, "--standalone", "--http-01-port", str(served.http01_port),
             "--http-01-address", "127.0.0.1", "--register-unsafely-without-email", "--agree-tos"]
     if kid and hmac:
-        args += ["--eab-kid", kid, "--eab-hmac-key", hmac]
+        args += ["--eab-kid", kid, f"--eab-hmac-key={hmac}"]  # =: a key may begin with "-"
     for n in names:
         args += ["-d", n]
     return _certbot(served, tmp, *args)
@@ -103,7 +103,7 @@ def test_certbot_issue_renew_revoke_and_the_books(served: Served, tmp_path: Path
 def _lego(served: Served, path: Path, kid: str, hmac: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, LEGO_CA_CERTIFICATES=str(served.root))
     cmd = [require("lego"), "--server", served.directory, "--email", "ops@example.test", "--eab", "--kid", kid,
-           "--hmac", hmac, "--http", "--http.port", f"127.0.0.1:{served.http01_port}", "--accept-tos",
+           f"--hmac={hmac}", "--http", "--http.port", f"127.0.0.1:{served.http01_port}", "--accept-tos",
            "--path", str(path), *args]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
 

@@ -287,7 +287,7 @@ def test_certbot_obtains_a_shortlived_certificate(world: World) -> None:
     (tmp / "webroot" / ".well-known" / "acme-challenge").symlink_to(world.webroot.dir)
     out = _run([CERTBOT, "certonly", "--server", world.served.directory, "--webroot", "--webroot-path",
                 str(tmp / "webroot"), "--register-unsafely-without-email", "--agree-tos", "--eab-kid", kid,
-                "--eab-hmac-key", hmac, "--required-profile", "shortlived", "-d", name, "--config-dir", str(tmp / "c"),
+                f"--eab-hmac-key={hmac}", "--required-profile", "shortlived", "-d", name, "--config-dir", str(tmp / "c"),
                 "--work-dir", str(tmp / "w"), "--logs-dir", str(tmp / "l"), "--non-interactive"],
                env={"REQUESTS_CA_BUNDLE": str(world.served.root)})
     assert out.returncode == 0, out.stdout + out.stderr

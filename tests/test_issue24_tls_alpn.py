@@ -40,7 +40,7 @@ def test_lego_completes_tls_alpn_01(tmp_path: Path) -> None:
         env = dict(os.environ, LEGO_CA_CERTIFICATES=str(served.root))
         path = tmp_path / "lego"
         out = subprocess.run([require("lego"), "--server", served.directory, "--email", "ops@example.test", "--eab",
-                              "--kid", kid, "--hmac", hmac, "--tls", "--tls.port", f"127.0.0.1:{alpn_port}",
+                              "--kid", kid, f"--hmac={hmac}", "--tls", "--tls.port", f"127.0.0.1:{alpn_port}",
                               "--accept-tos", "--path", str(path), "--domains", NAME, "run"],
                              env=env, capture_output=True, text=True, timeout=120)
         assert out.returncode == 0, out.stderr
